@@ -1,0 +1,44 @@
+# Meshsmith: one entry point. `make setup` is idempotent; demo, test and extension run it first.
+SHELL := /bin/bash
+PYTHON311 ?= $(firstword $(shell command -v python3.11) $(wildcard $(HOME)/.pyenv/versions/3.11.*/bin/python3))
+PYTHON313 ?= $(firstword $(shell command -v python3.13) $(wildcard $(HOME)/.pyenv/versions/3.13.*/bin/python3))
+VENV := .venv
+VENV52 := .venv-blender52
+
+.PHONY: setup demo test test-main test-blender52 extension clean
+
+setup: $(VENV)/.installed $(VENV52)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -n "$(PYTHON311)" || { echo "Python 3.11 not found; set PYTHON311=/path/to/python3.11"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON311) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV52)/.installed: requirements-blender52.txt
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found; set PYTHON313=/path/to/python3.13"; exit 1; }
+	test -x $(VENV52)/bin/python || $(PYTHON313) -m venv $(VENV52)
+	$(VENV52)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV52)/bin/python -m pip install --quiet -r requirements-blender52.txt
+	touch $@
+
+demo: setup
+	$(VENV)/bin/python scripts/demo.py --out out
+
+extension: setup
+	$(VENV)/bin/python scripts/build_extension.py
+
+# Everything on Blender 4.2 / Python 3.11, then the add-on again on Blender 5.2 / Python 3.13.
+test: setup test-main test-blender52
+
+test-main:
+	$(VENV)/bin/python -m pytest -q
+
+test-blender52:
+	MESHSMITH_EXPECT_BPY=5.2 MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python \
+		$(VENV52)/bin/python -m pytest -q tests/addon
+
+clean:
+	rm -rf out dist .pytest_cache

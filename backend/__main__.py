@@ -1,0 +1,105 @@
+"""Command line: ``python -m backend serve`` and the pipelines without a server.
+
+    python -m backend serve [--port 8765]
+    python -m backend watertight IN -o OUT --resolution 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from backend.errors import MeshsmithError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from backend.server import serve
+    from backend.settings import ServerSettings
+
+    try:
+        settings = ServerSettings.from_env(
+            host=args.host, port=args.port, data_dir=args.data_dir, state_dir=args.state_dir,
+            token=args.token, max_upload_mb=args.max_upload_mb,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    serve(settings)
+    return 0
+
+
+class _TqdmProgress:
+    """A pipeline progress callback drawing one tqdm bar with the current stage."""
+
+    def __init__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, unit="‰", leave=False, dynamic_ncols=True,
+                        bar_format="{desc:<24} {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        self.bar.set_description_str(stage, refresh=False)
+        self.bar.update(int(fraction * 1000) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_pipeline(args: argparse.Namespace, name: str, params: dict) -> int:
+    from backend.mesh.io import load_mesh, save_mesh
+    from backend.pipelines import get_pipeline
+
+    progress = _TqdmProgress()
+    try:
+        pipeline = get_pipeline(name)
+        checked = pipeline.parse_params(params)
+        mesh = load_mesh(args.input)
+        start = time.perf_counter()
+        result = pipeline.run({"mesh": mesh}, checked, progress)
+        seconds = time.perf_counter() - start
+        save_mesh(result.mesh, args.output)
+    except MeshsmithError as exc:
+        progress.close()
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress.close()
+    summary = {**result.summary, "seconds": round(seconds, 2)}
+    print(f"{args.output}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Meshsmith backend.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the local HTTP job API")
+    s.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    s.add_argument("--data-dir", type=Path, help="where jobs are stored")
+    s.add_argument("--state-dir", type=Path, help="where backend.json (port + token) is written")
+    s.add_argument("--token", help="bearer token (default: a new random one each start)")
+    s.add_argument("--max-upload-mb", type=float, help="largest accepted upload (default 200)")
+    s.set_defaults(func=_serve)
+
+    w = sub.add_parser("watertight", help="remesh IN into a closed, manifold, oriented mesh")
+    w.add_argument("input", type=Path, help="mesh file: GLB, OBJ, PLY or STL")
+    w.add_argument("-o", "--output", type=Path, required=True, help="output file (.glb, .obj, .ply or .stl)")
+    w.add_argument("--resolution", type=int, default=128, help="grid cells along the longest side (default 128)")
+    w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {"resolution": a.resolution}))
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.command != "serve"
+                        else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Errors a person can act on, with the stable code the HTTP API answers with."""
+
+from __future__ import annotations
+
+
+class MeshsmithError(Exception):
+    """Base of the errors the backend turns into a JSON ``{code, message}`` answer."""
+
+    code = "internal"
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadMesh(MeshsmithError, ValueError):
+    """The uploaded or given mesh cannot be used (empty, NaN, bad indices, unreadable)."""
+
+    code = "bad_mesh"
+    status = 422
+
+
+class UnsupportedFormat(MeshsmithError, ValueError):
+    """The file is none of the mesh formats the backend reads."""
+
+    code = "unsupported_format"
+    status = 415
+
+
+class TooLarge(MeshsmithError, ValueError):
+    """An upload is over the configured size cap."""
+
+    code = "too_large"
+    status = 413
+
+
+class BadParams(MeshsmithError, ValueError):
+    """Job parameters that do not fit the pipeline's schema."""
+
+    code = "bad_params"
+    status = 422

@@ -1,0 +1,126 @@
+"""The server's one typed configuration: defaults, then environment, then command line.
+
+Environment variables: ``MESHSMITH_HOST``, ``MESHSMITH_PORT``, ``MESHSMITH_DATA_DIR``,
+``MESHSMITH_STATE_DIR``, ``MESHSMITH_TOKEN``, ``MESHSMITH_MAX_UPLOAD_MB``. Unknown
+``MESHSMITH_*`` variables are errors, so a typo is not silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV_PREFIX = "MESHSMITH_"
+#: Variables other Meshsmith programs read (the add-on, tests); the server ignores them.
+_OTHER_PROGRAMS_ENV = {"MESHSMITH_BACKEND_PYTHON", "MESHSMITH_EXPECT_BPY"}
+STATE_FILE_NAME = "backend.json"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _user_dir(xdg_var: str, fallback: str, windows_var: str = "LOCALAPPDATA") -> Path:
+    if sys.platform == "win32" and os.environ.get(windows_var):
+        return Path(os.environ[windows_var]) / "meshsmith"
+    base = os.environ.get(xdg_var)
+    return (Path(base) if base else Path.home() / fallback) / "meshsmith"
+
+
+def default_state_dir() -> Path:
+    """Where ``backend.json`` lives; the add-on looks in the same place (see docs/api.md)."""
+    env = os.environ.get("MESHSMITH_STATE_DIR")
+    return Path(env) if env else _user_dir("XDG_STATE_HOME", ".local/state")
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("MESHSMITH_DATA_DIR")
+    return Path(env) if env else _user_dir("XDG_DATA_HOME", ".local/share")
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = field(default_factory=default_data_dir)
+    state_dir: Path = field(default_factory=default_state_dir)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    max_upload_mb: float = 200.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE_NAME
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "ServerSettings":
+        """Defaults, then ``MESHSMITH_*`` variables, then ``overrides`` that are not None."""
+        environ = dict(os.environ if environ is None else environ)
+        known = {f.name: f for f in fields(cls)}
+        values: dict = {}
+        for key, raw in environ.items():
+            if not key.startswith(ENV_PREFIX) or key in _OTHER_PROGRAMS_ENV:
+                continue
+            name = key[len(ENV_PREFIX):].lower()
+            if name not in known:
+                raise ValueError(f"unknown setting {key}; known: {', '.join(ENV_PREFIX + k.upper() for k in known)}")
+            values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        settings = cls(**{k: _coerce(known[k].type, k, v) for k, v in values.items()})
+        if settings.max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb must be positive, got {settings.max_upload_mb}")
+        if not 0 <= settings.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {settings.port}")
+        return settings
+
+
+def _coerce(kind, name: str, value):
+    kind = str(kind)
+    try:
+        if "int" in kind:
+            return int(value)
+        if "float" in kind:
+            return float(value)
+        if "Path" in kind:
+            return Path(value).expanduser()
+    except ValueError:
+        raise ValueError(f"setting {name} must be a {kind}, got {value!r}") from None
+    return str(value)
+
+
+def write_state_file(settings: ServerSettings, port: int, version: str) -> Path:
+    """Tell local clients where the server is and its token, readable by this user only."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    payload = {
+        "url": f"http://{host}:{port}",
+        "host": settings.host,
+        "port": port,
+        "token": settings.token,
+        "pid": os.getpid(),
+        "version": version,
+    }
+    path = settings.state_file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def remove_state_file(settings: ServerSettings) -> None:
+    """Remove the state file if it still describes this process."""
+    try:
+        if json.loads(settings.state_file.read_text()).get("pid") == os.getpid():
+            settings.state_file.unlink()
+    except (OSError, ValueError):
+        pass
