@@ -1,0 +1,247 @@
+"""Start, watch and stop a local backend process (``PYTHON -m backend serve``); stdlib only.
+
+Only a process started here is ever stopped here: a backend the user runs in a terminal is
+found through the state file and used, never terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from .client import Client
+from .connection import resolve_connection
+from .errors import BackendError, BackendStartError, BackendUnavailable
+from .protocol import Health
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a freshly started backend to answer its health check.
+START_TIMEOUT = 60.0
+#: Seconds a backend gets to shut down cleanly (and remove its state file) before it is killed.
+STOP_TIMEOUT = 10.0
+#: Environment variable naming the backend's Python when the preferences leave it empty.
+PYTHON_ENV = "MESHSMITH_BACKEND_PYTHON"
+
+
+def resolve_python(preference: str = "", environ: Mapping[str, str] | None = None) -> str:
+    """The interpreter to run the backend with.
+
+    The preference when set, else ``$MESHSMITH_BACKEND_PYTHON``, else ``python3`` (or ``python``)
+    on PATH. Raises :class:`BackendStartError` when none is found.
+    """
+    environ = os.environ if environ is None else environ
+    candidate = preference.strip() or environ.get(PYTHON_ENV, "").strip()
+    if candidate:
+        path = Path(candidate).expanduser()
+        if path.is_file():
+            return str(path)
+        found = shutil.which(candidate)
+        if found:
+            return found
+        raise BackendStartError(
+            f"The backend Python {candidate!r} does not exist. Set it in Meshsmith's preferences "
+            "to the python of the environment where the backend is installed."
+        )
+    for name in ("python3", "python"):
+        found = shutil.which(name, path=environ.get("PATH"))
+        if found:
+            return found
+    raise BackendStartError(
+        "No Python found to run the backend. Set the backend Python in Meshsmith's preferences "
+        f"or the {PYTHON_ENV} environment variable."
+    )
+
+
+def guess_backend_dir(python: str) -> str:
+    """The checkout that holds ``backend/`` when ``python`` is that checkout's venv, else "".
+
+    A development setup runs ``<checkout>/.venv/bin/python`` (``Scripts\\python.exe`` on Windows)
+    without the backend being pip-installed; the checkout then has to be the working directory.
+    """
+    path = Path(python).expanduser()
+    # Not resolved: a venv's python is a symlink to the system one, and the venv is what counts.
+    for venv in (path.parent.parent, path.parent):
+        checkout = venv.parent
+        if (checkout / "backend" / "__main__.py").is_file():
+            return str(checkout)
+    return ""
+
+
+def default_log_path() -> Path:
+    """Where the backend's output goes: one file per Blender process, in the temp folder."""
+    return Path(tempfile.gettempdir()) / f"meshsmith-backend-{os.getpid()}.log"
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class BackendProcess:
+    """One backend process this add-on started.
+
+    Parameters
+    ----------
+    python
+        Interpreter with the backend's dependencies (see :func:`resolve_python`).
+    backend_dir
+        Folder that contains the ``backend`` package, when it is not installed in ``python``;
+        used as working directory and put first on ``PYTHONPATH``. Empty: guessed from
+        ``python`` when that is a checkout's venv (:func:`guess_backend_dir`).
+    args
+        Extra arguments after ``serve``, e.g. ``("--port", "0")``.
+    log_path
+        File that receives the process's stdout and stderr.
+    environ
+        Environment for the process; ``os.environ`` by default. The state file is looked up
+        with the same environment, so ``MESHSMITH_STATE_DIR`` agrees on both sides.
+    """
+
+    def __init__(
+        self,
+        python: str,
+        *,
+        backend_dir: str = "",
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ):
+        self.python = python
+        self.backend_dir = backend_dir.strip()
+        self.args = tuple(args)
+        self.log_path = Path(log_path) if log_path else default_log_path()
+        self.environ = dict(os.environ if environ is None else environ)
+        self._process: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", "backend", "serve", *self.args]
+
+    def start(self) -> None:
+        """Spawn the process; returns at once (see :meth:`wait_until_healthy`)."""
+        if self.running:
+            return
+        env = dict(self.environ)
+        cwd = None
+        backend_dir = self.backend_dir or guess_backend_dir(self.python)
+        if backend_dir:
+            if not (Path(backend_dir) / "backend").is_dir():
+                raise BackendStartError(
+                    f"The backend folder {backend_dir!r} has no 'backend' package. "
+                    "Point it at the Meshsmith checkout that contains backend/."
+                )
+            cwd = backend_dir
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (backend_dir, env.get("PYTHONPATH", "")) if p)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        options: dict = {}
+        if sys.platform == "win32":
+            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        else:
+            # Its own session: a Ctrl-C in Blender's terminal does not hit the backend mid-job;
+            # the add-on stops it explicitly instead.
+            options["start_new_session"] = True
+        try:
+            self._process = subprocess.Popen(
+                self.command(),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                **options,
+            )
+        except OSError as exc:
+            self._close_log()
+            raise BackendStartError(f"Could not run {self.python!r}: {exc.strerror or exc}.") from exc
+        log.info("started backend pid %s: %s (log %s)", self._process.pid, " ".join(self.command()), self.log_path)
+
+    def wait_until_healthy(self, timeout: float = START_TIMEOUT, *, address_override: str = "") -> Health:
+        """Wait until this process has written its state file and answers ``/v1/health``.
+
+        Raises :class:`BackendStartError` (with the end of the log) when the process exits or
+        ``timeout`` seconds pass first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process is None:
+                raise BackendStartError("The backend was not started.")
+            code = self._process.poll()
+            if code is not None:
+                raise BackendStartError(
+                    f"The backend exited with code {code} while starting. Its log ({self.log_path}) ends with:\n"
+                    + _tail(self.log_path)
+                )
+            try:
+                connection = resolve_connection(address_override, environ=self.environ)
+                # Another backend's (or a stale) state file must not pass for ours.
+                if address_override or connection.pid in (None, self._process.pid):
+                    return Client.from_connection(connection, timeout=2.0).health()
+            except (BackendUnavailable, BackendError):
+                pass
+            if time.monotonic() > deadline:
+                raise BackendStartError(
+                    f"The backend did not answer within {timeout:g} s. Its log ({self.log_path}) ends with:\n"
+                    + _tail(self.log_path)
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Terminate the process (clean shutdown first, then kill); a no-op when not running."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("backend pid %s did not stop in %g s; killing it", process.pid, timeout)
+                process.kill()
+                process.wait(timeout)
+            log.info("stopped backend pid %s", process.pid)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def start_backend(
+    python: str,
+    *,
+    backend_dir: str = "",
+    args: Sequence[str] = (),
+    log_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+    address_override: str = "",
+) -> tuple[BackendProcess, Health]:
+    """Start a backend and wait for it; on failure nothing is left running."""
+    process = BackendProcess(python, backend_dir=backend_dir, args=args, log_path=log_path, environ=environ)
+    process.start()
+    try:
+        health = process.wait_until_healthy(timeout, address_override=address_override)
+    except BackendStartError:
+        process.stop()
+        raise
+    return process, health

@@ -1,0 +1,459 @@
+"""Minimal GLB (binary glTF 2.0) writer and reader for triangle meshes; stdlib only.
+
+This module is the one place where axes convert. Blender is Z-up, glTF is Y-up: a
+Blender point ``(x, y, z)`` is the glTF point ``(x, z, -y)``, and back, glTF ``(X, Y, Z)``
+is Blender ``(X, -Z, Y)``. Both are rotations, so triangle winding is kept. Everything
+outside this module (the add-on's Blender side) sees Blender axes only; everything in the
+GLB bytes (what the backend sees) is glTF axes.
+
+Arrays are flat ``array.array``: positions and normals ``'f'`` of length ``3 n``, triangle
+indices unsigned 32-bit of length ``3 m`` — the shapes Blender's ``foreach_get``/``foreach_set``
+use, so no numpy is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+_MAGIC = b"glTF"
+_VERSION = 2
+_CHUNK_JSON = 0x4E4F534A
+_CHUNK_BIN = 0x004E4942
+_HEADER = struct.Struct("<4sII")
+_CHUNK_HEADER = struct.Struct("<II")
+
+#: Typecode of an unsigned 32-bit integer array on this platform.
+U32 = "I" if array("I").itemsize == 4 else "L"
+
+_FLOAT, _UBYTE, _USHORT, _UINT = 5126, 5121, 5123, 5125
+#: componentType -> (array typecode, byte size) for the types this reader accepts.
+_COMPONENTS = {
+    5120: ("b", 1),
+    _UBYTE: ("B", 1),
+    5122: ("h", 2),
+    _USHORT: ("H", 2),
+    _UINT: (U32, 4),
+    _FLOAT: ("f", 4),
+}
+_TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_MODE_TRIANGLES, _MODE_STRIP, _MODE_FAN = 4, 5, 6
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
+_BIG_ENDIAN = sys.byteorder == "big"
+
+Matrix = tuple[tuple[float, float, float, float], ...]  # row-major 4x4
+_IDENTITY: Matrix = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+
+
+@dataclass
+class TriangleMesh:
+    """A triangle mesh in Blender axes.
+
+    Attributes
+    ----------
+    positions : array('f'), length 3 n
+    indices : array(U32), length 3 m, indices into ``positions`` (as vertices)
+    normals : array('f') of length 3 n, or None
+    """
+
+    positions: array
+    indices: array
+    normals: array | None = None
+
+    @property
+    def vertex_count(self) -> int:
+        return len(self.positions) // 3
+
+    @property
+    def triangle_count(self) -> int:
+        return len(self.indices) // 3
+
+
+# -- axes -------------------------------------------------------------------------------------
+
+
+def blender_to_gltf(values: Sequence[float]) -> array:
+    """Flat Blender ``(x, y, z)`` triples -> flat glTF ``(x, z, -y)`` triples, float32."""
+    src = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
+    out = array("f", bytes(4 * len(src)))
+    out[0::3] = src[0::3]
+    out[1::3] = src[2::3]
+    out[2::3] = array("f", [-v for v in src[1::3]])
+    return out
+
+
+def gltf_to_blender(values: Sequence[float]) -> array:
+    """Flat glTF ``(X, Y, Z)`` triples -> flat Blender ``(X, -Z, Y)`` triples, float32."""
+    src = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
+    out = array("f", bytes(4 * len(src)))
+    out[0::3] = src[0::3]
+    out[1::3] = array("f", [-v for v in src[2::3]])
+    out[2::3] = src[1::3]
+    return out
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _little_endian_bytes(values: array) -> bytes:
+    if _BIG_ENDIAN:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _pad(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % 4)
+
+
+def write_glb(
+    positions: Sequence[float],
+    indices: Sequence[int],
+    normals: Sequence[float] | None = None,
+    *,
+    name: str = "mesh",
+) -> bytes:
+    """Encode one triangle mesh, given in Blender axes, as GLB bytes (glTF axes inside).
+
+    Parameters
+    ----------
+    positions : flat float sequence, length 3 n
+        Vertex coordinates in Blender axes.
+    indices : flat int sequence, length 3 m
+        Counter-clockwise triangles (Blender's and glTF's front face), indices into the vertices.
+    normals : flat float sequence, length 3 n, optional
+        Unit vertex normals in Blender axes.
+    name
+        Name of the glTF mesh and node.
+
+    Raises
+    ------
+    ValueError
+        Lengths not multiples of 3, no triangles, an index out of range or a non-finite coordinate.
+    """
+    if len(positions) % 3:
+        raise ValueError(f"positions must hold x, y, z triples; got {len(positions)} values")
+    if len(indices) % 3:
+        raise ValueError(f"indices must hold triangles (3 per face); got {len(indices)} values")
+    vertex_count = len(positions) // 3
+    if vertex_count == 0 or not indices:
+        raise ValueError(f"a mesh needs vertices and triangles; got {vertex_count} vertices, {len(indices) // 3} triangles")
+    index_array = indices if isinstance(indices, array) and indices.typecode == U32 else array(U32, indices)
+    if max(index_array) >= vertex_count:
+        raise ValueError(f"indices reach {max(index_array)} but there are only {vertex_count} vertices")
+    gl_positions = blender_to_gltf(positions)
+    if not all(map(math.isfinite, gl_positions)):
+        raise ValueError("positions contain NaN or infinite coordinates")
+
+    blobs: list[bytes] = []
+    views: list[dict] = []
+    accessors: list[dict] = []
+
+    def add(data: bytes, target: int, accessor: dict) -> int:
+        offset = sum(len(b) for b in blobs)
+        blobs.append(_pad(data, b"\x00"))
+        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(data), "target": target})
+        accessors.append({"bufferView": len(views) - 1, **accessor})
+        return len(accessors) - 1
+
+    # glTF requires min/max on POSITION; they are taken from the float32 values as stored.
+    lows = [min(gl_positions[axis::3]) for axis in range(3)]
+    highs = [max(gl_positions[axis::3]) for axis in range(3)]
+    attributes = {
+        "POSITION": add(
+            _little_endian_bytes(gl_positions),
+            _ARRAY_BUFFER,
+            {"componentType": _FLOAT, "count": vertex_count, "type": "VEC3", "min": lows, "max": highs},
+        )
+    }
+    if normals is not None:
+        if len(normals) != len(positions):
+            raise ValueError(f"normals must match positions in length; got {len(normals)} and {len(positions)}")
+        attributes["NORMAL"] = add(
+            _little_endian_bytes(blender_to_gltf(normals)),
+            _ARRAY_BUFFER,
+            {"componentType": _FLOAT, "count": vertex_count, "type": "VEC3"},
+        )
+    index_accessor = add(
+        _little_endian_bytes(index_array),
+        _ELEMENT_ARRAY_BUFFER,
+        {"componentType": _UINT, "count": len(index_array), "type": "SCALAR"},
+    )
+    binary = b"".join(blobs)
+    document = {
+        "asset": {"version": "2.0", "generator": "Meshsmith Blender add-on"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": name}],
+        "meshes": [
+            {"name": name, "primitives": [{"attributes": attributes, "indices": index_accessor, "mode": _MODE_TRIANGLES}]}
+        ],
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": len(binary)}],
+    }
+    json_chunk = _pad(json.dumps(document, separators=(",", ":")).encode("utf-8"), b" ")
+    total = _HEADER.size + 2 * _CHUNK_HEADER.size + len(json_chunk) + len(binary)
+    return b"".join(
+        (
+            _HEADER.pack(_MAGIC, _VERSION, total),
+            _CHUNK_HEADER.pack(len(json_chunk), _CHUNK_JSON),
+            json_chunk,
+            _CHUNK_HEADER.pack(len(binary), _CHUNK_BIN),
+            binary,
+        )
+    )
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _split_chunks(data: bytes) -> tuple[dict, bytes]:
+    if len(data) < _HEADER.size or data[:4] != _MAGIC:
+        raise ValueError("data is not a GLB file (it does not start with 'glTF')")
+    _, version, length = _HEADER.unpack_from(data, 0)
+    if version != _VERSION:
+        raise ValueError(f"GLB version {version} is not supported; only glTF 2.0 is")
+    if length > len(data):
+        raise ValueError(f"GLB is truncated: its header says {length} bytes, got {len(data)}")
+    offset = _HEADER.size
+    document: dict | None = None
+    binary = b""
+    while offset + _CHUNK_HEADER.size <= length:
+        chunk_length, chunk_type = _CHUNK_HEADER.unpack_from(data, offset)
+        offset += _CHUNK_HEADER.size
+        chunk = data[offset : offset + chunk_length]
+        if len(chunk) != chunk_length:
+            raise ValueError("GLB is truncated inside a chunk")
+        offset += chunk_length
+        if chunk_type == _CHUNK_JSON and document is None:
+            try:
+                document = json.loads(chunk.decode("utf-8"))
+            except ValueError as exc:
+                raise ValueError(f"GLB JSON chunk is not valid JSON: {exc}") from exc
+        elif chunk_type == _CHUNK_BIN and not binary:
+            binary = chunk
+        # Other chunk types must be ignored (glTF 2.0, "Chunks").
+    if not isinstance(document, dict):
+        raise ValueError("GLB has no JSON chunk")
+    return document, binary
+
+
+def _read_accessor(document: dict, binary: bytes, index: int) -> tuple[array, int]:
+    """The accessor's values as a flat array and the number of components per element."""
+    try:
+        accessor = document["accessors"][index]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"accessor {index} does not exist") from None
+    if "sparse" in accessor:
+        raise ValueError(f"accessor {index} is sparse, which this reader does not support")
+    component = _COMPONENTS.get(accessor.get("componentType"))
+    width = _TYPE_WIDTH.get(accessor.get("type"))
+    if component is None or width is None:
+        raise ValueError(f"accessor {index} has unsupported componentType/type {accessor.get('componentType')}/{accessor.get('type')}")
+    typecode, size = component
+    count = int(accessor.get("count", 0))
+    if "bufferView" not in accessor:
+        return array(typecode, bytes(size * width * count)), width  # all zeros, per the spec
+    view = document["bufferViews"][accessor["bufferView"]]
+    buffer = document["buffers"][view.get("buffer", 0)]
+    if view.get("buffer", 0) != 0 or "uri" in buffer:
+        raise ValueError("the GLB refers to an external buffer; only self-contained GLB files are supported")
+    element = size * width
+    stride = view.get("byteStride") or element
+    start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+    end = start + stride * (count - 1) + element if count else start
+    view_end = view.get("byteOffset", 0) + view["byteLength"]
+    if end > view_end or view_end > len(binary):
+        raise ValueError(f"accessor {index} reaches past the end of its buffer")
+    values = array(typecode)
+    if stride == element:
+        values.frombytes(binary[start : start + element * count])
+    else:
+        for i in range(count):
+            values.frombytes(binary[start + i * stride : start + i * stride + element])
+    if _BIG_ENDIAN and size > 1:
+        values.byteswap()
+    return values, width
+
+
+def _matmul(a: Matrix, b: Matrix) -> Matrix:
+    return tuple(tuple(sum(a[r][k] * b[k][c] for k in range(4)) for c in range(4)) for r in range(4))  # type: ignore[return-value]
+
+
+def node_matrix(node: dict) -> Matrix:
+    """A node's local transform, from ``matrix`` (column-major) or ``translation/rotation/scale``."""
+    if "matrix" in node:
+        m = [float(v) for v in node["matrix"]]
+        if len(m) != 16:
+            raise ValueError(f"node matrix must have 16 values, got {len(m)}")
+        return tuple(tuple(m[c * 4 + r] for c in range(4)) for r in range(4))  # type: ignore[return-value]
+    tx, ty, tz = (float(v) for v in node.get("translation", (0.0, 0.0, 0.0)))
+    x, y, z, w = (float(v) for v in node.get("rotation", (0.0, 0.0, 0.0, 1.0)))
+    sx, sy, sz = (float(v) for v in node.get("scale", (1.0, 1.0, 1.0)))
+    norm = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
+    x, y, z, w = x / norm, y / norm, z / norm, w / norm
+    rotation = (
+        (1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)),
+        (2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)),
+        (2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)),
+    )
+    scale = (sx, sy, sz)
+    translation = (tx, ty, tz)
+    return tuple(  # type: ignore[return-value]
+        tuple(rotation[r][c] * scale[c] for c in range(3)) + (translation[r],) for r in range(3)
+    ) + ((0.0, 0.0, 0.0, 1.0),)
+
+
+def _mesh_instances(document: dict) -> Iterator[tuple[int, Matrix]]:
+    """(mesh index, world matrix) for every node that shows a mesh in the default scene."""
+    nodes = document.get("nodes") or []
+    scenes = document.get("scenes") or []
+    if scenes:
+        roots = scenes[document.get("scene", 0)].get("nodes", [])
+    elif nodes:
+        children = {child for node in nodes for child in node.get("children", [])}
+        roots = [i for i in range(len(nodes)) if i not in children]
+    else:
+        # No node graph at all: show every mesh untransformed rather than nothing.
+        yield from ((i, _IDENTITY) for i in range(len(document.get("meshes") or [])))
+        return
+    stack: list[tuple[int, Matrix, frozenset[int]]] = [(root, _IDENTITY, frozenset()) for root in reversed(roots)]
+    while stack:
+        index, parent, ancestors = stack.pop()
+        if index in ancestors:
+            raise ValueError(f"node {index} is its own ancestor; the node graph must be a tree")
+        node = nodes[index]
+        world = _matmul(parent, node_matrix(node))
+        if "mesh" in node:
+            yield node["mesh"], world
+        for child in reversed(node.get("children", [])):
+            stack.append((child, world, ancestors | {index}))
+
+
+def _triangles(indices: array, mode: int) -> array:
+    if mode == _MODE_TRIANGLES:
+        return array(U32, indices[: len(indices) - len(indices) % 3])
+    out = array(U32)
+    if mode == _MODE_STRIP:
+        for i in range(len(indices) - 2):
+            # Odd triangles of a strip swap their first two vertices to keep the winding.
+            a, b = (i, i + 1) if i % 2 == 0 else (i + 1, i)
+            out.extend((indices[a], indices[b], indices[i + 2]))
+    elif mode == _MODE_FAN:
+        for i in range(1, len(indices) - 1):
+            out.extend((indices[i], indices[i + 1], indices[0]))
+    return out
+
+
+def _transform_points(values: array, m: Matrix) -> array:
+    if m == _IDENTITY:
+        return values
+    out = array("f", values)
+    (a, b, c, d), (e, f, g, h), (i, j, k, l) = m[0], m[1], m[2]
+    for n in range(0, len(values), 3):
+        x, y, z = values[n], values[n + 1], values[n + 2]
+        out[n] = a * x + b * y + c * z + d
+        out[n + 1] = e * x + f * y + g * z + h
+        out[n + 2] = i * x + j * y + k * z + l
+    return out
+
+
+def _determinant3(m: Matrix) -> float:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+
+
+def _transform_normals(values: array, m: Matrix) -> array:
+    if m == _IDENTITY:
+        return values
+    # Normals transform by the inverse transpose; the cofactor matrix is that times det,
+    # so only det's sign matters before renormalizing.
+    sign = 1.0 if _determinant3(m) >= 0 else -1.0
+    cof = [[0.0] * 3 for _ in range(3)]
+    for r in range(3):
+        for c in range(3):
+            r1, r2 = [x for x in range(3) if x != r]
+            c1, c2 = [x for x in range(3) if x != c]
+            minor = m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]
+            cof[r][c] = sign * (-minor if (r + c) % 2 else minor)
+    out = array("f", values)
+    for n in range(0, len(values), 3):
+        x, y, z = values[n], values[n + 1], values[n + 2]
+        nx = cof[0][0] * x + cof[0][1] * y + cof[0][2] * z
+        ny = cof[1][0] * x + cof[1][1] * y + cof[1][2] * z
+        nz = cof[2][0] * x + cof[2][1] * y + cof[2][2] * z
+        length = math.sqrt(nx * nx + ny * ny + nz * nz) or 1.0
+        out[n], out[n + 1], out[n + 2] = nx / length, ny / length, nz / length
+    return out
+
+
+def read_glb(data: bytes) -> TriangleMesh:
+    """Decode every triangle primitive of a GLB's default scene into one mesh in Blender axes.
+
+    Node transforms (``matrix`` or TRS, through the whole hierarchy) are applied; a mirroring
+    transform flips triangle winding back, as the glTF spec asks. Triangle strips and fans are
+    converted; points and lines are skipped. Normals are returned only when every primitive has them.
+
+    Raises
+    ------
+    ValueError
+        Not a GLB, truncated, external buffers, required extensions, bad indices or no triangles.
+    """
+    document, binary = _split_chunks(data)
+    required = document.get("extensionsRequired") or []
+    if required:
+        raise ValueError(f"the GLB requires extensions this reader does not support: {', '.join(required)}")
+    meshes = document.get("meshes") or []
+    positions = array("f")
+    indices = array(U32)
+    normals: array | None = array("f")
+    for mesh_index, world in _mesh_instances(document):
+        for primitive in meshes[mesh_index].get("primitives", []):
+            mode = primitive.get("mode", _MODE_TRIANGLES)
+            if mode not in (_MODE_TRIANGLES, _MODE_STRIP, _MODE_FAN):
+                continue
+            attributes = primitive.get("attributes", {})
+            if "POSITION" not in attributes:
+                raise ValueError(f"a primitive of mesh {mesh_index} has no POSITION attribute")
+            local, width = _read_accessor(document, binary, attributes["POSITION"])
+            if width != 3 or local.typecode != "f":
+                raise ValueError(f"mesh {mesh_index} positions must be float VEC3")
+            count = len(local) // 3
+            if "indices" in primitive:
+                raw, width = _read_accessor(document, binary, primitive["indices"])
+                if width != 1 or raw.typecode not in ("B", "H", U32):
+                    raise ValueError(f"mesh {mesh_index} indices must be unsigned integer scalars")
+            else:
+                raw = array(U32, range(count))
+            faces = _triangles(raw, mode)
+            if faces and max(faces) >= count:
+                raise ValueError(f"mesh {mesh_index} has an index {max(faces)} past its {count} vertices")
+            if _determinant3(world) < 0:
+                faces[0::3], faces[1::3] = faces[1::3], faces[0::3]
+            offset = len(positions) // 3
+            positions.extend(_transform_points(local, world))
+            indices.extend(array(U32, (i + offset for i in faces)) if offset else faces)
+            if normals is not None and "NORMAL" in attributes:
+                local_normals, width = _read_accessor(document, binary, attributes["NORMAL"])
+                if width != 3 or local_normals.typecode != "f" or len(local_normals) != len(local):
+                    normals = None
+                else:
+                    normals.extend(_transform_normals(local_normals, world))
+            else:
+                normals = None
+    if not indices:
+        raise ValueError("the GLB contains no triangles")
+    return TriangleMesh(
+        positions=gltf_to_blender(positions),
+        indices=indices,
+        normals=gltf_to_blender(normals) if normals is not None else None,
+    )

@@ -1,0 +1,138 @@
+"""Operators: Generate, Cancel, Start/Stop backend, Refresh status. Each calls one function in
+:mod:`.runtime` and turns a :class:`~.errors.MeshsmithError` into one report."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import runtime
+from .errors import MeshsmithError
+
+
+class MESHSMITH_OT_generate(bpy.types.Operator):
+    """Send the active mesh (modifiers applied) to the backend; the result arrives as a new object"""
+
+    bl_idname = "meshsmith.generate"
+    bl_label = "Generate"
+    # No UNDO flag: nothing changes in the scene now. The import, seconds or minutes later in
+    # the poll timer, pushes its own undo step.
+    bl_options = {"REGISTER"}
+
+    _job_id: str = ""
+    _timer: bpy.types.Timer | None = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        obj = context.active_object
+        return obj is not None and obj.type == "MESH"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            job = runtime.generate(context)
+        except MeshsmithError as exc:
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        self._job_id = job.id
+        self.report({"INFO"}, f"Meshsmith: {job.result_name} is being generated (job {job.id[:8]}); press Esc to cancel.")
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        result = self.execute(context)
+        if "FINISHED" not in result or context.window is None:
+            return result
+        # Watch for Esc while the job runs. The modal ends with the job: a modal operator that
+        # stays running would postpone Blender's autosave.
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        job = runtime.get_job(self._job_id)
+        if job is None or job.is_final:
+            self._end(context)
+            return {"FINISHED", "PASS_THROUGH"}
+        if event.type == "ESC" and event.value == "PRESS":
+            self._end(context)
+            try:
+                runtime.cancel_job(self._job_id)
+            except MeshsmithError as exc:
+                self.report({"ERROR"}, exc.message)
+                return {"CANCELLED"}
+            self.report({"INFO"}, "Meshsmith: cancelling the job.")
+            return {"CANCELLED"}
+        return {"PASS_THROUGH"}
+
+    def _end(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class MESHSMITH_OT_cancel(bpy.types.Operator):
+    """Cancel this scene's running Meshsmith job; nothing will be imported"""
+
+    bl_idname = "meshsmith.cancel"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        job = runtime.get_job(context.scene.meshsmith.job_id)
+        return job is not None and not job.is_final
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            job = runtime.cancel_job(context.scene.meshsmith.job_id)
+        except MeshsmithError as exc:
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Meshsmith: job {job.stage}.")
+        return {"FINISHED"}
+
+
+class MESHSMITH_OT_start_backend(bpy.types.Operator):
+    """Start the Meshsmith backend with the Python set in the preferences and wait until it answers"""
+
+    bl_idname = "meshsmith.start_backend"
+    bl_label = "Start Backend"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            message = runtime.start_backend()
+        except MeshsmithError as exc:
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+
+class MESHSMITH_OT_stop_backend(bpy.types.Operator):
+    """Stop the backend that Blender started (a backend started elsewhere keeps running)"""
+
+    bl_idname = "meshsmith.stop_backend"
+    bl_label = "Stop Backend"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return runtime.owns_backend()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        runtime.stop_backend()
+        self.report({"INFO"}, "Meshsmith: backend stopped.")
+        return {"FINISHED"}
+
+
+class MESHSMITH_OT_refresh_status(bpy.types.Operator):
+    """Check whether the Meshsmith backend is running"""
+
+    bl_idname = "meshsmith.refresh_status"
+    bl_label = "Refresh Backend Status"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        status = runtime.check_backend()
+        self.report({"INFO"}, f"Meshsmith backend: {status.text}.")
+        return {"FINISHED"}

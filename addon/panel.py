@@ -1,0 +1,63 @@
+"""The Meshsmith tab in the 3D viewport's sidebar."""
+
+from __future__ import annotations
+
+import textwrap
+
+import bpy
+
+from . import runtime
+
+_FINAL_STATES = {"imported", "failed", "cancelled"}
+
+
+def _wrapped_label(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: str = "NONE") -> None:
+    """Labels do not wrap; split ``text`` to the sidebar's width."""
+    region = context.region
+    # ~7 px per character at 1x scale is close enough for Blender's UI font.
+    width = max(20, int((region.width if region else 300) / (7 * context.preferences.system.ui_scale)))
+    column = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, width) or [""]):
+        column.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
+
+
+class VIEW3D_PT_meshsmith(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Meshsmith"
+    bl_label = "Meshsmith"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.meshsmith
+
+        column = layout.column()
+        column.prop(settings, "mode")
+        column.prop(settings, "resolution")
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        row.operator("meshsmith.generate", icon="MESH_ICOSPHERE")
+        row.operator("meshsmith.cancel", text="", icon="CANCEL")
+
+        if settings.job_state:
+            self._draw_job(layout, context, settings)
+
+        box = layout.box()
+        status = runtime.backend_status()
+        row = box.row()
+        row.label(text=f"Backend: {status.text}")
+        row.operator("meshsmith.refresh_status", text="", icon="FILE_REFRESH", emboss=False)
+        if status.hint:
+            _wrapped_label(box, context, status.hint)
+
+    @staticmethod
+    def _draw_job(layout: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        state = settings.job_state
+        text = f"{settings.job_stage or state} {settings.job_progress:.0%}" if state not in _FINAL_STATES else state
+        # layout.progress exists from Blender 4.0; keep a label for anything older.
+        if state not in _FINAL_STATES and hasattr(layout, "progress"):
+            layout.progress(factor=settings.job_progress, type="BAR", text=text.capitalize())
+        else:
+            layout.label(text=text.capitalize(), icon="ERROR" if state == "failed" else "INFO")
+        if settings.job_message:
+            _wrapped_label(layout, context, settings.job_message, icon="ERROR" if state == "failed" else "NONE")

@@ -1,0 +1,387 @@
+"""The add-on's session: job tracker, backend process and the poll function the timer calls.
+
+Operators, the panel and headless scripts all go through the functions here:
+
+- :func:`generate` submits the active object and returns at once;
+- :func:`poll_jobs` advances every job by one step (a ``bpy.app.timers`` function calls it in
+  Blender; the pip ``bpy`` module has no event loop, so scripts and tests call it, or
+  :func:`run_until_idle`, themselves);
+- :func:`cancel_job`, :func:`start_backend`, :func:`stop_backend`, :func:`check_backend`.
+
+Errors leave as :class:`~.errors.MeshsmithError` with a message for a person.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import time
+from dataclasses import dataclass
+
+import bpy
+from bpy.app.handlers import persistent
+from mathutils import Matrix
+
+from . import glb, scene_io
+from .backend_process import BackendProcess, resolve_python, start_backend as spawn_backend
+from .client import Client
+from .connection import resolve_connection
+from .errors import START_HINT, BackendError, BackendStartError, BackendUnavailable, MeshsmithError
+from .jobs import JobTracker, TrackedJob
+from .props import MODES
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two polls of the backend while jobs run.
+POLL_INTERVAL = 0.5
+UNDO_MESSAGE = "Meshsmith: Generate"
+#: Seconds a status check may block the UI.
+HEALTH_TIMEOUT = 2.0
+
+
+@dataclass
+class BackendStatus:
+    """What the panel shows about the backend; refreshed by :func:`check_backend` and by polling."""
+
+    #: Short state, e.g. "running (cpu)" or "not running".
+    text: str = "unknown"
+    #: What to do about it, or which backend it is.
+    hint: str = "Press refresh to check."
+
+
+class _Session:
+    """State that lives as long as the add-on is enabled in this Blender process."""
+
+    def __init__(self) -> None:
+        self.tracker = JobTracker()
+        #: The backend process this add-on started; the only one it will ever stop.
+        self.process: BackendProcess | None = None
+        self.status = BackendStatus()
+        self.status_bar_set = False
+
+
+_session = _Session()
+
+
+# -- preferences and connection -----------------------------------------------------------
+
+
+def preferences() -> bpy.types.AddonPreferences | None:
+    """This add-on's preferences; None when the add-on is not enabled (e.g. imported directly)."""
+    addon = bpy.context.preferences.addons.get(__package__)
+    return addon.preferences if addon else None
+
+
+def _pref(name: str, default: str | bool = "") -> str | bool:
+    prefs = preferences()
+    return getattr(prefs, name, default) if prefs is not None else default
+
+
+def make_client(**options: float) -> Client:
+    """A client for the backend the preferences (or the state file) point at; ``options`` go to :class:`Client`."""
+    return Client.from_connection(resolve_connection(str(_pref("backend_address"))), **options)
+
+
+def python_hint(prefs: bpy.types.AddonPreferences) -> str:
+    """One line saying which Python the Start button will use."""
+    try:
+        python = resolve_python(prefs.backend_python)
+    except BackendStartError:
+        return "No Python found: set Backend Python, or $MESHSMITH_BACKEND_PYTHON"
+    source = "preferences" if prefs.backend_python.strip() else "$MESHSMITH_BACKEND_PYTHON or PATH"
+    return f"Start uses {python} (from {source})"
+
+
+# -- backend process ----------------------------------------------------------------------
+
+
+def backend_status() -> BackendStatus:
+    return _session.status
+
+
+def check_backend() -> BackendStatus:
+    """Ask the backend for its health and remember the answer for the panel."""
+    try:
+        # Short timeout: this runs on Blender's main thread, and a hung backend must not freeze the UI.
+        health = make_client(timeout=HEALTH_TIMEOUT).health()
+    except BackendUnavailable as exc:
+        _session.status = BackendStatus("not running", START_HINT)
+        log.info("backend not running: %s", exc.reason)
+    except BackendError as exc:
+        _session.status = BackendStatus("not answering", exc.message)
+    else:
+        owner = "started by Blender" if _session.process and _session.process.running else "external"
+        _session.status = BackendStatus(health.describe(), f"Backend {health.version}, {owner}.")
+    _redraw()
+    return _session.status
+
+
+def start_backend(timeout: float = 60.0) -> str:
+    """Start a backend with the preferences' Python and wait until it answers.
+
+    Returns a status line. Does nothing when a backend already answers. Raises
+    :class:`BackendStartError` when it cannot start.
+    """
+    try:
+        health = make_client().health()
+    except (BackendUnavailable, BackendError):
+        pass
+    else:
+        check_backend()
+        return f"The backend is already running ({health.device})."
+    stop_backend()  # a previous process of ours that no longer answers
+    python = resolve_python(str(_pref("backend_python")))
+    process, health = spawn_backend(
+        python,
+        backend_dir=bpy.path.abspath(str(_pref("backend_dir"))) if _pref("backend_dir") else "",
+        timeout=timeout,
+        address_override=str(_pref("backend_address")),
+    )
+    _session.process = process
+    check_backend()
+    return f"Started the backend ({health.device}); its log is {process.log_path}."
+
+
+def stop_backend() -> bool:
+    """Stop the backend this add-on started; False when it started none."""
+    process, _session.process = _session.process, None
+    if process is None:
+        return False
+    was_running = process.running
+    process.stop()
+    _session.status = BackendStatus("not running", START_HINT)
+    _redraw()
+    return was_running
+
+
+def owns_backend() -> bool:
+    return _session.process is not None and _session.process.running
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+
+def get_job(job_id: str) -> TrackedJob | None:
+    return _session.tracker.get(job_id) if job_id else None
+
+
+def jobs() -> list[TrackedJob]:
+    """Every job of this session, oldest first."""
+    return _session.tracker.jobs()
+
+
+def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) -> TrackedJob:
+    """Submit ``obj`` (default: the active object) with the scene's Meshsmith settings.
+
+    Returns at once with the tracked job; the result is imported by a later :func:`poll_jobs`.
+    Starts the backend first when none runs and the preferences ask for it.
+    """
+    obj = obj or context.active_object
+    if obj is None or obj.type != "MESH":
+        raise MeshsmithError("Select a mesh object to generate from.")
+    scene = context.scene
+    settings = scene.meshsmith
+    pipeline, suffix = MODES[settings.mode]
+    try:
+        client = make_client()
+        client.health()  # fail (or start the backend) before spending time on the export
+    except BackendUnavailable:
+        if not _pref("start_on_generate", False):
+            raise
+        start_backend()
+        client = make_client()
+    data = scene_io.export_object_glb(obj, context.evaluated_depsgraph_get())
+    remote = client.submit(pipeline, {"resolution": int(settings.resolution)}, data, filename="mesh.glb")
+    job = _session.tracker.add(
+        TrackedJob(
+            id=remote.id,
+            client=client,
+            pipeline=pipeline,
+            source_name=obj.name,
+            scene_name=scene.name,
+            result_name=obj.name + suffix,
+            progress=remote.progress,
+            stage=remote.stage or remote.state,
+            extra={"matrix_world": [list(row) for row in obj.matrix_world]},
+        )
+    )
+    settings.job_id = job.id
+    _show(job)
+    ensure_timer()
+    return job
+
+
+def cancel_job(job_id: str) -> TrackedJob:
+    """Cancel a job of this session; a cancelled job is never imported."""
+    try:
+        job = _session.tracker.cancel(job_id)
+    except ValueError as exc:
+        raise MeshsmithError(f"There is no Meshsmith job {job_id!r} to cancel.") from exc
+    _show(job)
+    _update_status_bar()
+    return job
+
+
+def poll_jobs() -> float | None:
+    """Advance every active job one step and update the UI.
+
+    This is the body of the add-on's ``bpy.app.timers`` function: it returns the seconds until
+    the next call while jobs are active, else None (which also unregisters the timer).
+    """
+    for job in _session.tracker.poll_once(_import_result):
+        _show(job)
+    _update_status_bar()
+    return POLL_INTERVAL if _session.tracker.active() else None
+
+
+def run_until_idle(timeout: float = 120.0, interval: float = 0.1) -> list[TrackedJob]:
+    """Call :func:`poll_jobs` until no job is active (for scripts without an event loop).
+
+    Returns every job of the session. Raises ``TimeoutError`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while poll_jobs() is not None:
+        if time.monotonic() > deadline:
+            active = ", ".join(f"{j.id} ({j.stage})" for j in _session.tracker.active())
+            raise TimeoutError(f"Meshsmith jobs still running after {timeout:g} s: {active}")
+        time.sleep(interval)
+    return jobs()
+
+
+def _import_result(job: TrackedJob, data: bytes) -> str:
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is None:
+        raise MeshsmithError(f"The scene {job.scene_name!r} is gone; the result of job {job.id} was not imported.")
+    try:
+        triangles = glb.read_glb(data)
+    except ValueError as exc:
+        raise MeshsmithError(f"The backend's result could not be read: {exc}.") from exc
+    source = bpy.data.objects.get(job.source_name)
+    # Follow the source if it moved while the job ran; its submit-time matrix if it is gone.
+    matrix = source.matrix_world.copy() if source is not None else Matrix(job.extra["matrix_world"])
+    obj = scene_io.import_result(scene, job.result_name, triangles, matrix)
+    _push_undo()
+    return obj.name
+
+
+# -- UI plumbing --------------------------------------------------------------------------------
+
+
+def _windows() -> list[bpy.types.Window]:
+    wm = bpy.context.window_manager
+    return list(wm.windows) if wm is not None else []
+
+
+def _push_undo() -> None:
+    """One undo step for the import, which happens in a timer, outside any operator."""
+    windows = _windows()
+    if not windows:
+        return
+    with bpy.context.temp_override(window=windows[0]):
+        if bpy.ops.ed.undo_push.poll():
+            bpy.ops.ed.undo_push(message=UNDO_MESSAGE)
+
+
+def _show(job: TrackedJob) -> None:
+    """Mirror a job into its scene's properties when it is that scene's latest job."""
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is None or scene.meshsmith.job_id != job.id:
+        return
+    settings = scene.meshsmith
+    settings.job_state = job.phase.value
+    settings.job_progress = job.progress
+    settings.job_stage = job.stage
+    settings.job_message = job.message
+    _redraw()
+
+
+def _redraw() -> None:
+    for window in _windows():
+        screen = window.screen
+        if screen is None:
+            continue
+        for area in screen.areas:
+            if area.type in {"VIEW_3D", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+def _update_status_bar() -> None:
+    active = _session.tracker.active()
+    if active:
+        job = active[-1]
+        more = f" (+{len(active) - 1} more)" if len(active) > 1 else ""
+        text: str | None = f"Meshsmith: {job.stage} {job.progress:.0%}{more}"
+    elif _session.status_bar_set:
+        text = None
+    else:
+        return
+    for window in _windows():
+        workspace = window.workspace
+        if workspace is not None:
+            workspace.status_text_set(text)
+    _session.status_bar_set = text is not None
+
+
+def _timer() -> float | None:
+    try:
+        return poll_jobs()
+    except Exception:  # noqa: BLE001 - an exception would unregister the timer and freeze every job
+        log.exception("Meshsmith: polling the backend failed")
+        return POLL_INTERVAL * 4
+
+
+def ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(_timer):
+        # persistent: jobs keep running (and get imported) across File > Open.
+        bpy.app.timers.register(_timer, first_interval=POLL_INTERVAL, persistent=True)
+
+
+def _initial_status_check() -> None:
+    check_backend()  # returns None: runs once
+
+
+@persistent
+def _on_load_post(*_args) -> None:
+    # A loaded file may show a job from another session: mark it as such instead of "running".
+    for scene in bpy.data.scenes:
+        settings = scene.meshsmith
+        if settings.job_id and get_job(settings.job_id) is None and settings.job_state not in ("imported", "failed", "cancelled"):
+            settings.job_state = "failed"
+            settings.job_message = "This job belongs to an earlier Blender session."
+
+
+def _on_exit(*_args) -> None:
+    # Blender is quitting: only stop the process; the UI may already be gone.
+    process, _session.process = _session.process, None
+    if process is not None:
+        process.stop()
+
+
+def register() -> None:
+    bpy.app.handlers.load_post.append(_on_load_post)
+    # exit_pre exists from Blender 4.x on newer releases only; atexit covers 4.2.
+    exit_pre = getattr(bpy.app.handlers, "exit_pre", None)
+    if exit_pre is not None:
+        exit_pre.append(_on_exit)
+    atexit.register(_on_exit)
+    bpy.app.timers.register(_initial_status_check, first_interval=1.0)
+
+
+def unregister() -> None:
+    for timer in (_timer, _initial_status_check):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
+    if _on_load_post in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_on_load_post)
+    exit_pre = getattr(bpy.app.handlers, "exit_pre", None)
+    if exit_pre is not None and _on_exit in exit_pre:
+        exit_pre.remove(_on_exit)
+    atexit.unregister(_on_exit)
+    # Disabling the add-on must not leave an orphan process behind.
+    stop_backend()
+    if _session.status_bar_set:
+        for window in _windows():
+            if window.workspace is not None:
+                window.workspace.status_text_set(None)
+    _session.tracker.clear()
+    _session.status_bar_set = False

@@ -1,0 +1,218 @@
+"""addon/client.py, connection.py, backend_process.py against a real backend (bpy-free)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from addon import glb
+from addon.backend_process import BackendProcess, guess_backend_dir, resolve_python, start_backend
+from addon.client import Client
+from addon.connection import normalize_address, resolve_connection, state_dir
+from addon.errors import START_HINT, BackendError, BackendStartError, BackendUnavailable
+
+from .conftest import REPO, backend_python
+from .test_glb import CUBE_POSITIONS, CUBE_TRIANGLES
+
+CUBE_GLB = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def client(backend) -> Client:
+    return Client(backend.url, backend.token)
+
+
+def wait_final(client: Client, job_id: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.job(job_id)
+        if job.is_final:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not end in {timeout} s")
+
+
+# -- the add-on imports none of Blender for these modules ------------------------------------
+
+
+def test_bpy_free_modules_import_without_blender():
+    code = (
+        "import sys; sys.modules['bpy'] = None; sys.modules['mathutils'] = None; sys.modules['numpy'] = None\n"
+        "import addon, addon.client, addon.connection, addon.protocol, addon.jobs, addon.glb, addon.backend_process"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# -- state file and connection ----------------------------------------------------------------
+
+
+def test_state_dir_follows_docs_api(tmp_path):
+    assert state_dir({"MESHSMITH_STATE_DIR": "/s", "XDG_STATE_HOME": "/x"}, "linux") == Path("/s")
+    assert state_dir({"XDG_STATE_HOME": "/x", "HOME": "/h"}, "linux") == Path("/x/meshsmith")
+    assert state_dir({"HOME": "/h"}, "linux") == Path("/h/.local/state/meshsmith")
+    assert state_dir({"LOCALAPPDATA": "C:/L", "HOME": "/h"}, "win32") == Path("C:/L/meshsmith")
+    assert state_dir({"MESHSMITH_STATE_DIR": "/s", "LOCALAPPDATA": "C:/L"}, "win32") == Path("/s")
+
+
+def test_resolve_connection_reads_the_state_file(tmp_path):
+    (tmp_path / "backend.json").write_text(
+        json.dumps({"url": "http://127.0.0.1:9/", "token": "t0k", "pid": os.getpid(), "port": 9})
+    )
+    connection = resolve_connection(environ={"MESHSMITH_STATE_DIR": str(tmp_path)})
+    assert (connection.url, connection.token, connection.pid) == ("http://127.0.0.1:9", "t0k", os.getpid())
+    # An address from the preferences wins, and still uses the state file's token.
+    override = resolve_connection("localhost:1234", environ={"MESHSMITH_STATE_DIR": str(tmp_path)})
+    assert (override.url, override.token, override.source) == ("http://localhost:1234", "t0k", "preferences")
+
+
+def test_missing_or_stale_state_file_means_not_running(tmp_path):
+    env = {"MESHSMITH_STATE_DIR": str(tmp_path)}
+    with pytest.raises(BackendUnavailable, match="no state file") as missing:
+        resolve_connection(environ=env)
+    assert START_HINT in missing.value.message
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "backend.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "token": "t", "pid": dead.pid}))
+    with pytest.raises(BackendUnavailable, match=f"process {dead.pid}, which has exited"):
+        resolve_connection(environ=env)
+    (tmp_path / "backend.json").write_text("{torn")
+    with pytest.raises(BackendUnavailable, match="not valid JSON"):
+        resolve_connection(environ=env)
+
+
+def test_normalize_address():
+    assert normalize_address(" 127.0.0.1:8765/ ") == "http://127.0.0.1:8765"
+    with pytest.raises(ValueError, match="ftp"):
+        normalize_address("ftp://host")
+
+
+# -- HTTP against the real backend -------------------------------------------------------------
+
+
+def test_health_needs_no_token(backend):
+    health = Client(backend.url).health()
+    assert health.status == "ok" and health.device
+    assert "watertight" in health.pipelines
+    assert health.describe() == f"running ({health.device})"
+
+
+def test_submit_poll_download_list(client):
+    job = client.submit("watertight", {"resolution": 32}, CUBE_GLB)
+    assert job.pipeline == "watertight" and job.state in ("queued", "running", "done")
+    final = wait_final(client, job.id)
+    assert final.state == "done", final.error
+    assert final.result is not None and "result.glb" in final.result.files
+    mesh = glb.read_glb(client.result(job.id))
+    assert mesh.triangle_count > 0
+    # The result is in the frame of the upload: the 2 x 2 x 2 cube, within a voxel or two.
+    for axis in range(3):
+        values = mesh.positions[axis::3]
+        assert min(values) == pytest.approx(-1.0, abs=0.2) and max(values) == pytest.approx(1.0, abs=0.2)
+    assert client.jobs()[0].id == job.id
+
+
+def test_cancel_a_big_job(client):
+    job = client.submit("watertight", {"resolution": 512}, CUBE_GLB)
+    client.cancel(job.id)
+    assert wait_final(client, job.id, timeout=60).state == "cancelled"
+    with pytest.raises(BackendError) as not_ready:
+        client.result(job.id)
+    assert not_ready.value.status in (404, 409)
+
+
+def test_error_answers_become_backend_errors_with_their_message(backend, client):
+    with pytest.raises(BackendError) as unauthorized:
+        Client(backend.url, "wrong-token").jobs()
+    assert (unauthorized.value.code, unauthorized.value.status) == ("unauthorized", 401)
+    with pytest.raises(BackendError) as missing:
+        client.job("no-such-job")
+    assert (missing.value.code, missing.value.status) == ("not_found", 404)
+    with pytest.raises(BackendError) as bad_params:
+        client.submit("watertight", {"resolution": 5}, CUBE_GLB)
+    assert bad_params.value.code == "bad_params" and bad_params.value.status == 422
+    assert "resolution" in bad_params.value.message
+    with pytest.raises(BackendError) as bad_file:
+        client.submit("watertight", {"resolution": 64}, b"\x00\x01 definitely not a mesh")
+    assert bad_file.value.code in ("unsupported_format", "bad_mesh") and bad_file.value.status in (415, 422)
+    assert bad_file.value.message.endswith(".")
+
+
+def test_a_proxy_setting_does_not_capture_local_calls(client, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert Client(client.url, client.token).health().status == "ok"
+
+
+def test_connection_refused_says_how_to_start_the_backend():
+    with pytest.raises(BackendUnavailable) as refused:
+        Client(f"http://127.0.0.1:{free_port()}", "t").job("x")
+    assert "nothing answers" in refused.value.message
+    assert refused.value.message.endswith(START_HINT)
+
+
+def test_client_checks_its_arguments():
+    with pytest.raises(ValueError, match="url"):
+        Client("127.0.0.1:8765")
+    with pytest.raises(ValueError, match="mesh is empty"):
+        Client("http://127.0.0.1:1").submit("watertight", {}, b"")
+
+
+# -- backend process --------------------------------------------------------------------------
+
+
+def test_resolve_python_order(tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("")
+    assert resolve_python(str(fake), environ={}) == str(fake)
+    assert resolve_python("", environ={"MESHSMITH_BACKEND_PYTHON": str(fake)}) == str(fake)
+    with pytest.raises(BackendStartError, match="does not exist"):
+        resolve_python(str(tmp_path / "missing"), environ={})
+    with pytest.raises(BackendStartError, match="No Python found"):
+        resolve_python("", environ={"PATH": str(tmp_path / "empty")})
+
+
+def test_guess_backend_dir_from_a_checkout_venv(tmp_path):
+    assert guess_backend_dir(str(REPO / ".venv" / "bin" / "python")) == str(REPO)
+    assert guess_backend_dir(str(tmp_path / "bin" / "python")) == ""
+
+
+def test_start_failure_reports_the_log(tmp_path):
+    env = {**os.environ, "MESHSMITH_STATE_DIR": str(tmp_path / "state")}
+    with pytest.raises(BackendStartError, match="exited with code") as failed:
+        start_backend(backend_python(), args=("--port", "-5"), log_path=tmp_path / "log.txt", environ=env, timeout=60)
+    assert "port" in failed.value.message
+
+
+def test_start_and_stop_a_backend_process(tmp_path):
+    env = {**os.environ, "MESHSMITH_STATE_DIR": str(tmp_path / "state"), "MESHSMITH_DATA_DIR": str(tmp_path / "data")}
+    process, health = start_backend(
+        backend_python(), args=("--port", "0"), log_path=tmp_path / "log.txt", environ=env, timeout=120
+    )
+    try:
+        assert health.status == "ok" and process.running
+        assert resolve_connection(environ=env).pid == process.pid
+    finally:
+        process.stop()
+    assert not process.running
+    assert not (tmp_path / "state" / "backend.json").exists()  # it shut down cleanly
+    with pytest.raises(BackendUnavailable):
+        resolve_connection(environ=env)
+
+
+def test_stop_leaves_processes_it_did_not_start_alone(backend):
+    BackendProcess(backend_python()).stop()  # never started: nothing to stop
+    assert Client(backend.url).health().status == "ok"

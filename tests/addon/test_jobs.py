@@ -1,0 +1,166 @@
+"""addon/jobs.py: the bpy-free job state machine, driven by a scripted backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from addon.errors import BackendError, BackendUnavailable
+from addon.jobs import JobTracker, Phase, TrackedJob
+from addon.protocol import Job
+
+
+def remote(state: str, progress: float = 0.0, stage: str = "", error: dict | None = None) -> Job:
+    return Job.from_json(
+        {"id": "j1", "pipeline": "watertight", "state": state, "progress": progress, "stage": stage, "error": error}
+    )
+
+
+class ScriptedBackend:
+    """Answers ``job()`` from a list (the last answer repeats); records cancel and result calls."""
+
+    def __init__(self, answers: list, result: bytes = b"GLB", cancel_answer: Job | Exception | None = None):
+        self.answers = list(answers)
+        self.result_bytes = result
+        self.cancel_answer = cancel_answer
+        self.cancel_calls = 0
+        self.result_calls = 0
+
+    def job(self, job_id: str) -> Job:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def result(self, job_id: str, name: str | None = None) -> bytes:
+        self.result_calls += 1
+        return self.result_bytes
+
+    def cancel(self, job_id: str) -> Job:
+        self.cancel_calls += 1
+        if isinstance(self.cancel_answer, Exception):
+            raise self.cancel_answer
+        return self.cancel_answer or remote("cancelled")
+
+
+class Importer:
+    def __init__(self, fail: Exception | None = None):
+        self.calls: list[tuple[str, bytes]] = []
+        self.fail = fail
+
+    def __call__(self, job: TrackedJob, data: bytes) -> str:
+        self.calls.append((job.id, data))
+        if self.fail:
+            raise self.fail
+        return job.result_name
+
+
+def track(backend: ScriptedBackend, **options) -> tuple[JobTracker, TrackedJob]:
+    tracker = JobTracker(**options)
+    job = tracker.add(TrackedJob(id="j1", client=backend, pipeline="watertight", result_name="Cube_watertight"))
+    return tracker, job
+
+
+def run(tracker: JobTracker, importer: Importer, max_steps: int = 50) -> list[tuple[Phase, float, str]]:
+    history = []
+    for _ in range(max_steps):
+        if not tracker.active():
+            return history
+        for job in tracker.poll_once(importer):
+            history.append((job.phase, job.progress, job.stage))
+    raise AssertionError("jobs never ended")
+
+
+def test_happy_path_goes_through_every_phase_and_imports_once():
+    backend = ScriptedBackend([remote("queued"), remote("running", 0.4, "flood fill"), remote("done", 1.0, "done")])
+    tracker, job = track(backend)
+    importer = Importer()
+    assert job.phase is Phase.SUBMITTED
+    history = run(tracker, importer)
+    assert history == [
+        (Phase.POLLING, 0.0, "queued"),
+        (Phase.POLLING, 0.4, "flood fill"),
+        (Phase.IMPORTED, 1.0, "imported"),
+    ]
+    assert importer.calls == [("j1", b"GLB")]
+    assert job.imported_name == "Cube_watertight" and job.message == "Imported Cube_watertight."
+    assert tracker.poll_once(importer) == [] and backend.result_calls == 1
+
+
+def test_backend_failure_ends_failed_with_its_message():
+    error = {"code": "bad_mesh", "message": "The mesh has no faces."}
+    tracker, job = track(ScriptedBackend([remote("running"), remote("failed", 0.2, "failed", error)]))
+    importer = Importer()
+    run(tracker, importer)
+    assert (job.phase, job.message) == (Phase.FAILED, "The mesh has no faces.")
+    assert importer.calls == []
+
+
+def test_cancel_while_running_waits_for_the_backend_then_never_imports():
+    backend = ScriptedBackend(
+        [remote("running", 0.1), remote("running", 0.2), remote("cancelled", 0.2)],
+        cancel_answer=remote("running", 0.1),
+    )
+    tracker, job = track(backend)
+    importer = Importer()
+    tracker.poll_once(importer)
+    tracker.cancel("j1")
+    assert (job.phase, job.stage, job.cancel_requested) == (Phase.POLLING, "cancelling", True)
+    run(tracker, importer)
+    assert job.phase is Phase.CANCELLED and importer.calls == [] and backend.cancel_calls == 1
+
+
+def test_cancel_of_a_job_the_backend_already_finished_does_not_import():
+    tracker, job = track(ScriptedBackend([remote("running")], cancel_answer=remote("done", 1.0)))
+    importer = Importer()
+    tracker.poll_once(importer)
+    tracker.cancel("j1")
+    assert job.phase is Phase.CANCELLED and "nothing was imported" in job.message
+    assert tracker.poll_once(importer) == [] and importer.calls == []
+
+
+def test_cancel_when_the_backend_is_gone_cancels_locally():
+    tracker, job = track(ScriptedBackend([remote("running")], cancel_answer=BackendUnavailable("nothing answers")))
+    tracker.cancel("j1")
+    assert job.phase is Phase.CANCELLED
+
+
+def test_cancel_unknown_job_is_a_value_error():
+    tracker, _ = track(ScriptedBackend([remote("running")]))
+    with pytest.raises(ValueError, match="nope"):
+        tracker.cancel("nope")
+
+
+def test_unreachable_backend_fails_the_job_after_the_allowed_number_of_polls():
+    down = BackendUnavailable("nothing answers at http://127.0.0.1:1")
+    tracker, job = track(ScriptedBackend([remote("running"), down]), max_poll_failures=3)
+    importer = Importer()
+    tracker.poll_once(importer)
+    tracker.poll_once(importer)
+    tracker.poll_once(importer)
+    assert job.phase is Phase.POLLING and job.poll_failures == 2
+    tracker.poll_once(importer)
+    assert job.phase is Phase.FAILED and "python -m backend serve" in job.message
+
+
+def test_a_transient_outage_does_not_fail_the_job():
+    down = BackendUnavailable("nothing answers")
+    tracker, job = track(ScriptedBackend([down, down, remote("done", 1.0)]), max_poll_failures=3)
+    run(tracker, Importer())
+    assert job.phase is Phase.IMPORTED
+
+
+def test_error_answer_while_polling_fails_with_its_message():
+    tracker, job = track(ScriptedBackend([BackendError("not_found", "No job j1.", 404)]))
+    run(tracker, Importer())
+    assert (job.phase, job.message) == (Phase.FAILED, "No job j1.")
+
+
+def test_importer_errors_end_the_job_failed_instead_of_raising():
+    tracker, job = track(ScriptedBackend([remote("done", 1.0)]))
+    run(tracker, Importer(fail=RuntimeError("Blender said no")))
+    assert job.phase is Phase.FAILED and "Blender said no" in job.message
+
+
+def test_tracker_options_are_checked():
+    with pytest.raises(ValueError, match="max_poll_failures"):
+        JobTracker(max_poll_failures=0)
