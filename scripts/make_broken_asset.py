@@ -20,8 +20,8 @@ def break_mesh(mesh: trimesh.Trimesh, seed: int = 7) -> trimesh.Trimesh:
     v, f = mesh.vertices, mesh.faces.copy()
     centroids = mesh.triangles_center
     holes = np.zeros(len(f), bool)
-    for centre in centroids[rng.choice(len(f), 4, replace=False)]:
-        holes |= np.linalg.norm(centroids - centre, axis=1) < 0.03 * mesh.scale
+    for centre in centroids[rng.choice(len(f), 12, replace=False)]:
+        holes |= np.linalg.norm(centroids - centre, axis=1) < 0.012 * mesh.scale
     f = f[~holes]
     flip = rng.random(len(f)) < 0.10
     f[flip] = f[flip][:, ::-1]

@@ -26,6 +26,7 @@ class BackendProcess:
         return self.state_dir / "backend.json"
 
     def start(self, timeout: float = 60.0) -> "BackendProcess":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_file.unlink(missing_ok=True)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env = {k: v for k, v in env.items() if not k.startswith("MESHSMITH_")}
