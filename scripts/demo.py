@@ -7,7 +7,7 @@ folder), starts the backend from the add-on's preferences, loads a broken mesh, 
 runs Generate through the operator and the timer function, and writes:
 
 - ``out/demo.blend``: the scene, source and result (``<source>_watertight`` in ``Meshsmith``);
-- ``out/result.glb``: the result exported by Blender's glTF exporter;
+- ``out/result.glb``: the imported result as the add-on exports meshes (object space);
 - ``out/demo.png``: a Cycles render of source (left) and result (right).
 """
 
@@ -28,7 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "out", help="output folder (default: out/)")
     parser.add_argument("--input", type=Path, default=REPO / "assets" / "spot_broken.obj", help="OBJ to remesh")
-    parser.add_argument("--resolution", type=int, default=192, help="watertight grid resolution")
+    parser.add_argument("--resolution", type=int, default=128, help="watertight grid resolution")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples for demo.png")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -50,7 +50,9 @@ def main() -> int:
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
-    import bl_ext.user_default.meshsmith.runtime as runtime  # noqa: E402  (exists once installed)
+    # These modules exist once the extension is installed.
+    import bl_ext.user_default.meshsmith.runtime as runtime
+    import bl_ext.user_default.meshsmith.scene_io as scene_io
 
     bpy.ops.meshsmith.start_backend()
     print(f"backend: {runtime.check_backend().text}")
@@ -85,7 +87,7 @@ def main() -> int:
 
         report = check_closed(result)
         bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"))
-        export_glb(result, out / "result.glb")
+        (out / "result.glb").write_bytes(scene_io.export_object_glb(result, bpy.context.evaluated_depsgraph_get()))
         render_side_by_side(source, result, out / "demo.png", samples=args.samples)
     finally:
         bpy.ops.meshsmith.stop_backend()
@@ -117,15 +119,6 @@ def check_closed(obj) -> dict:
     return {"closed": closed, "oriented": oriented}
 
 
-def export_glb(obj, path: Path) -> None:
-    import bpy
-
-    bpy.ops.object.select_all(action="DESELECT")
-    obj.select_set(True)
-    bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", use_selection=True,
-                              export_materials="NONE", export_normals=False)
-
-
 def render_side_by_side(source, result, path: Path, *, samples: int) -> None:
     """Source on the left, result on the right, in a fixed studio light; the .blend is not changed."""
     import bpy
@@ -133,7 +126,8 @@ def render_side_by_side(source, result, path: Path, *, samples: int) -> None:
 
     scene = bpy.context.scene
     width = source.dimensions.x * max(source.scale) + 0.3
-    result.matrix_world = Matrix.Translation((width, 0, 0)) @ source.matrix_world
+    # The camera looks at the model's front (+Y) from the front, so -X is screen right.
+    result.matrix_world = Matrix.Translation((-width, 0, 0)) @ source.matrix_world
     for obj, colour in ((source, (0.8, 0.25, 0.2, 1)), (result, (0.25, 0.55, 0.85, 1))):
         mat = bpy.data.materials.new(f"demo_{obj.name}")
         mat.use_nodes = True
@@ -152,7 +146,7 @@ def render_side_by_side(source, result, path: Path, *, samples: int) -> None:
 
     cam = bpy.data.objects.new("demo_camera", bpy.data.cameras.new("demo_camera"))
     scene.collection.objects.link(cam)
-    cam.location = centre + Vector((0.35, -1.0, 0.45)).normalized() * size * 1.15
+    cam.location = centre + Vector((-0.3, 1.0, 0.35)).normalized() * size * 1.7
     cam.rotation_euler = (centre - cam.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = cam
     for name, rot, energy in (("key", (0.8, 0.2, 0.6), 3.0), ("fill", (1.1, -0.3, -2.2), 1.0)):
