@@ -34,7 +34,7 @@ extension: setup
 test: setup test-main test-blender52
 
 test-main:
-	$(VENV)/bin/python -m pytest -q
+	MESHSMITH_EXPECT_BPY=4.2 $(VENV)/bin/python -m pytest -q
 
 test-blender52:
 	MESHSMITH_EXPECT_BPY=5.2 MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python \
