@@ -1,7 +1,12 @@
 # Meshsmith: one entry point. `make setup` is idempotent; demo, test and extension run it first.
 SHELL := /bin/bash
-PYTHON311 ?= $(firstword $(shell command -v python3.11) $(wildcard $(HOME)/.pyenv/versions/3.11.*/bin/python3))
-PYTHON313 ?= $(firstword $(shell command -v python3.13) $(wildcard $(HOME)/.pyenv/versions/3.13.*/bin/python3))
+# The first interpreter of the wanted version that actually runs (pyenv shims may not).
+find_python = $(shell for p in python$(1) $$(pyenv root 2>/dev/null)/versions/$(1).*/bin/python3 \
+	$(HOME)/.pyenv/versions/$(1).*/bin/python3; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(1)".split("."))))' 2>/dev/null \
+	&& { command -v "$$p"; break; }; done)
+PYTHON311 ?= $(call find_python,3.11)
+PYTHON313 ?= $(call find_python,3.13)
 VENV := .venv
 VENV52 := .venv-blender52
 

@@ -154,26 +154,25 @@ class JobTracker:
 
     def _step(self, job: TrackedJob, on_result: ResultHandler) -> None:
         if job.phase in (Phase.SUBMITTED, Phase.POLLING):
-            try:
-                remote = job.client.job(job.id)
-            except BackendUnavailable as exc:
-                self._unreachable(job, exc)
-                return
-            except BackendError as exc:
-                job._fail(exc.message)
+            remote = self._ask(job, job.client.job)
+            if remote is None:
                 return
             job.poll_failures = 0
             self._apply_remote(job, remote)
         if job.phase is Phase.DOWNLOADING:
-            try:
-                data = job.client.result(job.id)
-            except BackendUnavailable as exc:
-                self._unreachable(job, exc)
-                return
-            except BackendError as exc:
-                job._fail(exc.message)
-                return
-            self._import(job, data, on_result)
+            data = self._ask(job, job.client.result)
+            if data is not None:
+                self._import(job, data, on_result)
+
+    def _ask(self, job: TrackedJob, call: Callable[[str], Any]) -> Any:
+        """``call(job.id)``; on a backend error the job is updated and None returned."""
+        try:
+            return call(job.id)
+        except BackendUnavailable as exc:
+            self._unreachable(job, exc)
+        except BackendError as exc:
+            job._fail(exc.message)
+        return None
 
     def _apply_remote(self, job: TrackedJob, remote: Job) -> None:
         job.progress = remote.progress
