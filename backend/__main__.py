@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--resolution", type=int, default=128, help="grid cells along the longest side (default 128)")
     w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {"resolution": a.resolution}))
 
+    b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
+    from backend import bench
+
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.main)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.command != "serve"
                         else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,46 @@
+"""The watertight benchmark runs both methods in child processes and reports real figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from backend.bench import bench_watertight, summarize
+from backend.mesh.io import Mesh, save_mesh
+from tests import meshes
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_measures_both_methods_and_writes_json_and_plot(tmp_path):
+    save_mesh(Mesh(*meshes.broken_mesh()), tmp_path / "in" / "broken.ply")
+    (tmp_path / "in" / "notes.txt").write_text("not a mesh, skipped")
+    report = bench_watertight(tmp_path / "in", [24, 48], tmp_path / "out", samples=5_000)
+    rows = report["rows"]
+    assert {(r["method"], r["resolution"]) for r in rows} == {(m, r) for m in ("meshsmith", "blender") for r in (24, 48)}
+    for row in rows:
+        assert "error" not in row, row
+        assert row["seconds"] > 0 and row["peak_mb"] >= row["baseline_mb"] > 10
+        assert row["closed"] and row["faces"] > 100
+        assert 0 < row["chamfer"] < 0.2
+    # Finer grids give more faces, for both methods.
+    for method in ("meshsmith", "blender"):
+        faces = {r["resolution"]: r["faces"] for r in rows if r["method"] == method}
+        assert faces[48] > faces[24]
+    saved = json.loads((tmp_path / "out" / "watertight.json").read_text())
+    assert saved["summary"] == report["summary"] and saved["summary"]["median_time_ratio"] > 0
+    assert (tmp_path / "out" / "watertight.png").stat().st_size > 10_000
+
+
+def test_summary_is_the_median_of_per_mesh_ratios():
+    rows = [
+        {"method": m, "mesh": name, "resolution": 64, "seconds": s, "chamfer": c, "closed": True, "oriented": True}
+        for name, (ours, theirs) in {"a": ((1.0, 0.1), (2.0, 0.1)), "b": ((3.0, 0.3), (1.0, 0.1)),
+                                     "c": ((1.0, 0.2), (1.0, 0.1))}.items()
+        for m, (s, c) in (("meshsmith", ours), ("blender", theirs))
+    ]
+    summary = summarize(rows)
+    assert summary["median_time_ratio"] == pytest.approx(1.0)  # ratios 0.5, 3, 1
+    assert summary["median_chamfer_ratio"] == pytest.approx(2.0)  # ratios 1, 3, 2
+    assert summary["all_closed_oriented"]
