@@ -1,7 +1,8 @@
 """Command line: ``python -m backend serve`` and the pipelines without a server.
 
     python -m backend serve [--port 8765]
-    python -m backend watertight IN -o OUT --resolution 256
+    python -m backend watertight IN -o OUT --resolution 256 [--keep largest] [--cavities keep] [--target-faces N]
+    python -m backend bench watertight --meshes DIR --resolution 256 512
 """
 
 from __future__ import annotations
@@ -93,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("input", type=Path, help="mesh file: GLB, OBJ, PLY or STL")
     w.add_argument("-o", "--output", type=Path, required=True, help="output file (.glb, .obj, .ply or .stl)")
     w.add_argument("--resolution", type=int, default=128, help="grid cells along the longest side (default 128)")
-    w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {"resolution": a.resolution}))
+    w.add_argument("--keep", choices=("all", "largest"), default="all",
+                   help="keep every solid part, or only the largest by volume (default all)")
+    w.add_argument("--cavities", choices=("fill", "keep"), default="fill",
+                   help="fill enclosed empty space, or keep it as inner surfaces (default fill)")
+    w.add_argument("--target-faces", type=int, help="decimate to about this many faces, keeping the mesh closed")
+    w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {
+        "resolution": a.resolution, "keep": a.keep, "cavities": a.cavities, "target_faces": a.target_faces}))
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
     from backend import bench

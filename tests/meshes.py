@@ -80,10 +80,13 @@ def torus(major: float = 1.0, minor: float = 0.4, rings: int = 32, segments: int
     return v, f.astype(np.int64)
 
 
-def sphere_with_holes(holes: int = 3, seed: int = 0) -> Mesh:
-    """A UV sphere of radius 1 with ``holes`` patches of faces (radius ~0.15) removed."""
+def sphere_with_holes(holes: int = 3, seed: int = 0, radius: float = 0.15) -> Mesh:
+    """A UV sphere of radius 1 with ``holes`` patches of faces (within ``radius`` of a face) removed.
+
+    A small ``radius`` (0.01) removes single faces: holes about 0.1 across.
+    """
     v, f = uv_sphere(16, 32)
-    return v, f[~_patches(v, f, holes, 0.15, seed)]
+    return v, f[~_patches(v, f, holes, radius, seed)]
 
 
 def flipped_faces(v: np.ndarray, f: np.ndarray, fraction: float = 0.3, seed: int = 0) -> Mesh:

@@ -13,8 +13,9 @@ Two layers, so that a later sparse-block version can reuse both:
   outside): for each triangle only the nodes of a :class:`Grid` inside its bounding box grown
   by ``band`` are visited, never (nodes x triangles). Triangles are grouped by the shape of
   that node box and evaluated in chunks of at most ``CHUNK_PAIRS`` pairs; each node keeps its
-  minimum. A :class:`Grid` may be any window of the lattice, so a sparse-block version can
-  call these per block.
+  minimum, and on request the input face that has it (pieces of split triangles report
+  their parent face). A :class:`Grid` may be any window of the lattice, so a sparse-block
+  version can call these per block.
 
 Grid convention (see :mod:`backend.conventions`): resolution ``res`` puts nodes at
 ``-1 + i * (2 / res)`` for ``i`` in ``0..res`` on each axis. A :class:`Grid` is a box of nodes
@@ -132,12 +133,15 @@ class NarrowBand:
         Flat node indices, sorted, unique.
     distance : (k,) float32
         Exact unsigned distance of each of those nodes, ``<= band``.
+    face : (k,) int64
+        A nearest input face of each of those nodes (any one of them on ties).
     """
 
     grid: Grid
     band: float
     index: np.ndarray
     distance: np.ndarray
+    face: np.ndarray
 
     def dense(self) -> np.ndarray:
         """``grid.shape`` float32 array of distances, ``+inf`` at far nodes."""
@@ -311,18 +315,17 @@ def narrow_band(
     Returns
     -------
     NarrowBand
-        Sorted unique flat indices and their float32 distances.
+        Sorted unique flat indices, their float32 distances and a nearest face of each.
     """
-    parts_index, parts_distance = [], []
-    for index, distance in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
-        index, distance = _min_per_node(index, distance)
-        parts_index.append(index)
-        parts_distance.append(distance)
-    if parts_index:
-        index, distance = _min_per_node(np.concatenate(parts_index), np.concatenate(parts_distance))
+    parts = []
+    for chunk in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
+        parts.append(_min_per_node(*chunk))
+    if parts:
+        index, distance, face = _min_per_node(*(np.concatenate(p) for p in zip(*parts)))
     else:
-        index, distance = np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return NarrowBand(grid=grid, band=float(band), index=index, distance=distance.astype(np.float32))
+        index, distance, face = np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return NarrowBand(grid=grid, band=float(band), index=index, distance=distance.astype(np.float32),
+                      face=face.astype(np.int64))
 
 
 def narrow_band_grid(
@@ -333,16 +336,29 @@ def narrow_band_grid(
     *,
     chunk_pairs: int = CHUNK_PAIRS,
     progress: ProgressFn = null_progress,
-) -> np.ndarray:
+    return_face: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Like :func:`narrow_band`, as a dense ``grid.shape`` float32 array, ``+inf`` outside the band.
 
     Cheaper than ``narrow_band(...).dense()`` when the dense grid is wanted anyway: chunks
     are folded into the grid as they come (``np.minimum.at``), with no global sort.
+
+    With ``return_face``, also returns a ``grid.shape`` int32 array holding a nearest face
+    (index into ``faces``) of every band node and -1 elsewhere (4 more bytes per node). After
+    each chunk's minimum is folded in, a pair whose distance equals its node's new minimum
+    is a nearest pair so far, so the face follows the minimum without any sort.
     """
     out = np.full(grid.size, np.inf, dtype=np.float32)
-    for index, distance in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
-        np.minimum.at(out, index, distance.astype(np.float32))
-    return out.reshape(grid.shape)
+    nearest = np.full(grid.size, -1, dtype=np.int32) if return_face else None
+    for index, distance, face in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
+        distance = distance.astype(np.float32)
+        np.minimum.at(out, index, distance)
+        if nearest is not None:
+            hit = distance == out[index]
+            nearest[index[hit]] = face[hit]  # on duplicate nodes any tie is a nearest face
+    if nearest is None:
+        return out.reshape(grid.shape)
+    return out.reshape(grid.shape), nearest.reshape(grid.shape)
 
 
 def split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge: float
@@ -363,16 +379,24 @@ def split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge: 
         returned unchanged. Bisecting the longest edge splits a long sliver into O(L) pieces,
         not the O(L^2) of 4-way subdivision.
     """
+    a, b, c, _ = _split_long_triangles(a, b, c, max_edge)
+    return a, b, c
+
+
+def _split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge: float
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`split_long_triangles`, also returning the input triangle (m',) int64 of each piece."""
     if not max_edge > 0:
         raise ValueError(f"max_edge must be positive, got {max_edge!r}")
-    done = [(a, b, c)] if len(a) == 0 else []
+    parent = np.arange(len(a), dtype=np.int64)
+    done = [(a, b, c, parent)] if len(a) == 0 else []
     limit2 = max_edge * max_edge
     while len(a):
         lens = np.stack([_dot(b - a, b - a), _dot(c - b, c - b), _dot(a - c, a - c)], axis=1)  # (m, 3)
         longest = lens.argmax(axis=1)
         long = lens[np.arange(len(a)), longest] > limit2
-        done.append((a[~long], b[~long], c[~long]))
-        a, b, c, longest = a[long], b[long], c[long], longest[long]
+        done.append((a[~long], b[~long], c[~long], parent[~long]))
+        a, b, c, longest, parent = a[long], b[long], c[long], longest[long], parent[long]
         # Rotate so that the longest edge is (a, b), then split at its midpoint.
         r1, r2 = longest == 1, longest == 2
         a, b, c = (np.where(r1[:, None], b, np.where(r2[:, None], c, a)),
@@ -380,12 +404,13 @@ def split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge: 
                    np.where(r1[:, None], a, np.where(r2[:, None], b, c)))
         mid = 0.5 * (a + b)
         a, b, c = np.concatenate([a, mid]), np.concatenate([mid, b]), np.concatenate([c, c])
+        parent = np.concatenate([parent, parent])
     return tuple(np.concatenate(parts) for parts in zip(*done))  # type: ignore[return-value]
 
 
 def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: float, chunk_pairs: int,
-                 progress: ProgressFn) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (flat node index (p,) int64, distance (p,) float64) pairs within ``band``, by chunk.
+                 progress: ProgressFn) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (flat node index (p,) int64, distance (p,) float64, face (p,) int64) within ``band``, by chunk.
 
     A node may appear several times (once per nearby triangle); callers keep the minimum.
     Triangles are grouped by the shape of their node box (and degeneracy), so a chunk is a
@@ -399,8 +424,8 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     h = grid.spacing
-    a, b, c = split_long_triangles(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]],
-                                   SPLIT_EDGE_VOXELS * h)
+    a, b, c, parent = _split_long_triangles(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]],
+                                            SPLIT_EDGE_VOXELS * h)
     if len(a) > len(faces):
         log.debug("split %d triangles into %d pieces of at most %.1f voxels", len(faces), len(a),
                   SPLIT_EDGE_VOXELS)
@@ -413,7 +438,7 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
     stop = np.minimum(np.floor((hi + band - grid.origin) / h).astype(np.int64) + 1, shape)
     extent = np.maximum(stop - start, 0)                                                # (m, 3)
     keep = extent.prod(axis=1) > 0
-    a, b, c, start, extent = a[keep], b[keep], c[keep], start[keep], extent[keep]
+    a, b, c, start, extent, parent = a[keep], b[keep], c[keep], start[keep], extent[keep], parent[keep]
     frames = TriangleFrames.from_corners(a, b, c)
 
     stride = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
@@ -441,18 +466,20 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
             dist = _distance(ap, frames.take(tri).expand())                             # (n, E)
             near = dist <= band
             done += dist.size
-            yield (base_flat[tri][:, None] + offsets_flat[None, :])[near], dist[near]
+            yield ((base_flat[tri][:, None] + offsets_flat[None, :])[near], dist[near],
+                   np.broadcast_to(parent[tri][:, None], near.shape)[near])
     progress(1.0, "distance")
 
 
-def _min_per_node(index: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique ``index`` with the minimum ``distance`` of each."""
+def _min_per_node(index: np.ndarray, distance: np.ndarray, face: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted unique ``index`` with the minimum ``distance`` of each and the face that has it."""
     if len(index) == 0:
-        return index, distance
-    order = np.argsort(index, kind="stable")
-    index, distance = index[order], distance[order]
+        return index, distance, face
+    order = np.lexsort((distance, index))           # by node, nearest first
+    index, distance, face = index[order], distance[order], face[order]
     first = np.flatnonzero(np.concatenate([[True], index[1:] != index[:-1]]))
-    return index[first], np.minimum.reduceat(distance, first)
+    return index[first], distance[first], face[first]
 
 
 def _distance(ap: np.ndarray, frames: TriangleFrames) -> np.ndarray:

@@ -1,43 +1,67 @@
-"""Watertight remeshing: a closed, manifold, outward-oriented surface around any triangle soup.
+"""Watertight remeshing: a closed, manifold, outward-oriented surface hugging any triangle soup.
 
 Method
 ------
-The input is only ever asked "how far is this point from you?", so holes, flipped or
-duplicate faces, self-intersections, several parts and zero-thickness sheets do not matter.
+The input is only ever asked "how far is this point from you, and which face is nearest?",
+so holes, flipped or duplicate faces, self-intersections, several parts and zero-thickness
+sheets do not matter.
 
 1. **Normalize.** :meth:`Normalization.fit` on the vertices the faces use puts the mesh into
    the canonical box; the grid of resolution ``res`` has nodes ``-1 + i * h``, ``h = 2 / res``.
    Only the window of that lattice around the mesh (plus the band and one node) is stored.
 2. **Narrow-band unsigned distance** (:func:`backend.mesh.distance.narrow_band_grid`): exact
-   point-triangle distances at the nodes within ``band`` of some triangle, ``+inf`` elsewhere.
-3. **Shell**: nodes with ``udf < eps``, ``eps = SHELL_VOXELS * h``. Since ``eps > h / 2``,
-   any grid edge that crosses the input surface has an end in the shell, so no 6-connected
-   path of non-shell nodes gets through the surface: the shell is a closed wall whatever
-   the input's defects. Gaps and holes narrower than about ``2 eps`` are sealed by it.
-4. **Flood fill** (6-connected ``scipy.ndimage.label``) of the non-shell nodes from the
-   window's outer layer, which is always beyond the band: what it reaches is *outside*.
-   Everything else is *inside*: the shell, the solid interior, and enclosed cavities —
-   hidden inner parts (a sphere inside a sphere, a car's interior) are filled, by design.
-5. **Field for marching cubes**: outside nodes keep ``+udf`` (far ones ``+band``); shell
-   nodes keep ``+udf`` too, which is below ``eps``; enclosed non-shell nodes get ``-udf``
-   (far ones ``-band``). Keeping ``+udf`` on the shell rather than negating it with the rest
-   of the inside is deliberate: every edge marching cubes cuts joins a shell node to an
-   outside node, both on the same branch of the distance (see ``SHELL_VOXELS``), so linear
-   interpolation of the level ``eps`` is exact for locally flat input instead of biased
-   outward. Values within ``NUDGE_VOXELS`` of ``eps`` are pushed off it so no vertex lands
-   on a grid node (no zero-area or collapsed faces).
-6. **Marching cubes** (PyMCubes) at the level ``eps``, only on the blocks of cells that touch
-   the shell (every cut edge has a shell end), so its cost follows the surface, not the
-   volume, and progress/cancel points come often. Every vertex lies inside a unique grid
-   edge; vertices are merged by that edge, which also stitches the blocks. PyMCubes winds
-   its triangles inward for "inside = below the level" (checked by a test), so all faces
-   are reversed. The window's outer layer is outside, so the surface is closed and
-   edge-manifold.
-7. **Back** to index -> canonical -> the caller's frame with :meth:`Normalization.invert`.
+   point-triangle distance ``udf`` and a nearest face at the nodes within ``band`` of some
+   triangle, ``+inf`` elsewhere.
+3. **Shell**: nodes with ``udf < eps``, ``eps = SHELL_VOXELS * h``. Since ``eps > h / 2``, any
+   grid edge that crosses the input has an end in the shell, so no 6-connected path of
+   non-shell nodes gets through the surface: the shell is a closed wall whatever the input's
+   defects. Holes and gaps narrower than about ``2 eps`` are sealed by it.
+4. **Regions**: 6-connected components (``scipy.ndimage.label``) of the non-shell nodes. The
+   one holding the window's outer layer (always beyond the band) is *outside*. With
+   ``cavities="fill"`` it is the only *empty* region; every other region is solid, so hidden
+   inner parts and cavities are filled. With ``cavities="keep"`` each region gets a winding
+   number: walls between regions (the pairs of regions found on the two sides of a shell
+   node in step 5) step it by +-1 by a majority vote on the nearest faces' winding, carried
+   from outside along a breadth-first tree; regions of winding 0 are empty (nonzero rule).
+5. **Signing the shell, node by node.** A shell node ``x`` at distance ``d`` with nearest
+   surface point ``c`` looks along ``n = (x - c) / d``: the probes ``c + n L`` and
+   ``c - n L`` (``L = eps + h``, a voxel past the shell, retried one more voxel out when the
+   probe lands in the shell) fall in a region on each side of the surface at ``c``. A
+   behind probe still lost (it skims the other face of a wedge near an edge) is answered
+   by the nearest face: is its other side seen as empty by some node there?
+   *Empty ahead, solid behind*: the outer side, ``+d``. *Empty on both sides*: an open sheet
+   (or a part thinner than the probe): ``d - tau``, so every sheet becomes a closed slab of
+   half-thickness ``tau = SHEET_VOXELS * h``. *Otherwise* (solid ahead, or the ahead probe
+   lost in a sealed hole or gap): the inner side, ``-d``; this is what caps holes narrower
+   than the shell and fills gaps. Non-shell nodes get ``+udf`` in empty regions and
+   ``-udf`` in solid ones (clamped to ``band``). The field is a signed distance to the
+   input wherever the input is a clean closed surface, so its zero level lies on the input
+   (no dilation), and every edge whose sign changes has a shell end.
+6. **keep="largest"**: solid nodes are labelled 26-connected and all but the largest part
+   (by node count, i.e. volume) are set positive; 26-connectivity keeps the dropped parts
+   out of every cell of the kept one, so marching cubes cannot join them.
+7. **Marching cubes** (PyMCubes) at level 0, only on the blocks of cells that touch the shell,
+   so its cost follows the surface, not the volume. Values within ``NUDGE_VOXELS`` of 0 are
+   pushed off it so every vertex lies strictly inside a unique grid edge; vertices are merged
+   by that edge, which also stitches the blocks. The window's outer layer is positive, so
+   the surface is closed and edge-manifold for any field; PyMCubes winds inward for
+   "inside = below the level" (checked by a test), so all faces are reversed, which makes
+   outer surfaces outward-facing and kept cavities inward-facing (negative volume).
+8. **target_faces** (optional): edge-collapse decimation that keeps the surface closed,
+   manifold and oriented (:mod:`backend.mesh.decimate`), in grid index coordinates.
+9. **Back** to index -> canonical -> the caller's frame with :meth:`Normalization.invert`.
 
-The result is the outer boundary of the ``eps`` shell: it lies about ``eps`` (``offset``,
-about 1.1 voxels) outside the input, and open sheets become thin closed slabs of thickness
-about ``2 eps``. Removing that dilation is left to a later version.
+Work outside the band is only the labelling and the one dense float32 field, both linear
+passes with no distance transform; distances, probes and marching cubes follow the surface.
+
+Limits
+------
+- Parts thinner than about ``2 (eps + h)`` look like sheets from both sides and are
+  thickened by up to ``tau`` per side; walls between ``2 tau`` and that may come out hollow.
+- Holes wider than about ``2 eps`` (2.2 voxels) are not capped: the part becomes a slab
+  around the open surface (still closed). A lower resolution seals wider holes.
+- ``cavities="keep"`` trusts the majority winding of each wall; a wall whose faces are
+  mostly flipped inverts the winding of what lies behind it.
 """
 
 from __future__ import annotations
@@ -45,30 +69,45 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
 
 from backend.conventions import Normalization
-from backend.mesh.distance import Grid, narrow_band_grid
+from backend.mesh.distance import Grid, closest_point_on_triangle, narrow_band_grid
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
 
 #: Shell half-thickness ``eps`` in voxels. It must exceed 0.5 so the shell has no leak along
-#: grid edges. At >= 1 no edge that marching cubes cuts straddles a flat piece of input (its
-#: shell end would need ``udf <= h - eps <= 0``), so interpolation is exact there; the extra
-#: 0.1 keeps lattice-aligned input (a plane through a node layer sits exactly 1 voxel from
-#: the next layer) off the level. Larger values seal wider holes but dilate the result more.
+#: grid edges; larger values seal wider holes and gaps (up to about ``2 eps``) but merge
+#: parts that are closer than that and cost a wider band.
 SHELL_VOXELS = 1.1
 
-#: Distances are computed up to this many voxels. Distance changes by at most ``h`` along a
-#: grid edge, so the outside end of every edge marching cubes cuts has ``udf < eps + h``;
-#: other nodes only need to be known as ``>= eps``, which "far" (+inf) says. The extra 0.1
-#: voxel absorbs rounding; the band's cost grows with its cube, so it is kept tight.
+#: Probes start this many voxels past the shell: a probe ``eps + PROBE_VOXELS * h`` from a
+#: flat surface has its nearest node at least ``eps + 1 - sqrt(3) / 2 > eps`` away, so it
+#: lands outside the shell unless other input is near.
+PROBE_VOXELS = 1.0
+
+#: Minimum half-thickness ``tau`` of open sheets, in voxels. Along a grid edge crossing a
+#: flat sheet one end is within ``h / 2``, so above 0.5 the slab has a node on every crossing
+#: edge; but a cell face whose diagonal crosses the sheet can have only its two other
+#: corners inside the slab, an ambiguous face marching cubes may open: a pinhole. That needs
+#: the diagonal (``sqrt(2) h`` long) to span ``2 tau``, so ``tau > sqrt(2) / 2`` rules it
+#: out (0.55 gave a curved sheet at resolution 128 genus ~5000; 0.72 and up, none). The
+#: margin above 0.707 covers curvature; Chamfer on open inputs grows with it.
+SHEET_VOXELS = 0.75
+
+#: Nodes closer than this many voxels to the input look along their face's normal (step 5).
+ON_SURFACE_VOXELS = 1e-6
+
+#: Distances are computed up to this many voxels: the shell needs ``eps``; the extra
+#: voxel gives the non-shell neighbours of shell nodes exact values for marching cubes
+#: (distance changes by at most ``h`` along a grid edge), 0.1 absorbs rounding.
 BAND_VOXELS = SHELL_VOXELS + 1.1
 
-#: Field values are kept at least this many voxels away from the level ``eps``, so every
+#: Field values are kept at least this many voxels away from the level 0, so every
 #: marching-cubes vertex lies strictly inside its grid edge (by about this fraction).
 NUDGE_VOXELS = 1e-3
 
@@ -80,9 +119,16 @@ MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 #: fastest at resolutions 128-512 on the bench meshes.
 BLOCK_CELLS = 16
 
+#: Shell nodes whose nearest point is computed at once (the kernel holds ~30 float64
+#: temporaries per node).
+PROBE_CHUNK = 1 << 18
+
 #: PyMCubes (0.1.x, Bourke's tables) marks nodes ``<= level`` as inside and then winds its
 #: triangles clockwise seen from outside (negative volume). Fixed for the library, not per mesh.
 MCUBES_WINDS_INWARD = True
+
+Keep = Literal["all", "largest"]
+Cavities = Literal["fill", "keep"]
 
 
 @dataclass(frozen=True)
@@ -93,20 +139,21 @@ class WatertightResult:
     ----------
     vertices : (n, 3) float64
     faces : (m, 3) int64
-        Counter-clockwise seen from outside (positive volume); every edge in exactly two faces.
+        Every edge in exactly two faces; outer surfaces wind counter-clockwise seen from
+        outside (positive volume), kept cavities the other way (negative volume).
     resolution : int
         Grid cells across the canonical cube; the input's longest side spans 0.95 of it.
     voxel_size : float
         Grid spacing ``h`` in the caller's units.
-    offset : float
-        How far outside the input the surface lies, ``SHELL_VOXELS * voxel_size``.
+    sheet_half_thickness : float
+        ``tau``: open sheets become slabs this far out on each side of the input.
     """
 
     vertices: np.ndarray
     faces: np.ndarray
     resolution: int
     voxel_size: float
-    offset: float
+    sheet_half_thickness: float
 
 
 def watertight(
@@ -114,6 +161,9 @@ def watertight(
     faces: np.ndarray,
     *,
     resolution: int = 128,
+    keep: Keep = "all",
+    cavities: Cavities = "fill",
+    target_faces: int | None = None,
     progress: ProgressFn = null_progress,
 ) -> WatertightResult:
     """Remesh any triangle mesh into a closed, edge-manifold, outward-oriented surface.
@@ -127,8 +177,17 @@ def watertight(
     resolution : int
         Grid cells across the canonical cube ``[-1, 1]``, in ``[16, 1024]``. Detail grows
         with it; so do time (about quadratic: distance and marching cubes follow the
-        surface) and memory (about 10 bytes per grid node in the mesh's bounding box at
-        peak: ~1.3 GB at 512 and ~10 GB at 1024 for a cube-shaped mesh).
+        surface) and memory (about 17 bytes per grid node in the mesh's bounding box at
+        peak: ~2.3 GB at 512 for a cube-shaped mesh).
+    keep : {"all", "largest"}
+        Every solid, or only the largest by volume (with its cavities).
+    cavities : {"fill", "keep"}
+        Fill enclosed empty space (hidden inner parts included), or keep it as inner
+        surfaces facing into the cavity.
+    target_faces : int or None
+        Decimate to about this many faces (>= 4) by edge collapses that keep the surface
+        closed, manifold and oriented (:func:`backend.mesh.decimate.decimate`); it may stop
+        above the target when no collapse is safe. None keeps marching cubes' output.
     progress : ProgressFn
         ``progress(fraction, stage)`` between stages and chunks; it may raise
         :class:`backend.progress.Cancelled`, which propagates.
@@ -136,16 +195,25 @@ def watertight(
     Returns
     -------
     WatertightResult
-        About ``offset`` outside the input (see the module docstring).
+        On the input where it is closed; open sheets become slabs ``sheet_half_thickness``
+        thick on each side (see the module docstring).
 
     Raises
     ------
     ValueError
         Naming the argument: empty or misshapen arrays, wrong dtypes, non-finite
-        coordinates, out-of-range indices, a resolution outside ``[16, 1024]``, or a mesh
-        whose used vertices all coincide.
+        coordinates, out-of-range indices, a resolution outside ``[16, 1024]``, a mesh
+        whose used vertices all coincide, an unknown ``keep`` or ``cavities``, or a
+        ``target_faces`` that is not an integer >= 4.
     """
     vertices, faces, resolution = _check_inputs(vertices, faces, resolution)
+    if keep not in ("all", "largest"):
+        raise ValueError(f"keep must be 'all' or 'largest', got {keep!r}")
+    if cavities not in ("fill", "keep"):
+        raise ValueError(f"cavities must be 'fill' or 'keep', got {cavities!r}")
+    if target_faces is not None and (isinstance(target_faces, (bool, np.bool_))
+                                     or not isinstance(target_faces, (int, np.integer)) or target_faces < 4):
+        raise ValueError(f"target_faces must be None or an integer >= 4, got {target_faces!r}")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -155,21 +223,41 @@ def watertight(
     norm = Normalization.fit(vertices[used])
     canonical = norm.apply(vertices)
     h = 2.0 / resolution
-    eps, band, nudge = SHELL_VOXELS * h, BAND_VOXELS * h, NUDGE_VOXELS * h
+    eps, band = SHELL_VOXELS * h, BAND_VOXELS * h
     grid = Grid.cube(resolution).covering(canonical[used].min(axis=0), canonical[used].max(axis=0), band)
 
-    udf = narrow_band_grid(canonical, faces, grid, band, progress=subrange(progress, 0.02, 0.6))
+    udf, nearest = narrow_band_grid(canonical, faces, grid, band, return_face=True,
+                                    progress=subrange(progress, 0.02, 0.55))
     timings["distance"] = time.perf_counter() - clock
 
-    progress(0.6, "flood fill")
-    outside = _outside(udf >= eps)
+    progress(0.55, "flood fill")
+    regions, count = _regions(udf >= eps)
     timings["flood fill"] = time.perf_counter() - clock - sum(timings.values())
 
-    index_vertices, tris = _marching_cubes(udf, outside, eps, band, nudge, subrange(progress, 0.7, 0.97))
-    del udf, outside
+    progress(0.6, "signing")
+    shell = np.flatnonzero(udf < eps)
+    ahead, behind, facing = _probe_regions(canonical, faces, grid, udf, nearest, regions, shell, eps)
+    shell_face = nearest.reshape(-1)[shell].astype(np.int64)
+    del nearest
+    empty = _empty_regions(regions, count, ahead, behind, facing, cavities)
+    behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
+    field = _signed_field(udf, regions, empty, shell, ahead, behind_empty, SHEET_VOXELS * h, band)
+    del udf, regions
+    if keep == "largest":
+        _keep_largest(field)
+    timings["signing"] = time.perf_counter() - clock - sum(timings.values())
+
+    mc_stop = 0.97 if target_faces is None else 0.8
+    index_vertices, tris = _marching_cubes(field, shell, NUDGE_VOXELS * h, subrange(progress, 0.7, mc_stop))
+    del field
     if MCUBES_WINDS_INWARD:
         tris = tris[:, ::-1]
     timings["marching cubes"] = time.perf_counter() - clock - sum(timings.values())
+    if target_faces is not None and len(tris) > target_faces:
+        from backend.mesh.decimate import decimate
+
+        index_vertices, tris = decimate(index_vertices, tris, target_faces, progress=subrange(progress, 0.8, 0.97))
+        timings["decimation"] = time.perf_counter() - clock - sum(timings.values())
 
     progress(0.97, "restoring frame")
     out_vertices = norm.invert(grid.origin + index_vertices * h)
@@ -184,7 +272,7 @@ def watertight(
         faces=np.ascontiguousarray(tris, dtype=np.int64),
         resolution=resolution,
         voxel_size=h / norm.scale,
-        offset=eps / norm.scale,
+        sheet_half_thickness=SHEET_VOXELS * h / norm.scale,
     )
 
 
@@ -225,47 +313,185 @@ def _check_inputs(vertices: object, faces: object, resolution: object) -> tuple[
     return v, f.astype(np.int64, copy=False), int(resolution)
 
 
-def _outside(free: np.ndarray) -> np.ndarray:
-    """Nodes of ``free`` (bool grid) 6-connected to its corner node, which must be free.
+def _regions(free: np.ndarray) -> tuple[np.ndarray, int]:
+    """6-connected components (X, Y, Z) int32 of ``free`` (0 = not free) and their count.
 
     ``Grid.covering`` keeps the window's outer layer beyond the band, so that layer is all
-    free and connected, and the corner's component is everything reachable from outside.
+    free and connected: the corner's component is everything reachable from outside.
     """
     if not free[0, 0, 0]:
         raise RuntimeError("the grid window's corner is in the shell; the window is too small")
     # 6-connectivity: a diagonal step could slip between two shell nodes of a thin wall.
-    labels, _ = ndimage.label(free, structure=ndimage.generate_binary_structure(3, 1))
-    return labels == labels[0, 0, 0]
+    labels, count = ndimage.label(free, structure=ndimage.generate_binary_structure(3, 1), output=np.int32)
+    return labels, int(count)
 
 
-def _marching_cubes(udf: np.ndarray, outside: np.ndarray, eps: float, band: float, nudge: float,
+def _probe_regions(vertices: np.ndarray, faces: np.ndarray, grid: Grid, udf: np.ndarray, nearest: np.ndarray,
+                   regions: np.ndarray, shell: np.ndarray, eps: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Regions (k,) int32 ahead of and behind each shell node (module doc, step 5); 0 = lost.
+
+    Also returns ``facing`` (k,) int8: +1 when the node is in front of its nearest face
+    (by the face's winding), -1 behind, 0 for a degenerate face or a node on the input.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float64
+        In the grid's coordinates.
+    faces : (m, 3) int64
+    udf, nearest, regions : (X, Y, Z) arrays
+        Distance, nearest face and non-shell region of each node.
+    shell : (k,) int64
+        Flat indices of the shell nodes.
+    """
+    h = grid.spacing
+    shape = np.asarray(grid.shape)
+    ahead = np.zeros(len(shell), dtype=np.int32)
+    behind = np.zeros(len(shell), dtype=np.int32)
+    facing = np.zeros(len(shell), dtype=np.int8)
+    flat_udf, flat_face, flat_regions = udf.reshape(-1), nearest.reshape(-1), regions.reshape(-1)
+
+    def region_at(points: np.ndarray) -> np.ndarray:
+        ijk = np.clip(np.rint((points - grid.origin) / h).astype(np.int64), 0, shape - 1)
+        return flat_regions[np.ravel_multi_index(ijk.T, grid.shape)]
+
+    for i in range(0, len(shell), PROBE_CHUNK):
+        nodes = shell[i:i + PROBE_CHUNK]
+        x = grid.points(nodes)                                                       # (k, 3)
+        tri = vertices[faces[flat_face[nodes]]]                                      # (k, 3, 3)
+        c = closest_point_on_triangle(x, tri[:, 0], tri[:, 1], tri[:, 2])
+        d = flat_udf[nodes].astype(np.float64)
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        n = (x - c) / np.maximum(d, 1e-12 * h)[:, None]
+        # A node on the input (lattice-aligned input) has no direction of its own: it looks
+        # along its face's normal, so that on a sheet it still gets -tau, not -0.
+        on = d <= ON_SURFACE_VOXELS * h
+        if on.any():
+            length = np.linalg.norm(normal[on], axis=1, keepdims=True)
+            n[on] = np.where(length > 0, normal[on] / np.where(length > 0, length, 1.0), 0.0)
+        facing[i:i + len(nodes)] = np.sign(np.einsum("ij,ij->i", n, normal)).astype(np.int8)
+        for out, sign in ((ahead, 1.0), (behind, -1.0)):
+            found = np.zeros(len(nodes), dtype=np.int32)
+            for reach in (eps + PROBE_VOXELS * h, eps + (PROBE_VOXELS + 1.0) * h):
+                lost = found == 0
+                found[lost] = region_at(c[lost] + sign * reach * n[lost])
+            out[i:i + len(nodes)] = found
+    return ahead, behind, facing
+
+
+def _empty_regions(regions: np.ndarray, count: int, ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray,
+                   cavities: Cavities) -> np.ndarray:
+    """Mask (count + 1,) bool of the empty regions; entry 0 (the shell, a lost probe) is False.
+
+    With ``cavities="keep"``, a region is empty when its winding number is 0. Each wall
+    between two regions (seen by the probes of its shell nodes) changes the winding number
+    by +-1, decided by a vote of those nodes on their nearest face's winding, so a minority
+    of flipped faces does not matter; numbers are carried from outside (0) along a
+    breadth-first tree of walls. Hollow shapes whose inner surface faces inward keep their
+    cavity; overlapping parts and same-wound nested shells stay solid (nonzero rule).
+    Regions no wall connects to outside stay solid.
+    """
+    empty = np.zeros(count + 1, dtype=bool)
+    outside = int(regions[0, 0, 0])
+    empty[outside] = True
+    if cavities == "fill" or count == 1:
+        return empty
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    wall = (ahead > 0) & (behind > 0) & (ahead != behind)
+    a, b, vote = ahead[wall].astype(np.int64), behind[wall].astype(np.int64), facing[wall].astype(np.float64)
+    # In front of a face is its outside: stepping from the region ahead to the one behind
+    # enters the solid, +1. Votes are kept for the pair (lo, hi) in that direction.
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    vote = np.where(a == lo, vote, -vote)
+    pairs, inverse = np.unique(lo * (count + 1) + hi, return_inverse=True)
+    step = np.where(np.bincount(inverse, vote) >= 0, 1, -1)                          # lo -> hi
+    lo, hi = pairs // (count + 1), pairs % (count + 1)
+    graph = coo_matrix((np.ones(len(pairs)), (lo, hi)), shape=(count + 1, count + 1)).tocsr()
+    order, parent = breadth_first_order(graph, outside, directed=False, return_predecessors=True)
+    lookup = dict(zip(zip(lo.tolist(), hi.tolist()), step.tolist()))
+    winding = np.zeros(count + 1, dtype=np.int64)
+    for region in order[1:].tolist():
+        up = int(parent[region])
+        winding[region] = winding[up] + (lookup[(up, region)] if up < region else -lookup[(region, up)])
+    empty[order] = winding[order] == 0
+    empty[0] = False
+    return empty
+
+
+def _behind_empty(empty: np.ndarray, ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray,
+                  shell_face: np.ndarray, face_count: int) -> np.ndarray:
+    """Whether the side of the surface behind each shell node (k,) is empty.
+
+    The behind probe answers when it found a region. It is lost (in the shell) mostly near
+    edges, where it skims the other face of a wedge; then the nearest face answers for the
+    side the node is not on: that side is empty when some node on it, nearest to the same
+    face, saw empty space ahead. This keeps a convex edge of a solid unthickened and an
+    edge of an open sheet joined. Nodes of degenerate faces (no side) count as empty behind.
+    """
+    empty_ahead = empty[ahead]
+    front = np.zeros(face_count, dtype=bool)
+    back = np.zeros(face_count, dtype=bool)
+    front[shell_face[(facing > 0) & empty_ahead]] = True
+    back[shell_face[(facing < 0) & empty_ahead]] = True
+    other_side = np.where(facing > 0, back[shell_face], np.where(facing < 0, front[shell_face], True))
+    return np.where(behind > 0, empty[behind], other_side)
+
+
+def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell: np.ndarray,
+                  ahead: np.ndarray, behind_empty: np.ndarray, tau: float, band: float) -> np.ndarray:
+    """The (X, Y, Z) float32 field whose level 0 is the result (module doc, step 5)."""
+    field = np.minimum(udf, np.float32(band))
+    np.negative(field, out=field, where=~empty[regions])
+    d = udf.reshape(-1)[shell]
+    empty_ahead = empty[ahead]
+    value = np.where(empty_ahead & behind_empty, d - tau, np.where(empty_ahead, d, -d))
+    field.reshape(-1)[shell] = value
+    return field
+
+
+def _keep_largest(field: np.ndarray) -> None:
+    """Make every solid part of ``field`` (negative, 26-connected) but the largest positive, in place."""
+    solid = field < 0
+    labels, count = ndimage.label(solid, structure=np.ones((3, 3, 3), dtype=bool), output=np.int32)
+    if count <= 1:
+        return
+    sizes = np.bincount(labels.reshape(-1))
+    sizes[0] = 0
+    drop = solid & (labels != int(sizes.argmax()))
+    field[drop] = -field[drop]
+
+
+def _marching_cubes(field: np.ndarray, shell: np.ndarray, nudge: float,
                     progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-    """Isosurface ``field == eps`` of the field built from ``udf`` and ``outside`` (module doc, 5-6).
+    """Isosurface ``field == 0`` (module doc, step 7).
 
     Only blocks of ``BLOCK_CELLS^3`` cells that touch a shell node are polygonized: every
-    edge the surface cuts has a shell end, so all other blocks are empty. PyMCubes costs
+    edge whose sign changes has a shell end, so all other blocks are empty. PyMCubes costs
     about 50 ns per node whether or not a cell is cut, so this turns a cost in the window's
     volume into one in the surface's area (and each block's float64 copy is tiny).
 
     Parameters
     ----------
-    udf : (X, Y, Z) float32
-        Unsigned distance, ``+inf`` beyond the band.
-    outside : (X, Y, Z) bool
-    eps, band, nudge : float
-        In the grid's units.
+    field : (X, Y, Z) float32
+        Negative inside; the window's outer layer must be positive.
+    shell : (k,) int64
+        Flat indices of the nodes every sign change touches.
+    nudge : float
+        Values are kept at least this far from 0.
 
     Returns
     -------
     vertices : (n, 3) float64
-        In grid index coordinates of ``udf``.
+        In grid index coordinates of ``field``.
     faces : (m, 3) int64
         As PyMCubes winds them; vertices merged per grid edge across blocks.
     """
     import mcubes
 
-    shape = np.asarray(udf.shape, dtype=np.int64)
-    blocks = _blocks_touching(np.flatnonzero(udf < eps), shape)                        # (b, 3)
+    shape = np.asarray(field.shape, dtype=np.int64)
+    blocks = _blocks_touching(shell, shape)                                            # (b, 3)
     keys, verts, tris = [], [], []
     count = 0
     for n, block in enumerate(blocks):
@@ -274,16 +500,12 @@ def _marching_cubes(udf: np.ndarray, outside: np.ndarray, eps: float, band: floa
         lo = block * BLOCK_CELLS
         hi = np.minimum(lo + BLOCK_CELLS + 1, shape)  # neighbouring blocks share a node layer
         window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        out = outside[window]
-        if out.all() or not out.any():
+        f = field[window].astype(np.float64)
+        below = f <= 0
+        if below.all() or not below.any():
             continue  # all on one side: nothing to cut
-        u = udf[window].astype(np.float64)
-        field = np.where(
-            out,
-            np.clip(u, eps + nudge, band),                        # far (+inf) -> band
-            np.where(u < eps, np.minimum(u, eps - nudge), -np.minimum(u, band)),
-        )
-        v, t = mcubes.marching_cubes(field, eps)
+        f = np.where(below, np.minimum(f, -nudge), np.maximum(f, nudge))
+        v, t = mcubes.marching_cubes(f, 0.0)
         if len(t) == 0:
             continue
         v += lo
@@ -293,7 +515,7 @@ def _marching_cubes(udf: np.ndarray, outside: np.ndarray, eps: float, band: floa
         count += len(v)
     progress(1.0, "marching cubes")
     if not tris:
-        raise RuntimeError("marching cubes found no surface; the shell is empty")
+        raise RuntimeError("marching cubes found no surface; the field has no negative node")
 
     # PyMCubes shares vertices within a call; the edge key also joins the blocks' seams.
     _, first, inverse = np.unique(np.concatenate(keys), return_index=True, return_inverse=True)

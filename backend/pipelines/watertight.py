@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,12 +20,23 @@ class WatertightParams(BaseModel):
     resolution: int = Field(
         128, ge=16, le=1024, description="Grid cells along the longest side; detail grows with it, and so does time."
     )
+    keep: Literal["all", "largest"] = Field(
+        "all", description="Keep every solid, or only the largest by volume (with its cavities)."
+    )
+    cavities: Literal["fill", "keep"] = Field(
+        "fill", description="Fill enclosed empty space, or keep it as inward-facing inner surfaces."
+    )
+    target_faces: int | None = Field(
+        None, ge=4, description="Decimate to about this many faces, keeping the mesh closed; none: no decimation."
+    )
 
 
 def run(inputs: dict[str, Mesh], params: WatertightParams, progress: ProgressFn) -> PipelineResult:
     mesh = inputs["mesh"]
     start = time.perf_counter()
-    result = watertight(mesh.vertices, mesh.faces, resolution=params.resolution, progress=progress)
+    result = watertight(mesh.vertices, mesh.faces, resolution=params.resolution,
+                        keep=params.keep, cavities=params.cavities,
+                        target_faces=params.target_faces, progress=progress)
     seconds = time.perf_counter() - start
     closed = bool(is_watertight(result.faces) and is_oriented(result.faces))
     summary = {
@@ -32,6 +44,8 @@ def run(inputs: dict[str, Mesh], params: WatertightParams, progress: ProgressFn)
         "vertices": int(len(result.vertices)),
         "watertight": closed,
         "resolution": params.resolution,
+        "keep": params.keep,
+        "cavities": params.cavities,
         "seconds": round(seconds, 3),
     }
     return PipelineResult(mesh=Mesh(result.vertices, result.faces), summary=summary)

@@ -121,6 +121,18 @@ def test_narrow_band_equals_dense_brute_force_within_the_band(chunk_pairs):
     np.testing.assert_array_equal(sparse.dense().ravel(), dense)
     assert np.all(np.diff(sparse.index) > 0) and sparse.distance.dtype == np.float32
 
+    # The nearest face comes with the distance: its own distance is the minimum (ties allowed).
+    with_face, face = narrow_band_grid(vertices, faces, grid, band, chunk_pairs=chunk_pairs, return_face=True)
+    np.testing.assert_array_equal(with_face.ravel(), dense)
+    face = face.ravel()
+    assert face.dtype == np.int32 and (face[np.isinf(dense)] == -1).all() and (face[inside] >= 0).all()
+    own = point_triangle_distance(nodes[inside], *(t[face[inside], k] for k in range(3)))
+    np.testing.assert_allclose(own, brute[inside], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(point_triangle_distance(nodes[sparse.index], *(t[sparse.face, k] for k in range(3))),
+                               sparse.distance, rtol=1e-5, atol=1e-12)
+    # The long sliver is split into pieces; faces still index the input, not the pieces.
+    assert sparse.face.max() < len(faces) and 0 in sparse.face
+
 
 def test_window_nodes_lie_on_the_lattice_of_the_cube():
     cube = Grid.cube(32)
