@@ -75,7 +75,7 @@ import numpy as np
 from scipy import ndimage
 
 from backend.conventions import Normalization
-from backend.mesh.distance import Grid, closest_point_on_triangle, narrow_band_grid
+from backend.mesh.distance import Grid, closest_point_on_triangle, narrow_band_grid, point_triangle_distance
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,6 @@ SHEET_VOXELS = 0.75
 
 #: Nodes closer than this many voxels to the input look along their face's normal (step 5).
 ON_SURFACE_VOXELS = 1e-6
-
-#: Distances are computed up to this many voxels: the shell needs ``eps``; the extra
-#: voxel gives the non-shell neighbours of shell nodes exact values for marching cubes
-#: (distance changes by at most ``h`` along a grid edge), 0.1 absorbs rounding.
-BAND_VOXELS = SHELL_VOXELS + 1.1
 
 #: Field values are kept at least this many voxels away from the level 0, so every
 #: marching-cubes vertex lies strictly inside its grid edge (by about this fraction).
@@ -223,10 +218,12 @@ def watertight(
     norm = Normalization.fit(vertices[used])
     canonical = norm.apply(vertices)
     h = 2.0 / resolution
-    eps, band = SHELL_VOXELS * h, BAND_VOXELS * h
-    grid = Grid.cube(resolution).covering(canonical[used].min(axis=0), canonical[used].max(axis=0), band)
+    eps = SHELL_VOXELS * h
+    grid = Grid.cube(resolution).covering(canonical[used].min(axis=0), canonical[used].max(axis=0), eps)
 
-    udf, nearest = narrow_band_grid(canonical, faces, grid, band, return_face=True,
+    # The band is the shell itself: outside it only signs matter, but for the few edges
+    # where the sign changes at a non-shell node, which get exact values in _signed_field.
+    udf, nearest = narrow_band_grid(canonical, faces, grid, eps, return_face=True,
                                     progress=subrange(progress, 0.02, 0.55))
     timings["distance"] = time.perf_counter() - clock
 
@@ -241,7 +238,8 @@ def watertight(
     del nearest
     empty = _empty_regions(regions, count, ahead, behind, facing, cavities)
     behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
-    field = _signed_field(udf, regions, empty, shell, ahead, behind_empty, SHEET_VOXELS * h, band)
+    field = _signed_field(udf, regions, empty, shell, ahead, behind_empty, SHEET_VOXELS * h, eps)
+    _exact_at_crossings(field, shell, shell_face, canonical, faces, grid, eps)
     del udf, regions
     if keep == "largest":
         _keep_largest(field)
@@ -440,15 +438,52 @@ def _behind_empty(empty: np.ndarray, ahead: np.ndarray, behind: np.ndarray, faci
 
 
 def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell: np.ndarray,
-                  ahead: np.ndarray, behind_empty: np.ndarray, tau: float, band: float) -> np.ndarray:
-    """The (X, Y, Z) float32 field whose level 0 is the result (module doc, step 5)."""
-    field = np.minimum(udf, np.float32(band))
+                  ahead: np.ndarray, behind_empty: np.ndarray, tau: float, eps: float) -> np.ndarray:
+    """The (X, Y, Z) float32 field whose level 0 is the result (module doc, step 5).
+
+    Non-shell nodes get ``+-eps`` here; :func:`_exact_at_crossings` then gives the ones at
+    a sign change their distance.
+    """
+    field = np.full(udf.shape, np.float32(eps))
     np.negative(field, out=field, where=~empty[regions])
     d = udf.reshape(-1)[shell]
     empty_ahead = empty[ahead]
     value = np.where(empty_ahead & behind_empty, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
     return field
+
+
+def _exact_at_crossings(field: np.ndarray, shell: np.ndarray, shell_face: np.ndarray, vertices: np.ndarray,
+                        faces: np.ndarray, grid: Grid, eps: float) -> None:
+    """Give non-shell nodes on a sign-changing grid edge their distance, in place.
+
+    Along a grid edge that crosses a clean surface both ends are within ``h < eps`` of it,
+    so both are shell nodes with exact values. Where the level 0 is not on the input
+    (sheets offset by ``tau``, capped holes) an edge from a shell node may change sign at a
+    non-shell node, whose ``+-eps`` would misplace the marching-cubes vertex. Such a node
+    gets its distance to the nearest faces of its shell neighbours on those edges (exact
+    where one of them is its nearest face; never below ``eps``, as it is outside the shell).
+    Only the 6 neighbours of shell nodes are looked at: every sign change has a shell end.
+    """
+    flat = field.reshape(-1)
+    strides = np.array(field.strides) // field.itemsize
+    inner = flat[shell] < 0
+    nodes, candidate = [], []
+    for step in np.concatenate([strides, -strides]):
+        # The window's outer layer is beyond the band, so a shell node's neighbours exist.
+        other = shell + step
+        far = (np.abs(flat[other]) == np.float32(eps)) & ((flat[other] < 0) != inner)
+        nodes.append(other[far])
+        candidate.append(shell_face[far])
+    nodes, candidate = np.concatenate(nodes), np.concatenate(candidate)
+    if len(nodes) == 0:
+        return
+    tri = vertices[faces[candidate]]
+    d = point_triangle_distance(grid.points(nodes), tri[:, 0], tri[:, 1], tri[:, 2])
+    unique, inverse = np.unique(nodes, return_inverse=True)
+    best = np.full(len(unique), np.inf)
+    np.minimum.at(best, inverse, d)
+    flat[unique] = np.copysign(np.maximum(best, eps), flat[unique]).astype(np.float32)
 
 
 def _keep_largest(field: np.ndarray) -> None:

@@ -149,7 +149,9 @@ def test_flipped_and_duplicate_faces_change_nothing():
     for v, f in (meshes.flipped_faces(*meshes.uv_sphere(), 0.5), meshes.with_duplicate_faces(*meshes.uv_sphere(), 0.5)):
         other = watertight(v, f, resolution=RESOLUTION)
         np.testing.assert_array_equal(other.faces, clean.faces)
-        np.testing.assert_allclose(other.vertices, clean.vertices, atol=1e-9)
+        # Same topology; positions equal up to the float32 distance kernel's rounding,
+        # which depends on which corner a flipped face starts from.
+        np.testing.assert_allclose(other.vertices, clean.vertices, atol=1e-5 * clean.voxel_size)
 
 
 @pytest.mark.parametrize("name", ["flipped", "all flipped", "small holes", "duplicates", "nested"])
