@@ -369,6 +369,61 @@ def narrow_band_grid(
     return out.reshape(grid.shape), nearest.reshape(grid.shape)
 
 
+def narrow_band_blocks(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    grid: Grid,
+    band: float,
+    *,
+    margin: float,
+    chunk_pairs: int = CHUNK_PAIRS,
+    progress: ProgressFn = null_progress,
+):
+    """Like :func:`narrow_band_grid`, stored in sparse blocks (:mod:`backend.mesh.blocks`).
+
+    The band blocks are those within ``margin`` (>= ``band``) of some triangle, judged by
+    the bounding boxes of the split triangles, so every node within ``margin`` of the input
+    is stored (nodes of those blocks beyond ``band`` get ``+inf``).
+
+    Parameters
+    ----------
+    grid : Grid
+        Its shape must be a multiple of ``BLOCK`` per axis (:func:`backend.mesh.blocks.padded_window`).
+
+    Returns
+    -------
+    blocks : BlockGrid
+    distance : (nb, BLOCK^3) float32
+        ``+inf`` beyond ``band``.
+    face : (nb, BLOCK^3) int32
+        A nearest input face of each node within ``band``, -1 elsewhere.
+    """
+    from backend.mesh.blocks import BLOCK, BLOCK_NODES, BlockGrid, blocks_of_boxes
+
+    if not margin >= band:
+        raise ValueError(f"margin ({margin!r}) must be at least the band ({band!r})")
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    h = grid.spacing
+    a, b, c, _ = _split_long_triangles(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]],
+                                       SPLIT_EDGE_VOXELS * h)
+    lo = np.minimum(np.minimum(a, b), c)
+    hi = np.maximum(np.maximum(a, b), c)
+    start = np.floor((lo - margin - grid.origin) / h).astype(np.int64)
+    stop = np.ceil((hi + margin - grid.origin) / h).astype(np.int64) + 1
+    coarse_shape = tuple(int(s) // BLOCK for s in grid.shape)
+    blocks = BlockGrid.from_mask(grid, blocks_of_boxes(start, stop, coarse_shape))
+    out = np.full(blocks.count * BLOCK_NODES, np.inf, dtype=np.float32)
+    nearest = np.full(blocks.count * BLOCK_NODES, -1, dtype=np.int32)
+    for index, distance, face in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
+        position = blocks.positions_of_flat(index)
+        distance = distance.astype(np.float32)
+        np.minimum.at(out, position, distance)
+        hit = distance == out[position]
+        nearest[position[hit]] = face[hit]
+    return blocks, out.reshape(-1, BLOCK_NODES), nearest.reshape(-1, BLOCK_NODES)
+
+
 def split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge: float
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bisect triangles across their longest edge until no edge is longer than ``max_edge``.

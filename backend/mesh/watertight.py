@@ -72,10 +72,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage
 
 from backend.conventions import Normalization
-from backend.mesh.distance import Grid, closest_point_on_triangle, narrow_band_grid, point_triangle_distance
+from backend.mesh.blocks import BLOCK, BlockGrid, label_free, padded_window
+from backend.mesh.distance import Grid, closest_point_on_triangle, narrow_band_blocks, point_triangle_distance
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,9 @@ NUDGE_VOXELS = 1e-3
 #: Allowed ``resolution`` range, as the HTTP schema also states.
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 
-#: Marching cubes runs on blocks of this many cells per side that touch the shell. Larger
-#: blocks waste time on empty cells, smaller ones on Python overhead per block; 16 was
-#: fastest at resolutions 128-512 on the bench meshes.
-BLOCK_CELLS = 16
+#: Band blocks reach this many voxels past the shell: a cell with a shell corner has all
+#: corners within ``eps + sqrt(3) h`` of the input, and marching cubes reads all of them.
+REACH_VOXELS = 1.75
 
 #: Shell nodes whose nearest point is computed at once (the kernel holds ~30 float64
 #: temporaries per node).
@@ -212,6 +211,9 @@ def watertight(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
+    def lap(stage: str) -> None:
+        timings[stage] = time.perf_counter() - clock - sum(timings.values())
+
     progress(0.0, "normalizing")
     used = np.unique(faces)
     # Fit to the vertices the faces use: stray unused vertices must not shrink the mesh.
@@ -219,49 +221,63 @@ def watertight(
     canonical = norm.apply(vertices)
     h = 2.0 / resolution
     eps = SHELL_VOXELS * h
-    grid = Grid.cube(resolution).covering(canonical[used].min(axis=0), canonical[used].max(axis=0), eps)
-
-    # The band is the shell itself: outside it only signs matter, but for the few edges
-    # where the sign changes at a non-shell node, which get exact values in _signed_field.
-    udf, nearest = narrow_band_grid(canonical, faces, grid, eps, return_face=True,
-                                    progress=subrange(progress, 0.02, 0.55))
-    timings["distance"] = time.perf_counter() - clock
+    reach = eps + REACH_VOXELS * h
+    window = padded_window(Grid.cube(resolution).covering(canonical[used].min(axis=0),
+                                                          canonical[used].max(axis=0), reach))
+    # The band is the shell itself: outside it only signs matter, except at the few sign
+    # changes off the shell, which _exact_at_crossings handles. Blocks reach further, so
+    # that every node those steps look at is stored.
+    blocks, udf, nearest = narrow_band_blocks(canonical, faces, window, eps, margin=reach,
+                                              progress=subrange(progress, 0.02, 0.55))
+    lap("distance")
 
     progress(0.55, "flood fill")
-    regions, count = _regions(udf >= eps)
-    timings["flood fill"] = time.perf_counter() - clock - sum(timings.values())
+    regions = label_free(blocks, udf >= eps)
+    outside = int(regions.at(blocks, np.zeros((1, 3), dtype=np.int64))[0])
+    if outside == 0:
+        raise RuntimeError("the grid window's corner is in the shell; the window is too small")
+    lap("flood fill")
 
     progress(0.6, "signing")
-    shell = np.flatnonzero(udf < eps)
-    ahead, behind, facing = _probe_regions(canonical, faces, grid, udf, nearest, regions, shell, eps)
+    shell = np.flatnonzero(udf.reshape(-1) < eps)                 # band-node positions
+    shell_ijk = blocks.node_ijk(shell)
     shell_face = nearest.reshape(-1)[shell].astype(np.int64)
+    shell_udf = udf.reshape(-1)[shell]
     del nearest
-    empty = _empty_regions(regions, count, ahead, behind, facing, cavities)
+
+    def region_at(points: np.ndarray) -> np.ndarray:
+        return regions.at(blocks, np.rint((points - window.origin) / h).astype(np.int64))
+
+    ahead, behind, facing = _probe_regions(canonical, faces, window.origin + shell_ijk * h, shell_udf, shell_face,
+                                           region_at, eps, h)
+    empty = _empty_regions(outside, regions.count, ahead, behind, facing, cavities)
     behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
-    field = _signed_field(udf, regions, empty, shell, ahead, behind_empty, SHEET_VOXELS * h, eps)
-    _exact_at_crossings(field, shell, shell_face, canonical, faces, grid, eps)
-    del udf, regions
-    if keep == "largest":
-        _keep_largest(field)
-    timings["signing"] = time.perf_counter() - clock - sum(timings.values())
+    field = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h, eps)
+    del udf
+    block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
+    _exact_at_crossings(field, blocks, shell, shell_ijk, shell_face, canonical, faces, eps)
+    lap("signing")
 
     mc_stop = 0.97 if target_faces is None else 0.8
-    index_vertices, tris = _marching_cubes(field, shell, NUDGE_VOXELS * h, subrange(progress, 0.7, mc_stop))
+    index_vertices, tris = _marching_cubes(field, blocks, block_value, NUDGE_VOXELS * h,
+                                           subrange(progress, 0.7, mc_stop))
     del field
     if MCUBES_WINDS_INWARD:
         tris = tris[:, ::-1]
-    timings["marching cubes"] = time.perf_counter() - clock - sum(timings.values())
+    if keep == "largest":
+        index_vertices, tris = _keep_largest(index_vertices, tris)
+    lap("marching cubes")
     if target_faces is not None and len(tris) > target_faces:
         from backend.mesh.decimate import decimate
 
         index_vertices, tris = decimate(index_vertices, tris, target_faces, progress=subrange(progress, 0.8, 0.97))
-        timings["decimation"] = time.perf_counter() - clock - sum(timings.values())
+        lap("decimation")
 
     progress(0.97, "restoring frame")
-    out_vertices = norm.invert(grid.origin + index_vertices * h)
+    out_vertices = norm.invert(window.origin + index_vertices * h)
     log.info(
-        "watertight: %d faces -> %d faces at resolution %d, window %s; %s",
-        len(faces), len(tris), resolution, grid.shape,
+        "watertight: %d faces -> %d faces at resolution %d, %d band blocks of %d^3 in a window %s; %s",
+        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape,
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()),
     )
     progress(1.0, "done")
@@ -311,22 +327,8 @@ def _check_inputs(vertices: object, faces: object, resolution: object) -> tuple[
     return v, f.astype(np.int64, copy=False), int(resolution)
 
 
-def _regions(free: np.ndarray) -> tuple[np.ndarray, int]:
-    """6-connected components (X, Y, Z) int32 of ``free`` (0 = not free) and their count.
-
-    ``Grid.covering`` keeps the window's outer layer beyond the band, so that layer is all
-    free and connected: the corner's component is everything reachable from outside.
-    """
-    if not free[0, 0, 0]:
-        raise RuntimeError("the grid window's corner is in the shell; the window is too small")
-    # 6-connectivity: a diagonal step could slip between two shell nodes of a thin wall.
-    labels, count = ndimage.label(free, structure=ndimage.generate_binary_structure(3, 1), output=np.int32)
-    return labels, int(count)
-
-
-def _probe_regions(vertices: np.ndarray, faces: np.ndarray, grid: Grid, udf: np.ndarray, nearest: np.ndarray,
-                   regions: np.ndarray, shell: np.ndarray, eps: float
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np.ndarray, face: np.ndarray,
+                   region_at, eps: float, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regions (k,) int32 ahead of and behind each shell node (module doc, step 5); 0 = lost.
 
     Also returns ``facing`` (k,) int8: +1 when the node is in front of its nearest face
@@ -337,47 +339,43 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, grid: Grid, udf: np.
     vertices : (n, 3) float64
         In the grid's coordinates.
     faces : (m, 3) int64
-    udf, nearest, regions : (X, Y, Z) arrays
-        Distance, nearest face and non-shell region of each node.
-    shell : (k,) int64
-        Flat indices of the shell nodes.
+    x : (k, 3) float64
+        The shell nodes.
+    d : (k,) float32
+        Their distance to the input.
+    face : (k,) int64
+        A nearest face of each.
+    region_at : callable
+        Region (k,) of points (k, 3) (of the node nearest each).
     """
-    h = grid.spacing
-    shape = np.asarray(grid.shape)
-    ahead = np.zeros(len(shell), dtype=np.int32)
-    behind = np.zeros(len(shell), dtype=np.int32)
-    facing = np.zeros(len(shell), dtype=np.int8)
-    flat_udf, flat_face, flat_regions = udf.reshape(-1), nearest.reshape(-1), regions.reshape(-1)
-
-    def region_at(points: np.ndarray) -> np.ndarray:
-        ijk = np.clip(np.rint((points - grid.origin) / h).astype(np.int64), 0, shape - 1)
-        return flat_regions[np.ravel_multi_index(ijk.T, grid.shape)]
-
-    for i in range(0, len(shell), PROBE_CHUNK):
-        nodes = shell[i:i + PROBE_CHUNK]
-        x = grid.points(nodes)                                                       # (k, 3)
-        tri = vertices[faces[flat_face[nodes]]]                                      # (k, 3, 3)
-        c = closest_point_on_triangle(x, tri[:, 0], tri[:, 1], tri[:, 2])
-        d = flat_udf[nodes].astype(np.float64)
+    ahead = np.zeros(len(x), dtype=np.int32)
+    behind = np.zeros(len(x), dtype=np.int32)
+    facing = np.zeros(len(x), dtype=np.int8)
+    for i in range(0, len(x), PROBE_CHUNK):
+        part = slice(i, i + PROBE_CHUNK)
+        xi = x[part]
+        tri = vertices[faces[face[part]]]                                            # (k, 3, 3)
+        c = closest_point_on_triangle(xi, tri[:, 0], tri[:, 1], tri[:, 2])
+        di = d[part].astype(np.float64)
         normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        n = (x - c) / np.maximum(d, 1e-12 * h)[:, None]
+        n = (xi - c) / np.maximum(di, 1e-12 * h)[:, None]
         # A node on the input (lattice-aligned input) has no direction of its own: it looks
         # along its face's normal, so that on a sheet it still gets -tau, not -0.
-        on = d <= ON_SURFACE_VOXELS * h
+        on = di <= ON_SURFACE_VOXELS * h
         if on.any():
             length = np.linalg.norm(normal[on], axis=1, keepdims=True)
             n[on] = np.where(length > 0, normal[on] / np.where(length > 0, length, 1.0), 0.0)
-        facing[i:i + len(nodes)] = np.sign(np.einsum("ij,ij->i", n, normal)).astype(np.int8)
+        facing[part] = np.sign(np.einsum("ij,ij->i", n, normal)).astype(np.int8)
         for out, sign in ((ahead, 1.0), (behind, -1.0)):
-            found = np.zeros(len(nodes), dtype=np.int32)
+            found = np.zeros(len(xi), dtype=np.int32)
             for reach in (eps + PROBE_VOXELS * h, eps + (PROBE_VOXELS + 1.0) * h):
                 lost = found == 0
                 found[lost] = region_at(c[lost] + sign * reach * n[lost])
-            out[i:i + len(nodes)] = found
+            out[part] = found
     return ahead, behind, facing
 
 
-def _empty_regions(regions: np.ndarray, count: int, ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray,
+def _empty_regions(outside: int, count: int, ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray,
                    cavities: Cavities) -> np.ndarray:
     """Mask (count + 1,) bool of the empty regions; entry 0 (the shell, a lost probe) is False.
 
@@ -390,7 +388,6 @@ def _empty_regions(regions: np.ndarray, count: int, ahead: np.ndarray, behind: n
     Regions no wall connects to outside stay solid.
     """
     empty = np.zeros(count + 1, dtype=bool)
-    outside = int(regions[0, 0, 0])
     empty[outside] = True
     if cavities == "fill" or count == 1:
         return empty
@@ -437,24 +434,27 @@ def _behind_empty(empty: np.ndarray, ahead: np.ndarray, behind: np.ndarray, faci
     return np.where(behind > 0, empty[behind], other_side)
 
 
-def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell: np.ndarray,
+def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell: np.ndarray, d: np.ndarray,
                   ahead: np.ndarray, behind_empty: np.ndarray, tau: float, eps: float) -> np.ndarray:
-    """The (X, Y, Z) float32 field whose level 0 is the result (module doc, step 5).
+    """The (nb, BLOCK^3) float32 field of the band nodes, whose level 0 is the result (step 5).
 
-    Non-shell nodes get ``+-eps`` here; :func:`_exact_at_crossings` then gives the ones at
-    a sign change their distance.
+    Non-shell nodes get ``+-eps`` here (the blocks outside the band get the same from their
+    region); :func:`_exact_at_crossings` then gives the ones at a sign change their distance.
     """
     field = np.full(udf.shape, np.float32(eps))
     np.negative(field, out=field, where=~empty[regions])
-    d = udf.reshape(-1)[shell]
     empty_ahead = empty[ahead]
     value = np.where(empty_ahead & behind_empty, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
     return field
 
 
-def _exact_at_crossings(field: np.ndarray, shell: np.ndarray, shell_face: np.ndarray, vertices: np.ndarray,
-                        faces: np.ndarray, grid: Grid, eps: float) -> None:
+#: The 6 grid steps, as (6, 3) index offsets.
+_STEPS = np.concatenate([np.eye(3, dtype=np.int64), -np.eye(3, dtype=np.int64)])
+
+
+def _exact_at_crossings(field: np.ndarray, blocks: BlockGrid, shell: np.ndarray, shell_ijk: np.ndarray,
+                        shell_face: np.ndarray, vertices: np.ndarray, faces: np.ndarray, eps: float) -> None:
     """Give non-shell nodes on a sign-changing grid edge their distance, in place.
 
     Along a grid edge that crosses a clean surface both ends are within ``h < eps`` of it,
@@ -463,114 +463,148 @@ def _exact_at_crossings(field: np.ndarray, shell: np.ndarray, shell_face: np.nda
     non-shell node, whose ``+-eps`` would misplace the marching-cubes vertex. Such a node
     gets its distance to the nearest faces of its shell neighbours on those edges (exact
     where one of them is its nearest face; never below ``eps``, as it is outside the shell).
-    Only the 6 neighbours of shell nodes are looked at: every sign change has a shell end.
+    Only the 6 neighbours of shell nodes are looked at: every sign change has a shell end,
+    and those neighbours are within ``eps + h`` of the input, so in band blocks.
     """
     flat = field.reshape(-1)
-    strides = np.array(field.strides) // field.itemsize
     inner = flat[shell] < 0
     nodes, candidate = [], []
-    for step in np.concatenate([strides, -strides]):
-        # The window's outer layer is beyond the band, so a shell node's neighbours exist.
-        other = shell + step
-        far = (np.abs(flat[other]) == np.float32(eps)) & ((flat[other] < 0) != inner)
+    for step in _STEPS:
+        other = blocks.locate(shell_ijk + step)[1]
+        value = flat[other]
+        far = (np.abs(value) == np.float32(eps)) & ((value < 0) != inner)
         nodes.append(other[far])
         candidate.append(shell_face[far])
     nodes, candidate = np.concatenate(nodes), np.concatenate(candidate)
     if len(nodes) == 0:
         return
     tri = vertices[faces[candidate]]
-    d = point_triangle_distance(grid.points(nodes), tri[:, 0], tri[:, 1], tri[:, 2])
+    x = blocks.grid.origin + blocks.node_ijk(nodes) * blocks.grid.spacing
+    d = point_triangle_distance(x, tri[:, 0], tri[:, 1], tri[:, 2])
     unique, inverse = np.unique(nodes, return_inverse=True)
     best = np.full(len(unique), np.inf)
     np.minimum.at(best, inverse, d)
     flat[unique] = np.copysign(np.maximum(best, eps), flat[unique]).astype(np.float32)
 
 
-def _keep_largest(field: np.ndarray) -> None:
-    """Make every solid part of ``field`` (negative, 26-connected) but the largest positive, in place."""
-    solid = field < 0
-    labels, count = ndimage.label(solid, structure=np.ones((3, 3, 3), dtype=bool), output=np.int32)
+def _keep_largest(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The connected surface of largest enclosed volume, with the cavities inside it.
+
+    Components are joined by shared vertices (the surface is manifold). Inner surfaces
+    (negative volume, kept cavities) stay when their first vertex lies inside the kept
+    surface, by its winding number.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vertices)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    count, label = connected_components(graph, directed=False)
     if count <= 1:
-        return
-    sizes = np.bincount(labels.reshape(-1))
-    sizes[0] = 0
-    drop = solid & (labels != int(sizes.argmax()))
-    field[drop] = -field[drop]
+        return vertices, faces
+    part = label[faces[:, 0]]
+    t = vertices[faces]
+    volume = np.bincount(part, np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])) / 6.0, minlength=count)
+    kept = int(volume.argmax())
+    keep_part = np.zeros(count, dtype=bool)
+    keep_part[kept] = True
+    outer = t[part == kept]
+    for cavity in np.flatnonzero(volume < 0):
+        probe = vertices[faces[np.flatnonzero(part == cavity)[0], 0]]
+        keep_part[cavity] = abs(_winding_number(probe, outer)) > 0.5
+    faces = faces[keep_part[part]]
+    used, faces = np.unique(faces, return_inverse=True)
+    return vertices[used], faces.reshape(-1, 3)
 
 
-def _marching_cubes(field: np.ndarray, shell: np.ndarray, nudge: float,
+def _winding_number(point: np.ndarray, triangles: np.ndarray) -> float:
+    """Generalized winding number of a closed surface (m, 3, 3) around ``point`` (Van Oosterom-Strackee)."""
+    r = triangles - point
+    length = np.linalg.norm(r, axis=2)
+    det = np.einsum("ij,ij->i", r[:, 0], np.cross(r[:, 1], r[:, 2]))
+    dots = (length[:, 0] * length[:, 1] * length[:, 2] + np.einsum("ij,ij->i", r[:, 0], r[:, 1]) * length[:, 2]
+            + np.einsum("ij,ij->i", r[:, 1], r[:, 2]) * length[:, 0]
+            + np.einsum("ij,ij->i", r[:, 2], r[:, 0]) * length[:, 1])
+    return float(np.arctan2(det, dots).sum() * 2.0 / (4.0 * np.pi))
+
+
+#: The 7 blocks above a block that its ``(BLOCK + 1)^3`` marching-cubes window reaches.
+_UPPER = [o for o in np.ndindex(2, 2, 2) if any(o)]
+
+
+def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarray, nudge: float,
                     progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-    """Isosurface ``field == 0`` (module doc, step 7).
+    """Isosurface ``field == 0`` (module doc, step 7), block by block.
 
-    Only blocks of ``BLOCK_CELLS^3`` cells that touch a shell node are polygonized: every
-    edge whose sign changes has a shell end, so all other blocks are empty. PyMCubes costs
-    about 50 ns per node whether or not a cell is cut, so this turns a cost in the window's
-    volume into one in the surface's area (and each block's float64 copy is tiny).
+    Each band block is polygonized on its ``(BLOCK + 1)^3`` nodes: its own and the first
+    layers of the blocks above it (from their rows, or their one value outside the band).
+    Every sign change has a shell end, and every cell with a shell corner has all corners
+    within ``eps + sqrt(3) h`` of the input, so in band blocks: cells outside them are
+    never cut. Blocks whose nodes all have one sign are skipped.
 
     Parameters
     ----------
-    field : (X, Y, Z) float32
-        Negative inside; the window's outer layer must be positive.
-    shell : (k,) int64
-        Flat indices of the nodes every sign change touches.
+    field : (nb, BLOCK^3) float32
+        Negative inside.
+    blocks : BlockGrid
+    block_value : (Cx * Cy * Cz,) float32
+        The value of every node of each block outside the band; beyond the grid is outside.
     nudge : float
         Values are kept at least this far from 0.
 
     Returns
     -------
     vertices : (n, 3) float64
-        In grid index coordinates of ``field``.
+        In grid index coordinates.
     faces : (m, 3) int64
         As PyMCubes winds them; vertices merged per grid edge across blocks.
     """
     import mcubes
 
-    shape = np.asarray(field.shape, dtype=np.int64)
-    blocks = _blocks_touching(shell, shape)                                            # (b, 3)
-    keys, verts, tris = [], [], []
-    count = 0
-    for n, block in enumerate(blocks):
-        if n % 64 == 0:
-            progress(n / len(blocks), "marching cubes")
-        lo = block * BLOCK_CELLS
-        hi = np.minimum(lo + BLOCK_CELLS + 1, shape)  # neighbouring blocks share a node layer
-        window = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        f = field[window].astype(np.float64)
-        below = f <= 0
-        if below.all() or not below.any():
-            continue  # all on one side: nothing to cut
-        f = np.where(below, np.minimum(f, -nudge), np.maximum(f, nudge))
-        v, t = mcubes.marching_cubes(f, 0.0)
-        if len(t) == 0:
-            continue
-        v += lo
-        keys.append(_edge_keys(v, shape))
-        verts.append(v)
-        tris.append(t.astype(np.int64) + count)
-        count += len(v)
+    b, nb = BLOCK, blocks.count
+    ext = np.empty((nb, b + 1, b + 1, b + 1), dtype=np.float32)
+    own = field.reshape(nb, b, b, b)
+    ext[:, :b, :b, :b] = own
+    limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
+    for offset in _UPPER:
+        up = blocks.blocks + np.asarray(offset)
+        inside = (up < limit).all(axis=1)
+        up_id = blocks.block_id(np.where(inside[:, None], up, 0))
+        up_slot = np.where(inside, blocks.slot[up_id], -1)
+        dst = tuple(b if o else slice(0, b) for o in offset)
+        src = tuple(0 if o else slice(0, b) for o in offset)
+        stored = np.flatnonzero(up_slot >= 0)
+        ext[(stored,) + dst] = own[(up_slot[stored],) + src]
+        other = np.flatnonzero(up_slot < 0)
+        value = np.where(inside[other], block_value[up_id[other]], block_value.dtype.type(abs(block_value).max()))
+        ext[(other,) + dst] = value.reshape((-1,) + (1,) * (3 - sum(offset)))
+    below = ext <= 0
+    np.copyto(ext, np.where(below, np.minimum(ext, -nudge), np.maximum(ext, nudge)))
+    cut = np.flatnonzero(below.any(axis=(1, 2, 3)) & ~below.all(axis=(1, 2, 3)))
+    del below
+
+    verts, tris, owner = [], [], []
+    for n, block in enumerate(cut.tolist()):
+        if n % 256 == 0:
+            progress(n / len(cut), "marching cubes")
+        v, t = mcubes.marching_cubes(ext[block], 0.0)
+        if len(t):
+            verts.append(v)
+            tris.append(t)
+            owner.append(block)
     progress(1.0, "marching cubes")
     if not tris:
         raise RuntimeError("marching cubes found no surface; the field has no negative node")
 
+    counts = np.array([len(v) for v in verts])
+    v = np.concatenate(verts) + np.repeat(blocks.blocks[owner] * b, counts, axis=0)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    t = np.concatenate(tris).astype(np.int64) + np.repeat(starts, [len(t) for t in tris])[:, None]
     # PyMCubes shares vertices within a call; the edge key also joins the blocks' seams.
-    _, first, inverse = np.unique(np.concatenate(keys), return_index=True, return_inverse=True)
-    return np.concatenate(verts)[first], inverse[np.concatenate(tris)]
-
-
-def _blocks_touching(nodes: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    """Blocks (b, 3) int64 of ``BLOCK_CELLS^3`` cells that have a corner among flat ``nodes``."""
-    cells = shape - 1
-    grid = tuple(int(g) for g in -(-cells // BLOCK_CELLS))
-    corners = np.indices((2, 2, 2)).reshape(3, -1).T         # the 8 cells around a node
-    ids = [np.zeros(0, dtype=np.int64)]
-    for i in range(0, len(nodes), 1 << 20):                   # bounded temporaries at any resolution
-        ijk = np.stack(np.unravel_index(nodes[i:i + (1 << 20)], tuple(shape)), axis=1)  # (k, 3)
-        for corner in corners:
-            cell = ijk - corner
-            cell = cell[((cell >= 0) & (cell < cells)).all(axis=1)]
-            ids.append(np.unique(np.ravel_multi_index((cell // BLOCK_CELLS).T, grid)))
-    ids = np.unique(np.concatenate(ids))
-    return np.stack(np.unravel_index(ids, grid), axis=1).astype(np.int64)
+    _, first, inverse = np.unique(_edge_keys(v, np.asarray(blocks.grid.shape)), return_index=True,
+                                  return_inverse=True)
+    return v[first], inverse[t]
 
 
 def _edge_keys(v: np.ndarray, shape: np.ndarray) -> np.ndarray:

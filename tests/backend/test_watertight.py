@@ -294,15 +294,30 @@ def test_smallest_resolution_with_a_shell_wider_than_the_canonical_margin():
     np.testing.assert_allclose(result.vertices.min(axis=0), -0.5, atol=0.35 * result.voxel_size)
 
 
-def test_marching_cube_blocks_are_stitched(monkeypatch):
-    v, f = meshes.broken_mesh()
-    base = watertight(v, f, resolution=RESOLUTION)
-    monkeypatch.setattr(wt, "BLOCK_CELLS", 3)  # many blocks, seams everywhere
-    blocky = watertight(v, f, resolution=RESOLUTION)
-    _assert_clean_closed_surface(blocky)
-    # Vertices are numbered by grid edge, so both runs agree; faces come block by block.
-    np.testing.assert_allclose(blocky.vertices, base.vertices, atol=1e-12)
-    np.testing.assert_array_equal(_canonical_faces(blocky.faces), _canonical_faces(base.faces))
+def _all_band(field: np.ndarray):
+    """A block grid in which every block of the dense ``field`` (shape a multiple of 8) is stored."""
+    from backend.mesh.blocks import BLOCK, BlockGrid
+    from backend.mesh.distance import Grid
+
+    coarse = tuple(s // BLOCK for s in field.shape)
+    blocks = BlockGrid.from_mask(Grid(np.zeros(3), 1.0, field.shape), np.ones(coarse, dtype=bool))
+    rows = field.reshape(coarse[0], BLOCK, coarse[1], BLOCK, coarse[2], BLOCK).transpose(0, 2, 4, 1, 3, 5)
+    return np.ascontiguousarray(rows.reshape(-1, BLOCK ** 3)), blocks, np.ones(np.prod(coarse), dtype=np.float32)
+
+
+def test_marching_cube_blocks_are_stitched_into_the_dense_result():
+    import mcubes
+
+    ijk = np.indices((24, 24, 24)).transpose(1, 2, 3, 0)
+    field = (np.linalg.norm(ijk - [11.3, 12.1, 11.7], axis=-1) - 7.4).astype(np.float32)   # 27 blocks
+    v, f = wt._marching_cubes(*_all_band(field), wt.NUDGE_VOXELS, lambda *_: None)
+    assert is_watertight(f) and is_oriented(f)
+    # One PyMCubes call on the whole grid gives the same vertices and as many faces.
+    dense_v, dense_f = mcubes.marching_cubes(field.astype(np.float64), 0.0)
+    assert len(f) == len(dense_f)
+    order = np.lexsort(v.T[::-1])
+    dense_order = np.lexsort(dense_v.T[::-1])
+    np.testing.assert_allclose(v[order], dense_v[dense_order], atol=1e-5)
 
 
 def test_field_values_on_the_level_do_not_make_collapsed_faces():
@@ -311,8 +326,7 @@ def test_field_values_on_the_level_do_not_make_collapsed_faces():
     field = np.full((8, 8, 8), 1.0, dtype=np.float32)  # one voxel, as in a distance field
     field[2:5, 2:5, 2:5] = -1.0
     field[5, 3, 3] = 0.0
-    shell = np.flatnonzero(field.ravel() < 1.0)
-    v, f = wt._marching_cubes(field, shell, wt.NUDGE_VOXELS, lambda *_: None)
+    v, f = wt._marching_cubes(*_all_band(field), wt.NUDGE_VOXELS, lambda *_: None)
     assert is_watertight(f) and is_oriented(f)
     area = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
     assert area.min() > 1e-9
