@@ -168,22 +168,21 @@ def label_free(blocks: BlockGrid, free: np.ndarray) -> Regions:
     nb, b = blocks.count, BLOCK
     coarse_free = blocks.slot.reshape(blocks.coarse_shape) < 0
     coarse, n_coarse = ndimage.label(coarse_free, structure=_SIX, output=np.int32)
+    coarse_flat = coarse.reshape(-1)
     # Band blocks, each on its own: stacked along x with an empty layer between them.
     stacked = np.zeros((nb, b + 1, b, b), dtype=bool)
     stacked[:, :b] = free.reshape(nb, b, b, b)
     fine, n_fine = ndimage.label(stacked.reshape(nb * (b + 1), b, b), structure=_SIX, output=np.int32)
     fine = fine.reshape(nb, b + 1, b, b)[:, :b]
-    # One id space: coarse labels 1..n_coarse, then fine labels shifted past them.
-    fine = np.where(fine > 0, fine + n_coarse, 0).astype(np.int32)
-    coarse_flat = coarse.reshape(-1)
+    # One id space for the graph: coarse labels 1..n_coarse, fine label f is n_coarse + f.
 
     pairs = []
     shape = np.asarray(blocks.coarse_shape, dtype=np.int64)
     for axis in range(3):
         step = np.zeros(3, dtype=np.int64)
         step[axis] = 1
-        last = np.take(fine, b - 1, axis=axis + 1)    # (nb, b, b): the block's far face
-        first = np.take(fine, 0, axis=axis + 1)       # its near face
+        last = fine[(slice(None),) * (axis + 1) + (b - 1,)]    # (nb, b, b) views: the far face
+        first = fine[(slice(None),) * (axis + 1) + (0,)]       # and the near face
         up = blocks.blocks + step
         ok = up[:, axis] < shape[axis]
         up_id = blocks.block_id(np.where(ok[:, None], up, 0))
@@ -192,7 +191,7 @@ def label_free(blocks: BlockGrid, free: np.ndarray) -> Regions:
         both = up_slot >= 0
         near, far = last[both], first[up_slot[both]]
         joined = (near > 0) & (far > 0)
-        pairs.append(np.stack([near[joined], far[joined]], axis=1))
+        pairs.append(np.stack([near[joined] + n_coarse, far[joined] + n_coarse], axis=1))
         # Band block -> a block outside the band above it, and the same below.
         for face, other in ((last, up), (first, blocks.blocks - step)):
             inside = (other[:, axis] >= 0) & (other[:, axis] < shape[axis])
@@ -201,12 +200,16 @@ def label_free(blocks: BlockGrid, free: np.ndarray) -> Regions:
             labels = face[outside_band]                                      # (k, b, b)
             region = np.broadcast_to(coarse_flat[other_id[outside_band]][:, None, None], labels.shape)
             hit = labels > 0
-            pairs.append(np.stack([labels[hit], region[hit]], axis=1))
-    pairs = np.concatenate(pairs).astype(np.int64)
+            pairs.append(np.stack([labels[hit] + n_coarse, region[hit]], axis=1))
+    pairs = np.concatenate(pairs)
+    # Neighbouring face nodes mostly repeat the previous pair: drop those before the graph.
+    if len(pairs) > 1:
+        pairs = pairs[np.concatenate([[True], (pairs[1:] != pairs[:-1]).any(axis=1)])]
     total = n_coarse + n_fine
-    graph = _graph(pairs, total + 1)
-    count, component = _components(graph)
-    return Regions(count=count - 1, node=component[fine].reshape(nb, -1).astype(np.int32),
+    count, component = _components(_graph(pairs, total + 1))
+    fine_component = component[n_coarse:].astype(np.int32)     # fine label f -> entry f
+    fine_component[0] = 0
+    return Regions(count=count - 1, node=fine_component[fine].reshape(nb, -1),
                    block=component[coarse_flat].astype(np.int32))
 
 

@@ -243,7 +243,6 @@ def watertight(
     shell_ijk = blocks.node_ijk(shell)
     shell_face = nearest.reshape(-1)[shell].astype(np.int64)
     shell_udf = udf.reshape(-1)[shell]
-    del nearest
 
     def region_at(points: np.ndarray) -> np.ndarray:
         return regions.at(blocks, np.rint((points - window.origin) / h).astype(np.int64))
@@ -255,7 +254,8 @@ def watertight(
     field = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h, eps)
     del udf
     block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
-    _exact_at_crossings(field, blocks, shell, shell_ijk, shell_face, canonical, faces, eps)
+    _exact_at_crossings(field, nearest, blocks, block_value, canonical, faces, eps)
+    del nearest
     lap("signing")
 
     mc_stop = 0.97 if target_faces is None else 0.8
@@ -453,8 +453,8 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
 _STEPS = np.concatenate([np.eye(3, dtype=np.int64), -np.eye(3, dtype=np.int64)])
 
 
-def _exact_at_crossings(field: np.ndarray, blocks: BlockGrid, shell: np.ndarray, shell_ijk: np.ndarray,
-                        shell_face: np.ndarray, vertices: np.ndarray, faces: np.ndarray, eps: float) -> None:
+def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value: np.ndarray,
+                        vertices: np.ndarray, faces: np.ndarray, eps: float) -> None:
     """Give non-shell nodes on a sign-changing grid edge their distance, in place.
 
     Along a grid edge that crosses a clean surface both ends are within ``h < eps`` of it,
@@ -463,21 +463,50 @@ def _exact_at_crossings(field: np.ndarray, blocks: BlockGrid, shell: np.ndarray,
     non-shell node, whose ``+-eps`` would misplace the marching-cubes vertex. Such a node
     gets its distance to the nearest faces of its shell neighbours on those edges (exact
     where one of them is its nearest face; never below ``eps``, as it is outside the shell).
-    Only the 6 neighbours of shell nodes are looked at: every sign change has a shell end,
-    and those neighbours are within ``eps + h`` of the input, so in band blocks.
+
+    Non-shell values are exactly ``+-eps`` and shell values never are, so the edges are found
+    by comparing each band block with itself shifted by one node, and its far faces with the
+    next block's near faces; that next block is in the band, as the shell end is within
+    ``eps + h`` of the input. Two non-shell ends never differ in sign (one region).
     """
+    b, nb = BLOCK, blocks.count
+    grid_of = field.reshape(nb, b, b, b)
     flat = field.reshape(-1)
-    inner = flat[shell] < 0
+    eps32 = np.float32(eps)
     nodes, candidate = [], []
-    for step in _STEPS:
-        other = blocks.locate(shell_ijk + step)[1]
-        value = flat[other]
-        far = (np.abs(value) == np.float32(eps)) & ((value < 0) != inner)
-        nodes.append(other[far])
-        candidate.append(shell_face[far])
-    nodes, candidate = np.concatenate(nodes), np.concatenate(candidate)
-    if len(nodes) == 0:
+    limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
+    local = np.arange(b ** 3).reshape(b, b, b)
+    for axis in range(3):
+        lo = [slice(None)] * 4
+        hi = [slice(None)] * 4
+        lo[axis + 1], hi[axis + 1] = slice(0, b - 1), slice(1, b)
+        pairs = [(grid_of[tuple(lo)], grid_of[tuple(hi)], np.arange(nb)[:, None, None, None], np.arange(nb)[:, None, None, None],
+                  local[tuple(lo[1:])], local[tuple(hi[1:])])]
+        step = np.zeros(3, dtype=np.int64)
+        step[axis] = 1
+        up = blocks.blocks + step
+        inside = (up < limit).all(axis=1)
+        up_slot = np.where(inside, blocks.slot[blocks.block_id(np.where(inside[:, None], up, 0))], -1)
+        has = np.flatnonzero(up_slot >= 0)
+        far = [slice(None)] * 4
+        near = [slice(None)] * 4
+        far[axis + 1], near[axis + 1] = slice(b - 1, b), slice(0, 1)
+        pairs.append((grid_of[tuple(far)][has], grid_of[tuple(near)][up_slot[has]], has[:, None, None, None],
+                      up_slot[has][:, None, None, None], local[tuple(far[1:])], local[tuple(near[1:])]))
+        for v0, v1, s0, s1, l0, l1 in pairs:
+            off0, off1 = np.abs(v0) == eps32, np.abs(v1) == eps32
+            change = ((v0 < 0) != (v1 < 0)) & (off0 != off1)
+            if not change.any():
+                continue
+            hit = np.nonzero(change)
+            k0 = (np.broadcast_to(s0, change.shape)[hit] * b ** 3 + np.broadcast_to(l0, change.shape)[hit])
+            k1 = (np.broadcast_to(s1, change.shape)[hit] * b ** 3 + np.broadcast_to(l1, change.shape)[hit])
+            first_off = off0[hit]
+            nodes.append(np.where(first_off, k0, k1))
+            candidate.append(nearest.reshape(-1)[np.where(first_off, k1, k0)])
+    if not nodes:
         return
+    nodes, candidate = np.concatenate(nodes), np.concatenate(candidate).astype(np.int64)
     tri = vertices[faces[candidate]]
     x = blocks.grid.origin + blocks.node_ijk(nodes) * blocks.grid.spacing
     d = point_triangle_distance(x, tri[:, 0], tri[:, 1], tri[:, 2])
@@ -546,7 +575,7 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
     Parameters
     ----------
     field : (nb, BLOCK^3) float32
-        Negative inside.
+        Negative inside; nudged in place.
     blocks : BlockGrid
     block_value : (Cx * Cy * Cz,) float32
         The value of every node of each block outside the band; beyond the grid is outside.
@@ -563,6 +592,10 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
     import mcubes
 
     b, nb = BLOCK, blocks.count
+    # Nudge (in place): every value at least ``nudge`` from 0, 0 itself counting as inside.
+    # Values off the shell are +-eps, so only shell rows can be that close.
+    small = np.flatnonzero(np.abs(field.reshape(-1)) < nudge)
+    field.reshape(-1)[small] = np.where(field.reshape(-1)[small] <= 0, -nudge, nudge)
     ext = np.empty((nb, b + 1, b + 1, b + 1), dtype=np.float32)
     own = field.reshape(nb, b, b, b)
     ext[:, :b, :b, :b] = own
@@ -579,10 +612,8 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
         other = np.flatnonzero(up_slot < 0)
         value = np.where(inside[other], block_value[up_id[other]], block_value.dtype.type(abs(block_value).max()))
         ext[(other,) + dst] = value.reshape((-1,) + (1,) * (3 - sum(offset)))
-    below = ext <= 0
-    np.copyto(ext, np.where(below, np.minimum(ext, -nudge), np.maximum(ext, nudge)))
-    cut = np.flatnonzero(below.any(axis=(1, 2, 3)) & ~below.all(axis=(1, 2, 3)))
-    del below
+    negative = np.count_nonzero(ext.reshape(nb, -1) < 0, axis=1)
+    cut = np.flatnonzero((negative > 0) & (negative < ext[0].size))
 
     verts, tris, owner = [], [], []
     for n, block in enumerate(cut.tolist()):
