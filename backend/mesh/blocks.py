@@ -156,61 +156,67 @@ class Regions:
         return out
 
 
-def label_free(blocks: BlockGrid, free: np.ndarray) -> Regions:
+def label_free(band: BlockGrid, free: np.ndarray) -> Regions:
     """6-connected components of the free nodes; blocks outside the band are all free.
 
     Parameters
     ----------
-    blocks : BlockGrid
+    band : BlockGrid
     free : (nb, BLOCK^3) bool
         Which band nodes are free.
     """
-    nb, b = blocks.count, BLOCK
-    coarse_free = blocks.slot.reshape(blocks.coarse_shape) < 0
-    coarse, n_coarse = ndimage.label(coarse_free, structure=_SIX, output=np.int32)
-    coarse_flat = coarse.reshape(-1)
-    # Band blocks, each on its own: stacked along x with an empty layer between them.
-    stacked = np.zeros((nb, b + 1, b, b), dtype=bool)
-    stacked[:, :b] = free.reshape(nb, b, b, b)
-    fine, n_fine = ndimage.label(stacked.reshape(nb * (b + 1), b, b), structure=_SIX, output=np.int32)
-    fine = fine.reshape(nb, b + 1, b, b)[:, :b]
-    # One id space for the graph: coarse labels 1..n_coarse, fine label f is n_coarse + f.
+    b = BLOCK
+    # Only blocks with a blocked node are labelled node by node ("mixed"); every other
+    # block, in the band or not, is all free and labelled whole on the coarse grid.
+    mixed_rows = np.flatnonzero(~free.all(axis=1))
+    slot = np.full(band.slot.shape, -1, dtype=np.int64)
+    slot[band.block_id(band.blocks[mixed_rows])] = np.arange(len(mixed_rows))
+    mixed = BlockGrid(grid=band.grid, coarse_shape=band.coarse_shape, blocks=band.blocks[mixed_rows], slot=slot)
+    coarse, n_coarse = ndimage.label(slot.reshape(band.coarse_shape) < 0, structure=_SIX, output=np.int32)
+    coarse = coarse.reshape(-1)
+    # Mixed blocks, each on its own: stacked along x with an empty layer between them.
+    stacked = np.zeros((mixed.count, b + 1, b, b), dtype=bool)
+    stacked[:, :b] = free[mixed_rows].reshape(-1, b, b, b)
+    fine, n_fine = ndimage.label(stacked.reshape(-1, b, b), structure=_SIX, output=np.int32)
+    fine = fine.reshape(mixed.count, b + 1, b, b)[:, :b]
 
+    # Join labels across block faces. One id space: coarse labels 1..n_coarse, then fine
+    # label f as n_coarse + f.
     pairs = []
-    shape = np.asarray(blocks.coarse_shape, dtype=np.int64)
+    shape = np.asarray(band.coarse_shape, dtype=np.int64)
     for axis in range(3):
         step = np.zeros(3, dtype=np.int64)
         step[axis] = 1
-        last = fine[(slice(None),) * (axis + 1) + (b - 1,)]    # (nb, b, b) views: the far face
+        last = fine[(slice(None),) * (axis + 1) + (b - 1,)]    # (k, b, b) views: the far face
         first = fine[(slice(None),) * (axis + 1) + (0,)]       # and the near face
-        up = blocks.blocks + step
+        up = mixed.blocks + step
         ok = up[:, axis] < shape[axis]
-        up_id = blocks.block_id(np.where(ok[:, None], up, 0))
-        up_slot = np.where(ok, blocks.slot[up_id], -2)
-        # Band block -> band block above it: face to face.
+        up_slot = np.where(ok, mixed.slot[mixed.block_id(np.where(ok[:, None], up, 0))], -1)
+        # Mixed block -> mixed block above it: face to face.
         both = up_slot >= 0
         near, far = last[both], first[up_slot[both]]
         joined = (near > 0) & (far > 0)
         pairs.append(np.stack([near[joined] + n_coarse, far[joined] + n_coarse], axis=1))
-        # Band block -> a block outside the band above it, and the same below.
-        for face, other in ((last, up), (first, blocks.blocks - step)):
+        # Mixed block -> a whole block above it, and the same below.
+        for face, other in ((last, up), (first, mixed.blocks - step)):
             inside = (other[:, axis] >= 0) & (other[:, axis] < shape[axis])
-            other_id = blocks.block_id(np.where(inside[:, None], other, 0))
-            outside_band = inside & (blocks.slot[other_id] < 0)
-            labels = face[outside_band]                                      # (k, b, b)
-            region = np.broadcast_to(coarse_flat[other_id[outside_band]][:, None, None], labels.shape)
+            other_id = mixed.block_id(np.where(inside[:, None], other, 0))
+            whole = inside & (mixed.slot[other_id] < 0)
+            labels = face[whole]                                             # (k, b, b)
+            region = np.broadcast_to(coarse[other_id[whole]][:, None, None], labels.shape)
             hit = labels > 0
             pairs.append(np.stack([labels[hit] + n_coarse, region[hit]], axis=1))
     pairs = np.concatenate(pairs)
     # Neighbouring face nodes mostly repeat the previous pair: drop those before the graph.
     if len(pairs) > 1:
         pairs = pairs[np.concatenate([[True], (pairs[1:] != pairs[:-1]).any(axis=1)])]
-    total = n_coarse + n_fine
-    count, component = _components(_graph(pairs, total + 1))
-    fine_component = component[n_coarse:].astype(np.int32)     # fine label f -> entry f
+    count, component = _components(_graph(pairs, n_coarse + n_fine + 1))
+    component = component.astype(np.int32)
+    fine_component = component[n_coarse:].copy()                # fine label f -> entry f
     fine_component[0] = 0
-    return Regions(count=count - 1, node=fine_component[fine].reshape(nb, -1),
-                   block=component[coarse_flat].astype(np.int32))
+    node = np.repeat(component[coarse[band.block_id(band.blocks)]][:, None], b ** 3, axis=1)
+    node[mixed_rows] = fine_component[fine].reshape(mixed.count, -1)
+    return Regions(count=count - 1, node=node, block=np.where(band.slot < 0, component[coarse], 0))
 
 
 def _graph(pairs: np.ndarray, size: int):

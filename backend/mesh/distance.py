@@ -42,10 +42,10 @@ log = logging.getLogger(__name__)
 #: division would be 0 / 0.
 DEGENERATE_REL = 1e-12
 
-#: (node, triangle) pairs evaluated at once. The kernel holds ~30 temporaries per pair; at
-#: 2**14 pairs they stay in the CPU caches (about 2 MB together), which measured ~25% faster
-#: than 2**16-2**18 on the bench meshes at resolution 512 (and 2**12 pays Python overhead).
-CHUNK_PAIRS = 1 << 14
+#: (node, triangle) box pairs looked at once; the plane cull leaves the kernel about a third
+#: of them. The kernel holds ~30 temporaries per pair, a few MB at this size; 2**14-2**18
+#: measured within 5% of each other on the bench meshes at resolution 512.
+CHUNK_PAIRS = 1 << 16
 
 #: Triangles are evaluated in float32 (1.6x faster than float64 here) unless they are
 #: slivers: the face-region barycentrics divide by ``|ab x ac|^2``, whose float32 rounding
@@ -55,13 +55,18 @@ CHUNK_PAIRS = 1 << 14
 #: stays below ~1e-6 of the triangle's size.
 FLOAT32_MIN_SIN2 = 1e-4
 
+#: Node boxes are rounded up to a multiple of this many nodes per side; see _band_chunks.
+BOX_QUANTUM = 4
+
 #: Triangles whose longest edge exceeds this many grid spacings are split (longest-edge
 #: bisection) before the band is walked: a long diagonal triangle's bounding box holds
 #: O(L^3) nodes but its band only O(L^2). The pieces cover the triangle exactly, so the
-#: minimum distance over them is the distance to the triangle. Splitting finer costs more
-#: than it saves, because each piece's box is grown by the band again: on the bench meshes
-#: at resolution 128, 8 voxels was fastest (2: 2.8x slower, 4: 1.3x, no split: 1.1x).
-SPLIT_EDGE_VOXELS = 8.0
+#: minimum distance over them is the distance to the triangle. A box costs one plane test
+#: per node (the cull) and the kernel only in the plane's slab, so pieces may be long;
+#: splitting finer pays for growing each piece's box by the band again. With a band of
+#: 1.1 voxels at resolution 512 (spot, fandisk): 4 voxels 2.0 s, 8: 1.05 s, 16: 0.85 s,
+#: 32: 0.82 s.
+SPLIT_EDGE_VOXELS = 16.0
 
 
 @dataclass(frozen=True)
@@ -405,8 +410,10 @@ def narrow_band_blocks(
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     h = grid.spacing
+    # Blocks are marked from the boxes of pieces of at most half a block: tighter than the
+    # distance pieces' boxes, which may be long.
     a, b, c, _ = _split_long_triangles(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]],
-                                       SPLIT_EDGE_VOXELS * h)
+                                       0.5 * BLOCK * h)
     lo = np.minimum(np.minimum(a, b), c)
     hi = np.maximum(np.maximum(a, b), c)
     start = np.floor((lo - margin - grid.origin) / h).astype(np.int64)
@@ -476,9 +483,10 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
     """Yield (flat node index (p,) int64, distance (p,) float32 (float64 for slivers), face (p,) int64) within ``band``, by chunk.
 
     A node may appear several times (once per nearby triangle); callers keep the minimum.
-    Triangles are grouped by the shape of their node box (and degeneracy), so a chunk is a
-    dense (triangles, box nodes) block: node offsets come from one small template per shape
-    and the kernel broadcasts each triangle's frame over its box, with no per-pair gathers.
+    Triangles are grouped by the shape of their node box (and precision), so a chunk is a
+    dense (triangles, box nodes) block: node offsets come from one small template per shape.
+    A plane test culls the box to the slab within ``band`` of the triangle's plane; the
+    kernel runs on the pairs that remain (all of them for degenerate triangles).
     """
     if not band > 0:
         raise ValueError(f"band must be positive, got {band!r}")
@@ -502,6 +510,11 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
     extent = np.maximum(stop - start, 0)                                                # (m, 3)
     keep = extent.prod(axis=1) > 0
     a, b, c, start, extent, parent = a[keep], b[keep], c[keep], start[keep], extent[keep], parent[keep]
+    # Boxes are grown to a multiple of BOX_QUANTUM nodes per side (moved back inside the
+    # grid), so that few shapes, hence few chunks, remain; the extra nodes only cost the
+    # plane cull, and any node's distance is correct whichever box it is found in.
+    extent = np.minimum(-(-extent // BOX_QUANTUM) * BOX_QUANTUM, shape)
+    start = np.maximum(np.minimum(start, shape - extent), 0)
     frames = TriangleFrames.from_corners(a, b, c)
     ab2, ac2, bc2 = _dot(b - a, b - a), _dot(c - a, c - a), _dot(c - b, c - b)
     longest2 = np.maximum(np.maximum(ab2, ac2), bc2)
@@ -509,6 +522,8 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
     kind = np.where(frames.degenerate, 2, (_dot(*(np.cross(frames.ab, frames.ac),) * 2)
                                             <= FLOAT32_MIN_SIN2 * longest2 * longest2).astype(np.int64))
     frames32 = TriangleFrames._make(f if f.dtype == bool else f.astype(np.float32) for f in frames)
+    normal = np.cross(frames.ab, frames.ac)
+    unit_normal = normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
 
     stride = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     base_flat = start @ stride                                                           # (m,)
@@ -530,13 +545,24 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
         dtype, group_frames = (np.float32, frames32) if single else (np.float64, frames)
         offsets_ap = (offsets * h).astype(dtype)
         per_chunk = max(1, chunk_pairs // len(offsets))
+        planar = kind[group[0]] < 2
         for i in range(0, len(group), per_chunk):
             progress(done / max(total, 1), "distance")
             tri = group[i:i + per_chunk]
             ap = base_ap[tri].astype(dtype)[:, None, :] + offsets_ap[None, :, :]        # (n, E, 3)
+            done += ap.shape[0] * ap.shape[1]
+            if planar:
+                # Only nodes in the slab within ``band`` of the triangle's plane can be in
+                # its band: one dot product culls most of the box before the kernel.
+                slab = np.abs(np.einsum("nej,nj->ne", ap, unit_normal[tri].astype(dtype))) <= band
+                row, col = np.nonzero(slab)
+                dist = _distance(ap[row, col], group_frames.take(tri[row]))             # (k,)
+                near = dist <= band
+                row, col = row[near], col[near]
+                yield base_flat[tri[row]] + offsets_flat[col], dist[near], parent[tri[row]]
+                continue
             dist = _distance(ap, group_frames.take(tri).expand())                       # (n, E)
             near = dist <= band
-            done += dist.size
             yield ((base_flat[tri][:, None] + offsets_flat[None, :])[near], dist[near],
                    np.broadcast_to(parent[tri][:, None], near.shape)[near])
     progress(1.0, "distance")

@@ -75,7 +75,7 @@ import numpy as np
 
 from backend.conventions import Normalization
 from backend.mesh.blocks import BLOCK, BlockGrid, label_free, padded_window
-from backend.mesh.distance import Grid, closest_point_on_triangle, narrow_band_blocks, point_triangle_distance
+from backend.mesh.distance import Grid, TriangleFrames, narrow_band_blocks, point_triangle_distance, triangle_params
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ REACH_VOXELS = 1.75
 
 #: Shell nodes whose nearest point is computed at once (the kernel holds ~30 float64
 #: temporaries per node).
-PROBE_CHUNK = 1 << 18
+PROBE_CHUNK = 1 << 16
 
 #: PyMCubes (0.1.x, Bourke's tables) marks nodes ``<= level`` as inside and then winds its
 #: triangles clockwise seen from outside (negative volume). Fixed for the library, not per mesh.
@@ -351,25 +351,30 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np
     ahead = np.zeros(len(x), dtype=np.int32)
     behind = np.zeros(len(x), dtype=np.int32)
     facing = np.zeros(len(x), dtype=np.int8)
+    # Per-face constants once; each node gathers its face's (no per-node cross products).
+    frames = TriangleFrames.from_corners(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]])
+    normal = np.cross(frames.ab, frames.ac)
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    unit = np.where(length > 0, normal / np.where(length > 0, length, 1.0), 0.0)
     for i in range(0, len(x), PROBE_CHUNK):
         part = slice(i, i + PROBE_CHUNK)
-        xi = x[part]
-        tri = vertices[faces[face[part]]]                                            # (k, 3, 3)
-        c = closest_point_on_triangle(xi, tri[:, 0], tri[:, 1], tri[:, 2])
+        fi = face[part]
+        fr = frames.take(fi)
+        ap = x[part] - fr.a
+        s, t = triangle_params(ap, fr)
+        away = ap - s[:, None] * fr.ab - t[:, None] * fr.ac                         # x - c
         di = d[part].astype(np.float64)
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        n = (xi - c) / np.maximum(di, 1e-12 * h)[:, None]
+        n = away / np.maximum(di, 1e-12 * h)[:, None]
         # A node on the input (lattice-aligned input) has no direction of its own: it looks
         # along its face's normal, so that on a sheet it still gets -tau, not -0.
         on = di <= ON_SURFACE_VOXELS * h
-        if on.any():
-            length = np.linalg.norm(normal[on], axis=1, keepdims=True)
-            n[on] = np.where(length > 0, normal[on] / np.where(length > 0, length, 1.0), 0.0)
-        facing[part] = np.sign(np.einsum("ij,ij->i", n, normal)).astype(np.int8)
+        n[on] = unit[fi[on]]
+        facing[part] = np.sign(np.einsum("ij,ij->i", n, normal[fi])).astype(np.int8)
+        c = x[part] - away
         for out, sign in ((ahead, 1.0), (behind, -1.0)):
-            found = np.zeros(len(xi), dtype=np.int32)
+            found = np.zeros(len(fi), dtype=np.int32)
             for reach in (eps + PROBE_VOXELS * h, eps + (PROBE_VOXELS + 1.0) * h):
-                lost = found == 0
+                lost = np.flatnonzero(found == 0)
                 found[lost] = region_at(c[lost] + sign * reach * n[lost])
             out[part] = found
     return ahead, behind, facing
