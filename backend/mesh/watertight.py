@@ -445,9 +445,10 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
 
     Non-shell nodes get ``+-eps`` here (the blocks outside the band get the same from their
     region); :func:`_exact_at_crossings` then gives the ones at a sign change their distance.
+    ``udf`` is overwritten: it becomes the field.
     """
-    field = np.full(udf.shape, np.float32(eps))
-    np.negative(field, out=field, where=~empty[regions])
+    # Written over ``udf``, whose shell values were read out already: no new big array.
+    field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf)
     empty_ahead = empty[ahead]
     value = np.where(empty_ahead & behind_empty, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
@@ -475,43 +476,41 @@ def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGri
     ``eps + h`` of the input. Two non-shell ends never differ in sign (one region).
     """
     b, nb = BLOCK, blocks.count
-    grid_of = field.reshape(nb, b, b, b)
     flat = field.reshape(-1)
-    eps32 = np.float32(eps)
-    nodes, candidate = [], []
+    # Per node: bit 0 "negative", bit 1 "off the shell" (exactly +-eps). An edge to fix has
+    # both bits different at its two ends: code_0 ^ code_1 == 3.
+    code = (field < 0).view(np.int8)
+    code |= (np.abs(field) == np.float32(eps)).view(np.int8) << 1
+    code = code.reshape(nb, b, b, b)
     limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
-    local = np.arange(b ** 3).reshape(b, b, b)
+    nodes, candidate = [], []
     for axis in range(3):
-        lo = [slice(None)] * 4
-        hi = [slice(None)] * 4
-        lo[axis + 1], hi[axis + 1] = slice(0, b - 1), slice(1, b)
-        pairs = [(grid_of[tuple(lo)], grid_of[tuple(hi)], np.arange(nb)[:, None, None, None], np.arange(nb)[:, None, None, None],
-                  local[tuple(lo[1:])], local[tuple(hi[1:])])]
-        step = np.zeros(3, dtype=np.int64)
-        step[axis] = 1
-        up = blocks.blocks + step
+        # Within blocks: each node and the next one along the axis.
+        lo = (slice(None),) * (axis + 1) + (slice(0, b - 1),)
+        hi = (slice(None),) * (axis + 1) + (slice(1, b),)
+        step = np.zeros(4, dtype=np.int64)
+        step[axis + 1] = 1
+        hit = np.argwhere((code[lo] ^ code[hi]) == 3)                                  # (k, 4)
+        ends = [np.ravel_multi_index(hit.T, code.shape), np.ravel_multi_index((hit + step).T, code.shape)]
+        # Across block seams: a block's far face and the near face of the band block above.
+        up = blocks.blocks + np.eye(3, dtype=np.int64)[axis]
         inside = (up < limit).all(axis=1)
         up_slot = np.where(inside, blocks.slot[blocks.block_id(np.where(inside[:, None], up, 0))], -1)
         has = np.flatnonzero(up_slot >= 0)
-        far = [slice(None)] * 4
-        near = [slice(None)] * 4
-        far[axis + 1], near[axis + 1] = slice(b - 1, b), slice(0, 1)
-        pairs.append((grid_of[tuple(far)][has], grid_of[tuple(near)][up_slot[has]], has[:, None, None, None],
-                      up_slot[has][:, None, None, None], local[tuple(far[1:])], local[tuple(near[1:])]))
-        for v0, v1, s0, s1, l0, l1 in pairs:
-            off0, off1 = np.abs(v0) == eps32, np.abs(v1) == eps32
-            change = ((v0 < 0) != (v1 < 0)) & (off0 != off1)
-            if not change.any():
-                continue
-            hit = np.nonzero(change)
-            k0 = (np.broadcast_to(s0, change.shape)[hit] * b ** 3 + np.broadcast_to(l0, change.shape)[hit])
-            k1 = (np.broadcast_to(s1, change.shape)[hit] * b ** 3 + np.broadcast_to(l1, change.shape)[hit])
-            first_off = off0[hit]
-            nodes.append(np.where(first_off, k0, k1))
-            candidate.append(nearest.reshape(-1)[np.where(first_off, k1, k0)])
-    if not nodes:
-        return
+        far = (slice(None),) * (axis + 1) + (b - 1,)
+        near = (slice(None),) * (axis + 1) + (0,)
+        seam = np.argwhere((code[far][has] ^ code[near][up_slot[has]]) == 3)             # (k, 3): row, 2 coords
+        rows = seam[:, 0]
+        far_ijk = np.insert(seam[:, 1:], axis, b - 1, axis=1)
+        near_ijk = np.insert(seam[:, 1:], axis, 0, axis=1)
+        ends[0] = np.concatenate([ends[0], np.ravel_multi_index((has[rows], *far_ijk.T), code.shape)])
+        ends[1] = np.concatenate([ends[1], np.ravel_multi_index((up_slot[has[rows]], *near_ijk.T), code.shape)])
+        first_off = (code.reshape(-1)[ends[0]] & 2) > 0
+        nodes.append(np.where(first_off, ends[0], ends[1]))
+        candidate.append(nearest.reshape(-1)[np.where(first_off, ends[1], ends[0])])
     nodes, candidate = np.concatenate(nodes), np.concatenate(candidate).astype(np.int64)
+    if len(nodes) == 0:
+        return
     tri = vertices[faces[candidate]]
     x = blocks.grid.origin + blocks.node_ijk(nodes) * blocks.grid.spacing
     d = point_triangle_distance(x, tri[:, 0], tri[:, 1], tri[:, 2])
@@ -601,23 +600,37 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
     # Values off the shell are +-eps, so only shell rows can be that close.
     small = np.flatnonzero(np.abs(field.reshape(-1)) < nudge)
     field.reshape(-1)[small] = np.where(field.reshape(-1)[small] <= 0, -nudge, nudge)
-    ext = np.empty((nb, b + 1, b + 1, b + 1), dtype=np.float32)
-    own = field.reshape(nb, b, b, b)
-    ext[:, :b, :b, :b] = own
+    # A block can hold a cut cell only if its nodes, or those of the 7 blocks above it that
+    # its cells reach, are not all of one sign.
     limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
+    negative = np.count_nonzero(field < 0, axis=1)
+    state = np.where(negative == 0, 0, np.where(negative == b ** 3, 2, 1))        # all +, mixed, all -
+    block_state = np.where(block_value < 0, 2, 0)
+    uppers = []
     for offset in _UPPER:
         up = blocks.blocks + np.asarray(offset)
         inside = (up < limit).all(axis=1)
         up_id = blocks.block_id(np.where(inside[:, None], up, 0))
         up_slot = np.where(inside, blocks.slot[up_id], -1)
+        up_state = np.where(up_slot >= 0, state[up_slot], np.where(inside, block_state[up_id], 0))
+        uppers.append((offset, inside, up_id, up_slot, up_state))
+    varied = (state == 1) | np.any([u[4] != state for u in uppers], axis=0)
+    rows = np.flatnonzero(varied)
+
+    ext = np.empty((len(rows), b + 1, b + 1, b + 1), dtype=np.float32)
+    own = field.reshape(nb, b, b, b)
+    ext[:, :b, :b, :b] = own[rows]
+    outside_value = np.float32(abs(block_value).max(initial=1.0))
+    for offset, inside, up_id, up_slot, _ in uppers:
         dst = tuple(b if o else slice(0, b) for o in offset)
         src = tuple(0 if o else slice(0, b) for o in offset)
+        up_slot, inside, up_id = up_slot[rows], inside[rows], up_id[rows]
         stored = np.flatnonzero(up_slot >= 0)
         ext[(stored,) + dst] = own[(up_slot[stored],) + src]
         other = np.flatnonzero(up_slot < 0)
-        value = np.where(inside[other], block_value[up_id[other]], block_value.dtype.type(abs(block_value).max()))
+        value = np.where(inside[other], block_value[up_id[other]], outside_value)
         ext[(other,) + dst] = value.reshape((-1,) + (1,) * (3 - sum(offset)))
-    negative = np.count_nonzero(ext.reshape(nb, -1) < 0, axis=1)
+    negative = np.count_nonzero(ext.reshape(len(rows), -1) < 0, axis=1)
     cut = np.flatnonzero((negative > 0) & (negative < ext[0].size))
 
     verts, tris, owner = [], [], []
@@ -628,7 +641,7 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
         if len(t):
             verts.append(v)
             tris.append(t)
-            owner.append(block)
+            owner.append(rows[block])
     progress(1.0, "marching cubes")
     if not tris:
         raise RuntimeError("marching cubes found no surface; the field has no negative node")
