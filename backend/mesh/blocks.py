@@ -117,8 +117,17 @@ def blocks_of_boxes(start: np.ndarray, stop: np.ndarray, coarse_shape: tuple[int
     lo = np.clip(start >> _SHIFT, 0, limit)
     hi = np.clip((stop - 1) >> _SHIFT, 0, limit)
     keep = (stop > start).all(axis=1)
-    lo, hi = lo[keep], hi[keep]
-    span = hi - lo
+    # Neighbouring boxes mostly cover the same blocks: mark each range of blocks once.
+    lo, span = lo[keep], hi[keep] - lo[keep]
+    base = int(span.max(initial=0)) + 1
+    cx, cy, cz = coarse_shape
+    key = ((((lo[:, 0] * cy + lo[:, 1]) * cz + lo[:, 2]) * base + span[:, 0]) * base + span[:, 1]) * base + span[:, 2]
+    key = np.unique(key)
+    key, sz = np.divmod(key, base)
+    key, sy = np.divmod(key, base)
+    key, sx = np.divmod(key, base)
+    lo = np.stack(np.unravel_index(key, coarse_shape), axis=1)
+    span = np.stack([sx, sy, sz], axis=1)
     for d in np.ndindex(*(int(s) + 1 for s in span.max(axis=0, initial=0))):
         ok = (span >= np.asarray(d)).all(axis=1)
         b = lo[ok] + np.asarray(d)

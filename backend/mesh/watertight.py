@@ -448,7 +448,7 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
     ``udf`` is overwritten: it becomes the field.
     """
     # Written over ``udf``, whose shell values were read out already: no new big array.
-    field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf)
+    field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf, mode="clip")  # unbuffered
     empty_ahead = empty[ahead]
     value = np.where(empty_ahead & behind_empty, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
