@@ -647,13 +647,21 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
         raise RuntimeError("marching cubes found no surface; the field has no negative node")
 
     counts = np.array([len(v) for v in verts])
-    v = np.concatenate(verts) + np.repeat(blocks.blocks[owner] * b, counts, axis=0)
+    local = np.concatenate(verts)
+    v = local + np.repeat(blocks.blocks[owner] * b, counts, axis=0)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     t = np.concatenate(tris).astype(np.int64) + np.repeat(starts, [len(t) for t in tris])[:, None]
-    # PyMCubes shares vertices within a call; the edge key also joins the blocks' seams.
-    _, first, inverse = np.unique(_edge_keys(v, np.asarray(blocks.grid.shape)), return_index=True,
+    # PyMCubes shares vertices within a call. Between calls only vertices on a block's
+    # boundary planes (an integer coordinate 0 or BLOCK) repeat: those are merged by their
+    # grid edge, the others are unique already.
+    seam = ((local == 0) | (local == b)).any(axis=1)
+    _, first, inverse = np.unique(_edge_keys(v[seam], np.asarray(blocks.grid.shape)), return_index=True,
                                   return_inverse=True)
-    return v[first], inverse[t]
+    inner = ~seam
+    new_id = np.empty(len(v), dtype=np.int64)
+    new_id[inner] = np.arange(np.count_nonzero(inner))
+    new_id[seam] = np.count_nonzero(inner) + inverse
+    return np.concatenate([v[inner], v[seam][first]]), new_id[t]
 
 
 def _edge_keys(v: np.ndarray, shape: np.ndarray) -> np.ndarray:
