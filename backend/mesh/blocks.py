@@ -116,7 +116,7 @@ def blocks_of_boxes(start: np.ndarray, stop: np.ndarray, coarse_shape: tuple[int
     limit = np.asarray(coarse_shape, dtype=np.int64) - 1
     lo = np.clip(start >> _SHIFT, 0, limit)
     hi = np.clip((stop - 1) >> _SHIFT, 0, limit)
-    keep = (stop > start).all(axis=1)
+    keep = (stop > start).all(axis=1) & (stop > 0).all(axis=1) & (start < (limit + 1) * BLOCK).all(axis=1)
     # Neighbouring boxes mostly cover the same blocks: mark each range of blocks once.
     lo, span = lo[keep], hi[keep] - lo[keep]
     base = int(span.max(initial=0)) + 1

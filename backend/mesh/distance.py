@@ -383,6 +383,7 @@ def narrow_band_blocks(
     margin: float,
     chunk_pairs: int = CHUNK_PAIRS,
     progress: ProgressFn = null_progress,
+    device: str = "auto",
 ):
     """Like :func:`narrow_band_grid`, stored in sparse blocks (:mod:`backend.mesh.blocks`).
 
@@ -394,6 +395,10 @@ def narrow_band_blocks(
     ----------
     grid : Grid
         Its shape must be a multiple of ``BLOCK`` per axis (:func:`backend.mesh.blocks.padded_window`).
+
+    device : {"auto", "cpu", "cuda"}
+        "cuda" queries every band node with cubvh (:mod:`backend.mesh.gpu`); "auto" does so
+        when cubvh and a CUDA device are available, else walks the triangles on the CPU.
 
     Returns
     -------
@@ -420,6 +425,12 @@ def narrow_band_blocks(
     stop = np.ceil((hi + margin - grid.origin) / h).astype(np.int64) + 1
     coarse_shape = tuple(int(s) // BLOCK for s in grid.shape)
     blocks = BlockGrid.from_mask(grid, blocks_of_boxes(start, stop, coarse_shape))
+    from backend.mesh import gpu
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" or (device == "auto" and gpu.available() and len(faces) >= gpu.MIN_TRIANGLES):
+        return blocks, *_band_blocks_cubvh(vertices, faces, blocks, band, progress)
     out = np.full(blocks.count * BLOCK_NODES, np.inf, dtype=np.float32)
     nearest = np.full(blocks.count * BLOCK_NODES, -1, dtype=np.int32)
     for index, distance, face in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
@@ -429,6 +440,28 @@ def narrow_band_blocks(
         hit = distance == out[position]
         nearest[position[hit]] = face[hit]
     return blocks, out.reshape(-1, BLOCK_NODES), nearest.reshape(-1, BLOCK_NODES)
+
+
+def _band_blocks_cubvh(vertices: np.ndarray, faces: np.ndarray, blocks, band: float, progress: ProgressFn
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`narrow_band_blocks`' arrays from cubvh: every band node is one GPU query."""
+    from backend.mesh import gpu
+    from backend.mesh.blocks import BLOCK_NODES
+
+    out = np.empty((blocks.count, BLOCK_NODES), dtype=np.float32)
+    nearest = np.empty((blocks.count, BLOCK_NODES), dtype=np.int32)
+    query = gpu.MeshDistance(vertices, faces)
+    rows = max(1, gpu.GPU_CHUNK // BLOCK_NODES)
+    for i in range(0, blocks.count, rows):
+        progress(i / max(blocks.count, 1), "distance")
+        position = np.arange(i * BLOCK_NODES, min(i + rows, blocks.count) * BLOCK_NODES)
+        points = blocks.grid.origin + blocks.node_ijk(position) * blocks.grid.spacing
+        distance, face = query(points)
+        far = distance > band
+        out.reshape(-1)[position] = np.where(far, np.inf, distance)
+        nearest.reshape(-1)[position] = np.where(far, -1, face)
+    progress(1.0, "distance")
+    return out, nearest
 
 
 def split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge: float

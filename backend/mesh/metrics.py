@@ -90,6 +90,36 @@ def is_oriented(faces: np.ndarray) -> bool:
     return len(np.unique(_edge_ids(edges), return_counts=False)) == len(edges)
 
 
+def is_manifold(faces: np.ndarray) -> bool:
+    """True for a closed, consistently oriented 2-manifold: every edge in two faces, every
+    vertex's faces one fan (no two cones of faces touching at a vertex).
+
+    Around a vertex ``v`` of a closed oriented mesh, the corner of face ``f`` at ``v`` is
+    followed by the corner at ``v`` of the face across ``f``'s edge leaving ``v``; the
+    vertex is manifold when those steps make one cycle. All cycles are counted at once as
+    the connected components of that successor permutation of the corners.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as graph_components
+
+    faces = _check_faces(faces)
+    if len(faces) == 0 or not (is_watertight(faces) and is_oriented(faces)):
+        return False
+    at = faces.reshape(-1)                                   # corner c = 3 f + i sits at vertex at[c]
+    after = np.roll(faces, -1, axis=1).reshape(-1)           # vertex after it in its face
+    before = np.roll(faces, 1, axis=1).reshape(-1)           # vertex before it
+    span = int(faces.max()) + 1
+    # The face across the edge at -> after holds after -> at, so its corner at ``at`` has
+    # ``before == after``: find it by the key (vertex, vertex before).
+    keys = at * span + before
+    order = np.argsort(keys)
+    successor = order[np.searchsorted(keys[order], at * span + after)]
+    n = len(at)
+    graph = coo_matrix((np.ones(n, dtype=np.int8), (np.arange(n), successor)), shape=(n, n))
+    cycles, _ = graph_components(graph, directed=False)
+    return int(cycles) == len(np.unique(faces))
+
+
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     """Volume enclosed by a closed mesh; positive when faces wind outward.
 

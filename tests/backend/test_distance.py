@@ -189,3 +189,34 @@ def test_narrow_band_reports_progress_and_can_be_cancelled():
 
     with pytest.raises(Cancelled):
         narrow_band(vertices, faces, grid, 2.2 * grid.spacing, chunk_pairs=500, progress=cancel)
+
+
+def test_cuda_path_matches_the_cpu_path():
+    from backend.mesh import gpu
+    from backend.mesh.blocks import padded_window
+    from backend.mesh.distance import narrow_band_blocks
+
+    if not gpu.available():
+        pytest.skip("cubvh with a CUDA device is not available here")
+    vertices, faces = _soup(np.random.default_rng(5))
+    grid = padded_window(Grid.cube(40).covering(vertices.min(axis=0), vertices.max(axis=0), 0.2))
+    band = 1.1 * grid.spacing
+    cpu = narrow_band_blocks(vertices, faces, grid, band, margin=2 * band, device="cpu")
+    cuda = narrow_band_blocks(vertices, faces, grid, band, margin=2 * band, device="cuda")
+    np.testing.assert_array_equal(cpu[0].blocks, cuda[0].blocks)
+    near = np.isfinite(cpu[1]) & np.isfinite(cuda[1])
+    np.testing.assert_allclose(cuda[1][near], cpu[1][near], atol=1e-5 * grid.spacing)
+    # Nodes at the band's edge may fall on either side by rounding; no other disagreement.
+    assert (np.isfinite(cpu[1]) != np.isfinite(cuda[1])).sum() <= 0.001 * cpu[1].size
+
+
+def test_device_choice_is_checked_and_cpu_is_always_there():
+    from backend.mesh.blocks import padded_window
+    from backend.mesh.distance import narrow_band_blocks
+
+    vertices, faces = _soup(np.random.default_rng(5))
+    grid = padded_window(Grid.cube(24).covering(vertices.min(axis=0), vertices.max(axis=0), 0.2))
+    with pytest.raises(ValueError, match="device"):
+        narrow_band_blocks(vertices, faces, grid, 0.1, margin=0.2, device="tpu")
+    blocks, distance, face = narrow_band_blocks(vertices, faces, grid, 0.1, margin=0.2, device="cpu")
+    assert distance.shape == face.shape == (blocks.count, 512)

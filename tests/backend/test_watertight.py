@@ -11,6 +11,7 @@ from backend.mesh.metrics import (
     connected_components,
     edge_manifold_report,
     genus,
+    is_manifold,
     is_oriented,
     is_watertight,
     signed_volume,
@@ -68,6 +69,7 @@ def _assert_closed(result: WatertightResult) -> None:
     report = edge_manifold_report(f)
     assert report.watertight, report
     assert is_oriented(f)
+    assert is_manifold(f), "a vertex joins two fans of faces"
     assert (f[:, 0] != f[:, 1]).all() and (f[:, 1] != f[:, 2]).all() and (f[:, 2] != f[:, 0]).all()
     area = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
     assert area.min() > 1e-9 * result.voxel_size**2
@@ -435,3 +437,15 @@ def test_pipeline_params_carry_the_options():
     for bad in ({"keep": "most"}, {"cavities": "hollow"}, {"target_faces": 2}, {"decimate": True}):
         with pytest.raises(ValidationError):
             WatertightParams(**bad)
+
+
+def test_manifold_check_catches_a_pinched_vertex():
+    v, f = meshes.cube()
+    assert is_manifold(f)
+    # A second cube touching the first at one corner, sharing that vertex: closed and
+    # oriented, but not a manifold there.
+    corner = int(np.argmax(v.sum(axis=1)))
+    other = np.where(f == np.argmin(v.sum(axis=1)), corner, f + len(v))
+    assert is_watertight(np.vstack([f, other])) and is_oriented(np.vstack([f, other]))
+    assert not is_manifold(np.vstack([f, other]))
+    assert not is_manifold(f[:-1])  # open
