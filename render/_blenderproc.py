@@ -54,6 +54,11 @@ def init() -> None:
 
     bp = api()
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    # BlenderProc remembers registered outputs (normals, depth, ...) in a process-wide store;
+    # a new scene starts without them.
+    from blenderproc.python.utility.GlobalStorage import GlobalStorage
+
+    GlobalStorage.set("output", [])
     bp.initializer.clean_up(clean_up_camera=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"

@@ -56,7 +56,7 @@ class RenderConfig:
     fov: float | None = None  # degrees; None: the layout's default
     radius: float | None = None  # canonical units; None: frame the whole canonical box
     samples: int = 16
-    denoise: bool = False
+    denoise: str | None = None  # OpenImageDenoise quality: fast, balanced, high
     seed: int = 0
     threads: int = 0
     colour: bool = True  # False: geometry maps only (no Cycles render)
@@ -244,7 +244,8 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=float, default=None,
                         help="camera distance in canonical units (default: frames the whole canonical box)")
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel for colour (default 16)")
-    parser.add_argument("--denoise", action="store_true", help="run OpenImageDenoise on the colour")
+    parser.add_argument("--denoise", choices=("off", "fast", "balanced", "high"), default="off",
+                        help="OpenImageDenoise on the colour, at this quality (default off)")
     parser.add_argument("--seed", type=int, default=0, help="Cycles sampling seed (recorded in cameras.json)")
     parser.add_argument("--threads", type=int, default=0, help="render threads (0: all cores)")
     parser.add_argument("--no-colour", dest="colour", action="store_false",
@@ -257,7 +258,7 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
     return RenderConfig(layout=args.layout, width=width, height=height, fov=args.fov, radius=args.radius,
-                        samples=args.samples, denoise=args.denoise, seed=args.seed, threads=args.threads,
+                        samples=args.samples, denoise=None if args.denoise == "off" else args.denoise, seed=args.seed, threads=args.threads,
                         colour=args.colour, verbose=args.verbose)
 
 
