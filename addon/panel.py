@@ -34,6 +34,10 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
         column = layout.column()
         column.prop(settings, "mode")
         column.prop(settings, "resolution")
+        column.prop(settings, "target_faces")
+        row = column.row(align=True)
+        row.prop(settings, "largest_only", toggle=True)
+        row.prop(settings, "keep_cavities", toggle=True)
         row = layout.row(align=True)
         row.scale_y = 1.4
         row.operator("meshsmith.generate", icon="MESH_ICOSPHERE")

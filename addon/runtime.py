@@ -22,7 +22,7 @@ import bpy
 from bpy.app.handlers import persistent
 from mathutils import Matrix
 
-from . import glb, scene_io
+from . import glb, props, scene_io
 from .backend_process import BackendProcess, resolve_python, start_backend as spawn_backend
 from .client import Client
 from .connection import resolve_connection
@@ -191,7 +191,7 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
         start_backend()
         client = make_client()
     data = scene_io.export_object_glb(obj, context.evaluated_depsgraph_get())
-    remote = client.submit(pipeline, {"resolution": int(settings.resolution)}, data, filename="mesh.glb")
+    remote = client.submit(pipeline, props.watertight_params(settings), data, filename="mesh.glb")
     job = _session.tracker.add(
         TrackedJob(
             id=remote.id,

@@ -264,6 +264,7 @@ def watertight(
     field = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h, eps)
     del udf
     block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
+    specks = _remove_specks(field, blocks)
     _exact_at_crossings(field, nearest, blocks, block_value, canonical, faces, eps)
     del nearest
     lap("signing")
@@ -286,8 +287,9 @@ def watertight(
     progress(0.97, "restoring frame")
     out_vertices = norm.invert(window.origin + index_vertices * h)
     log.info(
-        "watertight: %d faces -> %d faces at resolution %d, %d band blocks of %d^3 in a window %s; %s",
-        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape,
+        "watertight: %d faces -> %d faces at resolution %d, %d band blocks of %d^3 in a window %s, "
+        "%d one-node specks flipped; %s",
+        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks,
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()),
     )
     progress(1.0, "done")
@@ -467,6 +469,39 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
 
 #: The 6 grid steps, as (6, 3) index offsets.
 _STEPS = np.concatenate([np.eye(3, dtype=np.int64), -np.eye(3, dtype=np.int64)])
+
+
+def _remove_specks(field: np.ndarray, blocks: BlockGrid) -> int:
+    """Flip, in place, nodes whose sign differs from all 6 neighbours; returns how many.
+
+    Such a node is a solid (or a hole) of one node, smaller than the grid can hold: marching
+    cubes would make it an 8-face speck. They come from shell nodes whose probes disagree
+    with their neighbours' in slots about as wide as the shell. Neighbours in blocks outside
+    the band are not counted (such a node is kept: conservative).
+    """
+    b, nb = BLOCK, blocks.count
+    negative = (field < 0).reshape(nb, b, b, b)
+    differ = np.zeros((nb, b, b, b), dtype=np.int8)
+    limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
+    for axis in range(3):
+        lo = (slice(None),) * (axis + 1) + (slice(0, b - 1),)
+        hi = (slice(None),) * (axis + 1) + (slice(1, b),)
+        change = (negative[lo] != negative[hi]).view(np.int8)
+        differ[lo] += change
+        differ[hi] += change
+        up = blocks.blocks + np.eye(3, dtype=np.int64)[axis]
+        inside = (up < limit).all(axis=1)
+        up_slot = np.where(inside, blocks.slot[blocks.block_id(np.where(inside[:, None], up, 0))], -1)
+        has = np.flatnonzero(up_slot >= 0)
+        far = (slice(None),) * (axis + 1) + (b - 1,)
+        near = (slice(None),) * (axis + 1) + (0,)
+        change = (negative[far][has] != negative[near][up_slot[has]]).view(np.int8)
+        differ[far][has] += change                  # rows are unique: plain fancy += is exact
+        differ_near = differ[near]
+        differ_near[up_slot[has]] += change
+    speck = np.flatnonzero(differ.reshape(-1) == 6)
+    field.reshape(-1)[speck] *= -1
+    return len(speck)
 
 
 def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value: np.ndarray,

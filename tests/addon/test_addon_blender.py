@@ -233,9 +233,26 @@ def test_generate_makes_a_closed_manifold_copy_of_a_broken_mesh(runtime, backend
     assert (low - source_low).length < tolerance and (high - source_high).length < tolerance
 
 
+def test_panel_options_reach_the_backend_and_shape_the_result(runtime, backend):
+    broken_sphere("OptionsSphere")
+    settings = bpy.context.scene.meshsmith
+    settings.largest_only, settings.target_faces = True, 600
+    try:
+        assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    finally:
+        settings.largest_only, settings.target_faces = False, 0
+    job = runtime.get_job(settings.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "imported", job.message
+    assert job.client.job(job.id).params == {"resolution": 128, "keep": "largest", "cavities": "fill",
+                                             "target_faces": 600}
+    closed, oriented, faces = closed_and_oriented(bpy.data.objects["OptionsSphere_watertight"].data)
+    assert closed and oriented and 400 <= faces <= 660
+
+
 def test_cancel_stops_the_job_and_imports_nothing(runtime, backend):
     source = broken_sphere("CancelSphere")
-    bpy.context.scene.meshsmith.resolution = 512
+    bpy.context.scene.meshsmith.resolution = 1024  # long enough to be cancelled while it runs
     try:
         assert bpy.ops.meshsmith.generate() == {"FINISHED"}
     finally:

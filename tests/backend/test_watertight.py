@@ -449,3 +449,18 @@ def test_manifold_check_catches_a_pinched_vertex():
     assert is_watertight(np.vstack([f, other])) and is_oriented(np.vstack([f, other]))
     assert not is_manifold(np.vstack([f, other]))
     assert not is_manifold(f[:-1])  # open
+
+
+def test_one_node_specks_are_flipped_and_nothing_else():
+    field = np.full((16, 16, 16), 0.5, dtype=np.float32)
+    field[2:8, 2:8, 2:8] = -0.5                # a solid up to a block seam: kept
+    field[12, 12, 12] = -0.3                   # a one-node solid in empty space: a speck
+    field[5, 5, 5] = 0.2                       # a one-node hole in the solid: a speck
+    field[8, 12, 3] = -0.4                     # a speck just past a block seam (x = 7 | 8)
+    field[11, 3, 12] = field[11, 4, 12] = -0.3  # two nodes: a small part, kept
+    rows, blocks, _ = _all_band(field)
+    assert wt._remove_specks(rows, blocks) == 3
+    expected = field.copy()
+    expected[12, 12, 12], expected[5, 5, 5], expected[8, 12, 3] = 0.3, -0.2, 0.4
+    back = rows.reshape(2, 2, 2, 8, 8, 8).transpose(0, 3, 1, 4, 2, 5).reshape(16, 16, 16)
+    np.testing.assert_array_equal(back, expected)
