@@ -86,7 +86,7 @@ def render_one(asset: str, out_dir: str, config: RenderConfig) -> dict:
                 "views": len(cameras["views"])}
     except Exception as exc:  # any error of one asset must not stop the dataset
         return {"asset": asset, "ok": False, "seconds": round(time.perf_counter() - t, 3),
-                "error": f"{type(exc).__name__}: {exc}",
+                "error": f"{type(exc).__name__}: {str(exc).strip()}",
                 "traceback": traceback.format_exc(limit=-4)}
 
 

@@ -21,6 +21,7 @@ normalized mesh, glTF's Y-up) and ``contact_sheet.png``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -181,6 +182,31 @@ def write_result(result: RenderResult, out: Path) -> dict:
     return cameras
 
 
+@contextlib.contextmanager
+def quiet_stdout(enabled: bool = True):
+    """Send what Blender, BlenderProc and the importers print to /dev/null meanwhile: file
+    descriptors 1 and 2, since they write from C as well as Python. Errors still arrive, as
+    exceptions."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def render_to_folder(path: str | os.PathLike, out: str | os.PathLike, config: RenderConfig,
                      *, overwrite: bool = False) -> dict:
     """Render ``path`` and write its folder ``out`` atomically: everything is written into a
@@ -188,7 +214,8 @@ def render_to_folder(path: str | os.PathLike, out: str | os.PathLike, config: Re
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"out folder {str(out)!r} exists and is not empty; pass --overwrite to replace it")
-    result = render_asset(path, config)
+    with quiet_stdout(not config.verbose):
+        result = render_asset(path, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
