@@ -13,9 +13,11 @@ pip ``bpy`` module lacks. Its ``api`` modules themselves work on Blender 4.2, wi
    GPU device probing: it resets the scene and applies BlenderProc's default renderer settings.
 
 Inside a Blender 4.2 binary (``blender -b -P render/views.py -- ...``) BlenderProc and its
-imports must be importable by Blender's Python 3.11: either install them there
-(``<blender>/4.2/python/bin/python3.11 -m pip install -r requirements-render.txt``) or put
-this project's venv on the path (``PYTHONPATH=.venv/lib/python3.11/site-packages``).
+imports must be importable by Blender's own Python 3.11. Either put this project's venv,
+which ``make setup`` fills, on its path
+(``PYTHONPATH=.venv/lib/python3.11/site-packages blender -b -P render/views.py -- ...``), or
+install the render block of ``requirements.txt`` (plus trimesh, pillow, tqdm, scipy) with
+``<blender>/4.2/python/bin/python3.11 -m pip install ...``.
 """
 
 from __future__ import annotations

@@ -77,11 +77,8 @@ def load_asset(path: Path) -> list:
     import bpy
 
     path = Path(path)
+    check_asset_path(path)
     suffix = path.suffix.lower()
-    if suffix not in ASSET_SUFFIXES:
-        raise ValueError(f"input must end in one of {', '.join(ASSET_SUFFIXES)}, got {path.name!r}")
-    if not path.is_file():
-        raise ValueError(f"input {str(path)!r} is not a file")
     before = set(bpy.data.objects)
     loader = _blenderproc.api().loader
     if path.suffix in (".obj", ".ply") or suffix in (".stl", ".glb", ".gltf"):
@@ -95,6 +92,14 @@ def load_asset(path: Path) -> list:
     if not meshes:
         raise ValueError(f"{path.name}: no mesh with faces was imported (Blender's importer read nothing usable)")
     return new
+
+
+def check_asset_path(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` is a file with a suffix render/ reads."""
+    if Path(path).suffix.lower() not in ASSET_SUFFIXES:
+        raise ValueError(f"input must end in one of {', '.join(ASSET_SUFFIXES)}, got {Path(path).name!r}")
+    if not Path(path).is_file():
+        raise ValueError(f"input {str(path)!r} is not a file")
 
 
 def file_to_blender(suffix: str) -> np.ndarray:

@@ -85,6 +85,7 @@ def render_asset(path: str | os.PathLike, config: RenderConfig) -> RenderResult:
     path = Path(path)
     if config.width < 1 or config.height < 1:
         raise ValueError(f"resolution must be positive, got {config.width}x{config.height}")
+    scene.check_asset_path(path)
     views = make_layout(config.layout, radius=config.radius, fov=config.fov)
     timing = {}
     t0 = time.perf_counter()
