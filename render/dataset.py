@@ -90,13 +90,14 @@ def render_one(asset: str, out_dir: str, config: RenderConfig) -> dict:
                 "traceback": traceback.format_exc(limit=-4)}
 
 
-def _run_local(tasks: dict[str, Path], out: Path, config: RenderConfig, workers: int, progress) -> list[dict]:
+def _run_local(tasks: dict[str, Path], out: Path, config: RenderConfig, workers: int, progress,
+               task=render_one) -> list[dict]:
     """Tasks in a pool of ``workers`` processes.
 
     A worker that dies (Blender crashing) breaks the whole pool; the assets that were in it are
     then tried again one at a time, each in a pool of its own, so only the culprit fails.
     """
-    records, crashed = _pool_pass(tasks, out, config, workers, progress)
+    records, crashed = _pool_pass(tasks, out, config, workers, progress, task)
     for name in crashed:
         for attempt in range(CRASH_RETRIES + 1):
             if attempt == CRASH_RETRIES:
@@ -104,18 +105,18 @@ def _run_local(tasks: dict[str, Path], out: Path, config: RenderConfig, workers:
                                 "error": "the worker process died while rendering this asset (Blender crashed)"})
                 progress(records[-1])
                 break
-            done, again = _pool_pass({name: tasks[name]}, out, config, 1, progress)
+            done, again = _pool_pass({name: tasks[name]}, out, config, 1, progress, task)
             records.extend(done)
             if not again:
                 break
     return records
 
 
-def _pool_pass(tasks: dict[str, Path], out: Path, config: RenderConfig, workers: int, progress):
+def _pool_pass(tasks: dict[str, Path], out: Path, config: RenderConfig, workers: int, progress, task):
     """One pool over ``tasks``: (records, names whose worker died)."""
     records, crashed = [], []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:  # bpy is not fork-safe
-        futures = {pool.submit(render_one, str(p), str(out / n), config): n for n, p in tasks.items()}
+        futures = {pool.submit(task, str(p), str(out / n), config): n for n, p in tasks.items()}
         not_done = set(futures)
         while not_done:
             done, not_done = wait(not_done, return_when=FIRST_COMPLETED)

@@ -89,9 +89,24 @@ def load_asset(path: Path) -> list:
         bpy.ops.wm.ply_import(filepath=str(path))
     new = [o for o in bpy.data.objects if o not in before]
     meshes = [o for o in new if o.type == "MESH" and len(o.data.polygons) > 0]
+    _drop_missing_colour_attributes(meshes)
     if not meshes:
         raise ValueError(f"{path.name}: no mesh with faces was imported (Blender's importer read nothing usable)")
     return new
+
+
+def _drop_missing_colour_attributes(meshes: list) -> None:
+    """BlenderProc wires a PLY's vertex colours ("Col") into its material even when the file has
+    none, which renders black; unwire attribute nodes whose attribute the mesh lacks."""
+    for obj in meshes:
+        names = {a.name for a in obj.data.attributes}
+        for slot in obj.material_slots:
+            mat = slot.material
+            if mat is None or not mat.use_nodes:
+                continue
+            for node in list(mat.node_tree.nodes):
+                if node.bl_idname == "ShaderNodeAttribute" and node.attribute_name not in names:
+                    mat.node_tree.nodes.remove(node)
 
 
 def check_asset_path(path: Path) -> None:

@@ -61,7 +61,9 @@ def assets(tmp_path_factory):
     shape = flat_shape()
     (src / "flat.obj").write_text(trimesh.exchange.obj.export_obj(shape, include_normals=False))
     (src / "flat_z.stl").write_bytes(shape.export(file_type="stl"))
-    (src / "flat_ply.ply").write_bytes(trimesh.exchange.ply.export_ply(shape, vertex_normal=False))
+    coloured = shape.copy()
+    coloured.visual.vertex_colors = np.tile([20, 30, 220, 255], (len(shape.vertices), 1))
+    (src / "flat_ply.ply").write_bytes(trimesh.exchange.ply.export_ply(coloured, vertex_normal=False))
     smooth = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
     smooth.vertices *= [1.0, 1.0, 0.5]
     smooth.vertex_normals  # noqa: B018 - computed and written to the PLY as smooth normals
@@ -233,7 +235,9 @@ def test_smooth_normals_follow_the_files_vertex_normals(dataset, assets):
     check_geometry(out / "smooth", assets / "smooth.ply", smooth=True)
 
 
-@pytest.mark.parametrize("name, file, channel", [("red", "red.glb", 0), ("green__green", "green/green.obj", 1)])
+@pytest.mark.parametrize("name, file, channel", [
+    ("red", "red.glb", 0), ("green__green", "green/green.obj", 1), ("flat_ply", "flat_ply.ply", 2),
+])
 def test_textures_show_and_colour_matches_mask(dataset, assets, name, file, channel):
     out, _ = dataset
     cameras = check_geometry(out / name, assets / file)
@@ -248,6 +252,15 @@ def test_textures_show_and_colour_matches_mask(dataset, assets, name, file, chan
         assert (rgba[..., :3][rgba[..., 3] == 0] == 0).all(), "transparent background, no colour"
     assert cameras["render"]["seed"] == 0 and cameras["render"]["samples"] == 4
     assert {s["name"] for s in cameras["render"]["light_rig"]["suns"]} == {"key", "fill", "rim"}
+
+
+def test_assets_without_colours_render_grey(dataset):
+    out, _ = dataset
+    for name in ("smooth", "flat_z"):  # a PLY without vertex colours, an STL
+        rgba = np.asarray(Image.open(out / name / "000_rgb.png")).astype(float)
+        rgb = rgba[rgba[..., 3] == 255][:, :3]
+        assert np.allclose(rgb[:, 0], rgb[:, 1]) and np.allclose(rgb[:, 1], rgb[:, 2])
+        assert rgb.mean() > 100, f"{name} renders dark: {rgb.mean():.0f}"
 
 
 def test_mesh_glb_is_the_normalized_mesh(dataset, assets):

@@ -1,0 +1,40 @@
+"""render.dataset's bookkeeping without Blender: names, crashed workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from render.dataset import _run_local, find_assets
+from render.views import RenderConfig
+
+
+def fake_render(asset: str, out_dir: str, config: RenderConfig) -> dict:
+    """Stands in for render_one in the worker: dies like a crashing Blender on 'crash' assets."""
+    if Path(asset).stem.startswith("crash"):
+        os._exit(139)
+    Path(out_dir).mkdir(parents=True)
+    return {"asset": asset, "ok": True, "seconds": 0.0}
+
+
+def test_a_crashing_worker_fails_only_its_asset(tmp_path):
+    names = ["a", "b", "crash", "c", "d"]
+    tasks = {n: tmp_path / f"{n}.obj" for n in names}
+    seen = []
+    records = _run_local(tasks, tmp_path / "out", RenderConfig(), 2, seen.append, task=fake_render)
+    by_name = {r["name"]: r for r in records}
+    assert sorted(by_name) == sorted(names) and len(records) == len(names) == len(seen)
+    assert not by_name["crash"]["ok"] and "worker process died" in by_name["crash"]["error"]
+    assert all(by_name[n]["ok"] for n in names if n != "crash")
+
+
+def test_asset_names_are_unique_and_skip_hidden_and_output(tmp_path):
+    for rel in ("a.obj", "a.glb", "sub/b.STL", "sub/c.ply", ".hidden/d.obj", "notes.txt", "out/e.obj"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    found = find_assets(tmp_path, exclude=tmp_path / "out")
+    assert sorted(found) == ["a_glb", "a_obj", "sub__b", "sub__c"]
+    with pytest.raises(ValueError, match="not a folder"):
+        find_assets(tmp_path / "missing")
