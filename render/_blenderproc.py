@@ -56,11 +56,11 @@ def init() -> None:
 
     bp = api()
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    # BlenderProc remembers registered outputs (normals, depth, ...) in a process-wide store;
-    # a new scene starts without them.
+    # BlenderProc keeps per-scene state (registered outputs, "depth output enabled", ...) in a
+    # process-wide store that nothing public clears; a new scene starts with it empty.
     from blenderproc.python.utility.GlobalStorage import GlobalStorage
 
-    GlobalStorage.set("output", [])
+    GlobalStorage._storage_dict.clear()
     bp.initializer.clean_up(clean_up_camera=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.render.test_views import check_geometry, flat_shape, run
+from tests.render.checks import check_geometry, flat_shape, run
 
 pytest.importorskip("ray")
 
