@@ -265,7 +265,7 @@ def watertight(
     del udf
     block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
     specks = _remove_specks(field, blocks)
-    _exact_at_crossings(field, nearest, blocks, block_value, canonical, faces, eps)
+    _exact_at_crossings(field, nearest, blocks, canonical, faces, eps)
     del nearest
     lap("signing")
 
@@ -504,7 +504,7 @@ def _remove_specks(field: np.ndarray, blocks: BlockGrid) -> int:
     return len(speck)
 
 
-def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value: np.ndarray,
+def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid,
                         vertices: np.ndarray, faces: np.ndarray, eps: float) -> None:
     """Give non-shell nodes on a sign-changing grid edge their distance, in place.
 
