@@ -10,6 +10,7 @@ has them), flipped towards the camera where the ray hits a back face, as Cycles 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,8 +56,7 @@ class RayCaster:
         m = len(self.triangles)
         self.tree = BVHTree.FromPolygons(self.triangles.reshape(-1, 3).tolist(),
                                          np.arange(3 * m).reshape(m, 3).tolist(), all_triangles=True)
-        self.lo = self.triangles.reshape(-1, 3).min(axis=0)
-        self.hi = self.triangles.reshape(-1, 3).max(axis=0)
+        self.points = np.unique(self.triangles.reshape(-1, 3), axis=0)
 
     def render(self, world_to_camera: np.ndarray, intrinsics: dict) -> GeometryMaps:
         """Cast one ray per pixel centre of the camera ``world_to_camera`` (4, 4, OpenCV)."""
@@ -73,15 +73,10 @@ class RayCaster:
         d_world = d_cam @ rot  # rot.T @ d for each row
         d_unit = d_world / np.linalg.norm(d_world, axis=1, keepdims=True)
 
-        ray_cast = self.tree.ray_cast
-        o = tuple(origin)
-        hit_idx = np.full(len(us), -1, dtype=np.int64)
-        hit_dist = np.zeros(len(us), dtype=np.float64)
-        for k, d in enumerate(d_unit.tolist()):
-            _, _, idx, dist = ray_cast(o, d)
-            if idx is not None:
-                hit_idx[k] = idx
-                hit_dist[k] = dist
+        # One BVH query per pixel; map() keeps the Python overhead per ray to a minimum.
+        results = list(map(self.tree.ray_cast, itertools.repeat(tuple(origin), len(us)), d_unit.tolist()))
+        hit_idx = np.fromiter((-1 if r[2] is None else r[2] for r in results), dtype=np.int64, count=len(us))
+        hit_dist = np.fromiter((0.0 if r[3] is None else r[3] for r in results), dtype=np.float64, count=len(us))
 
         depth = np.zeros((h, w), dtype=np.float32)
         normal_world = np.zeros((h, w, 3), dtype=np.float32)
@@ -115,16 +110,14 @@ class RayCaster:
         return GeometryMaps(depth, normal_world, normal_camera, mask, triangle)
 
     def _pixel_window(self, rot: np.ndarray, t: np.ndarray, intrinsics: dict) -> tuple[int, int, int, int]:
-        """Pixel rectangle ``u0, u1, v0, v1`` that can see the mesh's bounding box (the whole
-        image when the camera is inside or beside the box)."""
+        """Pixel rectangle ``u0, u1, v0, v1`` outside which no ray can hit: the bounds of the
+        projected vertices (a triangle projects inside the hull of its corners), one pixel wider;
+        the whole image when some vertex is not in front of the camera."""
         w, h = int(intrinsics["width"]), int(intrinsics["height"])
-        corners = np.array([[x, y, z] for x in (self.lo[0], self.hi[0]) for y in (self.lo[1], self.hi[1])
-                            for z in (self.lo[2], self.hi[2])])
-        cam = corners @ rot.T + t
+        cam = self.points @ rot.T + t
         if (cam[:, 2] <= 1e-9).any():
             return 0, w, 0, h
-        k = intrinsics_matrix(intrinsics)
-        uv = (cam @ k.T)[:, :2] / cam[:, 2:3]
+        uv = (cam @ intrinsics_matrix(intrinsics).T)[:, :2] / cam[:, 2:3]
         u0 = max(0, int(np.floor(uv[:, 0].min())) - 1)
         u1 = min(w, int(np.ceil(uv[:, 0].max())) + 2)
         v0 = max(0, int(np.floor(uv[:, 1].min())) - 1)
