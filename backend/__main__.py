@@ -3,6 +3,8 @@
     python -m backend serve [--port 8765]
     python -m backend watertight IN -o OUT --resolution 256 [--keep largest] [--cavities keep] [--target-faces N]
     python -m backend bench watertight --meshes DIR --resolution 256 512
+    python -m backend preprocess IN --out DIR [--resolution 256] [--surface N] [--sdf-uniform N] [--sdf-near N]
+                                 [--salient N] [--angle 30] [--seed 0]
 """
 
 from __future__ import annotations
@@ -76,6 +78,34 @@ def _run_pipeline(args: argparse.Namespace, name: str, params: dict) -> int:
     return 0
 
 
+def _preprocess(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from backend.preprocess import preprocess_dir
+
+    def report(record: dict) -> None:
+        if record["status"] == "done":
+            line = (f"{record['name']}: faces {record['faces_in']} -> {record['faces']}, genus {record['genus']}, "
+                    f"salient {record['salient_on_edge']}/{record['salient']} on edges, {record['seconds']} s")
+        elif record["status"] == "skipped":
+            line = f"{record['name']}: skipped, {record['output']} exists"
+        else:
+            line = f"{record['name']}: failed: {record['error']}"
+        tqdm.write(line)
+
+    try:
+        totals = preprocess_dir(
+            args.input, args.out, on_asset=report, resolution=args.resolution, n_surface=args.surface,
+            n_sdf_uniform=args.sdf_uniform, n_sdf_near=args.sdf_near, n_salient=args.salient,
+            angle_deg=args.angle, seed=args.seed)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed in {totals['seconds']} s"
+          + (f" (see {args.out / 'failures.jsonl'})" if totals["failed"] else ""))
+    return 1 if totals["failed"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend", description="Meshsmith backend.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -107,6 +137,27 @@ def main(argv: list[str] | None = None) -> int:
 
     bench.add_arguments(b)
     b.set_defaults(func=bench.main)
+
+    from backend.preprocess import PreprocessOptions
+
+    d = PreprocessOptions()
+    p = sub.add_parser("preprocess",
+                       help="watertight remesh + surface, SDF and salient-edge samples, one .npz per mesh")
+    p.add_argument("input", type=Path, help="a mesh file, or a folder searched recursively for mesh files")
+    p.add_argument("--out", type=Path, required=True, help="output folder (resumable: existing .npz are skipped)")
+    p.add_argument("--resolution", type=int, default=d.resolution,
+                   help=f"watertight grid resolution (default {d.resolution})")
+    p.add_argument("--surface", type=int, default=d.n_surface,
+                   help=f"surface points with normals (default {d.n_surface})")
+    p.add_argument("--sdf-uniform", type=int, default=d.n_sdf_uniform,
+                   help=f"SDF points uniform in [-1, 1]^3 (default {d.n_sdf_uniform})")
+    p.add_argument("--sdf-near", type=int, default=d.n_sdf_near,
+                   help=f"SDF points near the surface (default {d.n_sdf_near})")
+    p.add_argument("--salient", type=int, default=d.n_salient, help=f"points on salient edges (default {d.n_salient})")
+    p.add_argument("--angle", type=float, default=d.angle_deg,
+                   help=f"dihedral angle of a salient edge, degrees (default {d.angle_deg:g})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.set_defaults(func=_preprocess)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.command != "serve"
