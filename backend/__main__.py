@@ -129,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--cavities", choices=("fill", "keep"), default="fill",
                    help="fill enclosed empty space, or keep it as inner surfaces (default fill)")
     w.add_argument("--target-faces", type=int, help="decimate to about this many faces, keeping the mesh closed")
+    w.add_argument("--sharp-features", action="store_true", help="put vertices on sharp creases (CAD-like inputs)")
     w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {
-        "resolution": a.resolution, "keep": a.keep, "cavities": a.cavities, "target_faces": a.target_faces}))
+        "resolution": a.resolution, "keep": a.keep, "cavities": a.cavities, "target_faces": a.target_faces,
+        "sharp_features": a.sharp_features}))
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
     from backend import bench

@@ -21,7 +21,7 @@ def _rotated_box():
 
 def test_crease_vertices_keep_the_surface_closed_and_bring_it_to_the_edges():
     v, f = _rotated_box()
-    result = watertight(v, f, resolution=32)
+    result = watertight(v, f, resolution=32, sharp_features=False)
     scale = result.voxel_size
     origin = result.vertices.min(axis=0) - 2 * scale  # any lattice-aligned frame works up to cells
     t = v[f]
@@ -47,7 +47,7 @@ def test_crease_vertices_keep_the_surface_closed_and_bring_it_to_the_edges():
 
 def test_smooth_surfaces_are_left_alone():
     v, f = meshes.uv_sphere(32, 64)
-    result = watertight(v, f, resolution=32)
+    result = watertight(v, f, resolution=32, sharp_features=False)
 
     def closest(points):  # the unit sphere
         p = points / np.linalg.norm(points, axis=1, keepdims=True)
@@ -55,3 +55,14 @@ def test_smooth_surfaces_are_left_alone():
 
     out_v, out_f, count = sharpen(result.vertices, result.faces, closest)
     assert count == 0 and out_f is result.faces and out_v is result.vertices
+
+
+def test_watertight_puts_crease_vertices_when_asked():
+    v, f = _rotated_box()
+    plain = watertight(v, f, resolution=32)
+    sharp = watertight(v, f, resolution=32, sharp_features=True)
+    assert is_watertight(sharp.faces) and is_oriented(sharp.faces) and is_manifold(sharp.faces)
+    assert len(sharp.vertices) > len(plain.vertices)
+    before = chamfer_l1(v, f, plain.vertices, plain.faces, samples=100_000)
+    after = chamfer_l1(v, f, sharp.vertices, sharp.faces, samples=100_000)
+    assert after < 0.95 * before, (before, after)
