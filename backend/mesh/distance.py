@@ -64,9 +64,9 @@ BOX_QUANTUM = 4
 #: minimum distance over them is the distance to the triangle. A box costs one plane test
 #: per node (the cull) and the kernel only in the plane's slab, so pieces may be long;
 #: splitting finer pays for growing each piece's box by the band again. With a band of
-#: 1.1 voxels at resolution 512 (spot, fandisk): 4 voxels 2.0 s, 8: 1.05 s, 16: 0.85 s,
-#: 32: 0.82 s.
-SPLIT_EDGE_VOXELS = 16.0
+#: 1.1 voxels at resolution 512, seconds for spot / Duck / beast / CesiumMilkTruck: 16 voxels
+#: 0.67 / 0.91 / 0.82 / 1.32, 32: 0.56 / 0.79 / 0.82 / 1.00, 64: 0.56 / 0.83 / 0.83 / 1.09.
+SPLIT_EDGE_VOXELS = 32.0
 
 
 @dataclass(frozen=True)
