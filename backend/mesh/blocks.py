@@ -7,10 +7,11 @@ C order within the block; every other block is one value for all its nodes. Memo
 time then follow the surface's area, not the window's volume: at resolution 512 a typical
 mesh has some ten thousand band blocks (a few million nodes) in a window of ~10^8 nodes.
 
-:func:`label_free` does the 6-connected flood fill of such a grid: each band block's free
-nodes are labelled on their own (one :func:`scipy.ndimage.label` call over all blocks,
-kept apart by an empty layer), the blocks with no band are labelled on the coarse grid of
-blocks, and the labels that touch across block faces are joined by one
+:func:`label_free` does the 6-connected flood fill of such a grid: the free nodes of each
+band block that has a blocked node are labelled on their own (one
+:func:`scipy.ndimage.label` call over all of them, kept apart by an empty layer), every
+other block (all free) is labelled whole on the coarse grid of blocks, and the labels that
+touch across block faces are joined by one
 :func:`scipy.sparse.csgraph.connected_components` call.
 """
 

@@ -1,21 +1,22 @@
 """Exact unsigned distance from points to triangles, and its narrow band on a regular grid.
 
-Two layers, so that a later sparse-block version can reuse both:
+Two layers:
 
 * The kernel, :func:`triangle_params` over :class:`TriangleFrames`: Ericson's Voronoi-region
   tests (*Real-Time Collision Detection*, 5.1.5), vectorized over any broadcast of points
   against triangles, with no Python loop per point. Everything that depends on the triangle
   alone is computed once per triangle, so a (point, triangle) pair costs two dot products
-  and a few dozen flops. Degenerate triangles (collinear or coincident corners) are
-  answered by their nearest edge. :func:`closest_point_on_triangle` and
-  :func:`point_triangle_distance` are the elementwise entry points.
-* The band, :func:`narrow_band` (sparse) and :func:`narrow_band_grid` (dense, ``+inf``
-  outside): for each triangle only the nodes of a :class:`Grid` inside its bounding box grown
-  by ``band`` are visited, never (nodes x triangles). Triangles are grouped by the shape of
-  that node box and evaluated in chunks of at most ``CHUNK_PAIRS`` pairs; each node keeps its
-  minimum, and on request the input face that has it (pieces of split triangles report
-  their parent face). A :class:`Grid` may be any window of the lattice, so a sparse-block
-  version can call these per block.
+  and a few dozen flops, in float32 (float64 for slivers). Degenerate triangles (collinear
+  or coincident corners) are answered by their nearest edge. :func:`closest_point_on_triangle`
+  and :func:`point_triangle_distance` are the elementwise entry points.
+* The band: :func:`narrow_band_blocks` (sparse 8^3 blocks, :mod:`backend.mesh.blocks`; what
+  the watertight engine uses, with an optional CUDA path), :func:`narrow_band` (a sorted
+  list) and :func:`narrow_band_grid` (dense, ``+inf`` outside). Long triangles are split
+  into pieces; for each piece only the nodes of its bounding box grown by ``band`` are
+  visited, never (nodes x triangles), and of those only the ones in the slab within
+  ``band`` of its plane reach the kernel. Pieces are grouped by box shape and evaluated in
+  chunks of about ``CHUNK_PAIRS`` pairs; each node keeps its minimum, and on request the
+  input face that has it (pieces report their parent face).
 
 Grid convention (see :mod:`backend.conventions`): resolution ``res`` puts nodes at
 ``-1 + i * (2 / res)`` for ``i`` in ``0..res`` on each axis. A :class:`Grid` is a box of nodes
