@@ -76,6 +76,17 @@ class BlockGrid:
         cx, cy, cz = self.coarse_shape
         return (b[:, 0] * cy + b[:, 1]) * cz + b[:, 2]
 
+    def neighbours(self, offset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The block at ``offset`` (3,) from each band block.
+
+        Returns whether it is in the grid (nb,) bool, its coarse id (nb,) (0 where it is not),
+        and its row (nb,) in the per-node arrays (-1 outside the band or the grid).
+        """
+        other = self.blocks + np.asarray(offset, dtype=np.int64)
+        inside = ((other >= 0) & (other < np.asarray(self.coarse_shape))).all(axis=1)
+        block = self.block_id(np.where(inside[:, None], other, 0))
+        return inside, block, np.where(inside, self.slot[block], -1)
+
     def locate(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coarse block id (k,) and position (k,) ``slot * BLOCK^3 + local`` of nodes (k, 3).
 
@@ -193,25 +204,20 @@ def label_free(band: BlockGrid, free: np.ndarray) -> Regions:
     # Join labels across block faces. One id space: coarse labels 1..n_coarse, then fine
     # label f as n_coarse + f.
     pairs = []
-    shape = np.asarray(band.coarse_shape, dtype=np.int64)
     for axis in range(3):
-        step = np.zeros(3, dtype=np.int64)
-        step[axis] = 1
+        step = np.eye(3, dtype=np.int64)[axis]
         last = fine[(slice(None),) * (axis + 1) + (b - 1,)]    # (k, b, b) views: the far face
         first = fine[(slice(None),) * (axis + 1) + (0,)]       # and the near face
-        up = mixed.blocks + step
-        ok = up[:, axis] < shape[axis]
-        up_slot = np.where(ok, mixed.slot[mixed.block_id(np.where(ok[:, None], up, 0))], -1)
+        _, _, up_slot = mixed.neighbours(step)
         # Mixed block -> mixed block above it: face to face.
         both = up_slot >= 0
         near, far = last[both], first[up_slot[both]]
         joined = (near > 0) & (far > 0)
         pairs.append(np.stack([near[joined] + n_coarse, far[joined] + n_coarse], axis=1))
         # Mixed block -> a whole block above it, and the same below.
-        for face, other in ((last, up), (first, mixed.blocks - step)):
-            inside = (other[:, axis] >= 0) & (other[:, axis] < shape[axis])
-            other_id = mixed.block_id(np.where(inside[:, None], other, 0))
-            whole = inside & (mixed.slot[other_id] < 0)
+        for face, offset in ((last, step), (first, -step)):
+            inside, other_id, other_slot = mixed.neighbours(offset)
+            whole = inside & (other_slot < 0)
             labels = face[whole]                                             # (k, b, b)
             region = np.broadcast_to(coarse[other_id[whole]][:, None, None], labels.shape)
             hit = labels > 0

@@ -98,27 +98,21 @@ def sharpen(vertices: np.ndarray, faces: np.ndarray,
     del cell
     feature_keys = np.unique(key[feature_tris])
     chosen = np.flatnonzero(_contains(feature_keys, key))
-    chosen_keys = key[chosen]
-    order = chosen[np.argsort(chosen_keys, kind="stable")]
-    key_sorted = np.sort(chosen_keys, kind="stable")
+    by_cell = np.argsort(key[chosen], kind="stable")
+    tri_idx = chosen[by_cell]                                    # the cells' triangles, cell by cell
+    key_sorted = key[tri_idx]
     starts = np.flatnonzero(np.concatenate([[True], key_sorted[1:] != key_sorted[:-1]]))
-    ends = np.concatenate([starts[1:], [len(order)]])
-    feature = np.arange(len(starts))
-    used = np.unique(faces[order])
+    cells = len(starts)
+    counts = np.diff(np.append(starts, len(tri_idx)))
+    cell_of_tri = np.repeat(np.arange(cells), counts)
+    used = np.unique(faces[tri_idx])
     point = np.full((n, 3), np.nan)
     input_normal = np.full((n, 3), np.nan)
     point[used], input_normal[used] = closest(vertices[used])
-    tri_normal = np.zeros((len(faces), 3))
-    tv = vertices[faces[order]]
-    tri_normal[order] = np.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0])
-    normal = tri_normal
+    tv = vertices[faces[tri_idx]]
+    tri_normal = np.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0])
 
     # Everything below is per feature cell, vectorized over all of them at once.
-    if len(feature) == 0:
-        return vertices, faces, 0
-    counts = ends[feature] - starts[feature]
-    cell_of_tri = np.repeat(np.arange(len(feature)), counts)
-    tri_idx = order[_ranges(starts[feature], ends[feature])]
     tris = faces[tri_idx]
     # Boundary of each cell's triangles: directed edges whose reverse is not in the cell.
     a = tris.reshape(-1)
@@ -132,29 +126,29 @@ def sharpen(vertices: np.ndarray, faces: np.ndarray,
     edge_a, edge_b, edge_cell = a[~inner], b[~inner], owner[~inner]
     # One disk (marching-cubes polygons have no inner vertex): k triangles, k + 2 boundary
     # edges, each boundary vertex starting exactly one of them.
-    boundary_count = np.bincount(edge_cell, minlength=len(feature))
+    boundary_count = np.bincount(edge_cell, minlength=cells)
     starts_once = np.unique(edge_cell * n + edge_a).size == len(edge_a)
     ok = boundary_count == counts + 2
     if not starts_once:
         pair = edge_cell * n + edge_a
         unique, first_index, how_many = np.unique(pair, return_index=True, return_counts=True)
-        ok &= np.bincount(edge_cell[first_index[how_many > 1]], minlength=len(feature)) == 0
+        ok &= np.bincount(edge_cell[first_index[how_many > 1]], minlength=cells) == 0
     # The tangent planes' meeting point per cell: normal equations summed over its boundary
     # vertices, solved with small eigenvalues dropped (rank 2 along a crease).
     p, q = point[edge_a], input_normal[edge_a]
-    mean = np.zeros((len(feature), 3))
+    mean = np.zeros((cells, 3))
     np.add.at(mean, edge_cell, p)
     mean /= np.maximum(boundary_count, 1)[:, None]
-    cell_normal = np.zeros((len(feature), 3))
-    np.add.at(cell_normal, cell_of_tri, normal[tri_idx])
+    cell_normal = np.zeros((cells, 3))
+    np.add.at(cell_normal, cell_of_tri, tri_normal)
     usable = np.isfinite(q).all(axis=1) & np.isfinite(p).all(axis=1)
-    ok &= np.bincount(edge_cell[~usable], minlength=len(feature)) == 0
+    ok &= np.bincount(edge_cell[~usable], minlength=cells) == 0
     q = np.where(usable[:, None], q, 0.0)
     p = np.where(usable[:, None], p, 0.0)
     q = q * np.where(np.einsum("ij,ij->i", q, cell_normal[edge_cell]) < 0, -1.0, 1.0)[:, None]
-    ata = np.zeros((len(feature), 3, 3))
+    ata = np.zeros((cells, 3, 3))
     np.add.at(ata, edge_cell, q[:, :, None] * q[:, None, :])
-    atb = np.zeros((len(feature), 3))
+    atb = np.zeros((cells, 3))
     np.add.at(atb, edge_cell, q * np.einsum("ij,ij->i", q, p - mean[edge_cell])[:, None])
     value, vector = np.linalg.eigh(ata)
     keep_value = value > (RANK_TOLERANCE ** 2) * value[:, -1:]
@@ -165,12 +159,12 @@ def sharpen(vertices: np.ndarray, faces: np.ndarray,
     # No fan triangle may fold against the cell's surface.
     fan_normal = np.cross(vertices[edge_b] - vertices[edge_a], x[edge_cell] - vertices[edge_a])
     folded = np.einsum("ij,ij->i", fan_normal, cell_normal[edge_cell]) <= 0
-    ok &= np.bincount(edge_cell[folded], minlength=len(feature)) == 0
+    ok &= np.bincount(edge_cell[folded], minlength=cells) == 0
 
     accepted = np.flatnonzero(ok)
     if len(accepted) == 0:
         return vertices, faces, 0
-    new_index = np.full(len(feature), -1, dtype=np.int64)
+    new_index = np.full(cells, -1, dtype=np.int64)
     new_index[accepted] = n + np.arange(len(accepted))
     keep = np.ones(len(faces), dtype=bool)
     keep[tri_idx[ok[cell_of_tri]]] = False
@@ -184,13 +178,6 @@ def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Whether each of ``keys`` is in the sorted array ``sorted_keys``."""
     found = np.searchsorted(sorted_keys, keys)
     return sorted_keys[np.minimum(found, len(sorted_keys) - 1)] == keys
-
-
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, e)`` for every pair, without a Python loop."""
-    lengths = ends - starts
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-    return np.arange(lengths.sum()) + offsets
 
 
 def _join_crease_vertices(faces: np.ndarray, first_fan: int) -> np.ndarray:

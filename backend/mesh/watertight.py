@@ -502,16 +502,13 @@ def _remove_specks(field: np.ndarray, blocks: BlockGrid) -> int:
     b, nb = BLOCK, blocks.count
     negative = (field < 0).reshape(nb, b, b, b)
     differ = np.zeros((nb, b, b, b), dtype=np.int8)
-    limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
     for axis in range(3):
         lo = (slice(None),) * (axis + 1) + (slice(0, b - 1),)
         hi = (slice(None),) * (axis + 1) + (slice(1, b),)
         change = (negative[lo] != negative[hi]).view(np.int8)
         differ[lo] += change
         differ[hi] += change
-        up = blocks.blocks + np.eye(3, dtype=np.int64)[axis]
-        inside = (up < limit).all(axis=1)
-        up_slot = np.where(inside, blocks.slot[blocks.block_id(np.where(inside[:, None], up, 0))], -1)
+        up_slot = blocks.neighbours(np.eye(3, dtype=np.int64)[axis])[2]
         has = np.flatnonzero(up_slot >= 0)
         far = (slice(None),) * (axis + 1) + (b - 1,)
         near = (slice(None),) * (axis + 1) + (0,)
@@ -547,7 +544,6 @@ def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGri
     code = (field < 0).view(np.int8)
     code |= (np.abs(field) == np.float32(eps)).view(np.int8) << 1
     code = code.reshape(nb, b, b, b)
-    limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
     nodes, candidate = [], []
     for axis in range(3):
         # Within blocks: each node and the next one along the axis.
@@ -558,9 +554,7 @@ def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGri
         hit = np.argwhere((code[lo] ^ code[hi]) == 3)                                  # (k, 4)
         ends = [np.ravel_multi_index(hit.T, code.shape), np.ravel_multi_index((hit + step).T, code.shape)]
         # Across block seams: a block's far face and the near face of the band block above.
-        up = blocks.blocks + np.eye(3, dtype=np.int64)[axis]
-        inside = (up < limit).all(axis=1)
-        up_slot = np.where(inside, blocks.slot[blocks.block_id(np.where(inside[:, None], up, 0))], -1)
+        up_slot = blocks.neighbours(np.eye(3, dtype=np.int64)[axis])[2]
         has = np.flatnonzero(up_slot >= 0)
         far = (slice(None),) * (axis + 1) + (b - 1,)
         near = (slice(None),) * (axis + 1) + (0,)
@@ -644,39 +638,25 @@ def _keep_largest(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     (negative volume, kept cavities) stay when their first vertex lies inside the kept
     surface, by its winding number.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from backend.mesh.metrics import connected_components
+    from backend.mesh.sampling import winding_number
 
-    n = len(vertices)
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
-    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    count, label = connected_components(graph, directed=False)
+    count, part = connected_components(faces)
     if count <= 1:
         return vertices, faces
-    part = label[faces[:, 0]]
     t = vertices[faces]
     volume = np.bincount(part, np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])) / 6.0, minlength=count)
     kept = int(volume.argmax())
     keep_part = np.zeros(count, dtype=bool)
     keep_part[kept] = True
-    outer = t[part == kept]
-    for cavity in np.flatnonzero(volume < 0):
-        probe = vertices[faces[np.flatnonzero(part == cavity)[0], 0]]
-        keep_part[cavity] = abs(_winding_number(probe, outer)) > 0.5
+    cavities = np.flatnonzero(volume < 0)
+    if len(cavities):
+        first_face = np.unique(part, return_index=True)[1]       # per component
+        probes = vertices[faces[first_face[cavities], 0]]
+        keep_part[cavities] = np.abs(winding_number(vertices, faces[part == kept], probes)) > 0.5
     faces = faces[keep_part[part]]
     used, faces = np.unique(faces, return_inverse=True)
     return vertices[used], faces.reshape(-1, 3)
-
-
-def _winding_number(point: np.ndarray, triangles: np.ndarray) -> float:
-    """Generalized winding number of a closed surface (m, 3, 3) around ``point`` (Van Oosterom-Strackee)."""
-    r = triangles - point
-    length = np.linalg.norm(r, axis=2)
-    det = np.einsum("ij,ij->i", r[:, 0], np.cross(r[:, 1], r[:, 2]))
-    dots = (length[:, 0] * length[:, 1] * length[:, 2] + np.einsum("ij,ij->i", r[:, 0], r[:, 1]) * length[:, 2]
-            + np.einsum("ij,ij->i", r[:, 1], r[:, 2]) * length[:, 0]
-            + np.einsum("ij,ij->i", r[:, 2], r[:, 0]) * length[:, 1])
-    return float(np.arctan2(det, dots).sum() * 2.0 / (4.0 * np.pi))
 
 
 #: The 7 blocks above a block that its ``(BLOCK + 1)^3`` marching-cubes window reaches.
@@ -719,16 +699,12 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
     field.reshape(-1)[small] = np.where(field.reshape(-1)[small] <= 0, -nudge, nudge)
     # A block can hold a cut cell only if its nodes, or those of the 7 blocks above it that
     # its cells reach, are not all of one sign.
-    limit = np.asarray(blocks.coarse_shape, dtype=np.int64)
     negative = np.count_nonzero(field < 0, axis=1)
     state = np.where(negative == 0, 0, np.where(negative == b ** 3, 2, 1))        # all +, mixed, all -
     block_state = np.where(block_value < 0, 2, 0)
     uppers = []
     for offset in _UPPER:
-        up = blocks.blocks + np.asarray(offset)
-        inside = (up < limit).all(axis=1)
-        up_id = blocks.block_id(np.where(inside[:, None], up, 0))
-        up_slot = np.where(inside, blocks.slot[up_id], -1)
+        inside, up_id, up_slot = blocks.neighbours(offset)
         up_state = np.where(up_slot >= 0, state[up_slot], np.where(inside, block_state[up_id], 0))
         uppers.append((offset, inside, up_id, up_slot, up_state))
     varied = (state == 1) | np.any([u[4] != state for u in uppers], axis=0)
