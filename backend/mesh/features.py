@@ -14,8 +14,8 @@ between them flipped so that their crease vertices are joined (EMC's second step
 Used by :func:`backend.mesh.watertight.watertight` with ``sharp_features=True`` (off by
 default). Measured: Chamfer-L1 to the input 0.00164 -> 0.00146 on a rotated box at
 resolution 64 (Blender's voxel remesh: 0.00143) and 0.00161 -> 0.00152 on fandisk at 128
-(Blender: 0.00144); at 256-512 on the bench meshes the change is within 1%, for ~15% more
-time at 512.
+(Blender: 0.00144); at 256-512 on the bench meshes the change is within 1%, for about a
+third more time at 512.
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ def watertight(
     sharp_features : bool
         Put a vertex on the input's creases in the cells that cut them
         (:mod:`backend.mesh.features`), so sharp edges stay sharper (CAD-like inputs at low
-        resolution); it costs ~15% more time at 512. False keeps marching cubes' vertices.
+        resolution); it costs about a third more time at 512. False keeps marching cubes'
+        vertices only.
     progress : ProgressFn
         ``progress(fraction, stage)`` between stages and chunks; it may raise
         :class:`backend.progress.Cancelled`, which propagates.

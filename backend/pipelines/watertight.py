@@ -30,7 +30,7 @@ class WatertightParams(BaseModel):
         None, ge=4, description="Decimate to about this many faces, keeping the mesh closed; none: no decimation."
     )
     sharp_features: bool = Field(
-        False, description="Put vertices on the input's sharp creases (CAD-like inputs); about 15% slower."
+        False, description="Put vertices on the input's sharp creases (CAD-like inputs); about a third slower."
     )
 
 
