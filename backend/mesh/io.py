@@ -26,17 +26,47 @@ FORMATS = {"glb": "glb", "obj": "obj", "ply": "ply", "stl": "stl"}
 
 
 @dataclass(frozen=True)
+class Material:
+    """A PBR material with baked textures (PNG bytes), as results carry it.
+
+    Attributes
+    ----------
+    base_color : bytes or None
+        sRGB colour texture.
+    normal : bytes or None
+        Tangent-space normal map (glTF / Blender convention: +Y up, MikkTSpace tangents).
+    roughness : float
+    name : str
+    """
+
+    base_color: bytes | None = None
+    normal: bytes | None = None
+    roughness: float = 0.8
+    name: str = "meshsmith"
+
+
+@dataclass(frozen=True)
 class Mesh:
-    """A triangle mesh as plain arrays.
+    """A triangle mesh as plain arrays, optionally with polygons, UVs and a material.
 
     Attributes
     ----------
     vertices : (n, 3) float64
     faces : (m, 3) int64, indices into ``vertices``
+    face_sizes : (k,) uint8 or None
+        Polygon sizes (3 or 4) when the mesh has quads: ``faces`` lists each polygon's
+        triangles in order, a quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)``
+        (:func:`backend.mesh.gltf.polygon_triangles` builds this). None: every face is a triangle.
+    uv : (n, 2) float64 or None
+        Per-vertex texture coordinates, origin at the bottom-left (Blender's convention).
+    material : Material or None
     """
 
     vertices: np.ndarray
     faces: np.ndarray
+    face_sizes: np.ndarray | None = None
+    uv: np.ndarray | None = None
+    material: Material | None = None
 
 
 def sniff_format(data: bytes) -> str:
@@ -144,9 +174,17 @@ def validate_mesh(vertices: np.ndarray, faces: np.ndarray, *, name: str = "the m
 
 
 def mesh_to_bytes(mesh: Mesh, fmt: str) -> bytes:
-    """Encode ``mesh`` as ``fmt`` (``glb``, ``obj``, ``ply`` or ``stl``)."""
+    """Encode ``mesh`` as ``fmt`` (``glb``, ``obj``, ``ply`` or ``stl``).
+
+    GLB keeps polygons, UVs and the material (:mod:`backend.mesh.gltf`); OBJ keeps polygons
+    and UVs; PLY and STL hold the triangles only.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
+    if fmt in ("glb", "obj"):
+        from backend.mesh.gltf import write_glb, write_obj
+
+        return write_glb(mesh) if fmt == "glb" else write_obj(mesh)
     import trimesh
 
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
