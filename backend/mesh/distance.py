@@ -32,6 +32,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from backend.mesh import parallel
 from backend.progress import ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ BOX_QUANTUM = 4
 #: 1.1 voxels at resolution 512, seconds for spot / Duck / beast / CesiumMilkTruck: 16 voxels
 #: 0.67 / 0.91 / 0.82 / 1.32, 32: 0.56 / 0.79 / 0.82 / 1.00, 64: 0.56 / 0.83 / 0.83 / 1.09.
 SPLIT_EDGE_VOXELS = 32.0
+
+#: Band nodes per worker process below which the band is computed in one process (a fork
+#: and the merge of the minima cost more than they save on small grids).
+PARALLEL_MIN_NODES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -432,14 +437,30 @@ def narrow_band_blocks(
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" or (device == "auto" and gpu.available() and len(faces) >= gpu.MIN_TRIANGLES):
         return blocks, *_band_blocks_cubvh(vertices, faces, blocks, band, progress)
-    out = np.full(blocks.count * BLOCK_NODES, np.inf, dtype=np.float32)
-    nearest = np.full(blocks.count * BLOCK_NODES, -1, dtype=np.int32)
-    for index, distance, face in _band_chunks(vertices, faces, grid, band, chunk_pairs, progress):
-        position = blocks.positions_of_flat(index)
-        distance = distance.astype(np.float32)
-        np.minimum.at(out, position, distance)
-        hit = distance == out[position]
-        nearest[position[hit]] = face[hit]
+    # Chunks are dealt round-robin to worker processes (:mod:`backend.mesh.parallel`), each
+    # keeping its own minimum in shared memory; the minima are merged here.
+    size = blocks.count * BLOCK_NODES
+    parts = parallel.parts_for(size, PARALLEL_MIN_NODES)
+    outs = [parallel.shared_array(size, np.float32, np.inf) for _ in range(parts)]
+    nearests = [parallel.shared_array(size, np.int32, -1) for _ in range(parts)]
+
+    def part_of_band(part: int, parts: int) -> None:
+        out, nearest = outs[part], nearests[part]
+        chunks = _band_chunks(vertices, faces, grid, band, chunk_pairs, progress if part == 0 else null_progress,
+                              part=part, parts=parts)
+        for index, distance, face in chunks:
+            position = blocks.positions_of_flat(index)
+            distance = distance.astype(np.float32)
+            np.minimum.at(out, position, distance)
+            hit = distance == out[position]
+            nearest[position[hit]] = face[hit]
+
+    parallel.run_parts(part_of_band, parts)
+    out, nearest = outs[0], nearests[0]
+    for other_out, other_nearest in zip(outs[1:], nearests[1:]):
+        closer = other_out < out
+        np.copyto(out, other_out, where=closer)
+        np.copyto(nearest, other_nearest, where=closer)
     return blocks, out.reshape(-1, BLOCK_NODES), nearest.reshape(-1, BLOCK_NODES)
 
 
@@ -513,14 +534,16 @@ def _split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge:
 
 
 def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: float, chunk_pairs: int,
-                 progress: ProgressFn) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                 progress: ProgressFn, *, part: int = 0, parts: int = 1
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (flat node index (p,) int64, distance (p,) float32 (float64 for slivers), face (p,) int64) within ``band``, by chunk.
 
     A node may appear several times (once per nearby triangle); callers keep the minimum.
     Triangles are grouped by the shape of their node box (and precision), so a chunk is a
     dense (triangles, box nodes) block: node offsets come from one small template per shape.
     A plane test culls the box to the slab within ``band`` of the triangle's plane; the
-    kernel runs on the pairs that remain (all of them for degenerate triangles).
+    kernel runs on the pairs that remain (all of them for degenerate triangles). With
+    ``parts > 1`` only every ``parts``-th chunk, starting at ``part``, is evaluated.
     """
     if not band > 0:
         raise ValueError(f"band must be positive, got {band!r}")
@@ -574,6 +597,7 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
     log.debug("narrow band: %d triangles in %d box shapes, %d pairs", len(a), len(groups), total)
 
     done = 0
+    serial = -1
     for group in groups:
         box = tuple(int(e) for e in extent[group[0]])
         offsets = np.indices(box).reshape(3, -1).T                                     # (E, 3)
@@ -584,10 +608,13 @@ def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: floa
         per_chunk = max(1, chunk_pairs // len(offsets))
         planar = kind[group[0]] < 2
         for i in range(0, len(group), per_chunk):
-            progress(done / max(total, 1), "distance")
             tri = group[i:i + per_chunk]
+            done += len(tri) * len(offsets)
+            serial += 1
+            if serial % parts != part:
+                continue
+            progress(done / max(total, 1), "distance")
             ap = base_ap[tri].astype(dtype)[:, None, :] + offsets_ap[None, :, :]        # (n, E, 3)
-            done += ap.shape[0] * ap.shape[1]
             if planar:
                 # Only nodes in the slab within ``band`` of the triangle's plane can be in
                 # its band: one dot product culls most of the box before the kernel.

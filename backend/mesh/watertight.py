@@ -77,7 +77,6 @@ Limits
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -86,6 +85,7 @@ from typing import Literal
 import numpy as np
 
 from backend.conventions import Normalization
+from backend.mesh import parallel
 from backend.mesh.blocks import BLOCK, BlockGrid, label_free, padded_window
 from backend.mesh.distance import (Grid, TriangleFrames, closest_point_on_triangle, narrow_band_blocks,
                                    point_triangle_distance, triangle_params)
@@ -112,6 +112,10 @@ PROBE_VOXELS = 1.0
 #: margin above 0.707 covers curvature; Chamfer on open inputs grows with it.
 SHEET_VOXELS = 0.75
 
+#: An ahead probe lost in the shell (a concave crease, a gap) is retried on the lattice nodes
+#: between these distances (voxels) within this cone (cosine) around its direction.
+CONE_MIN_VOXELS, CONE_MAX_VOXELS, CONE_COS = 1.5, 3.5, 0.35
+
 #: Nodes closer than this many voxels to the input look along their face's normal (step 5).
 ON_SURFACE_VOXELS = 1e-6
 
@@ -130,9 +134,9 @@ REACH_VOXELS = 1.75
 #: temporaries per node).
 PROBE_CHUNK = 1 << 16
 
-#: PyMCubes (0.1.x, Bourke's tables) marks nodes ``<= level`` as inside and then winds its
-#: triangles clockwise seen from outside (negative volume). Fixed for the library, not per mesh.
-MCUBES_WINDS_INWARD = True
+#: Shell nodes per worker process below which probing runs in one process
+#: (:mod:`backend.mesh.parallel`): a fork costs milliseconds.
+PARALLEL_MIN_PROBES = 1 << 18
 
 Keep = Literal["all", "largest"]
 Cavities = Literal["fill", "keep"]
@@ -171,7 +175,7 @@ def watertight(
     keep: Keep = "all",
     cavities: Cavities = "fill",
     target_faces: int | None = None,
-    sharp_features: bool = False,
+    sharp_features: bool = True,
     progress: ProgressFn = null_progress,
 ) -> WatertightResult:
     """Remesh any triangle mesh into a closed, manifold, outward-oriented surface.
@@ -276,28 +280,13 @@ def watertight(
     _exact_at_crossings(field, nearest, blocks, canonical, faces, eps)
     lap("signing")
 
-    mc_stop = 0.97 if target_faces is None else 0.8
-    index_vertices, tris = _marching_cubes(field, blocks, block_value, NUDGE_VOXELS * h,
-                                           subrange(progress, 0.7, mc_stop))
+    mesh_stop = 0.97 if target_faces is None else 0.8
+    index_vertices, tris = _mesh(field, nearest, blocks, block_value, NUDGE_VOXELS * h, (canonical - window.origin) / h,
+                                 faces, sharp_features, subrange(progress, 0.7, mesh_stop))
     del field
-    if MCUBES_WINDS_INWARD:
-        tris = tris[:, ::-1]
     if keep == "largest":
         index_vertices, tris = _keep_largest(index_vertices, tris)
-    lap("marching cubes")
-    creases = 0
-    if sharp_features:
-        from backend.mesh.features import sharpen
-
-        progress(0.8 if target_faces is not None else 0.97, "sharp features")
-        input_index = (canonical - window.origin) / h
-        first, second = _edge_end_faces(index_vertices, blocks, nearest)
-        unit = _unit_normals(input_index, faces)                    # unit[-1]: no face
-        hint = (np.where(first >= 0, first, second), unit.__getitem__)
-        closest = functools.partial(_closest_on_input, blocks=blocks, nearest=nearest, vertices=input_index,
-                                    faces=faces, unit=unit)
-        index_vertices, tris, creases = sharpen(index_vertices, tris, closest, hint=hint)
-        lap("sharp features")
+    lap("meshing")
     del nearest
     if target_faces is not None and len(tris) > target_faces:
         from backend.mesh.decimate import decimate
@@ -309,8 +298,8 @@ def watertight(
     out_vertices = norm.invert(window.origin + index_vertices * h)
     log.info(
         "watertight: %d faces -> %d faces at resolution %d, %d band blocks of %d^3 in a window %s, "
-        "%d one-node specks flipped, %d crease vertices; %s",
-        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks, creases,
+        "%d one-node specks flipped; %s",
+        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks,
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()),
     )
     progress(1.0, "done")
@@ -381,36 +370,79 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np
     region_at : callable
         Region (k,) of points (k, 3) (of the node nearest each).
     """
-    ahead = np.zeros(len(x), dtype=np.int32)
-    behind = np.zeros(len(x), dtype=np.int32)
-    facing = np.zeros(len(x), dtype=np.int8)
+    # Written in place by worker processes (chunks dealt round-robin), read here.
+    ahead = parallel.shared_array(len(x), np.int32)
+    behind = parallel.shared_array(len(x), np.int32)
+    facing = parallel.shared_array(len(x), np.int8)
     # Per-face constants once; each node gathers its face's (no per-node cross products).
     frames = TriangleFrames.from_corners(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]])
     normal = np.cross(frames.ab, frames.ac)
     length = np.linalg.norm(normal, axis=1, keepdims=True)
     unit = np.where(length > 0, normal / np.where(length > 0, length, 1.0), 0.0)
-    for i in range(0, len(x), PROBE_CHUNK):
-        part = slice(i, i + PROBE_CHUNK)
-        fi = face[part]
-        fr = frames.take(fi)
-        ap = x[part] - fr.a
-        s, t = triangle_params(ap, fr)
-        away = ap - s[:, None] * fr.ab - t[:, None] * fr.ac                         # x - c
-        di = d[part].astype(np.float64)
-        n = away / np.maximum(di, 1e-12 * h)[:, None]
-        # A node on the input (lattice-aligned input) has no direction of its own: it looks
-        # along its face's normal, so that on a sheet it still gets -tau, not -0.
-        on = di <= ON_SURFACE_VOXELS * h
-        n[on] = unit[fi[on]]
-        facing[part] = np.sign(np.einsum("ij,ij->i", n, normal[fi])).astype(np.int8)
-        c = x[part] - away
-        for out, sign in ((ahead, 1.0), (behind, -1.0)):
-            found = np.zeros(len(fi), dtype=np.int32)
-            for reach in (eps + PROBE_VOXELS * h, eps + (PROBE_VOXELS + 1.0) * h):
-                lost = np.flatnonzero(found == 0)
-                found[lost] = region_at(c[lost] + sign * reach * n[lost])
-            out[part] = found
+
+    def probe(part: int, parts: int) -> None:
+        for i in range(part * PROBE_CHUNK, len(x), parts * PROBE_CHUNK):
+            rows = slice(i, i + PROBE_CHUNK)
+            fi = face[rows]
+            fr = frames.take(fi)
+            ap = x[rows] - fr.a
+            s, t = triangle_params(ap, fr)
+            away = ap - s[:, None] * fr.ab - t[:, None] * fr.ac                     # x - c
+            di = d[rows].astype(np.float64)
+            n = away / np.maximum(di, 1e-12 * h)[:, None]
+            # A node on the input (lattice-aligned input) has no direction of its own: it
+            # looks along its face's normal, so that on a sheet it still gets -tau, not -0.
+            on = di <= ON_SURFACE_VOXELS * h
+            n[on] = unit[fi[on]]
+            facing[rows] = np.sign(np.einsum("ij,ij->i", n, unit[fi])).astype(np.int8)
+            c = x[rows] - away
+            for out, sign in ((ahead, 1.0), (behind, -1.0)):
+                found = np.zeros(len(fi), dtype=np.int32)
+                for reach in (eps + PROBE_VOXELS * h, eps + (PROBE_VOXELS + 1.0) * h):
+                    lost = np.flatnonzero(found == 0)
+                    found[lost] = region_at(c[lost] + sign * reach * n[lost])
+                if sign > 0:
+                    lost = np.flatnonzero(found == 0)
+                    found[lost] = _cone_search(x[rows][lost], n[lost], region_at, h)
+                out[rows] = found
+
+    parallel.run_parts(probe, parallel.parts_for(len(x), PARALLEL_MIN_PROBES))
     return ahead, behind, facing
+
+
+def _cone_offsets() -> np.ndarray:
+    """Lattice offsets (k, 3) with ``CONE_MIN_VOXELS <= |o| <= CONE_MAX_VOXELS``, nearest first."""
+    r = int(np.ceil(CONE_MAX_VOXELS))
+    o = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    length = np.linalg.norm(o, axis=1)
+    keep = (length >= CONE_MIN_VOXELS) & (length <= CONE_MAX_VOXELS)
+    order = np.argsort(length[keep], kind="stable")
+    return o[keep][order].astype(np.float64)
+
+
+_CONE = _cone_offsets()
+
+
+def _cone_search(x: np.ndarray, n: np.ndarray, region_at, h: float) -> np.ndarray:
+    """Region (k,) int32 of the nearest non-shell node ahead of each node ``x`` (k, 3), 0 if none.
+
+    "Ahead" is the cone of half-angle ``acos(CONE_COS)`` around ``n``. A node in the corner
+    of a concave crease has its ahead probe lost in the other face's shell, but empty space
+    opens diagonally; a node in a gap narrower than the shell finds only the solid beyond
+    the opposite wall, so gaps stay sealed (see step 5).
+    """
+    out = np.zeros(len(x), dtype=np.int32)
+    if not len(x):
+        return out
+    unit = _CONE / np.linalg.norm(_CONE, axis=1, keepdims=True)
+    node, offset = np.nonzero(n @ unit.T >= CONE_COS)                 # pairs, nearest offsets first per node
+    if not len(node):
+        return out
+    region = region_at(x[node] + _CONE[offset] * h)
+    hit = np.flatnonzero(region > 0)
+    first = np.unique(node[hit], return_index=True)[1]                 # first hit per node (offsets sorted)
+    out[node[hit][first]] = region[hit][first]
+    return out
 
 
 def _empty_regions(outside: int, count: int, ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray,
@@ -483,7 +515,10 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
     # Written over ``udf``, whose shell values were read out already: no new big array.
     field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf, mode="clip")  # unbuffered
     empty_ahead = empty[ahead]
-    value = np.where(empty_ahead & behind_empty, d - tau, np.where(empty_ahead, d, -d))
+    sheet = empty_ahead & behind_empty
+    log.debug("signing: %d of %d shell nodes see empty space on both sides; %d lost ahead",
+              np.count_nonzero(sheet), len(d), np.count_nonzero(ahead == 0))
+    value = np.where(sheet, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
     return field
 
@@ -580,58 +615,6 @@ def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGri
     flat[unique] = np.copysign(np.maximum(best, eps), flat[unique]).astype(np.float32)
 
 
-#: Marching-cubes vertices farther than this (voxels) from the input (on sheets' slabs, hole
-#: caps) give no crease information.
-ON_INPUT_VOXELS = 0.1
-
-
-def _edge_end_faces(points: np.ndarray, blocks: BlockGrid, nearest: np.ndarray) -> list[np.ndarray]:
-    """Nearest input face (k,) int64 of each end node of the grid edge under each vertex; -1 off the shell."""
-    rounded = np.rint(points)
-    axis = np.abs(points - rounded).argmax(axis=1)
-    rows = np.arange(len(points))
-    base = rounded.astype(np.int64)
-    base[rows, axis] = np.floor(points[rows, axis]).astype(np.int64)
-    limit = np.asarray(blocks.grid.shape) - 1
-    out = []
-    for end in (base, base + np.eye(3, dtype=np.int64)[axis]):
-        position = blocks.locate(np.clip(end, 0, limit))[1]
-        out.append(np.where(position >= 0, nearest.reshape(-1)[np.maximum(position, 0)], -1).astype(np.int64))
-    return out
-
-
-def _unit_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit normals (m + 1, 3) of all faces, NaN for degenerate ones; row -1 (the last) is NaN for "no face"."""
-    t = vertices[faces]
-    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    length = np.linalg.norm(normal, axis=1, keepdims=True)
-    return np.vstack([normal / np.where(length > 0, length, np.nan), np.full((1, 3), np.nan)])
-
-
-def _closest_on_input(points: np.ndarray, blocks: BlockGrid, nearest: np.ndarray, vertices: np.ndarray,
-                      faces: np.ndarray, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Closest input points and unit face normals (k, 3) for marching-cubes vertices (k, 3).
-
-    All in grid index coordinates. A vertex lies on a grid edge with a shell end; the
-    nearest faces of the edge's two nodes are its candidates. Vertices with no candidate or
-    farther than ``ON_INPUT_VOXELS`` from it get NaN normals (no crease information).
-    """
-    best_point = np.full_like(points, np.nan)
-    best_face = np.full(len(points), -1, dtype=np.int64)
-    best = np.full(len(points), np.inf)
-    for face in _edge_end_faces(points, blocks, nearest):
-        has = np.flatnonzero(face >= 0)
-        tri = vertices[faces[face[has]]]
-        c = closest_point_on_triangle(points[has], tri[:, 0], tri[:, 1], tri[:, 2])
-        d = np.linalg.norm(c - points[has], axis=1)
-        better = d < best[has]
-        take = has[better]
-        best[take], best_point[take], best_face[take] = d[better], c[better], face[has][better]
-    normal = unit[best_face]                                     # -1: the NaN row
-    normal[best > ON_INPUT_VOXELS] = np.nan
-    return best_point, normal
-
-
 def _keep_largest(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The connected surface of largest enclosed volume, with the cavities inside it.
 
@@ -660,38 +643,41 @@ def _keep_largest(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     return vertices[used], faces.reshape(-1, 3)
 
 
-#: The 7 blocks above a block that its ``(BLOCK + 1)^3`` marching-cubes window reaches.
+#: The 7 blocks above a block that its ``(BLOCK + 1)^3`` window reaches.
 _UPPER = [o for o in np.ndindex(2, 2, 2) if any(o)]
 
 
-def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarray, nudge: float,
-                    progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
-    """Isosurface ``field == 0`` (module doc, step 7), block by block.
+def _mesh(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value: np.ndarray, nudge: float,
+          input_vertices: np.ndarray, faces: np.ndarray, sharp: bool, progress: ProgressFn
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The surface ``field == 0`` (module doc, step 6), by :func:`backend.mesh.dual.dual_contour`.
 
-    Each band block is polygonized on its ``(BLOCK + 1)^3`` nodes: its own and the first
+    Each band block is meshed with its ``(BLOCK + 1)^3`` nodes: its own and the first
     layers of the blocks above it (from their rows, or their one value outside the band).
     Every sign change has a shell end, and every cell with a shell corner has all corners
     within ``eps + sqrt(3) h`` of the input, so in band blocks: cells outside them are
-    never cut. Blocks whose nodes all have one sign are skipped.
+    never cut. Blocks whose nodes, and those of the blocks above them, all have one sign
+    are skipped.
 
     Parameters
     ----------
     field : (nb, BLOCK^3) float32
-        Negative inside; nudged in place.
-    blocks : BlockGrid
+        Negative inside; nudged in place so that no value is within ``nudge`` of 0.
+    nearest : (nb, BLOCK^3) int32
+        Nearest input face of each band node, -1 off the shell.
     block_value : (Cx * Cy * Cz,) float32
         The value of every node of each block outside the band; beyond the grid is outside.
-    nudge : float
-        Values are kept at least this far from 0.
+    input_vertices : (n, 3) float64
+        The input in grid index coordinates.
 
     Returns
     -------
     vertices : (n, 3) float64
         In grid index coordinates.
     faces : (m, 3) int64
-        As PyMCubes winds them; vertices merged per grid edge across blocks.
+        Outer surfaces counter-clockwise seen from outside.
     """
-    import mcubes
+    from backend.mesh.dual import dual_contour
 
     b, nb = BLOCK, blocks.count
     # Nudge (in place): every value at least ``nudge`` from 0, 0 itself counting as inside.
@@ -710,63 +696,30 @@ def _marching_cubes(field: np.ndarray, blocks: BlockGrid, block_value: np.ndarra
         uppers.append((offset, inside, up_id, up_slot, up_state))
     varied = (state == 1) | np.any([u[4] != state for u in uppers], axis=0)
     rows = np.flatnonzero(varied)
-
-    ext = np.empty((len(rows), b + 1, b + 1, b + 1), dtype=np.float32)
-    own = field.reshape(nb, b, b, b)
-    ext[:, :b, :b, :b] = own[rows]
     outside_value = np.float32(abs(block_value).max(initial=1.0))
-    for offset, inside, up_id, up_slot, _ in uppers:
-        dst = tuple(b if o else slice(0, b) for o in offset)
-        src = tuple(0 if o else slice(0, b) for o in offset)
-        up_slot, inside, up_id = up_slot[rows], inside[rows], up_id[rows]
-        stored = np.flatnonzero(up_slot >= 0)
-        ext[(stored,) + dst] = own[(up_slot[stored],) + src]
-        other = np.flatnonzero(up_slot < 0)
-        value = np.where(inside[other], block_value[up_id[other]], outside_value)
-        ext[(other,) + dst] = value.reshape((-1,) + (1,) * (3 - sum(offset)))
-    negative = np.count_nonzero(ext.reshape(len(rows), -1) < 0, axis=1)
-    cut = np.flatnonzero((negative > 0) & (negative < ext[0].size))
 
-    verts, tris, owner = [], [], []
-    for n, block in enumerate(cut.tolist()):
-        if n % 256 == 0:
-            progress(n / len(cut), "marching cubes")
-        v, t = mcubes.marching_cubes(ext[block], 0.0)
-        if len(t):
-            verts.append(v)
-            tris.append(t)
-            owner.append(rows[block])
-    progress(1.0, "marching cubes")
-    if not tris:
-        raise RuntimeError("marching cubes found no surface; the field has no negative node")
+    def windows(array: np.ndarray, batch: np.ndarray, outside) -> np.ndarray:
+        """(len(batch), BLOCK + 1, BLOCK + 1, BLOCK + 1) nodes of band blocks ``rows[batch]`` from ``array``.
 
-    counts = np.array([len(v) for v in verts])
-    local = np.concatenate(verts)
-    v = local + np.repeat(blocks.blocks[owner] * b, counts, axis=0)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    t = np.concatenate(tris).astype(np.int64) + np.repeat(starts, [len(t) for t in tris])[:, None]
-    # PyMCubes shares vertices within a call. Between calls only vertices on a block's
-    # boundary planes (an integer coordinate 0 or BLOCK) repeat: those are merged by their
-    # grid edge, the others are unique already.
-    seam = ((local == 0) | (local == b)).any(axis=1)
-    _, first, inverse = np.unique(_edge_keys(v[seam], np.asarray(blocks.grid.shape)), return_index=True,
-                                  return_inverse=True)
-    inner = ~seam
-    new_id = np.empty(len(v), dtype=np.int64)
-    new_id[inner] = np.arange(np.count_nonzero(inner))
-    new_id[seam] = np.count_nonzero(inner) + inverse
-    return np.concatenate([v[inner], v[seam][first]]), new_id[t]
+        Nodes of blocks outside the band are ``outside``, or with ``outside=None`` their
+        block's value (beyond the grid: positive).
+        """
+        own = array.reshape(nb, b, b, b)
+        ext = np.empty((len(batch), b + 1, b + 1, b + 1), dtype=array.dtype)
+        ext[:, :b, :b, :b] = own[rows[batch]]
+        for offset, inside, up_id, up_slot, _ in uppers:
+            dst = tuple(b if o else slice(0, b) for o in offset)
+            src = tuple(0 if o else slice(0, b) for o in offset)
+            up_slot, inside, up_id = up_slot[rows[batch]], inside[rows[batch]], up_id[rows[batch]]
+            stored = np.flatnonzero(up_slot >= 0)
+            ext[(stored,) + dst] = own[(up_slot[stored],) + src]
+            other = np.flatnonzero(up_slot < 0)
+            if outside is None:
+                value = np.where(inside[other], block_value[up_id[other]], outside_value)
+            else:
+                value = np.full(len(other), outside, dtype=array.dtype)
+            ext[(other,) + dst] = value.reshape((-1,) + (1,) * (3 - sum(offset)))
+        return ext
 
-
-def _edge_keys(v: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    """A unique id per grid edge for vertices ``v`` (n, 3) lying strictly inside grid edges.
-
-    Two coordinates of such a vertex are integers (exactly: PyMCubes converts integer
-    node positions) and one is fractional, kept ``NUDGE_VOXELS`` away from integers.
-    """
-    rounded = np.rint(v)
-    axis = np.abs(v - rounded).argmax(axis=1)                 # (n,) the fractional coordinate
-    base = rounded.astype(np.int64)
-    rows = np.arange(len(v))
-    base[rows, axis] = np.floor(v[rows, axis]).astype(np.int64)
-    return np.ravel_multi_index(base.T, tuple(shape)) * 3 + axis
+    return dual_contour(field, nearest, blocks, block_value, rows, windows, input_vertices, faces, sharp=sharp,
+                        progress=progress)
