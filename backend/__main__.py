@@ -2,6 +2,7 @@
 
     python -m backend serve [--port 8765]
     python -m backend watertight IN -o OUT --resolution 256 [--keep largest] [--cavities keep] [--target-faces N]
+                                 [--smooth]
     python -m backend bench watertight --meshes DIR --resolution 256 512
     python -m backend preprocess IN --out DIR [--resolution 256] [--surface N] [--sdf-uniform N] [--sdf-near N]
                                  [--salient N] [--angle 30] [--seed 0]
@@ -129,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--cavities", choices=("fill", "keep"), default="fill",
                    help="fill enclosed empty space, or keep it as inner surfaces (default fill)")
     w.add_argument("--target-faces", type=int, help="decimate to about this many faces, keeping the mesh closed")
-    w.add_argument("--sharp-features", action="store_true", help="put vertices on sharp creases (CAD-like inputs)")
+    w.add_argument("--smooth", action="store_true",
+                   help="vertices at the mean of their cell's crossings instead of on the input's creases and corners")
     w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {
         "resolution": a.resolution, "keep": a.keep, "cavities": a.cavities, "target_faces": a.target_faces,
-        "sharp_features": a.sharp_features}))
+        "sharp_features": not a.smooth}))
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
     from backend import bench

@@ -8,21 +8,24 @@ vertices sit inside the cells instead, where the input's tangent planes meet:
    edges fall into one or more *patches* (connected pieces of surface inside the cell),
    taken from marching cubes' own case table (:data:`PATCH`, derived once from PyMCubes
    on each of the 256 sign configurations), so the topology is that of marching cubes:
-   closed and manifold. Each patch gets one vertex.
+   closed. Each patch gets one vertex.
 2. **Vertex placement.** Each cut edge contributes its zero crossing ``p`` (linear in the
-   field) and, when ``p`` lies on the input, the unit normal ``n`` of the input face
-   nearest to it (the nearest faces of the edge's two nodes are the candidates). With
+   field) and, when ``p`` lies on an input face (within ``ON_INPUT_VOXELS``; of the nearest
+   faces of the edge's two nodes, the nearer), that face's unit normal ``n``. With
    ``sharp=True`` the vertex minimizes ``sum (n . (x - p))^2`` (the quadric error function
-   of Ju et al.'s dual contouring; Kobbelt et al. use the same planes): solved around
-   the mean crossing with the pseudo-inverse, dropping directions whose eigenvalue is below
-   ``QEF_TOLERANCE`` of the largest, so a flat patch stays at the mean crossing along the
-   plane and moves only across it, an edge gets a point on the crease, a corner its tip.
+   of Ju et al.'s dual contouring; Kobbelt et al. use the same planes), measured from the
+   mean crossing with the pseudo-inverse that drops directions below ``QEF_CUTOFF`` of the
+   largest eigenvalue, so a flat patch stays at the mean crossing along the plane and moves
+   only across it, an edge gets a point on the crease, a corner its tip.
    A solution farther than ``QEF_MARGIN`` voxels outside the cell falls back to the mean
    crossing (the planes were near-parallel or inconsistent). With ``sharp=False`` every
    vertex is the mean crossing (as OpenVDB's mesher does).
 3. **Faces.** Each cut grid edge is surrounded by four cells; their patches that contain the
    edge make a quad, wound so that it faces from the negative (inside) end to the positive
-   one, split into two triangles along its shorter diagonal.
+   one, split into two triangles along its shorter diagonal. Where an ambiguous cell face
+   joins the same two patches twice (a pinch, in thin slabs), the edge between their
+   vertices would have four faces; :func:`separate_nonmanifold_edges` splits it, so the
+   result is manifold.
 
 The vertex of a patch lies near its cell, so the result hugs the field's zero level like
 marching cubes' does on smooth parts, and keeps creases and corners where the input has
@@ -33,16 +36,24 @@ from __future__ import annotations
 
 import functools
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 
 from backend.mesh import parallel
 from backend.mesh.blocks import BLOCK, BlockGrid
-from backend.mesh.distance import closest_point_on_triangle
 from backend.progress import ProgressFn
 
-#: Eigenvalues of the QEF below this fraction of the largest are dropped (pseudo-inverse).
-QEF_TOLERANCE = 0.1
+#: Eigen-directions of the QEF below this fraction of the largest eigenvalue are dropped
+#: (pseudo-inverse): no tangent plane pins them (along a flat patch, along a crease), so the
+#: vertex stays at the mean crossing along them. A Tikhonov term instead shrinks creases
+#: toward the mean (0.1 of the trace: a rotated box's mean error 0.0045 voxel at resolution
+#: 64 against 0.0018) or, small, lets near-parallel planes throw vertices along the surface.
+QEF_CUTOFF = 0.1
+
+#: Patches whose planes are this close to one plane (``|A|_F^2 >= FLAT_RATIO trace(A)^2``,
+#: second eigenvalue below about 10% of the first) are solved along their one direction.
+FLAT_RATIO = 0.85
 
 #: A QEF solution may leave its cell by this many voxels; farther, the mean crossing is used.
 QEF_MARGIN = 0.5
@@ -102,9 +113,8 @@ def _ring_table() -> list[tuple[int, int, np.ndarray, np.ndarray, bool]]:
     """For the 3 edges at a cell's top corner (7) along x, y, z: the 4 cells around the edge.
 
     Returns, per axis: the corner at the edge's lower end in this cell, 7 (its upper end),
-    the (4, 3) offsets of the four cells from this cell in winding order, their (4,) local
-    edge index, and whether that order faces -axis (to be reversed when the lower end is
-    negative).
+    the (4, 3) offsets of the four cells from this cell, counter-clockwise in the plane
+    across the edge, their (4,) local edge index, and whether that order faces -axis.
     """
     rings = []
     for axis in range(3):
@@ -163,121 +173,209 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, bloc
         Outer surfaces counter-clockwise seen from outside.
     """
     table = patch_table()
-    corners = input_vertices[faces]
-    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    length = np.linalg.norm(normal, axis=1, keepdims=True)
-    unit = np.where(length > 0, normal / np.where(length > 0, length, 1.0), 0.0)
+    patches = (table.max(axis=1) + 1).astype(np.int64)                             # per code
+    frames = _Faces.of(input_vertices, faces) if sharp else None
+    flat_field = field.reshape(-1)
+    flat_nearest = nearest.reshape(-1)
 
-    def cells(part: int, parts: int):
-        keys, codes, points = [], [], []
+    def cut_cells(part: int, parts: int):
+        """Band position and sign code of the cut cells of every ``parts``-th batch of blocks."""
+        found = []
         batches = range(part * BATCH, len(rows), parts * BATCH)
         for n, first in enumerate(batches):
             if part == 0:
-                progress(0.8 * n / max(len(batches), 1), "dual contouring")
+                progress(0.5 * n / max(len(batches), 1), "dual contouring")
             batch = np.arange(first, min(first + BATCH, len(rows)))
-            ext = windows(field, batch, None)
-            negative = ext < 0
+            negative = windows(field, batch, None) < 0
             code = np.zeros((len(batch), BLOCK, BLOCK, BLOCK), dtype=np.int32)
             for c, (x, y, z) in enumerate(CORNERS.tolist()):
                 code |= negative[:, x:x + BLOCK, y:y + BLOCK, z:z + BLOCK].astype(np.int32) << c
             cut = np.argwhere((code > 0) & (code < 255))                                  # (k, 4)
-            if not len(cut):
-                continue
-            ijk = blocks.blocks[rows[batch[cut[:, 0]]]] * BLOCK + cut[:, 1:]
-            face_ext = windows(nearest, batch, -1)
-            values = np.stack([ext[cut[:, 0], cut[:, 1] + x, cut[:, 2] + y, cut[:, 3] + z]
-                               for x, y, z in CORNERS.tolist()], axis=1)                   # (k, 8)
-            near = np.stack([face_ext[cut[:, 0], cut[:, 1] + x, cut[:, 2] + y, cut[:, 3] + z]
-                             for x, y, z in CORNERS.tolist()], axis=1)
-            keys.append(np.ravel_multi_index(ijk.T, blocks.grid.shape))
-            codes.append(code[tuple(cut.T)])
-            points.append(_cell_vertices(ijk, code[tuple(cut.T)], values, near, table, input_vertices, faces,
-                                         unit, sharp))
-        if not keys:
-            return None
-        return np.concatenate(keys), np.concatenate(codes), np.concatenate(points)
+            position = rows[batch[cut[:, 0]]] * BLOCK ** 3 + np.ravel_multi_index(cut[:, 1:].T, (BLOCK,) * 3)
+            found.append((position, code[tuple(cut.T)]))
+        return tuple(np.concatenate(column) for column in zip(*found)) if found else None
 
-    found = [r for r in parallel.run_parts(cells, parallel.parts_for(len(rows), PARALLEL_MIN_BLOCKS)) if r]
-    if not found:
+    found = [r for r in parallel.run_parts(cut_cells, parallel.parts_for(len(rows), PARALLEL_MIN_BLOCKS)) if r]
+    if not found or not sum(len(r[0]) for r in found):
         raise RuntimeError("no cell of the field changes sign; the field has no negative node")
-    progress(0.8, "dual contouring")
-    key = np.concatenate([r[0] for r in found])
-    code = np.concatenate([r[1] for r in found])
-    vertices = np.concatenate([r[2] for r in found])              # (k, 4, 3): one slot per patch
-    order = np.argsort(key, kind="stable")
-    key, code, vertices = key[order], code[order], vertices[order]
-    used = np.stack([np.any(table[code] == p, axis=1) for p in range(4)], axis=1)     # (k, 4) patch exists
-    vertex_id = np.cumsum(used.reshape(-1)).reshape(-1, 4) - 1
-    out_vertices = vertices.reshape(-1, 3)[used.reshape(-1)]
+    progress(0.5, "dual contouring")
+    position, code = (np.concatenate(column) for column in zip(*found))
+    # The vertex of patch p of the cut cell at band position q is first_vertex[q] + p.
+    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int64)
+    first_vertex[position] = np.concatenate([[0], np.cumsum(patches[code])[:-1]])
+    count = int(patches[code].sum())
+    cell_code = np.zeros(blocks.count * BLOCK ** 3, dtype=np.int32)
+    cell_code[position] = code
 
-    shape = blocks.grid.shape
-    ijk = np.stack(np.unravel_index(key, shape), axis=1)
-    quads = []
+    # Every cut grid edge once (as the edge at the top corner of one cell): its quad, its
+    # crossing and the tangent plane there.
+    ijk = blocks.node_ijk(position)
+    quads, points, normals = [], [], []
     for low, high, offsets, edges, faces_minus in _RINGS:
         lo_neg = (code >> low) & 1
-        hi_neg = (code >> high) & 1
-        here = np.flatnonzero(lo_neg != hi_neg)
+        here = np.flatnonzero(lo_neg != ((code >> high) & 1))
         ring = np.empty((len(here), 4), dtype=np.int64)
-        for slot, (offset, edge) in enumerate(zip(offsets, edges)):
-            other = np.ravel_multi_index((ijk[here] + offset).T, shape)
-            row = np.searchsorted(key, other)
-            row = np.minimum(row, len(key) - 1)
-            if np.any(key[row] != other):
+        for slot, (step, edge) in enumerate(zip(offsets, edges)):
+            other = blocks.locate(ijk[here] + step)[1]
+            start = first_vertex[np.maximum(other, 0)]
+            if np.any((other < 0) | (start < 0)):
                 raise RuntimeError("a cut edge has a neighbouring cell outside the band; the band is too narrow")
-            ring[:, slot] = vertex_id[row, table[code[row], edge]]
+            ring[:, slot] = start + table[cell_code[other], edge]
         flip = (lo_neg[here] == 1) == faces_minus
-        ring[flip] = ring[flip][:, ::-1]
-        quads.append(ring)
+        quads.append(np.where(flip[:, None], ring[:, ::-1], ring))
+        lo_node = blocks.locate(ijk[here] + CORNERS[low])[1]
+        hi_node = blocks.locate(ijk[here] + CORNERS[high])[1]
+        va, vb = flat_field[lo_node].astype(np.float64), flat_field[hi_node].astype(np.float64)
+        t = va / (va - vb)
+        p = (ijk[here] + CORNERS[low]).astype(np.float64)
+        p += t[:, None] * (CORNERS[high] - CORNERS[low])
+        points.append(p)
+        if sharp:
+            normals.append(_tangent_normals(p, flat_nearest[lo_node], flat_nearest[hi_node], frames))
     quads = np.concatenate(quads)
-    progress(0.9, "dual contouring")
-    return separate_nonmanifold_edges(out_vertices, _split_quads(out_vertices, quads))
+    points = np.concatenate(points)
+    progress(0.7, "dual contouring")
+    cell_corner = np.repeat(ijk, patches[code], axis=0)
+    vertices = _place_vertices(quads, points, np.concatenate(normals) if sharp else None, cell_corner)
+    progress(0.85, "dual contouring")
+    triangles = _split_quads(vertices, quads)
+    # Only the vertices of cells with a pinched face can end an edge of four faces.
+    pinched = np.flatnonzero(pinch_table()[code])
+    if not len(pinched):
+        return vertices, triangles
+    suspects = np.zeros(len(vertices), dtype=bool)
+    slots = first_vertex[position[pinched]][:, None] + np.arange(4)[None]
+    suspects[slots[np.arange(4)[None] < patches[code[pinched]][:, None]]] = True
+    near_suspects = np.flatnonzero(suspects[triangles].any(axis=1))
+    vertices, fixed = separate_nonmanifold_edges(vertices, triangles[near_suspects])
+    triangles[near_suspects] = fixed
+    return vertices, triangles
 
 
-def _cell_vertices(ijk: np.ndarray, code: np.ndarray, values: np.ndarray, near: np.ndarray, table: np.ndarray,
-                   input_vertices: np.ndarray, faces: np.ndarray, unit: np.ndarray, sharp: bool) -> np.ndarray:
-    """(k, 4, 3) vertex of each patch slot of each cut cell (unused slots: 0), index coordinates."""
-    k = len(code)
-    patch = table[code]                                                           # (k, 12)
-    cell_rows, edge = np.nonzero(patch >= 0)
-    a, b = EDGES[edge, 0], EDGES[edge, 1]
-    va, vb = values[cell_rows, a].astype(np.float64), values[cell_rows, b].astype(np.float64)
-    t = va / (va - vb)
-    p = ijk[cell_rows] + CORNERS[a] + t[:, None] * (CORNERS[b] - CORNERS[a])        # crossings
-    slot = cell_rows * 4 + patch[cell_rows, edge]
-    total = np.bincount(slot, minlength=4 * k).astype(np.float64)
-    mean = np.stack([np.bincount(slot, p[:, d], minlength=4 * k) for d in range(3)], axis=1)
-    mean /= np.maximum(total, 1)[:, None]
-    if not sharp:
-        return mean.reshape(k, 4, 3)
-    # Tangent planes: the nearer of the two end nodes' nearest faces, if the crossing is on it.
-    best = np.full(len(p), np.inf)
-    n = np.zeros((len(p), 3))
-    for end in (a, b):
-        face = near[cell_rows, end].astype(np.int64)
-        has = np.flatnonzero(face >= 0)
-        tri = input_vertices[faces[face[has]]]
-        c = closest_point_on_triangle(p[has], tri[:, 0], tri[:, 1], tri[:, 2])
-        d = np.linalg.norm(c - p[has], axis=1)
-        better = d < best[has]
-        best[has[better]] = d[better]
-        n[has[better]] = unit[face[has[better]]]
-    n[best > ON_INPUT_VOXELS] = 0.0
-    rel = p - mean[slot]
-    nn = n[:, :, None] * n[:, None, :]                                             # (e, 3, 3)
-    ata = np.stack([np.bincount(slot, nn[:, i, j], minlength=4 * k) for i in range(3) for j in range(3)],
-                   axis=1).reshape(-1, 3, 3)
-    rhs = n * np.einsum("ij,ij->i", n, rel)[:, None]
-    atb = np.stack([np.bincount(slot, rhs[:, d], minlength=4 * k) for d in range(3)], axis=1)
-    used = np.flatnonzero(total > 0)
-    w, basis = np.linalg.eigh(ata[used])
-    keep = w > QEF_TOLERANCE * w[:, -1:]
-    inverse = np.where(keep, 1.0 / np.where(keep, w, 1.0), 0.0)
-    x = mean[used] + np.einsum("nij,nj->ni", basis, inverse * np.einsum("nji,nj->ni", basis, atb[used]))
-    lo = ijk[used // 4].astype(np.float64)
-    inside = np.all((x >= lo - QEF_MARGIN) & (x <= lo + 1 + QEF_MARGIN), axis=1)
-    out = mean.copy()
-    out[used[inside]] = x[inside]
-    return out.reshape(k, 4, 3)
+@functools.lru_cache(maxsize=1)
+def pinch_table() -> np.ndarray:
+    """(256,) bool: sign codes with an ambiguous face whose four cut edges are all in one patch.
+
+    Only then can the patch meet its neighbour's patch across that face twice, which makes
+    a dual edge of four faces (see :func:`separate_nonmanifold_edges`).
+    """
+    table = patch_table()
+    out = np.zeros(256, dtype=bool)
+    for axis in range(3):
+        for side in (0, 1):
+            face = [c for c in range(8) if CORNERS[c, axis] == side]         # in order 00, 01, 10, 11
+            edges = [e for e, (a, b) in enumerate(EDGES.tolist()) if a in face and b in face]
+            for code in range(256):
+                signs = [(code >> c) & 1 for c in face]
+                diagonal = signs[0] == signs[3] and signs[1] == signs[2] and signs[0] != signs[1]
+                if diagonal and len({int(table[code, e]) for e in edges}) == 1:
+                    out[code] = True
+    return out
+
+
+class _Faces(NamedTuple):
+    """Per input face: corner ``a``, edges ``ab``, ``ac``, their Gram matrix and unit normal."""
+
+    a: np.ndarray
+    ab: np.ndarray
+    ac: np.ndarray
+    gram: np.ndarray            # (m, 3): ab.ab, ab.ac, ac.ac
+    inverse_det: np.ndarray     # 1 / det(gram), 0 for degenerate faces
+    unit: np.ndarray
+
+    @classmethod
+    def of(cls, vertices: np.ndarray, faces: np.ndarray) -> "_Faces":
+        a, b, c = (vertices[faces[:, k]] for k in range(3))
+        ab, ac = b - a, c - a
+        gram = np.stack([np.einsum("ij,ij->i", ab, ab), np.einsum("ij,ij->i", ab, ac),
+                         np.einsum("ij,ij->i", ac, ac)], axis=1)
+        det = gram[:, 0] * gram[:, 2] - gram[:, 1] ** 2
+        normal = np.cross(ab, ac)
+        length = np.linalg.norm(normal, axis=1, keepdims=True)
+        unit = np.where(length > 0, normal / np.where(length > 0, length, 1.0), 0.0)
+        inverse_det = np.where(det > 1e-12 * gram[:, 0] * gram[:, 2], 1.0 / np.where(det > 0, det, 1.0), 0.0)
+        return cls(a, ab, ac, gram, inverse_det, unit)
+
+
+def _gap(p: np.ndarray, face: np.ndarray, frames: _Faces) -> np.ndarray:
+    """An upper bound (k,) on the distance from points ``p`` to faces ``face`` (inf for -1).
+
+    The point's projection on the face's plane is clamped into the triangle in barycentric
+    coordinates: exact inside the triangle, at most a little high near its edges. Enough to
+    tell crossings on the input (about 0) from crossings off it (a sheet's slab, a cap).
+    """
+    has = face >= 0
+    f = np.where(has, face, 0)
+    ap = p - frames.a[f]
+    d1 = np.einsum("ij,ij->i", ap, frames.ab[f])
+    d2 = np.einsum("ij,ij->i", ap, frames.ac[f])
+    g = frames.gram[f]
+    s = np.clip((g[:, 2] * d1 - g[:, 1] * d2) * frames.inverse_det[f], 0.0, 1.0)
+    t = np.clip((g[:, 0] * d2 - g[:, 1] * d1) * frames.inverse_det[f], 0.0, 1.0)
+    over = np.maximum(s + t, 1.0)
+    away = ap - (s / over)[:, None] * frames.ab[f] - (t / over)[:, None] * frames.ac[f]
+    gap = np.linalg.norm(away, axis=1)
+    return np.where(has & (frames.inverse_det[f] > 0), gap, np.inf)
+
+
+def _tangent_normals(p: np.ndarray, face_a: np.ndarray, face_b: np.ndarray, frames: _Faces) -> np.ndarray:
+    """Unit normal (k, 3) of the input at crossings ``p``: of the nearer of the end nodes'
+    nearest faces, if within ``ON_INPUT_VOXELS``; zero (no plane) otherwise."""
+    face_a, face_b = face_a.astype(np.int64), face_b.astype(np.int64)
+    gap_a, gap_b = _gap(p, face_a, frames), _gap(p, face_b, frames)
+    n = frames.unit[np.where(gap_a <= gap_b, face_a, face_b)]
+    n[np.minimum(gap_a, gap_b) > ON_INPUT_VOXELS] = 0.0
+    return n
+
+
+def _place_vertices(quads: np.ndarray, points: np.ndarray, normals: np.ndarray | None,
+                    cell_corner: np.ndarray) -> np.ndarray:
+    """Vertices (v, 3) from the crossings (q, 3) of the cut edges and their quads (q, 4).
+
+    A vertex gathers the crossings of the edges whose quads it is in: their mean, and with
+    ``normals`` the minimizer of ``sum (n . (x - p))^2`` (module doc, step 2), unless that
+    leaves the vertex's cell (lower corner ``cell_corner``) by more than ``QEF_MARGIN``.
+    """
+    from scipy.sparse import csr_matrix
+
+    count, q = len(cell_corner), len(quads)
+    # One sparse product sums every per-edge quantity into the edge's four vertices.
+    gather = csr_matrix((np.ones(4 * q), (quads.reshape(-1), np.repeat(np.arange(q), 4))), shape=(count, q))
+    if normals is None:
+        sums = gather @ np.column_stack([np.ones(q), points])
+        return sums[:, 1:] / sums[:, :1]
+    n = normals
+    along = np.einsum("ij,ij->i", n, points)
+    upper = [n[:, 0] * n[:, 0], n[:, 0] * n[:, 1], n[:, 0] * n[:, 2], n[:, 1] * n[:, 1], n[:, 1] * n[:, 2],
+             n[:, 2] * n[:, 2]]
+    sums = gather @ np.column_stack([np.ones(q), points, *upper, n * along[:, None]])
+    mean = sums[:, 1:4] / sums[:, :1]
+    a00, a01, a02, a11, a12, a22 = sums[:, 4:10].T
+    A = np.stack([a00, a01, a02, a01, a11, a12, a02, a12, a22], axis=1).reshape(-1, 3, 3)
+    # Relative to the mean: A y = sum n (n . (p - mean)) = sum n (n . p) - A mean.
+    r = sums[:, 10:13] - np.einsum("kij,kj->ki", A, mean)
+    trace = A[:, 0, 0] + A[:, 1, 1] + A[:, 2, 2]
+    # Nearly one plane (A close to rank one: |A|_F^2 near trace^2) is the common case; its
+    # direction comes from two power steps, the rest get an eigendecomposition.
+    flat = (np.einsum("kij,kij->k", A, A) >= FLAT_RATIO * trace ** 2) & (trace > 0)
+    y = np.zeros((count, 3))
+    if flat.any():
+        Af = A[flat]
+        v = Af[np.arange(len(Af)), np.argmax(np.diagonal(Af, axis1=1, axis2=2), axis=1)]
+        for _ in range(2):
+            v = np.einsum("kij,kj->ki", Af, v)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+        top = np.einsum("ki,kij,kj->k", v, Af, v)
+        y[flat] = v * (np.einsum("ki,ki->k", v, r[flat]) / top)[:, None]
+    rest = np.flatnonzero(~flat & (trace > 0))
+    if len(rest):
+        w, basis = np.linalg.eigh(A[rest])
+        keep = w > QEF_CUTOFF * w[:, -1:]
+        inverse = np.where(keep, 1.0 / np.where(keep, w, 1.0), 0.0)
+        y[rest] = np.einsum("kij,kj->ki", basis, inverse * np.einsum("kji,kj->ki", basis, r[rest]))
+    x = mean + y
+    inside = np.all((x >= cell_corner - QEF_MARGIN) & (x <= cell_corner + 1 + QEF_MARGIN), axis=1)
+    return np.where(inside[:, None], x, mean)
 
 
 #: Quad diagonals whose squared lengths differ by less than this fraction count as equal;
@@ -287,13 +385,14 @@ DIAGONAL_TIE = 1e-3
 
 def _split_quads(vertices: np.ndarray, quads: np.ndarray) -> np.ndarray:
     """Two triangles per quad (q, 4), cut along the shorter diagonal."""
-    p = vertices[quads]
-    d02 = np.einsum("ij,ij->i", p[:, 0] - p[:, 2], p[:, 0] - p[:, 2])
-    d13 = np.einsum("ij,ij->i", p[:, 1] - p[:, 3], p[:, 1] - p[:, 3])
+    diagonal = vertices[quads[:, 0]] - vertices[quads[:, 2]]
+    d02 = np.einsum("ij,ij->i", diagonal, diagonal)
+    diagonal = vertices[quads[:, 1]] - vertices[quads[:, 3]]
+    d13 = np.einsum("ij,ij->i", diagonal, diagonal)
     tie = np.abs(d02 - d13) <= DIAGONAL_TIE * np.maximum(d02, d13)
     cut02 = np.where(tie, quads[:, [0, 2]].min(axis=1) < quads[:, [1, 3]].min(axis=1), d02 < d13)
-    first = np.where(cut02[:, None], quads[:, [0, 1, 2]], quads[:, [1, 2, 3]])
-    second = np.where(cut02[:, None], quads[:, [0, 2, 3]], quads[:, [1, 3, 0]])
+    quads = np.where(cut02[:, None], quads, np.roll(quads, -1, axis=1))            # now cut along 0-2
+    first, second = quads[:, :3], quads[:, [0, 2, 3]]
     return np.concatenate([first, second])
 
 

@@ -30,9 +30,13 @@ sheets do not matter.
 5. **Signing the shell, node by node.** A shell node ``x`` at distance ``d`` with nearest
    surface point ``c`` looks along ``n = (x - c) / d``: the probes ``c + n L`` and
    ``c - n L`` (``L = eps + h``, a voxel past the shell, retried one more voxel out when the
-   probe lands in the shell) fall in a region on each side of the surface at ``c``. A
-   behind probe still lost (it skims the other face of a wedge near an edge) is answered
-   by the nearest face: is its other side seen as empty by some node there?
+   probe lands in the shell) fall in a region on each side of the surface at ``c``. An
+   ahead probe still lost in front of its face (by the face's winding; near a concave crease
+   the other face's shell is in the way) takes the nearest non-shell node in a cone around
+   ``n`` within ``CONE_MAX_VOXELS``: empty space opens diagonally out of a crease, while a
+   gap narrower than the shell shows only the solid beyond its other wall. A behind probe still lost (it skims the other face of a
+   wedge near an edge) is answered by the nearest face: is its other side seen as empty by
+   some node there?
    *Empty ahead, solid behind*: the outer side, ``+d``. *Empty on both sides*: an open sheet
    (or a part thinner than the probe): ``d - tau``, so every sheet becomes a closed slab of
    half-thickness ``tau = SHEET_VOXELS * h``. *Otherwise* (solid ahead, or the ahead probe
@@ -42,16 +46,18 @@ sheets do not matter.
    is a clean closed surface, so its zero level lies on the input (no dilation), and every
    grid edge whose sign changes has a shell end. Where the level is off the input (sheets,
    caps) such an edge may end at a non-shell node; those few nodes get their distance to
-   their shell neighbours' nearest faces, so marching cubes places the vertex right.
-6. **Marching cubes** (PyMCubes) at level 0 on each band block that can hold a sign change,
-   over its ``9^3`` nodes (its own and the first layers of the blocks above it). Every cut
-   cell has a shell corner, so all its corners lie within ``eps + sqrt(3) h`` of the
-   input, inside the band blocks. Values within ``NUDGE_VOXELS`` of 0 are pushed off it so
-   every vertex lies strictly inside a unique grid edge; vertices on block seams are merged
-   by that edge. The window's outer layer is positive, so the surface is closed and
-   manifold for any field; PyMCubes winds inward for "inside = below the level" (checked by
-   a test), so all faces are reversed, which makes outer surfaces outward-facing and kept
-   cavities inward-facing (negative volume).
+   their shell neighbours' nearest faces, so the crossing lands in the right place.
+6. **Dual contouring** (:mod:`backend.mesh.dual`) of level 0 on each band block that can
+   hold a sign change, over its ``9^3`` nodes (its own and the first layers of the blocks
+   above it). Every cut cell has a shell corner, so all its corners lie within
+   ``eps + sqrt(3) h`` of the input, inside the band blocks. Values within
+   ``NUDGE_VOXELS`` of 0 are pushed off it. Each cut cell gets one vertex per patch of
+   marching cubes' case table, placed where the input's tangent planes at the cell's
+   crossings meet (creases and corners are kept; ``sharp_features=False``: at the mean
+   crossing), and each cut grid edge a quad of the four cells around it, facing from its
+   negative end to its positive end: outer surfaces face outward, kept cavities inward
+   (negative volume). The window's outer layer is positive, so the surface is closed;
+   edges where a pinch of the level joins four faces are separated, so it is manifold.
 7. **keep="largest"**: of the result's connected surfaces, the one enclosing the largest
    volume is kept, with the inward-facing cavity surfaces inside it (by winding number).
 8. **target_faces** (optional): edge-collapse decimation that keeps the surface closed,
@@ -63,7 +69,9 @@ Cost
 Every step works on the band blocks, whose node count grows with the surface's area
 (``res^2``), plus a coarse grid of ``(res / 8)^3`` block labels: at resolution 512 a typical
 mesh has ~2 x 10^4 band blocks (10^7 nodes, ~1 x 10^6 in the shell) in a window of ~7 x 10^7
-nodes. ``python -m backend bench watertight`` measures it against Blender's voxel remesher.
+nodes. The distance pass, the probes and the meshing are split over worker processes
+(:mod:`backend.mesh.parallel`; ``MESHSMITH_WORKERS=1`` runs them in this one).
+``python -m backend bench watertight`` measures it against Blender's voxel remesher.
 
 Limits
 ------
@@ -200,10 +208,9 @@ def watertight(
         closed, manifold and oriented (:func:`backend.mesh.decimate.decimate`); it may stop
         above the target when no collapse is safe. None keeps marching cubes' output.
     sharp_features : bool
-        Put a vertex on the input's creases in the cells that cut them
-        (:mod:`backend.mesh.features`), so sharp edges stay sharper (CAD-like inputs at low
-        resolution); it costs about a third more time at 512. False keeps marching cubes'
-        vertices only.
+        Place each vertex where the input's tangent planes in its cell meet, so creases and
+        corners are kept (:mod:`backend.mesh.dual`). False puts it at the mean of its
+        cell's crossings (smoother, slightly faster).
     progress : ProgressFn
         ``progress(fraction, stage)`` between stages and chunks; it may raise
         :class:`backend.progress.Cancelled`, which propagates.
@@ -402,7 +409,7 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np
                     lost = np.flatnonzero(found == 0)
                     found[lost] = region_at(c[lost] + sign * reach * n[lost])
                 if sign > 0:
-                    lost = np.flatnonzero(found == 0)
+                    lost = np.flatnonzero((found == 0) & (facing[rows] > 0))
                     found[lost] = _cone_search(x[rows][lost], n[lost], region_at, h)
                 out[rows] = found
 

@@ -30,7 +30,8 @@ class WatertightParams(BaseModel):
         None, ge=4, description="Decimate to about this many faces, keeping the mesh closed; none: no decimation."
     )
     sharp_features: bool = Field(
-        False, description="Put vertices on the input's sharp creases (CAD-like inputs); about a third slower."
+        True, description="Place vertices where the input's tangent planes meet, keeping creases and corners; "
+        "off: vertices at the mean of their cell's crossings (smoother)."
     )
 
 

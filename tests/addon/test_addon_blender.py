@@ -245,7 +245,7 @@ def test_panel_options_reach_the_backend_and_shape_the_result(runtime, backend):
     runtime.run_until_idle(timeout=JOB_TIMEOUT)
     assert job.phase.value == "imported", job.message
     assert job.client.job(job.id).params == {"resolution": 128, "keep": "largest", "cavities": "fill",
-                                             "target_faces": 600, "sharp_features": False}
+                                             "target_faces": 600, "sharp_features": True}
     closed, oriented, faces = closed_and_oriented(bpy.data.objects["OptionsSphere_watertight"].data)
     assert closed and oriented and 400 <= faces <= 660
 

@@ -84,7 +84,7 @@ def test_job_lifecycle(client):
     answer = _submit(client, _glb(v, f), {"resolution": 32})
     assert answer.status_code == 201, answer.text
     job = answer.json()
-    assert job["state"] in ("queued", "running") and job["params"] == {"resolution": 32, "keep": "all", "cavities": "fill", "target_faces": None, "sharp_features": False}
+    assert job["state"] in ("queued", "running") and job["params"] == {"resolution": 32, "keep": "all", "cavities": "fill", "target_faces": None, "sharp_features": True}
     job = _wait(client, job["id"])
     assert job["state"] == "done", job
     assert job["progress"] == 1.0 and job["result"]["summary"]["watertight"] is True

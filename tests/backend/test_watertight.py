@@ -470,7 +470,7 @@ def test_pipeline_params_carry_the_options():
     assert WatertightParams().target_faces is None
     # Job records hold every option, defaults included, and survive a round trip.
     assert WatertightParams(resolution=32).model_dump() == {
-        "resolution": 32, "keep": "all", "cavities": "fill", "target_faces": None, "sharp_features": False}
+        "resolution": 32, "keep": "all", "cavities": "fill", "target_faces": None, "sharp_features": True}
     assert WatertightParams.model_validate(params.model_dump()) == params
     for bad in ({"keep": "most"}, {"cavities": "hollow"}, {"target_faces": 2}, {"decimate": True}):
         with pytest.raises(ValidationError):
