@@ -139,9 +139,9 @@ def _ring_table() -> list[tuple[int, int, np.ndarray, np.ndarray, bool]]:
 _RINGS = _ring_table()
 
 
-def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value: np.ndarray,
-                 rows: np.ndarray, windows, input_vertices: np.ndarray, faces: np.ndarray, *, sharp: bool,
-                 progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
+def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows: np.ndarray, windows,
+                 input_vertices: np.ndarray, faces: np.ndarray, *, sharp: bool, progress: ProgressFn
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Mesh the zero level of the block field (module doc).
 
     Parameters
@@ -151,14 +151,12 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, bloc
     nearest : (nb, BLOCK^3) int32
         Nearest input face per band node, -1 off the shell.
     blocks : BlockGrid
-    block_value : (C,) float32
-        The value of the nodes of blocks outside the band.
     rows : (r,) int64
         Band blocks that can hold a cut cell.
     windows : callable
-        ``windows(array, batch, outside)`` -> (len(batch), BLOCK + 1, BLOCK + 1, BLOCK + 1): the nodes of
-        blocks ``rows[batch]`` and the first layers of the blocks above them, from ``array``
-        (band blocks), ``outside`` elsewhere.
+        ``windows(batch)`` -> (len(batch), BLOCK + 1, BLOCK + 1, BLOCK + 1) field values: the
+        nodes of blocks ``rows[batch]`` and the first layers of the blocks above them (nodes
+        of blocks outside the band have their block's value).
     input_vertices : (n, 3) float64
         The input, in grid index coordinates.
     faces : (m, 3) int64
@@ -186,7 +184,7 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, bloc
             if part == 0:
                 progress(0.5 * n / max(len(batches), 1), "dual contouring")
             batch = np.arange(first, min(first + BATCH, len(rows)))
-            negative = windows(field, batch, None) < 0
+            negative = windows(batch) < 0
             code = np.zeros((len(batch), BLOCK, BLOCK, BLOCK), dtype=np.int32)
             for c, (x, y, z) in enumerate(CORNERS.tolist()):
                 code |= negative[:, x:x + BLOCK, y:y + BLOCK, z:z + BLOCK].astype(np.int32) << c

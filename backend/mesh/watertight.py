@@ -705,14 +705,10 @@ def _mesh(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value
     rows = np.flatnonzero(varied)
     outside_value = np.float32(abs(block_value).max(initial=1.0))
 
-    def windows(array: np.ndarray, batch: np.ndarray, outside) -> np.ndarray:
-        """(len(batch), BLOCK + 1, BLOCK + 1, BLOCK + 1) nodes of band blocks ``rows[batch]`` from ``array``.
-
-        Nodes of blocks outside the band are ``outside``, or with ``outside=None`` their
-        block's value (beyond the grid: positive).
-        """
-        own = array.reshape(nb, b, b, b)
-        ext = np.empty((len(batch), b + 1, b + 1, b + 1), dtype=array.dtype)
+    def windows(batch: np.ndarray) -> np.ndarray:
+        """(len(batch), BLOCK + 1, BLOCK + 1, BLOCK + 1) field values of band blocks ``rows[batch]``."""
+        own = field.reshape(nb, b, b, b)
+        ext = np.empty((len(batch), b + 1, b + 1, b + 1), dtype=field.dtype)
         ext[:, :b, :b, :b] = own[rows[batch]]
         for offset, inside, up_id, up_slot, _ in uppers:
             dst = tuple(b if o else slice(0, b) for o in offset)
@@ -721,12 +717,9 @@ def _mesh(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value
             stored = np.flatnonzero(up_slot >= 0)
             ext[(stored,) + dst] = own[(up_slot[stored],) + src]
             other = np.flatnonzero(up_slot < 0)
-            if outside is None:
-                value = np.where(inside[other], block_value[up_id[other]], outside_value)
-            else:
-                value = np.full(len(other), outside, dtype=array.dtype)
+            value = np.where(inside[other], block_value[up_id[other]], outside_value)
             ext[(other,) + dst] = value.reshape((-1,) + (1,) * (3 - sum(offset)))
         return ext
 
-    return dual_contour(field, nearest, blocks, block_value, rows, windows, input_vertices, faces, sharp=sharp,
+    return dual_contour(field, nearest, blocks, rows, windows, input_vertices, faces, sharp=sharp,
                         progress=progress)
