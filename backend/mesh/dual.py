@@ -10,8 +10,8 @@ vertices sit inside the cells instead, where the input's tangent planes meet:
    on each of the 256 sign configurations), so the topology is that of marching cubes:
    closed. Each patch gets one vertex.
 2. **Vertex placement.** Each cut edge contributes its zero crossing ``p`` (linear in the
-   field) and, when ``p`` lies on an input face (within ``ON_INPUT_VOXELS``; of the nearest
-   faces of the edge's two nodes, the nearer), that face's unit normal ``n``. With
+   field) and, when ``p`` lies on an input face (within ``ON_INPUT_VOXELS``; the nearest
+   faces of the edge's two nodes are the candidates), that face's unit normal ``n``. With
    ``sharp=True`` the vertex minimizes ``sum (n . (x - p))^2`` (the quadric error function
    of Ju et al.'s dual contouring; Kobbelt et al. use the same planes), measured from the
    mean crossing with the pseudo-inverse that drops directions below ``QEF_CUTOFF`` of the
@@ -317,12 +317,20 @@ def _gap(p: np.ndarray, face: np.ndarray, frames: _Faces) -> np.ndarray:
 
 
 def _tangent_normals(p: np.ndarray, face_a: np.ndarray, face_b: np.ndarray, frames: _Faces) -> np.ndarray:
-    """Unit normal (k, 3) of the input at crossings ``p``: of the nearer of the end nodes'
-    nearest faces, if within ``ON_INPUT_VOXELS``; zero (no plane) otherwise."""
-    face_a, face_b = face_a.astype(np.int64), face_b.astype(np.int64)
-    gap_a, gap_b = _gap(p, face_a, frames), _gap(p, face_b, frames)
-    n = frames.unit[np.where(gap_a <= gap_b, face_a, face_b)]
-    n[np.minimum(gap_a, gap_b) > ON_INPUT_VOXELS] = 0.0
+    """Unit normal (k, 3) of the input at crossings ``p``: of the first end node's nearest face,
+    else the second's, if the crossing is within ``ON_INPUT_VOXELS`` of it; zero (no plane)
+    otherwise."""
+    face = face_a.astype(np.int64)
+    gap = _gap(p, face, frames)
+    # The other end's face only where the first is not close enough (most crossings lie on
+    # their first candidate; ties between the two are equally good planes).
+    retry = np.flatnonzero(gap > ON_INPUT_VOXELS)
+    other = face_b[retry].astype(np.int64)
+    other_gap = _gap(p[retry], other, frames)
+    better = other_gap < gap[retry]
+    face[retry[better]], gap[retry[better]] = other[better], other_gap[better]
+    n = frames.unit[face]
+    n[gap > ON_INPUT_VOXELS] = 0.0
     return n
 
 
