@@ -51,7 +51,8 @@ def wait_final(client: Client, job_id: str, timeout: float = 120.0):
 def test_bpy_free_modules_import_without_blender():
     code = (
         "import sys; sys.modules['bpy'] = None; sys.modules['mathutils'] = None; sys.modules['numpy'] = None\n"
-        "import addon, addon.client, addon.connection, addon.protocol, addon.jobs, addon.glb, addon.backend_process"
+        "import addon, addon.client, addon.connection, addon.protocol, addon.jobs, addon.glb, addon.backend_process,"
+        " addon.png, addon.corners, addon.views, addon.modes"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
