@@ -135,6 +135,48 @@ def test_cancel_a_big_job(client):
     assert not_ready.value.status in (404, 409)
 
 
+def test_a_chain_runs_on_the_real_backend_each_result_feeding_the_next(client):
+    """The add-on's chain logic against the real server, with the pipeline every backend has."""
+    from addon.jobs import ChainStep, JobTracker, Phase, TrackedJob
+
+    first = client.submit("watertight", {"resolution": 32}, CUBE_GLB)
+    tracker = JobTracker()
+    job = tracker.add(
+        TrackedJob(
+            id=first.id, client=client, pipeline="watertight", result_name="Cube_chain",
+            next_steps=[ChainStep("watertight", {"resolution": 48, "target_faces": 200}, {})],
+        )
+    )  # fmt: skip
+    imported: list[bytes] = []
+    progress: list[float] = []
+    deadline = time.monotonic() + 120
+    while tracker.active() and time.monotonic() < deadline:
+        tracker.poll_once(lambda j, data: imported.append(data) or j.result_name)
+        progress.append(job.progress)
+        time.sleep(0.1)
+    assert job.phase is Phase.IMPORTED, job.message
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    second = client.job(job.remote_id)
+    assert job.remote_id != first.id and second.params["target_faces"] == 200
+    assert client.job(first.id).finished <= second.created  # sent on only once the first was done
+    (data,) = imported
+    assert data == client.result(job.remote_id)
+    mesh = glb.read_glb(data)
+    assert 150 <= mesh.triangle_count <= 230
+    for axis in range(3):  # still the 2 x 2 x 2 cube's frame after two remeshes
+        values = mesh.positions[axis::3]
+        assert min(values) == pytest.approx(-1.0, abs=0.25) and max(values) == pytest.approx(1.0, abs=0.25)
+
+
+def test_submit_sends_extra_files_as_their_own_fields(client):
+    job = client.submit("watertight", {"resolution": 32}, CUBE_GLB, files={"source": ("source.glb", CUBE_GLB)})
+    assert wait_final(client, job.id).state == "done"
+    with pytest.raises(ValueError, match="field name 'mesh'"):
+        client.submit("watertight", {}, CUBE_GLB, files={"mesh": ("m.glb", CUBE_GLB)})
+    with pytest.raises(ValueError, match="files\\['views'\\] is empty"):
+        client.submit("watertight", {}, CUBE_GLB, files={"views": ("views.zip", b"")})
+
+
 def test_error_answers_become_backend_errors_with_their_message(backend, client):
     with pytest.raises(BackendError) as unauthorized:
         Client(backend.url, "wrong-token").jobs()
