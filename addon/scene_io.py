@@ -207,7 +207,8 @@ def export_textured_glb(
         raise MeshsmithError(no_colour_message(obj))
     uv_name = source.uv_map
     if source.image is not None and uv_name is None:
-        layer = obj.data.uv_layers.active_render or obj.data.uv_layers.active
+        layers = obj.data.uv_layers
+        layer = next((layer for layer in layers if layer.active_render), None) or layers.active
         if layer is None:
             raise MeshsmithError(f"{obj.name!r} shows the image {source.image.name!r} but has no UV map.")
         uv_name = layer.name
