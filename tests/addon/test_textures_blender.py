@@ -271,6 +271,19 @@ def test_export_sends_a_png_file_or_packed_png_unchanged(addon, tmp_path):
         assert_triangles_show_their_cells_colour(data)
 
 
+def test_export_reencodes_a_jpeg_as_the_png_of_what_blender_decoded(addon, tmp_path):
+    painted = generated_image("ToJpeg")
+    path = tmp_path / "blocks.jpg"
+    painted.file_format, painted.filepath_raw = "JPEG", str(path)
+    painted.save()
+    jpeg = bpy.data.images.load(str(path))
+    assert path.read_bytes()[:3] == b"\xff\xd8\xff" and jpeg.source == "FILE"
+    obj = textured_grid("JpegGrid", jpeg)
+    mesh = glb.read_glb(scene_io().export_textured_glb(obj, bpy.context.evaluated_depsgraph_get()))
+    assert mesh.material.base_color.mime_type == "image/png"
+    assert image_bytes(decoded(mesh.material.base_color.data, "FromJpeg")) == image_bytes(jpeg)
+
+
 def test_export_follows_the_uv_map_node_of_the_image(addon):
     obj = grid_object("TwoUVGrid")
     decoy = obj.data.uv_layers.new(name="Decoy")  # first, so it is the active (render) map
