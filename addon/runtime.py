@@ -242,7 +242,12 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     data = scene_io.export_object_glb(obj, depsgraph)
     if "source" in needs:
         # The source goes into the target's object space: the result is placed with the target's matrix.
-        transform = None if source == obj else obj.matrix_world.inverted() @ source.matrix_world
+        transform = None
+        if source != obj:
+            try:
+                transform = obj.matrix_world.inverted() @ source.matrix_world
+            except ValueError:
+                raise MeshsmithError(f"{obj.name!r} is scaled to zero along an axis; give it a size to bake onto.") from None
         uploads["source"] = ("source.glb", scene_io.export_textured_glb(source, depsgraph, transform=transform))
     first = steps[0]
     remote = client.submit(first.pipeline, first.params, data, filename="mesh.glb", files={k: uploads[k] for k in first.files})

@@ -445,6 +445,16 @@ def test_texture_from_an_object_needs_exactly_one_other_selected_mesh(settings):
     assert "'PlainSource' has no colour to bake from" in reported(settings)
 
 
+def test_a_flattened_target_cannot_receive_a_bake(settings, backend):
+    settings.mode = "TEXTURE"
+    target = grid_object("FlatTarget")
+    target.scale = (1.0, 1.0, 0.0)
+    source = textured_grid("FlatSource", generated_image("FlatPaint"))
+    bpy.context.view_layer.update()
+    select(target, source, active=target)
+    assert "'FlatTarget' is scaled to zero along an axis" in reported(settings)
+
+
 def test_texture_from_images_needs_a_views_folder(settings, tmp_path):
     settings.mode, settings.texture_source = "TEXTURE", "VIEWS"
     target = grid_object("ViewsTarget")
