@@ -280,13 +280,15 @@ def mesh_from_result(name: str, data: glb.TriangleMesh, *, smooth: bool = False,
 
     With UVs, vertices at equal positions are welded (glTF splits them along UV seams), so the
     result is one connected mesh whose seams live in the UV layer. ``smooth`` shades smooth;
-    ``sharp_angle`` (radians) also marks edges sharper than it, and implies smooth.
+    ``sharp_angle`` (radians) also marks edges sharper than it, and implies smooth. Normals the
+    result carries (a normal map is baked against them) become the mesh's custom normals,
+    shaded smooth, so Blender shades with exactly those.
     """
     starts, loop_vertices = data.polygons()
     positions = data.positions
-    loop_uvs = None
+    loop_uvs = corners.gather(data.uvs, loop_vertices, 2) if data.uvs is not None else None
+    loop_normals = corners.gather(data.normals, loop_vertices, 3) if data.normals is not None else None
     if data.uvs is not None:
-        loop_uvs = corners.gather(data.uvs, loop_vertices, 2)
         positions, loop_vertices = corners.weld(positions, loop_vertices)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(positions) // 3)
@@ -298,15 +300,18 @@ def mesh_from_result(name: str, data: glb.TriangleMesh, *, smooth: bool = False,
     mesh.update(calc_edges=True)
     if loop_uvs is not None:
         mesh.uv_layers.new(name=UV_NAME).uv.foreach_set("vector", loop_uvs)
-    if sharp_angle is not None:
+    if sharp_angle is not None and loop_normals is None:
         mesh.set_sharp_from_angle(angle=sharp_angle)
-    elif smooth:
+    elif smooth or loop_normals is not None:
         mesh.shade_smooth()
     else:
         # Marching-cubes facets are the geometry; flat shading shows it as it is.
         mesh.shade_flat()
     if mesh.validate(clean_customdata=False):
         mesh.update()
+    if loop_normals is not None and len(loop_normals) == 3 * len(mesh.loops):
+        # After validate: it may drop degenerate faces, and custom normals are per loop.
+        mesh.normals_split_custom_set(list(zip(loop_normals[0::3], loop_normals[1::3], loop_normals[2::3])))
     return mesh
 
 

@@ -227,6 +227,30 @@ def test_uvs_material_and_packed_images_of_a_textured_result(addon, tmp_path):
     assert loaded.packed_file is not None and image_bytes(loaded) == expected
 
 
+def test_normals_of_a_result_become_its_custom_normals(addon):
+    """A normal map is only right on the normals it was baked against: Blender must shade with those."""
+    data, uvs = split_cube_result()
+    result = glb.read_glb(data)
+    # Normals that Blender would never compute for a cube: tilted up, (x, y, z + 3) normalized.
+    def tilted(co) -> Vector:
+        return (Vector(co) + Vector((0.0, 0.0, 3.0))).normalized()
+
+    normals = array("f")
+    for v in range(result.vertex_count):
+        normals.extend(tilted(result.positions[3 * v : 3 * v + 3]))
+    written = glb.write_glb(result.positions, result.indices, normals, uvs=result.uvs)
+    obj = scene_io().import_result(bpy.context.scene, "Normals_textured", glb.read_glb(written), Matrix.Identity(4))
+    mesh = obj.data
+    assert len(mesh.vertices) == 8 and mesh.has_custom_normals
+    assert all(p.use_smooth for p in mesh.polygons)
+    corner_normals = [tuple(n.vector) for n in mesh.corner_normals] if hasattr(mesh, "corner_normals") else [
+        tuple(loop.normal) for loop in mesh.loops
+    ]
+    for loop, normal in zip(mesh.loops, corner_normals):
+        expected = tilted(mesh.vertices[loop.vertex_index].co)
+        assert Vector(normal).dot(expected) > 0.9999, (tuple(expected), normal)
+
+
 def test_a_result_with_textures_but_no_uvs_is_refused(addon):
     result = glb.read_glb(backend_mesh(QUAD_CUBE))
     result.material = glb.Material(base_color=glb.Texture(png.encode_rgba([1.0] * 4, 1, 1), "image/png"))
