@@ -57,9 +57,9 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
         name="Target Faces",
         description="Face count of the remeshed result (within about 10%)",
         default=2000,
-        min=50,
-        soft_max=50_000,
-        max=500_000,
+        min=100,
+        soft_max=20_000,
+        max=100_000,
     )
     topology: EnumProperty(name="Topology", description="Which faces the result may have", items=_TOPOLOGY_ITEMS, default="QUAD_DOMINANT")
     keep_sharp: BoolProperty(
@@ -73,7 +73,7 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
         subtype="ANGLE",
         default=math.radians(30.0),
         min=math.radians(1.0),
-        max=math.radians(180.0),
+        max=math.radians(179.0),
     )
     # -- Texture (and the preset)
     texture_source: EnumProperty(

@@ -132,6 +132,8 @@ def test_panel_props_and_operators_register(runtime):
     assert topologies == ["Quads Only", "Quad-Dominant", "Triangles"]
     assert (settings.artist_faces, settings.texture_size, settings.keep_sharp, settings.normal_map) == (2000, "1024", True, True)
     assert math.degrees(settings.sharp_angle) == pytest.approx(30.0)
+    faces = type(settings).bl_rna.properties["artist_faces"]
+    assert (faces.hard_min, faces.hard_max) == (100, 100_000)  # the artist pipeline's bounds
     for name in ("generate", "cancel", "start_backend", "stop_backend", "refresh_status"):
         assert hasattr(bpy.ops.meshsmith, name)
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
