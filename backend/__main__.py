@@ -2,7 +2,10 @@
 
     python -m backend serve [--port 8765]
     python -m backend watertight IN -o OUT --resolution 256 [--keep largest] [--cavities keep] [--target-faces N]
+    python -m backend artist IN -o OUT.obj --faces 2000 [--mode quads|quad_dominant|triangles] [--sharp-angle 30]
+                             [--no-sharp] [--resolution R]
     python -m backend bench watertight --meshes DIR --resolution 256 512
+    python -m backend bench artist --meshes DIR --faces 2000 5000
     python -m backend preprocess IN --out DIR [--resolution 256] [--surface N] [--sdf-uniform N] [--sdf-near N]
                                  [--salient N] [--angle 30] [--seed 0]
 """
@@ -133,6 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {
         "resolution": a.resolution, "keep": a.keep, "cavities": a.cavities, "target_faces": a.target_faces,
         "sharp_features": a.sharp_features}))
+
+    a = sub.add_parser("artist", help="retopologize IN into low-poly quad-dominant (or quad, or triangle) topology")
+    a.add_argument("input", type=Path, help="mesh file: GLB, OBJ, PLY or STL")
+    a.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file (.obj and .glb keep quads; .ply and .stl hold triangles)")
+    a.add_argument("--faces", type=int, default=2000, help="faces (polygons) wanted (default 2000)")
+    a.add_argument("--mode", choices=("quads", "quad_dominant", "triangles"), default="quad_dominant",
+                   help="quad-dominant (default), quads only, or triangles only")
+    a.add_argument("--sharp-angle", type=float, default=30.0,
+                   help="dihedral angle in degrees above which an edge is kept sharp (default 30)")
+    a.add_argument("--no-sharp", action="store_true", help="do not keep sharp edges")
+    a.add_argument("--resolution", type=int,
+                   help="watertight grid for broken inputs (default: chosen from --faces)")
+    a.set_defaults(func=lambda a: _run_pipeline(a, "artist", {
+        "faces": a.faces, "mode": a.mode, "sharp_edges": not a.no_sharp, "sharp_angle": a.sharp_angle,
+        "resolution": a.resolution}))
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
     from backend import bench

@@ -58,9 +58,9 @@ class Pipeline:
 
 def registry() -> dict[str, Pipeline]:
     """All pipelines that work in this installation, by name."""
-    from backend.pipelines import watertight
+    from backend.pipelines import artist, watertight
 
-    return {p.name: p for p in (watertight.PIPELINE,)}
+    return {p.name: p for p in (watertight.PIPELINE, artist.PIPELINE)}
 
 
 def get_pipeline(name: str) -> Pipeline:
