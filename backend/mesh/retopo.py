@@ -25,8 +25,9 @@ Method
    up to a fraction of an edge off, which bevels every sharp edge. Reference faces are
    grouped into *patches* bounded by sharp edges; each output polygon takes the patch under
    its centroid; a vertex whose polygons see two patches moves to the nearest point of the
-   creases between those two, one that sees three or more to the nearest crease corner
-   shared by them. Moves longer than :data:`MAX_SNAP_EDGES` edge lengths are skipped, and a
+   creases between those two; each crease corner (where three or more patches meet) takes
+   the nearest vertex that sees only its patches. Moves longer than :data:`MAX_SNAP_EDGES`
+   edge lengths (:data:`MAX_CORNER_SNAP_EDGES` for corners) are skipped, and a
    move that flips or flattens a polygon is undone.
 6. **Mode.** ``quad_dominant``: done. ``quads``: the few triangles are paired into quads
    along shortest paths through quads, whose diagonals are re-cut
@@ -106,13 +107,17 @@ AUTO_RESOLUTION = (48, 320)
 MIN_EDGE_FRACTION = 0.05
 
 #: Crease snapping moves a vertex at most this many target edge lengths.
-MAX_SNAP_EDGES = 0.5
+MAX_SNAP_EDGES = 0.75
+
+#: A crease corner takes a vertex at most this many target edge lengths away: Instant
+#: Meshes' lattice may sit up to half an edge off a corner along each crease.
+MAX_CORNER_SNAP_EDGES = 0.8
 
 #: A snapped polygon whose area falls below this fraction of its old area is undone.
 MIN_SNAP_AREA_RATIO = 0.1
 
-#: A first result from the input as it is with fewer polygons than this fraction of the
-#: target means Instant Meshes lost part of the surface: the watertight path takes over.
+#: A result from the input as it is with fewer polygons than this fraction of what Instant
+#: Meshes was asked for means it lost part of the surface: the watertight path takes over.
 FALLBACK_FRACTION = 0.6
 
 #: The triangle mode decimates a reference with at least this many times the target faces.
@@ -298,13 +303,13 @@ def retopo(
             results.append(((not clean, abs(miss), attempt), v, p, report, snapped))
             log.info("retopo: run %d aimed at %d, got %d polygons (%+.1f%%), manifold %s",
                      attempt + 1, aim, count, 100 * miss, clean)
-            if count < FALLBACK_FRACTION * target_faces or (abs(miss) <= AIM_TOLERANCE and clean):
+            if count < FALLBACK_FRACTION * aim or (abs(miss) <= AIM_TOLERANCE and clean):
                 break
             aim = max(int(round(aim * target_faces / max(count, 1))), 8)
         return results, targets
 
     results, targets = remesh(ref_v, ref_f, direct and not welded.closed)
-    if direct and len(results[-1][2]) < FALLBACK_FRACTION * target_faces:
+    if direct and len(results[-1][2]) < FALLBACK_FRACTION * targets[-1]:
         # Instant Meshes lost most of the surface (intersecting parts, slivers): start again
         # from a watertight remesh.
         log.info("retopo: %d polygons from the input as it is; remeshing a watertight version instead",
@@ -502,7 +507,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         v = surface.closest(v)                       # fans around holes add centroids off the surface
     snapped = 0
     if creases is not None and len(p):
-        v, snapped = creases.snap(v, p, max_move=MAX_SNAP_EDGES * edge)
+        v, snapped = creases.snap(v, p, max_move=MAX_SNAP_EDGES * edge, max_corner_move=MAX_CORNER_SNAP_EDGES * edge)
         src, dst, _, _ = poly.halfedges(p)
         if snapped and (np.linalg.norm(v[src] - v[dst], axis=1) < MIN_EDGE_FRACTION * edge).any():
             v, p, again = poly.repair(v, p, min_edge=MIN_EDGE_FRACTION * edge, max_hole=max_hole)
@@ -611,7 +616,8 @@ class _Creases:
         log.debug("creases: %d segments between %d patches, %d corners", len(self.seg),
                   len(np.unique(self.patch)), len(self.corners))
 
-    def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float) -> tuple[np.ndarray, int]:
+    def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float, max_corner_move: float
+             ) -> tuple[np.ndarray, int]:
         """Move crease vertices of a polygon mesh onto the reference's creases; returns ``(vertices, moved)``."""
         if len(self.seg) == 0:
             return vertices, 0
@@ -626,27 +632,47 @@ class _Creases:
         count = np.bincount(pairs[:, 0], minlength=len(vertices))
         target = vertices.copy()
         moved = np.zeros(len(vertices), dtype=bool)
-        two = np.flatnonzero(count == 2)
-        if len(two):
-            first = np.searchsorted(pairs[:, 0], two)
-            key = pairs[first, 1] * self.span + pairs[first + 1, 1]
-            point, dist = self._nearest_on_crease(vertices[two], key, max_move)
+        # A vertex that sees two patches goes to the creases between them; one that sees
+        # more (near a corner) to the nearest crease between any two of them.
+        several = np.flatnonzero(count >= 2)
+        if len(several):
+            first = np.searchsorted(pairs[:, 0], several)
+            rows, keys = [], []
+            for v, a, c in zip(several.tolist(), first.tolist(), count[several].tolist()):
+                seen = pairs[a:a + c, 1].tolist()
+                for i in range(c):
+                    for j in range(i + 1, c):
+                        rows.append(v)
+                        keys.append(seen[i] * self.span + seen[j])
+            rows, keys = np.asarray(rows, dtype=np.int64), np.asarray(keys, dtype=np.int64)
+            point, dist = self._nearest_on_crease(vertices[rows], keys, max_move)
+            order = np.lexsort((dist, rows))                                  # per vertex, nearest first
+            rows, point, dist = rows[order], point[order], dist[order]
+            best = np.concatenate([[True], rows[1:] != rows[:-1]])
+            rows, point, dist = rows[best], point[best], dist[best]
             ok = dist <= max_move
-            target[two[ok]] = point[ok]
-            moved[two[ok]] = True
-        many = np.flatnonzero(count >= 3)
-        if len(many) and self.corners:
-            ids = np.fromiter(self.corners.keys(), dtype=np.int64)
-            cpos = self.vertices[ids]
-            for vtx in many.tolist():
-                seen = set(pairs[pairs[:, 0] == vtx, 1].tolist())
-                d = np.linalg.norm(cpos - vertices[vtx], axis=1)
-                for j in np.argsort(d)[:4].tolist():
-                    if d[j] > max_move:
+            target[rows[ok]] = point[ok]
+            moved[rows[ok]] = True
+        if self.corners:
+            # Each crease corner takes the nearest vertex that sees only patches of that corner
+            # (and at least two of them): the vertex where the corner's creases meet in the
+            # output is often cut off by a triangle, so it may see just two.
+            near = np.flatnonzero(count >= 2)
+            first = np.searchsorted(pairs[:, 0], near)
+            seen = {int(v): set(pairs[a:a + c, 1].tolist()) for v, a, c in
+                    zip(near.tolist(), first.tolist(), count[near].tolist())}
+            taken: set[int] = set()
+            for corner, patches in self.corners.items():
+                pos = self.vertices[corner]
+                d = np.linalg.norm(vertices[near] - pos, axis=1)
+                for j in np.argsort(d).tolist():
+                    if d[j] > max_corner_move:
                         break
-                    if seen <= self.corners[int(ids[j])]:
-                        target[vtx] = cpos[j]
+                    vtx = int(near[j])
+                    if vtx not in taken and seen[vtx] <= patches:
+                        target[vtx] = pos
                         moved[vtx] = True
+                        taken.add(vtx)
                         break
         return self._guarded(vertices, target, moved, polygons)
 
