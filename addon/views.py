@@ -4,6 +4,14 @@ The folder is what ``python -m render.views`` writes: ``cameras.json`` (intrinsi
 world-to-camera and Blender ``matrix_world`` per view) and, per view, the files named in
 ``views[i].files`` (``rgb`` at least). The zip holds ``cameras.json`` and those files at
 its root, under the same names; nothing else from the folder is sent.
+
+Frames: ``normalization.file_to_world`` in ``cameras.json`` takes the rendered asset *file's*
+coordinates into the cameras' world, and the backend applies it to the uploaded mesh. The
+add-on's upload is always a GLB, glTF axes of Blender coordinates, which is the asset file's
+frame only for Y-up formats (glTF, OBJ). For a Z-up file (PLY, STL: ``file_up_axis`` "Z")
+the packed ``cameras.json`` says so for the upload instead: ``file_to_world`` gains the
+glTF -> Blender rotation and ``file_up_axis`` becomes "Y". The active mesh is then expected
+to hold the asset as Blender imports it (its object space), whatever the file format.
 """
 
 from __future__ import annotations
@@ -19,6 +27,30 @@ CAMERAS = "cameras.json"
 #: Already-compressed formats are stored; everything else (JSON, .npy) is deflated.
 _STORED_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 _HOW = "Texture from posed images needs a folder written by render/ (python -m render.views ... with colour)."
+
+
+#: Blender (x, y, z) from glTF (X, Y, Z): x = X, y = -Z, z = Y (backend/conventions.py, BLENDER_FROM_GLTF).
+_BLENDER_FROM_GLTF = ((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -1.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+
+
+def for_gltf_upload(cameras: dict) -> dict:
+    """``cameras`` with its normalization describing a glTF-axes upload of the asset (see the module doc).
+
+    A record without ``normalization.file_to_world`` or with a Y-up file is returned unchanged.
+    """
+    norm = cameras.get("normalization")
+    if not isinstance(norm, dict) or norm.get("file_up_axis") != "Z" or norm.get("file_to_world") is None:
+        return cameras
+    matrix = norm["file_to_world"]
+    try:
+        rows = [[float(v) for v in row] for row in matrix]
+        if len(rows) != 4 or any(len(row) != 4 for row in rows):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise MeshsmithError(f"{CAMERAS}: normalization.file_to_world must be a 4 x 4 matrix, got {matrix!r}.") from None
+    # A Z-up file's coordinates are Blender's: world = file_to_world @ blender = file_to_world @ B @ gltf.
+    product = [[sum(rows[r][k] * _BLENDER_FROM_GLTF[k][c] for k in range(4)) for c in range(4)] for r in range(4)]
+    return {**cameras, "normalization": {**norm, "file_to_world": product, "file_up_axis": "Y"}}
 
 
 def _safe_name(name: object, view: int, key: str) -> str:
@@ -76,9 +108,10 @@ def pack_views(folder: str | Path) -> bytes:
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise MeshsmithError(f"{CAMERAS} in {str(root)!r} names files that are not there: {shown}.")
+    cameras = for_gltf_upload(cameras)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.write(cameras_path, CAMERAS, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr(CAMERAS, json.dumps(cameras, indent=1), compress_type=zipfile.ZIP_DEFLATED)
         for name in names:
             stored = PurePosixPath(name).suffix.lower() in _STORED_SUFFIXES
             archive.write(root / name, name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)

@@ -169,12 +169,28 @@ def test_a_chain_runs_on_the_real_backend_each_result_feeding_the_next(client):
 
 
 def test_submit_sends_extra_files_as_their_own_fields(client):
-    job = client.submit("watertight", {"resolution": 32}, CUBE_GLB, files={"source": ("source.glb", CUBE_GLB)})
-    assert wait_final(client, job.id).state == "done"
+    with pytest.raises(BackendError) as refused:  # the field arrives, and watertight has no use for it
+        client.submit("watertight", {"resolution": 32}, CUBE_GLB, files={"source": ("source.glb", CUBE_GLB)})
+    assert refused.value.status == 422 and "'source'" in refused.value.message
     with pytest.raises(ValueError, match="field name 'mesh'"):
         client.submit("watertight", {}, CUBE_GLB, files={"mesh": ("m.glb", CUBE_GLB)})
     with pytest.raises(ValueError, match="files\\['views'\\] is empty"):
         client.submit("watertight", {}, CUBE_GLB, files={"views": ("views.zip", b"")})
+
+
+def test_a_vertex_coloured_source_is_baked_into_a_texture(backend, client):
+    if "texture" not in Client(backend.url).health().pipelines:
+        pytest.skip("this backend offers no 'texture' pipeline")
+    # Red on the top half of the cube (z > 0 in Blender axes), blue below; COLOR_0 is linear.
+    colours = [c for i in range(0, 24, 3) for c in ((1.0, 0.0, 0.0, 1.0) if CUBE_POSITIONS[i + 2] > 0 else (0.0, 0.0, 1.0, 1.0))]
+    source = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, colors=colours)
+    job = client.submit("texture", {"texture_size": 64, "padding": 2, "normal_map": False}, CUBE_GLB,
+                        files={"source": ("source.glb", source)})
+    final = wait_final(client, job.id)
+    assert final.state == "done", final.error
+    result = glb.read_glb(client.result(job.id))
+    assert result.uvs is not None and result.material.base_color.mime_type == "image/png"
+    assert result.material.normal is None
 
 
 def test_error_answers_become_backend_errors_with_their_message(backend, client):

@@ -20,6 +20,8 @@ import bpy  # first: bmesh and mathutils exist only once bpy is imported
 import bmesh  # isort: skip
 from mathutils import Matrix, Vector  # isort: skip
 
+from addon import glb
+
 from .test_textures_blender import undo_steps
 
 
@@ -42,6 +44,7 @@ def settings(runtime):
     saved = {name: getattr(settings, name) for name in ("mode", "artist_faces", "topology", "keep_sharp", "texture_source",
                                                         "texture_size", "padding", "normal_map")}
     yield settings
+    settings = bpy.context.scene.meshsmith  # an undo in the test frees the old reference
     for name, value in saved.items():
         setattr(settings, name, value)
 
@@ -76,7 +79,11 @@ def quad_ratio(mesh: bpy.types.Mesh) -> float:
 
 
 def base_colour_samples(obj: bpy.types.Object) -> list[tuple[float, tuple[float, float, float]]]:
-    """(world z of the loop's vertex, 8-bit sRGB colour of the base colour texture at the loop's UV), per loop."""
+    """(world z of the face centre, sRGB colour of the base colour texture at the face's UV centroid), per face.
+
+    Centroids, not corners: a corner's UV sits on its island's border, where texels blend
+    with the padding around the island.
+    """
     mesh = obj.data
     material = mesh.materials[0]
     bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
@@ -86,11 +93,12 @@ def base_colour_samples(obj: bpy.types.Object) -> list[tuple[float, tuple[float,
     image.pixels.foreach_get(pixels)
     layer = mesh.uv_layers.active
     out = []
-    for loop in mesh.loops:
-        u, v = layer.uv[loop.index].vector
+    for polygon in mesh.polygons:
+        u = sum(layer.uv[i].vector[0] for i in polygon.loop_indices) / polygon.loop_total
+        v = sum(layer.uv[i].vector[1] for i in polygon.loop_indices) / polygon.loop_total
         x, y = min(int(u * width), width - 1), min(int(v * height), height - 1)
         texel = pixels[4 * (y * width + x) : 4 * (y * width + x) + 3]
-        out.append(((obj.matrix_world @ mesh.vertices[loop.vertex_index].co).z, tuple(texel)))
+        out.append(((obj.matrix_world @ polygon.center).z, tuple(texel)))
     return out
 
 
@@ -160,13 +168,24 @@ def test_artist_keeps_sharp_edges_of_a_box_and_marks_them(settings, runtime, off
     runtime.run_until_idle(timeout=JOB_TIMEOUT)
     assert job.phase.value == "imported", job.message
     result = bpy.data.objects["SharpBox_artist"].data
-    sharp = [e for e in result.edges if e.use_edge_sharp]
-    # The box's 12 edges, each split into several result edges, are sharp; flat faces are not.
-    assert len(sharp) >= 12
-    for edge in sharp:
+    assert all(p.use_smooth for p in result.polygons)
+    faces_of_edge: dict[tuple[int, int], list[int]] = {}
+    for polygon in result.polygons:
+        for key in polygon.edge_keys:
+            faces_of_edge.setdefault(key, []).append(polygon.index)
+    on_box, total = 0.0, 0.0
+    for edge in result.edges:
         a, b = (result.vertices[i].co for i in edge.vertices)
-        on_box_edge = sum(abs(abs(c) - 1.0) < 0.05 for c in (a + b) / 2) >= 2
-        assert on_box_edge, (a, b)
+        f, g = faces_of_edge[edge.key]
+        angle = result.polygons[f].normal.angle(result.polygons[g].normal)
+        # Marked sharp exactly where the faces meet at more than the panel's angle (radians reached Blender right).
+        if abs(math.degrees(angle) - 30.0) > 1.0:
+            assert edge.use_edge_sharp == (math.degrees(angle) > 30.0), (tuple(a), tuple(b), math.degrees(angle))
+        if edge.use_edge_sharp:
+            total += (a - b).length
+            on_box += (a - b).length if sum(abs(abs(c) - 1.0) < 0.05 for c in (a + b) / 2) >= 2 else 0.0
+    # The box's 12 edges (length 2 each) are kept, and they are most of what is sharp.
+    assert on_box >= 0.8 * 24.0 and on_box >= 0.8 * total, (on_box, total)
     assert source.name == "SharpBox"
 
 
@@ -201,6 +220,78 @@ def test_texture_mode_bakes_the_other_objects_colour(settings, runtime, offered)
     assert_red_above_blue_below(result, centre_z=1.0, band=0.3)
 
 
+def write_ply_with_colours(obj: bpy.types.Object, path) -> None:
+    """The object's mesh as an ASCII PLY (Z-up, like Blender), red vertices above z = 0, blue below."""
+    vertices, polygons = obj.data.vertices, obj.data.polygons
+    lines = ["ply", "format ascii 1.0", f"element vertex {len(vertices)}"]
+    lines += [f"property float {a}" for a in "xyz"] + [f"property uchar {c}" for c in ("red", "green", "blue")]
+    lines += [f"element face {len(polygons)}", "property list uchar int vertex_indices", "end_header"]
+    for v in vertices:
+        colour = "230 26 26" if v.co.z > 0 else "26 26 230"
+        lines.append(f"{v.co.x:.6f} {v.co.y:.6f} {v.co.z:.6f} {colour}")
+    lines += [f"{len(p.vertices)} " + " ".join(map(str, p.vertices)) for p in polygons]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("asset_format", ["glb", "ply"])
+def test_texture_mode_projects_a_render_views_folder(settings, runtime, offered, tmp_path, asset_format):
+    """Posed images made by render/ from an asset file, projected back onto the asset's surface.
+
+    GLB is a Y-up file and PLY a Z-up one: the add-on's upload is glTF axes either way.
+    """
+    import subprocess
+
+    from .conftest import REPO, backend_python
+
+    need(offered, "texture")
+    # The asset: a sphere, red on top and blue below.
+    asset = icosphere(f"PaintedAsset_{asset_format}", 3)
+    asset_path = tmp_path / f"asset.{asset_format}"
+    if asset_format == "ply":
+        write_ply_with_colours(asset, asset_path)
+    else:  # a texture through UVs with v = 0.5 + z / 2
+        layer = asset.data.uv_layers.new(name="UVMap")
+        for loop in asset.data.loops:
+            layer.uv[loop.index].vector = (0.5, 0.5 + 0.5 * asset.data.vertices[loop.vertex_index].co.z)
+        # Tall, so that linear filtering and repeat wrapping blend the two colours only within
+        # half a texel (1/128 of v) of the equator and the poles.
+        image = bpy.data.images.new("RedBlue", 2, 64)
+        image.pixels.foreach_set([0.1, 0.1, 0.9, 1.0] * 64 + [0.9, 0.1, 0.1, 1.0] * 64)  # bottom half blue, top red
+        material = bpy.data.materials.new("RedBlue")
+        if material.node_tree is None:
+            material.use_nodes = True
+        texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+        texture.image = image
+        bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+        material.node_tree.links.new(texture.outputs["Color"], bsdf.inputs["Base Color"])
+        asset.data.materials.append(material)
+        scene_io = import_module(ADDON_MODULE + ".scene_io")
+        asset_path.write_bytes(scene_io.export_textured_glb(asset, bpy.context.evaluated_depsgraph_get()))
+    views = tmp_path / "views"
+    done = subprocess.run(
+        [backend_python(), "-m", "render.views", "--input", str(asset_path), "--out", str(views),
+         "--layout", "sphere:8", "--resolution", "96", "--samples", "4"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # The target: the asset's shape at a lower resolution, placed anywhere in the scene.
+    target = icosphere(f"ViewsTarget_{asset_format}", 2)
+    target.location = (5.0, 5.0, 3.0)
+    bpy.context.view_layer.update()
+    select(target, active=target)
+    settings.mode, settings.texture_source, settings.texture_size, settings.normal_map = "TEXTURE", "VIEWS", "256", False
+    settings.views_dir = str(views)
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(settings.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "imported", job.message
+    result = bpy.data.objects[f"ViewsTarget_{asset_format}_textured"]
+    colour, normal = material_nodes(result)
+    assert normal is None and tuple(colour.image.size) == (256, 256)
+    assert_red_above_blue_below(result, centre_z=3.0, band=0.3)
+
+
 # -- Artist + Texture ------------------------------------------------------------------------------------
 
 
@@ -222,8 +313,11 @@ def test_the_preset_remeshes_then_bakes_in_one_generate_and_one_undo_step(settin
     first_remote = job.remote_id
     seen: list[tuple[float, str]] = []
     deadline = time.monotonic() + 2 * JOB_TIMEOUT
-    while runtime.poll_jobs() is not None:
+    while True:
+        more = runtime.poll_jobs()
         seen.append((job.progress, job.stage))
+        if more is None:
+            break
         assert time.monotonic() < deadline, seen[-1]
         time.sleep(0.1)
     assert job.phase.value == "imported", job.message
@@ -234,21 +328,48 @@ def test_the_preset_remeshes_then_bakes_in_one_generate_and_one_undo_step(settin
     assert job.client.job(first_remote).params["faces"] == 400
     assert job.client.job(job.remote_id).params["normal_map"] is True
     progress = [p for p, _ in seen]
-    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert progress == sorted(progress), seen
+    assert progress[-1] == 1.0 and seen[-1][1] == "imported"
     assert any(stage.startswith("artist 1/2") for _, stage in seen) and any(stage.startswith("texture 2/2") for _, stage in seen)
 
     result = bpy.data.objects["DenseSphere_artist_textured"]
     mesh = result.data
-    assert 360 <= len(mesh.polygons) <= 440 and quad_ratio(mesh) > 0.5
+    # The texture step kept the artist step's surface: the same triangles (quads count as two).
+    artist = glb.read_glb(job.client.result(first_remote))
+    assert 360 <= artist.polygon_count <= 440 and list(artist.face_sizes).count(4) > artist.polygon_count / 2
+    assert sum(len(p.vertices) - 2 for p in mesh.polygons) == artist.triangle_count
     assert matrices_equal(result.matrix_world, dense.matrix_world)
     colour, normal = material_nodes(result)
-    assert colour.image.packed_file is not None and normal is not None and normal.image.packed_file is not None
+    assert colour.image.packed_file is not None and normal is not None
+    assert normal.inputs["Color"].links[0].from_node.image.packed_file is not None
     assert_red_above_blue_below(result, centre_z=2.0, band=0.3)
 
     assert undo_steps(capfd)[len(steps_before) :] == ["Meshsmith: Generate"]
     with bpy.context.temp_override(window=window):
         assert bpy.ops.ed.undo() == {"FINISHED"}
     assert "DenseSphere_artist_textured" not in bpy.data.objects and "DenseSphere" in bpy.data.objects
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="backend: GLB uploads are loaded without their MESHSMITH_polygons extension (backend.mesh.io), "
+    "so the texture step receives the artist result as triangles and returns triangles",
+)
+def test_the_presets_result_keeps_the_artist_steps_quads(settings, runtime, offered):
+    need(offered, "artist", "texture")
+    dense = icosphere("QuadDense", 4)
+    paint_top_red_bottom_blue(dense)
+    select(dense, active=dense)
+    settings.mode, settings.artist_faces, settings.texture_size = "ARTIST_TEXTURE", 400, "256"
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(settings.job_id)
+    first_remote = job.remote_id
+    runtime.run_until_idle(timeout=2 * JOB_TIMEOUT)
+    assert job.phase.value == "imported", job.message
+    artist = glb.read_glb(job.client.result(first_remote))
+    mesh = bpy.data.objects["QuadDense_artist_textured"].data
+    assert len(mesh.polygons) == artist.polygon_count
+    assert sum(len(p.vertices) == 4 for p in mesh.polygons) == list(artist.face_sizes).count(4)
 
 
 def test_the_preset_can_be_cancelled_in_its_second_step(settings, runtime, offered):

@@ -440,6 +440,7 @@ def select(*objects: bpy.types.Object, active: bpy.types.Object) -> None:
 def settings(runtime):
     settings = bpy.context.scene.meshsmith
     yield settings
+    settings = bpy.context.scene.meshsmith  # an undo in the test frees the old reference
     settings.mode, settings.texture_source, settings.views_dir = "WATERTIGHT", "OBJECT", ""
 
 
