@@ -5,9 +5,11 @@ Method
 1. **Normalize and weld.** The mesh goes into the canonical box (``backend.conventions``);
    vertices closer than :data:`WELD_TOLERANCE` are merged (files split vertices along UV
    seams), degenerate and duplicate triangles dropped.
-2. **Reference surface.** A welded mesh that is already a closed, consistently oriented
-   2-manifold is used as it is. Anything else (holes, flips, fins, several intersecting
-   parts) is remeshed by the watertight engine (:func:`backend.mesh.watertight.watertight`)
+2. **Reference surface.** A welded mesh that is already consistently wound, with every edge
+   in at most two faces, is used as it is, open borders included: Instant Meshes follows
+   borders, while a watertight slab around an open sheet would be thinner than the quads
+   (vertices where two fans touch are split first). Anything else (flips, fins, duplicate
+   sheets) is remeshed by the watertight engine (:func:`backend.mesh.watertight.watertight`)
    at a resolution that fits the face budget: the target edge length is
    ``s = sqrt(area / target_faces)`` and the grid gets :data:`VOXELS_PER_EDGE` voxels per
    ``s`` (clamped to :data:`AUTO_RESOLUTION`), so a 2,000-face result does not pay for a
@@ -18,6 +20,8 @@ Method
    reference and extracts a quad-dominant mesh whose edges follow them. With
    ``sharp_angle`` set, reference edges whose dihedral angle exceeds it are creases: the
    field aligns to them and crease vertices are left out of its smoothing.
+   Its crease mode gives up on some meshes (long slivers along creases: it returns a small
+   fraction of the faces asked for); it then runs again without it.
 4. **Repair** (:func:`backend.mesh.polygons.repair`): faces of 5+ corners cut into quads
    and a triangle, short edges collapsed, duplicates, fins (edges in 3+ faces), pinched
    vertices, inconsistent winding, holes and valence-2 vertices fixed.
@@ -39,7 +43,10 @@ Method
    decimated by edge collapses (:func:`backend.mesh.decimate.decimate`).
 7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
    :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
-   the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest result is kept.
+   the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
+   When the input as it is gives far fewer polygons than asked for
+   (:data:`FALLBACK_FRACTION`: intersecting parts, slivers), its watertight remesh is used
+   instead.
 
 Limits
 ------
@@ -192,7 +199,8 @@ def retopo(
         a crease to keep; None ignores creases.
     resolution : int or None
         Grid of the watertight step, in ``[16, 1024]``. None: chosen from the face budget,
-        and the step is skipped for a welded input that is already a clean closed manifold.
+        and the step is skipped for a welded input that is already consistently wound with
+        every edge in at most two faces (open borders allowed; for ``"triangles"``: closed).
         Given: the step always runs, at that resolution.
     progress : ProgressFn
         ``progress(fraction, stage)``; it may raise :class:`backend.progress.Cancelled`,
@@ -278,7 +286,8 @@ def retopo(
         return RetopoResult(vertices=norm.invert(dv), polygons=poly.pad(df), mode=mode,
                             source="input" if direct else "watertight", resolution=used_res, timings=timings)
 
-    def remesh(ref_v: np.ndarray, ref_f: np.ndarray, open_reference: bool) -> tuple[list, list[int]]:
+    def remesh(ref_v: np.ndarray, ref_f: np.ndarray, open_reference: bool, can_fall_back: bool
+               ) -> tuple[list, list[int]]:
         log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
         surface = _Surface(ref_v, ref_f, spacing=edge / 4)
@@ -286,11 +295,12 @@ def retopo(
         lap("reference index")
         results, targets = [], []
         aim = max(int(round(target_faces / EXPECTED_RATIO[mode])), 8)
-        for attempt in range(MAX_ATTEMPTS):
-            lo = 0.3 + 0.65 * attempt / MAX_ATTEMPTS
-            progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1}/{MAX_ATTEMPTS})")
+        crease = sharp_angle
+        for attempt in range(MAX_ATTEMPTS + 1):
+            lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
+            progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
             targets.append(aim)
-            rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=sharp_angle,
+            rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
                                      align_to_boundaries=open_reference)
             lap("instant meshes")
             progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
@@ -303,12 +313,21 @@ def retopo(
             results.append(((not clean, abs(miss), attempt), v, p, report, snapped))
             log.info("retopo: run %d aimed at %d, got %d polygons (%+.1f%%), manifold %s",
                      attempt + 1, aim, count, 100 * miss, clean)
-            if count < FALLBACK_FRACTION * aim or (abs(miss) <= AIM_TOLERANCE and clean):
+            if count < FALLBACK_FRACTION * aim:
+                if crease is not None:
+                    # Instant Meshes' crease mode gives up on some meshes (long sliver
+                    # triangles along creases); the creases are still snapped afterwards.
+                    log.info("retopo: Instant Meshes lost most faces with creases on; again without")
+                    crease = None
+                    continue
+                if can_fall_back:
+                    break
+            if (abs(miss) <= AIM_TOLERANCE and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
                 break
             aim = max(int(round(aim * target_faces / max(count, 1))), 8)
         return results, targets
 
-    results, targets = remesh(ref_v, ref_f, direct and not welded.closed)
+    results, targets = remesh(ref_v, ref_f, direct and not welded.closed, can_fall_back=direct)
     if direct and len(results[-1][2]) < FALLBACK_FRACTION * targets[-1]:
         # Instant Meshes lost most of the surface (intersecting parts, slivers): start again
         # from a watertight remesh.
@@ -316,7 +335,7 @@ def retopo(
                  len(results[-1][2]))
         direct = False
         ref_v, ref_f, used_res = watertight_reference()
-        results, more = remesh(ref_v, ref_f, False)
+        results, more = remesh(ref_v, ref_f, False, can_fall_back=False)
         targets += more
     _, v, p, report, snapped = min(results, key=lambda r: r[0])
     if len(p) == 0:
