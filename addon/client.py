@@ -96,15 +96,33 @@ class Client:
         """``GET /v1/health``; needs no token."""
         return self._parse(Health.from_json, self._json("GET", "/v1/health", auth=False))
 
-    def submit(self, pipeline: str, params: Mapping[str, Any], mesh: bytes, *, filename: str = "mesh.glb") -> Job:
-        """``POST /v1/jobs``: upload ``mesh`` (GLB, OBJ, PLY or STL bytes) for ``pipeline``."""
+    def submit(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any],
+        mesh: bytes,
+        *,
+        filename: str = "mesh.glb",
+        files: Mapping[str, tuple[str, bytes]] | None = None,
+    ) -> Job:
+        """``POST /v1/jobs``: upload ``mesh`` (GLB, OBJ, PLY or STL bytes) for ``pipeline``.
+
+        ``files`` adds more uploads by field name, each ``(file name, bytes)``: e.g.
+        ``{"source": ("source.glb", data)}`` or ``{"views": ("views.zip", data)}``.
+        """
         if not pipeline:
             raise ValueError("pipeline is empty; give a pipeline name such as 'watertight'")
         if not mesh:
             raise ValueError("mesh is empty (0 bytes); nothing to upload")
+        uploads = {"mesh": (filename, mesh, "application/octet-stream")}
+        for field, (name, data) in (files or {}).items():
+            if field in uploads or field == "params":
+                raise ValueError(f"files may not use the field name {field!r}; it is taken")
+            if not data:
+                raise ValueError(f"files[{field!r}] is empty (0 bytes); nothing to upload")
+            uploads[field] = (name, data, "application/zip" if name.endswith(".zip") else "application/octet-stream")
         body, content_type = _encode_multipart(
-            {"params": json.dumps({"pipeline": pipeline, "params": dict(params)})},
-            {"mesh": (filename, mesh, "application/octet-stream")},
+            {"params": json.dumps({"pipeline": pipeline, "params": dict(params)})}, uploads
         )
         data = self._json("POST", "/v1/jobs", body=body, content_type=content_type, timeout=self.transfer_timeout)
         return self._parse(Job.from_json, data)

@@ -1,4 +1,4 @@
-"""Minimal GLB (binary glTF 2.0) writer and reader for triangle meshes; stdlib only.
+"""Minimal GLB (binary glTF 2.0) writer and reader for meshes with UVs, colours and textures; stdlib only.
 
 This module is the one place where axes convert. Blender is Z-up, glTF is Y-up: a
 Blender point ``(x, y, z)`` is the glTF point ``(x, z, -y)``, and back, glTF ``(X, Y, Z)``
@@ -9,10 +9,25 @@ GLB bytes (what the backend sees) is glTF axes.
 Arrays are flat ``array.array``: positions and normals ``'f'`` of length ``3 n``, triangle
 indices unsigned 32-bit of length ``3 m`` — the shapes Blender's ``foreach_get``/``foreach_set``
 use, so no numpy is needed.
+
+Beyond triangles (the result format of ``backend/mesh/gltf.py``):
+
+- UVs (``TEXCOORD_0``): glTF puts the texture origin at the top-left, Blender at the
+  bottom-left; here too the conversion happens once: ``v_blender = 1 - v_gltf``.
+- Polygons: glTF stores triangles only, so quads travel in the ``MESHSMITH_polygons``
+  extension of a primitive, ``{"faceSizes": accessor}``: one UNSIGNED_BYTE (3 or 4) per
+  polygon, the triangles listed polygon by polygon, a quad ``(a, b, c, d)`` as the two
+  triangles ``(a, b, c), (a, c, d)``. Readers that do not know it see the triangles.
+- Vertex colours (``COLOR_0``): linear RGBA floats, as the glTF spec defines them (Blender's
+  own glTF exporter writes them so too).
+- Material: ``pbrMetallicRoughness.baseColorTexture`` (sRGB) and ``normalTexture``
+  (tangent space, +Y up: OpenGL's and Blender's convention), images stored in the binary chunk.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import struct
@@ -43,6 +58,11 @@ _COMPONENTS = {
 }
 _TYPE_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 _MODE_TRIANGLES, _MODE_STRIP, _MODE_FAN = 4, 5, 6
+#: Name of the glTF extension that carries polygon sizes (see the module docstring).
+POLYGONS_EXTENSION = "MESHSMITH_polygons"
+#: Divisors of normalized integer components (glTF 2.0, "Accessor data types").
+_NORMALIZED = {"B": 255.0, "H": 65535.0, "b": 127.0, "h": 32767.0}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -50,20 +70,53 @@ Matrix = tuple[tuple[float, float, float, float], ...]  # row-major 4x4
 _IDENTITY: Matrix = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
 
 
+@dataclass(frozen=True)
+class Texture:
+    """An encoded image as stored in the GLB: ``data`` is the PNG or JPEG file's bytes."""
+
+    data: bytes
+    mime_type: str
+
+
+@dataclass
+class Material:
+    """The parts of a glTF PBR material that Meshsmith uses (glTF's defaults where absent)."""
+
+    name: str = ""
+    base_color: Texture | None = None
+    normal: Texture | None = None
+    base_color_factor: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    metallic: float = 1.0
+    roughness: float = 1.0
+    normal_scale: float = 1.0
+
+
 @dataclass
 class TriangleMesh:
-    """A triangle mesh in Blender axes.
+    """A triangle mesh in Blender axes, with optional polygons, UVs, colours and a material.
 
     Attributes
     ----------
     positions : array('f'), length 3 n
     indices : array(U32), length 3 m, indices into ``positions`` (as vertices)
     normals : array('f') of length 3 n, or None
+    face_sizes : array('B') of length k, or None
+        Polygon sizes (3 or 4); ``indices`` lists each polygon's triangles in order, a quad
+        ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)``. None: every triangle is a face.
+    uvs : array('f') of length 2 n, or None
+        Per-vertex texture coordinates, Blender's convention (origin at the bottom-left).
+    colors : array('f') of length 4 n, or None
+        Per-vertex linear RGBA.
+    material : Material or None
     """
 
     positions: array
     indices: array
     normals: array | None = None
+    face_sizes: array | None = None
+    uvs: array | None = None
+    colors: array | None = None
+    material: Material | None = None
 
     @property
     def vertex_count(self) -> int:
@@ -72,6 +125,32 @@ class TriangleMesh:
     @property
     def triangle_count(self) -> int:
         return len(self.indices) // 3
+
+    @property
+    def polygon_count(self) -> int:
+        return self.triangle_count if self.face_sizes is None else len(self.face_sizes)
+
+    def polygons(self) -> tuple[array, array]:
+        """The faces as Blender wants them: ``(loop_starts, corners)``.
+
+        ``loop_starts`` (array('i'), one per polygon) indexes ``corners`` (array(U32), vertex
+        indices, 3 or 4 per polygon). Quads are rebuilt from their two triangles.
+        """
+        if self.face_sizes is None:
+            return array("i", range(0, len(self.indices), 3)), array(U32, self.indices)
+        tri = self.indices
+        starts = array("i", bytes(4 * len(self.face_sizes)))
+        corners = array(U32)
+        t = 0
+        for p, size in enumerate(self.face_sizes):
+            starts[p] = len(corners)
+            if size == 3:
+                corners.extend(tri[t : t + 3])
+                t += 3
+            else:
+                corners.extend((tri[t], tri[t + 1], tri[t + 2], tri[t + 5]))
+                t += 6
+        return starts, corners
 
 
 # -- axes -------------------------------------------------------------------------------------
@@ -117,6 +196,9 @@ def write_glb(
     normals: Sequence[float] | None = None,
     *,
     name: str = "mesh",
+    uvs: Sequence[float] | None = None,
+    colors: Sequence[float] | None = None,
+    base_color: bytes | None = None,
 ) -> bytes:
     """Encode one triangle mesh, given in Blender axes, as GLB bytes (glTF axes inside).
 
@@ -129,12 +211,19 @@ def write_glb(
     normals : flat float sequence, length 3 n, optional
         Unit vertex normals in Blender axes.
     name
-        Name of the glTF mesh and node.
+        Name of the glTF mesh, node and material.
+    uvs : flat float sequence, length 2 n, optional
+        Per-vertex UVs in Blender's convention (bottom-left origin); written as ``TEXCOORD_0``.
+    colors : flat float sequence, length 4 n, optional
+        Per-vertex linear RGBA; written as ``COLOR_0``.
+    base_color : bytes, optional
+        A PNG image: the base colour texture of the mesh's material (needs ``uvs``).
 
     Raises
     ------
     ValueError
-        Lengths not multiples of 3, no triangles, an index out of range or a non-finite coordinate.
+        Lengths not multiples of 3, no triangles, an index out of range, a non-finite
+        coordinate, attribute lengths that do not match the vertices, or a texture that is not PNG.
     """
     if len(positions) % 3:
         raise ValueError(f"positions must hold x, y, z triples; got {len(positions)} values")
@@ -149,16 +238,30 @@ def write_glb(
     gl_positions = blender_to_gltf(positions)
     if not all(map(math.isfinite, gl_positions)):
         raise ValueError("positions contain NaN or infinite coordinates")
+    for label, values, width in (("normals", normals, 3), ("uvs", uvs, 2), ("colors", colors, 4)):
+        if values is not None and len(values) != width * vertex_count:
+            raise ValueError(f"{label} must hold {width} values per vertex ({width * vertex_count}); got {len(values)}")
+    if base_color is not None:
+        if uvs is None:
+            raise ValueError("base_color needs uvs: a texture cannot be placed on a mesh without UVs")
+        if base_color[:8] != _PNG_SIGNATURE:
+            raise ValueError("base_color must be PNG bytes")
 
     blobs: list[bytes] = []
     views: list[dict] = []
     accessors: list[dict] = []
 
-    def add(data: bytes, target: int, accessor: dict) -> int:
+    def add_view(data: bytes, target: int | None) -> int:
         offset = sum(len(b) for b in blobs)
         blobs.append(_pad(data, b"\x00"))
-        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(data), "target": target})
-        accessors.append({"bufferView": len(views) - 1, **accessor})
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        views.append(view)
+        return len(views) - 1
+
+    def add(data: bytes, target: int, accessor: dict) -> int:
+        accessors.append({"bufferView": add_view(data, target), **accessor})
         return len(accessors) - 1
 
     # glTF requires min/max on POSITION; they are taken from the float32 values as stored.
@@ -172,31 +275,54 @@ def write_glb(
         )
     }
     if normals is not None:
-        if len(normals) != len(positions):
-            raise ValueError(f"normals must match positions in length; got {len(normals)} and {len(positions)}")
         attributes["NORMAL"] = add(
             _little_endian_bytes(blender_to_gltf(normals)),
             _ARRAY_BUFFER,
             {"componentType": _FLOAT, "count": vertex_count, "type": "VEC3"},
+        )
+    if uvs is not None:
+        gl_uvs = array("f", uvs)
+        gl_uvs[1::2] = array("f", [1.0 - v for v in gl_uvs[1::2]])
+        if not all(map(math.isfinite, gl_uvs)):
+            raise ValueError("uvs contain NaN or infinite values")
+        attributes["TEXCOORD_0"] = add(
+            _little_endian_bytes(gl_uvs), _ARRAY_BUFFER, {"componentType": _FLOAT, "count": vertex_count, "type": "VEC2"}
+        )
+    if colors is not None:
+        gl_colors = array("f", colors)
+        if not all(map(math.isfinite, gl_colors)):
+            raise ValueError("colors contain NaN or infinite values")
+        attributes["COLOR_0"] = add(
+            _little_endian_bytes(gl_colors), _ARRAY_BUFFER, {"componentType": _FLOAT, "count": vertex_count, "type": "VEC4"}
         )
     index_accessor = add(
         _little_endian_bytes(index_array),
         _ELEMENT_ARRAY_BUFFER,
         {"componentType": _UINT, "count": len(index_array), "type": "SCALAR"},
     )
+    primitive: dict = {"attributes": attributes, "indices": index_accessor, "mode": _MODE_TRIANGLES}
+    document: dict = {"asset": {"version": "2.0", "generator": "Meshsmith Blender add-on"}}
+    if base_color is not None:
+        document["images"] = [{"bufferView": add_view(base_color, None), "mimeType": "image/png"}]
+        document["samplers"] = [{"magFilter": 9729, "minFilter": 9987}]  # linear, mipmapped; repeat
+        document["textures"] = [{"source": 0, "sampler": 0}]
+        document["materials"] = [
+            {
+                "name": name,
+                "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": 1.0},
+            }
+        ]
+        primitive["material"] = 0
     binary = b"".join(blobs)
-    document = {
-        "asset": {"version": "2.0", "generator": "Meshsmith Blender add-on"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": name}],
-        "meshes": [
-            {"name": name, "primitives": [{"attributes": attributes, "indices": index_accessor, "mode": _MODE_TRIANGLES}]}
-        ],
-        "accessors": accessors,
-        "bufferViews": views,
-        "buffers": [{"byteLength": len(binary)}],
-    }
+    document.update(
+        scene=0,
+        scenes=[{"nodes": [0]}],
+        nodes=[{"mesh": 0, "name": name}],
+        meshes=[{"name": name, "primitives": [primitive]}],
+        accessors=accessors,
+        bufferViews=views,
+        buffers=[{"byteLength": len(binary)}],
+    )
     json_chunk = _pad(json.dumps(document, separators=(",", ":")).encode("utf-8"), b" ")
     total = _HEADER.size + 2 * _CHUNK_HEADER.size + len(json_chunk) + len(binary)
     return b"".join(
@@ -396,17 +522,136 @@ def _transform_normals(values: array, m: Matrix) -> array:
     return out
 
 
+def _read_floats(document: dict, binary: bytes, index: int, widths: tuple[int, ...], what: str) -> tuple[array, int]:
+    """An accessor as floats: FLOAT as is, normalized integers divided to [0, 1] (or [-1, 1])."""
+    values, width = _read_accessor(document, binary, index)
+    if width not in widths:
+        raise ValueError(f"{what} must have {' or '.join(map(str, widths))} components, accessor {index} has {width}")
+    if values.typecode == "f":
+        return values, width
+    accessor = document["accessors"][index]
+    divisor = _NORMALIZED.get(values.typecode)
+    if divisor is None or not accessor.get("normalized", False):
+        raise ValueError(f"{what} must be floats or normalized 8/16-bit integers (accessor {index})")
+    return array("f", (max(v / divisor, -1.0) for v in values)), width
+
+
+def _polygon_sizes(document: dict, binary: bytes, primitive: dict, faces: array, mesh_index: int) -> array | None:
+    """The primitive's ``MESHSMITH_polygons`` sizes, checked against its triangles; None when absent."""
+    extension = (primitive.get("extensions") or {}).get(POLYGONS_EXTENSION)
+    if extension is None:
+        return None
+    if not isinstance(extension, dict) or "faceSizes" not in extension:
+        raise ValueError(f"mesh {mesh_index}: the {POLYGONS_EXTENSION} extension has no faceSizes accessor")
+    raw, width = _read_accessor(document, binary, extension["faceSizes"])
+    if width != 1 or raw.typecode not in ("B", "H", U32):
+        raise ValueError(f"mesh {mesh_index}: {POLYGONS_EXTENSION} faceSizes must be unsigned integer scalars")
+    if any(size not in (3, 4) for size in raw):
+        raise ValueError(f"mesh {mesh_index}: {POLYGONS_EXTENSION} faceSizes may only be 3 or 4")
+    sizes = array("B", raw)
+    needed = sum(1 if size == 3 else 2 for size in sizes)
+    if 3 * needed != len(faces):
+        raise ValueError(
+            f"mesh {mesh_index}: {POLYGONS_EXTENSION} lists polygons for {needed} triangles, the primitive has {len(faces) // 3}"
+        )
+    t = 0
+    for p, size in enumerate(sizes):
+        if size == 4 and (faces[t + 3] != faces[t] or faces[t + 4] != faces[t + 2]):
+            raise ValueError(
+                f"mesh {mesh_index}: polygon {p} is marked a quad but its triangles are not (a, b, c), (a, c, d)"
+            )
+        t += 3 * (size - 2)
+    return sizes
+
+
+def _reverse_faces(faces: array, sizes: array | None) -> array:
+    """Flip the winding of every face, keeping quads in the (a, b, c), (a, c, d) layout."""
+    out = array(U32, faces)
+    if sizes is None:
+        out[0::3], out[1::3] = faces[1::3], faces[0::3]
+        return out
+    t = 0
+    for size in sizes:
+        if size == 3:
+            out[t], out[t + 1] = faces[t + 1], faces[t]
+            t += 3
+        else:
+            a, b, c, d = faces[t], faces[t + 1], faces[t + 2], faces[t + 5]
+            out[t : t + 6] = array(U32, (a, d, c, a, c, b))  # the quad (a, d, c, b)
+            t += 6
+    return out
+
+
+def _sniff_image(data: bytes) -> str:
+    if data[:8] == _PNG_SIGNATURE:
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    raise ValueError("a texture image is neither PNG nor JPEG")
+
+
+def _read_texture(document: dict, binary: bytes, info: object) -> Texture | None:
+    """The image of a ``textureInfo`` (``{"index": ...}``); None when absent."""
+    if not isinstance(info, dict) or "index" not in info:
+        return None
+    try:
+        texture = document["textures"][info["index"]]
+        source = texture.get("source")
+        if source is None:
+            return None
+        image = document["images"][source]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"texture {info.get('index')} or its image does not exist") from None
+    if "bufferView" in image:
+        view = document["bufferViews"][image["bufferView"]]
+        start = view.get("byteOffset", 0)
+        data = binary[start : start + view["byteLength"]]
+        if len(data) != view["byteLength"]:
+            raise ValueError(f"image {source} reaches past the end of the binary chunk")
+    elif str(image.get("uri", "")).startswith("data:"):
+        try:
+            data = base64.b64decode(image["uri"].split(",", 1)[1], validate=True)
+        except (IndexError, binascii.Error) as exc:
+            raise ValueError(f"image {source} has a malformed data: URI") from exc
+    else:
+        raise ValueError(f"image {source} is an external file; only self-contained GLB files are supported")
+    return Texture(data=data, mime_type=_sniff_image(data))
+
+
+def _read_material(document: dict, binary: bytes, index: int) -> Material:
+    try:
+        entry = document["materials"][index]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"material {index} does not exist") from None
+    pbr = entry.get("pbrMetallicRoughness") or {}
+    normal_info = entry.get("normalTexture")
+    factor = pbr.get("baseColorFactor", (1.0, 1.0, 1.0, 1.0))
+    return Material(
+        name=str(entry.get("name", "")),
+        base_color=_read_texture(document, binary, pbr.get("baseColorTexture")),
+        normal=_read_texture(document, binary, normal_info),
+        base_color_factor=tuple(float(v) for v in factor) if len(factor) == 4 else (1.0, 1.0, 1.0, 1.0),  # type: ignore[arg-type]
+        metallic=float(pbr.get("metallicFactor", 1.0)),
+        roughness=float(pbr.get("roughnessFactor", 1.0)),
+        normal_scale=float(normal_info.get("scale", 1.0)) if isinstance(normal_info, dict) else 1.0,
+    )
+
+
 def read_glb(data: bytes) -> TriangleMesh:
     """Decode every triangle primitive of a GLB's default scene into one mesh in Blender axes.
 
     Node transforms (``matrix`` or TRS, through the whole hierarchy) are applied; a mirroring
     transform flips triangle winding back, as the glTF spec asks. Triangle strips and fans are
-    converted; points and lines are skipped. Normals are returned only when every primitive has them.
+    converted; points and lines are skipped. Normals, UVs (``TEXCOORD_0``) and colours
+    (``COLOR_0``) are returned only when every primitive has them; polygon sizes
+    (``MESHSMITH_polygons``) when any primitive has them (the others count as triangles).
+    The material is the first one a primitive uses.
 
     Raises
     ------
     ValueError
-        Not a GLB, truncated, external buffers, required extensions, bad indices or no triangles.
+        Not a GLB, truncated, external buffers or images, required extensions, bad indices,
+        polygon sizes that do not match the triangles, or no triangles.
     """
     document, binary = _split_chunks(data)
     required = document.get("extensionsRequired") or []
@@ -416,6 +661,11 @@ def read_glb(data: bytes) -> TriangleMesh:
     positions = array("f")
     indices = array(U32)
     normals: array | None = array("f")
+    uvs: array | None = array("f")
+    colors: array | None = array("f")
+    face_sizes = array("B")
+    any_polygons = False
+    material: Material | None = None
     for mesh_index, world in _mesh_instances(document):
         for primitive in meshes[mesh_index].get("primitives", []):
             mode = primitive.get("mode", _MODE_TRIANGLES)
@@ -437,8 +687,11 @@ def read_glb(data: bytes) -> TriangleMesh:
             faces = _triangles(raw, mode)
             if faces and max(faces) >= count:
                 raise ValueError(f"mesh {mesh_index} has an index {max(faces)} past its {count} vertices")
+            sizes = _polygon_sizes(document, binary, primitive, faces, mesh_index) if mode == _MODE_TRIANGLES else None
             if _determinant3(world) < 0:
-                faces[0::3], faces[1::3] = faces[1::3], faces[0::3]
+                faces = _reverse_faces(faces, sizes)
+            any_polygons = any_polygons or sizes is not None
+            face_sizes.extend(sizes if sizes is not None else array("B", b"\x03" * (len(faces) // 3)))
             offset = len(positions) // 3
             positions.extend(_transform_points(local, world))
             indices.extend(array(U32, (i + offset for i in faces)) if offset else faces)
@@ -450,10 +703,36 @@ def read_glb(data: bytes) -> TriangleMesh:
                     normals.extend(_transform_normals(local_normals, world))
             else:
                 normals = None
+            if uvs is not None and "TEXCOORD_0" in attributes:
+                texcoords, _ = _read_floats(document, binary, attributes["TEXCOORD_0"], (2,), f"mesh {mesh_index} TEXCOORD_0")
+                if len(texcoords) != 2 * count:
+                    raise ValueError(f"mesh {mesh_index} TEXCOORD_0 has {len(texcoords) // 2} entries for {count} vertices")
+                texcoords[1::2] = array("f", [1.0 - v for v in texcoords[1::2]])
+                uvs.extend(texcoords)
+            else:
+                uvs = None
+            if colors is not None and "COLOR_0" in attributes:
+                rgba, width = _read_floats(document, binary, attributes["COLOR_0"], (3, 4), f"mesh {mesh_index} COLOR_0")
+                if len(rgba) != width * count:
+                    raise ValueError(f"mesh {mesh_index} COLOR_0 has {len(rgba) // width} entries for {count} vertices")
+                if width == 3:
+                    padded = array("f", [1.0]) * (4 * count)
+                    for channel in range(3):
+                        padded[channel::4] = rgba[channel::3]
+                    rgba = padded
+                colors.extend(rgba)
+            else:
+                colors = None
+            if material is None and "material" in primitive:
+                material = _read_material(document, binary, primitive["material"])
     if not indices:
         raise ValueError("the GLB contains no triangles")
     return TriangleMesh(
         positions=gltf_to_blender(positions),
         indices=indices,
         normals=gltf_to_blender(normals) if normals is not None else None,
+        face_sizes=face_sizes if any_polygons else None,
+        uvs=uvs,
+        colors=colors,
+        material=material,
     )

@@ -4,6 +4,11 @@ A job moves ``submitted -> polling -> downloading -> imported``, or ends ``faile
 ``cancelled``. :meth:`JobTracker.poll_once` does one step for every active job; in Blender a
 ``bpy.app.timers`` function calls it (through ``runtime.poll_jobs``), headless scripts and tests
 call it in a loop. Nothing here imports bpy: the import into the scene is a callback.
+
+A tracked job may be a chain of backend jobs (e.g. ``artist`` then ``texture``): when one
+step is done its result is downloaded and submitted as the mesh of the next
+(``downloading -> submitting -> polling``), and only the last result is imported. Progress
+and cancel cover the whole chain; the user sees one job.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class Phase(str, enum.Enum):
     SUBMITTED = "submitted"
     POLLING = "polling"
     DOWNLOADING = "downloading"
+    #: A chain's intermediate result is being sent on as the next step's mesh.
+    SUBMITTING = "submitting"
     IMPORTED = "imported"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -44,6 +51,28 @@ class JobClient(Protocol):
 
     def cancel(self, job_id: str) -> Job: ...
 
+    def submit(
+        self,
+        pipeline: str,
+        params: dict[str, Any],
+        mesh: bytes,
+        *,
+        filename: str = "mesh.glb",
+        files: dict[str, tuple[str, bytes]] | None = None,
+    ) -> Job: ...
+
+
+@dataclass
+class ChainStep:
+    """A step of a chain still to submit; the previous step's result becomes its mesh.
+
+    ``files`` maps an upload field (``"source"``, ``"views"``) to ``(file name, bytes)``.
+    """
+
+    pipeline: str
+    params: dict[str, Any]
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
 
 #: Called with the job and the result GLB bytes; imports it and returns the new object's name.
 ResultHandler = Callable[["TrackedJob", bytes], str]
@@ -56,6 +85,11 @@ class TrackedJob:
     ``source_name``, ``scene_name`` and ``result_name`` are Blender names (plain strings, so this
     stays bpy-free); ``extra`` carries anything else the result handler needs, e.g. the
     source's world matrix at submit time.
+
+    ``id`` is the first backend job's id and names the tracked job for its whole life;
+    ``remote_id`` is the backend job running now (they differ from a chain's second step on).
+    ``next_steps`` are the steps still to submit, ``weights`` every step's share of the
+    progress (one per step), ``step`` the index of the running one.
     """
 
     id: str
@@ -73,10 +107,35 @@ class TrackedJob:
     cancel_requested: bool = False
     poll_failures: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    remote_id: str = ""
+    next_steps: list[ChainStep] = field(default_factory=list)
+    weights: tuple[float, ...] = ()
+    step: int = 0
+    #: A finished step's result, kept until the next step is submitted.
+    intermediate: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.remote_id = self.remote_id or self.id
+        if not self.weights:
+            self.weights = (1.0,) * (1 + len(self.next_steps))
+        if len(self.weights) != 1 + len(self.next_steps) or min(self.weights) <= 0:
+            raise ValueError(
+                f"weights must hold one positive share per step ({1 + len(self.next_steps)}), got {self.weights}"
+            )
 
     @property
     def is_final(self) -> bool:
         return self.phase in FINAL_PHASES
+
+    @property
+    def step_count(self) -> int:
+        return len(self.weights)
+
+    def show_remote(self, progress: float, stage: str) -> None:
+        """Progress and stage of the running step, as parts of the whole chain."""
+        done = sum(self.weights[: self.step])
+        self.progress = (done + self.weights[self.step] * progress) / sum(self.weights)
+        self.stage = f"{self.pipeline} {self.step + 1}/{self.step_count}: {stage}" if self.step_count > 1 else stage
 
     def _fail(self, message: str) -> None:
         self.phase, self.stage, self.message = Phase.FAILED, "failed", message
@@ -131,11 +190,13 @@ class JobTracker:
         if job.is_final:
             return job
         job.cancel_requested = True
-        if job.phase is Phase.DOWNLOADING:
+        if job.phase in (Phase.DOWNLOADING, Phase.SUBMITTING):
+            # No backend job is running: nothing to stop, and nothing will be imported or sent on.
+            job.intermediate = None
             job._cancelled()
             return job
         try:
-            remote = job.client.cancel(job.id)
+            remote = job.client.cancel(job.remote_id)
         except BackendUnavailable:
             # Nothing is left to stop, and nothing will be imported.
             job._cancelled("Cancelled (the backend is not reachable).")
@@ -161,13 +222,36 @@ class JobTracker:
             self._apply_remote(job, remote)
         if job.phase is Phase.DOWNLOADING:
             data = self._ask(job, job.client.result)
-            if data is not None:
+            if data is None:
+                return
+            if not job.next_steps:
                 self._import(job, data, on_result)
+                return
+            job.intermediate, job.phase = data, Phase.SUBMITTING
+            job.stage = f"sending the {job.pipeline} result to {job.next_steps[0].pipeline}"
+        if job.phase is Phase.SUBMITTING:
+            self._submit_next(job)
+
+    def _submit_next(self, job: TrackedJob) -> None:
+        step = job.next_steps[0]
+        try:
+            remote = job.client.submit(step.pipeline, step.params, job.intermediate or b"", files=step.files)
+        except BackendUnavailable as exc:
+            self._unreachable(job, exc)
+            return
+        except BackendError as exc:
+            job._fail(f"The {step.pipeline} step could not start: {exc.message}")
+            return
+        job.next_steps.pop(0)
+        job.intermediate = None
+        job.step += 1
+        job.pipeline, job.remote_id, job.phase, job.poll_failures = step.pipeline, remote.id, Phase.POLLING, 0
+        self._apply_remote(job, remote)
 
     def _ask(self, job: TrackedJob, call: Callable[[str], Any]) -> Any:
-        """``call(job.id)``; on a backend error the job is updated and None returned."""
+        """``call(job.remote_id)``; on a backend error the job is updated and None returned."""
         try:
-            return call(job.id)
+            return call(job.remote_id)
         except BackendUnavailable as exc:
             self._unreachable(job, exc)
         except BackendError as exc:
@@ -175,23 +259,24 @@ class JobTracker:
         return None
 
     def _apply_remote(self, job: TrackedJob, remote: Job) -> None:
-        job.progress = remote.progress
-        job.stage = remote.stage or remote.state
+        job.show_remote(remote.progress, remote.stage or remote.state)
         if remote.state in ("queued", "running"):
             job.phase = Phase.POLLING
         elif remote.state == "done":
             if job.cancel_requested:
                 job._cancelled("Cancelled (the backend had already finished; nothing was imported).")
             else:
-                job.phase, job.stage = Phase.DOWNLOADING, "downloading"
+                job.phase = Phase.DOWNLOADING
+                job.show_remote(1.0, "downloading")
         elif remote.state == "cancelled":
             job._cancelled()
         else:  # failed
-            job._fail(
+            message = (
                 remote.error.message
                 if remote.error
                 else "The backend reports the job failed without saying why; see the backend's log."
             )
+            job._fail(f"The {job.pipeline} step failed: {message}" if job.step_count > 1 else message)
 
     def _unreachable(self, job: TrackedJob, exc: BackendUnavailable) -> None:
         job.poll_failures += 1

@@ -33,11 +33,13 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
 
         column = layout.column()
         column.prop(settings, "mode")
-        column.prop(settings, "resolution")
-        column.prop(settings, "target_faces")
-        row = column.row(align=True)
-        row.prop(settings, "largest_only", toggle=True)
-        row.prop(settings, "keep_cavities", toggle=True)
+        draw_mode = {
+            "WATERTIGHT": self._draw_watertight,
+            "ARTIST": self._draw_artist,
+            "TEXTURE": self._draw_texture,
+            "ARTIST_TEXTURE": self._draw_preset,
+        }[settings.mode]
+        draw_mode(column, context, settings)
         row = layout.row(align=True)
         row.scale_y = 1.4
         row.operator("meshsmith.generate", icon="MESH_ICOSPHERE")
@@ -53,6 +55,44 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
         row.operator("meshsmith.refresh_status", text="", icon="FILE_REFRESH", emboss=False)
         if status.hint:
             _wrapped_label(box, context, status.hint)
+
+    @staticmethod
+    def _draw_watertight(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "resolution")
+        column.prop(settings, "target_faces")
+        row = column.row(align=True)
+        row.prop(settings, "largest_only", toggle=True)
+        row.prop(settings, "keep_cavities", toggle=True)
+
+    @staticmethod
+    def _draw_artist(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "artist_faces")
+        column.prop(settings, "topology")
+        row = column.row(align=True)
+        row.prop(settings, "keep_sharp")
+        sub = row.row(align=True)
+        sub.active = settings.keep_sharp
+        sub.prop(settings, "sharp_angle", text="")
+
+    @staticmethod
+    def _draw_texture(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "texture_source")
+        if settings.texture_source == "VIEWS":
+            column.prop(settings, "views_dir")
+        else:
+            _wrapped_label(column, context, "Bakes from the other selected object onto the active one.", icon="INFO")
+        column.prop(settings, "texture_size")
+        column.prop(settings, "padding")
+        column.prop(settings, "normal_map")
+
+    @staticmethod
+    def _draw_preset(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "artist_faces")
+        column.prop(settings, "texture_size")
+        _wrapped_label(
+            column, context, "Quad-dominant remesh of the active object, then its colour and normal map baked onto it.",
+            icon="INFO",
+        )
 
     @staticmethod
     def _draw_job(layout: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:

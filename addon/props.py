@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import math
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-#: Generate modes: enum identifier -> (backend pipeline, suffix of the result's name).
-MODES: dict[str, tuple[str, str]] = {"WATERTIGHT": ("watertight", "_watertight")}
+from . import modes
+from .modes import MODES
 
-_MODE_ITEMS = [("WATERTIGHT", "Watertight", "Closed, manifold remesh")]
+_MODE_ITEMS = [(m.identifier, m.label, m.description) for m in MODES.values()]
+_TOPOLOGY_ITEMS = [
+    ("QUADS", "Quads Only", "Every face a quad"),
+    ("QUAD_DOMINANT", "Quad-Dominant", "Mostly quads, with triangles where they follow the shape better"),
+    ("TRIANGLES", "Triangles", "Triangles only (quadric decimation)"),
+]
+_SOURCE_ITEMS = [
+    (modes.SOURCE_OBJECT, "Selected Object", "Bake from the other selected object (textured or vertex-coloured) onto the active one"),
+    (modes.SOURCE_VIEWS, "Posed Images", "Project the colour images of a render/ views folder (cameras.json) onto the active mesh"),
+]
+_TEXTURE_SIZES = [(str(s), f"{s} px", f"Bake {s} x {s} pixel textures") for s in (256, 512, 1024, 2048, 4096)]
 
 
 class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
     """What to generate (edited in the panel) and how the latest job is doing (shown, not edited)."""
 
     mode: EnumProperty(name="Mode", description="What to make from the active mesh", items=_MODE_ITEMS, default="WATERTIGHT")
+    # -- Watertight
     resolution: IntProperty(
         name="Resolution",
         description="Voxel grid resolution of the remesh: higher keeps finer detail and takes longer",
@@ -39,26 +52,62 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
         min=0,
         soft_max=200_000,
     )
+    # -- Artist (and the Artist + Texture preset)
+    artist_faces: IntProperty(
+        name="Target Faces",
+        description="Face count of the remeshed result (within about 10%)",
+        default=2000,
+        min=100,
+        soft_max=20_000,
+        max=100_000,
+    )
+    topology: EnumProperty(name="Topology", description="Which faces the result may have", items=_TOPOLOGY_ITEMS, default="QUAD_DOMINANT")
+    keep_sharp: BoolProperty(
+        name="Keep Sharp Edges",
+        description="Keep creases and corners sharper than the angle below as edges of the result",
+        default=True,
+    )
+    sharp_angle: FloatProperty(
+        name="Sharp Angle",
+        description="Edges where the faces meet at more than this angle count as sharp",
+        subtype="ANGLE",
+        default=math.radians(30.0),
+        min=math.radians(1.0),
+        max=math.radians(179.0),
+    )
+    # -- Texture (and the preset)
+    texture_source: EnumProperty(
+        name="Source", description="Where the colour comes from", items=_SOURCE_ITEMS, default=modes.SOURCE_OBJECT
+    )
+    views_dir: StringProperty(
+        name="Images Folder",
+        description="A folder written by render/ (python -m render.views): cameras.json and the colour images it names",
+        subtype="DIR_PATH",
+        default="",
+    )
+    texture_size: EnumProperty(name="Texture Size", description="Width and height of the baked textures", items=_TEXTURE_SIZES, default="1024")
+    padding: IntProperty(
+        name="Padding",
+        description="Pixels the colour is extended past UV island borders, against seams in mipmaps",
+        default=4,
+        min=0,
+        max=64,
+    )
+    normal_map: BoolProperty(
+        name="Normal Map",
+        description="Also bake the source's surface detail into a tangent-space normal map",
+        default=True,
+    )
     # The rest mirrors the add-on's job tracker for drawing; the poll function writes it.
     job_id: StringProperty(name="Job", description="Backend id of this scene's latest job", options=set())
     job_state: StringProperty(
         name="Job State",
-        description="submitted, polling, downloading, imported, failed or cancelled",
+        description="submitted, polling, downloading, submitting, imported, failed or cancelled",
         options=set(),
     )
     job_progress: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0, options=set())
     job_stage: StringProperty(name="Stage", description="What the backend is doing", options=set())
     job_message: StringProperty(name="Message", description="Why the job failed, or what it imported", options=set())
-
-
-def watertight_params(settings: MESHSMITH_PG_settings) -> dict:
-    """The ``watertight`` pipeline's parameters from the panel's settings."""
-    return {
-        "resolution": int(settings.resolution),
-        "keep": "largest" if settings.largest_only else "all",
-        "cavities": "keep" if settings.keep_cavities else "fill",
-        "target_faces": int(settings.target_faces) or None,
-    }
 
 
 def attach() -> None:

@@ -2,7 +2,8 @@
 
 Operators, the panel and headless scripts all go through the functions here:
 
-- :func:`generate` submits the active object and returns at once;
+- :func:`generate` submits the active object (and, for the texture modes, its colour source)
+  and returns at once; a mode of several steps is one tracked job (see :mod:`.jobs`);
 - :func:`poll_jobs` advances every job by one step (a ``bpy.app.timers`` function calls it in
   Blender; the pip ``bpy`` module has no event loop, so scripts and tests call it, or
   :func:`run_until_idle`, themselves);
@@ -22,13 +23,12 @@ import bpy
 from bpy.app.handlers import persistent
 from mathutils import Matrix
 
-from . import glb, props, scene_io
+from . import glb, modes, scene_io, views
 from .backend_process import BackendProcess, resolve_python, start_backend as spawn_backend
 from .client import Client
 from .connection import resolve_connection
 from .errors import START_HINT, BackendError, BackendStartError, BackendUnavailable, MeshsmithError
-from .jobs import JobTracker, TrackedJob
-from .props import MODES
+from .jobs import ChainStep, JobTracker, TrackedJob
 
 log = logging.getLogger(__name__)
 
@@ -170,18 +170,66 @@ def jobs() -> list[TrackedJob]:
     return _session.tracker.jobs()
 
 
+def colour_object(context: bpy.types.Context, obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The object whose colour the scene's mode bakes onto ``obj`` (None: the mode bakes none).
+
+    Raises :class:`MeshsmithError` for a selection that does not fit the mode, or a source
+    without colour.
+    """
+    settings = context.scene.meshsmith
+    if settings.mode == "ARTIST_TEXTURE":
+        source = obj
+        if scene_io.colour_source(source) is None:
+            raise MeshsmithError(scene_io.no_colour_message(source) + " Or use Artist mode for the topology alone.")
+        return source
+    if settings.mode != "TEXTURE" or settings.texture_source != modes.SOURCE_OBJECT:
+        return None
+    others = [o for o in context.view_layer.objects.selected if o != obj and o.type == "MESH"]
+    if not others:
+        raise MeshsmithError(
+            "Texture mode bakes from a second object: select the textured source object, then Shift-click "
+            f"the mesh to texture so that it is active (now only {obj.name!r} is). Or set Source to Posed Images."
+        )
+    if len(others) > 1:
+        names = ", ".join(sorted(repr(o.name) for o in others))
+        raise MeshsmithError(
+            f"Texture mode bakes from one source object, but {len(others)} other meshes are selected ({names}). "
+            f"Select only the source and {obj.name!r} (active)."
+        )
+    source = others[0]
+    if scene_io.colour_source(source) is None:
+        raise MeshsmithError(scene_io.no_colour_message(source))
+    return source
+
+
+def _shading(settings) -> dict:
+    """How the result is shaded, for :func:`scene_io.import_result` (a normal map forces smooth)."""
+    if settings.mode == "WATERTIGHT":
+        return {"smooth": False, "sharp_angle": None}
+    if settings.mode == "ARTIST" and settings.keep_sharp:
+        return {"smooth": True, "sharp_angle": float(settings.sharp_angle)}
+    return {"smooth": True, "sharp_angle": None}
+
+
 def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) -> TrackedJob:
     """Submit ``obj`` (default: the active object) with the scene's Meshsmith settings.
 
     Returns at once with the tracked job; the result is imported by a later :func:`poll_jobs`.
-    Starts the backend first when none runs and the preferences ask for it.
+    Starts the backend first when none runs and the preferences ask for it. The selection and
+    the inputs are checked before anything is sent.
     """
     obj = obj or context.active_object
     if obj is None or obj.type != "MESH":
         raise MeshsmithError("Select a mesh object to generate from.")
     scene = context.scene
     settings = scene.meshsmith
-    pipeline, suffix = MODES[settings.mode]
+    mode = modes.MODES[settings.mode]
+    steps = modes.plan(settings.mode, settings)
+    needs = {name for step in steps for name in step.files}
+    source = colour_object(context, obj)
+    uploads: dict[str, tuple[str, bytes]] = {}
+    if "views" in needs:
+        uploads["views"] = ("views.zip", views.pack_views(bpy.path.abspath(settings.views_dir)))
     try:
         client = make_client()
         client.health()  # fail (or start the backend) before spending time on the export
@@ -190,21 +238,32 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
             raise
         start_backend()
         client = make_client()
-    data = scene_io.export_object_glb(obj, context.evaluated_depsgraph_get())
-    remote = client.submit(pipeline, props.watertight_params(settings), data, filename="mesh.glb")
-    job = _session.tracker.add(
-        TrackedJob(
-            id=remote.id,
-            client=client,
-            pipeline=pipeline,
-            source_name=obj.name,
-            scene_name=scene.name,
-            result_name=obj.name + suffix,
-            progress=remote.progress,
-            stage=remote.stage or remote.state,
-            extra={"matrix_world": [list(row) for row in obj.matrix_world]},
-        )
+    depsgraph = context.evaluated_depsgraph_get()
+    data = scene_io.export_object_glb(obj, depsgraph)
+    if "source" in needs:
+        # The source goes into the target's object space: the result is placed with the target's matrix.
+        transform = None
+        if source != obj:
+            try:
+                transform = obj.matrix_world.inverted() @ source.matrix_world
+            except ValueError:
+                raise MeshsmithError(f"{obj.name!r} is scaled to zero along an axis; give it a size to bake onto.") from None
+        uploads["source"] = ("source.glb", scene_io.export_textured_glb(source, depsgraph, transform=transform))
+    first = steps[0]
+    remote = client.submit(first.pipeline, first.params, data, filename="mesh.glb", files={k: uploads[k] for k in first.files})
+    job = TrackedJob(
+        id=remote.id,
+        client=client,
+        pipeline=first.pipeline,
+        source_name=obj.name,
+        scene_name=scene.name,
+        result_name=obj.name + mode.suffix,
+        next_steps=[ChainStep(s.pipeline, s.params, {k: uploads[k] for k in s.files}) for s in steps[1:]],
+        weights=tuple(s.weight for s in steps),
+        extra={"matrix_world": [list(row) for row in obj.matrix_world], **_shading(settings)},
     )
+    job.show_remote(remote.progress, remote.stage or remote.state)
+    _session.tracker.add(job)
     settings.job_id = job.id
     _show(job)
     ensure_timer()
@@ -253,13 +312,20 @@ def _import_result(job: TrackedJob, data: bytes) -> str:
     if scene is None:
         raise MeshsmithError(f"The scene {job.scene_name!r} is gone; the result of job {job.id} was not imported.")
     try:
-        triangles = glb.read_glb(data)
+        result = glb.read_glb(data)
     except ValueError as exc:
         raise MeshsmithError(f"The backend's result could not be read: {exc}.") from exc
     source = bpy.data.objects.get(job.source_name)
     # Follow the source if it moved while the job ran; its submit-time matrix if it is gone.
     matrix = source.matrix_world.copy() if source is not None else Matrix(job.extra["matrix_world"])
-    obj = scene_io.import_result(scene, job.result_name, triangles, matrix)
+    obj = scene_io.import_result(
+        scene,
+        job.result_name,
+        result,
+        matrix,
+        smooth=bool(job.extra.get("smooth", False)),
+        sharp_angle=job.extra.get("sharp_angle"),
+    )
     _push_undo()
     return obj.name
 

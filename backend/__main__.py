@@ -3,7 +3,13 @@
     python -m backend serve [--port 8765]
     python -m backend watertight IN -o OUT --resolution 256 [--keep largest] [--cavities keep] [--target-faces N]
                                  [--smooth]
+    python -m backend artist IN -o OUT.obj --faces 2000 [--mode quads|quad_dominant|triangles] [--sharp-angle 30]
+                             [--no-sharp] [--resolution R]
+    python -m backend texture IN -o OUT.glb (--source SRC | --views DIR_OR_ZIP) [--size 1024] [--padding 4]
+                              [--no-normal-map]
     python -m backend bench watertight --meshes DIR --resolution 256 512
+    python -m backend bench artist --meshes DIR --faces 2000 5000
+    python -m backend bench texture [--meshes DIR]
     python -m backend preprocess IN --out DIR [--resolution 256] [--surface N] [--sdf-uniform N] [--sdf-near N]
                                  [--salient N] [--angle 30] [--seed 0]
 """
@@ -52,7 +58,9 @@ class _TqdmProgress:
         self.bar.close()
 
 
-def _run_pipeline(args: argparse.Namespace, name: str, params: dict) -> int:
+def _run_pipeline(args: argparse.Namespace, name: str, params: dict, files: dict[str, Path] | None = None) -> int:
+    """Run pipeline ``name`` on ``args.input`` (the ``mesh``) and the other input ``files`` by name."""
+    from backend.inputs import INPUT_KINDS
     from backend.mesh.io import load_mesh, save_mesh
     from backend.pipelines import get_pipeline
 
@@ -60,9 +68,12 @@ def _run_pipeline(args: argparse.Namespace, name: str, params: dict) -> int:
     try:
         pipeline = get_pipeline(name)
         checked = pipeline.parse_params(params)
-        mesh = load_mesh(args.input)
+        files = {k: v for k, v in (files or {}).items() if v is not None}
+        pipeline.check_inputs(["mesh", *files])
+        inputs = {"mesh": load_mesh(args.input)}
+        inputs.update({k: INPUT_KINDS[k].load(path) for k, path in files.items()})
         start = time.perf_counter()
-        result = pipeline.run({"mesh": mesh}, checked, progress)
+        result = pipeline.run(inputs, checked, progress)
         seconds = time.perf_counter() - start
         save_mesh(result.mesh, args.output)
     except MeshsmithError as exc:
@@ -107,6 +118,16 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 1 if totals["failed"] else 0
 
 
+def _texture(args: argparse.Namespace) -> int:
+    if args.output.suffix.lower() != ".glb":
+        print(f"error: -o must end in .glb (the material and its textures travel in the GLB), got "
+              f"{args.output.name!r}", file=sys.stderr)
+        return 2
+    params = {"texture_size": args.size, "padding": args.padding, "normal_map": args.normal_map,
+              "view_power": args.view_power}
+    return _run_pipeline(args, "texture", params, {"source": args.source, "views": args.views})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend", description="Meshsmith backend.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -135,6 +156,35 @@ def main(argv: list[str] | None = None) -> int:
     w.set_defaults(func=lambda a: _run_pipeline(a, "watertight", {
         "resolution": a.resolution, "keep": a.keep, "cavities": a.cavities, "target_faces": a.target_faces,
         "sharp_features": not a.smooth}))
+
+    a = sub.add_parser("artist", help="retopologize IN into low-poly quad-dominant (or quad, or triangle) topology")
+    a.add_argument("input", type=Path, help="mesh file: GLB, OBJ, PLY or STL")
+    a.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file (.obj and .glb keep quads; .ply and .stl hold triangles)")
+    a.add_argument("--faces", type=int, default=2000, help="faces (polygons) wanted (default 2000)")
+    a.add_argument("--mode", choices=("quads", "quad_dominant", "triangles"), default="quad_dominant",
+                   help="quad-dominant (default), quads only, or triangles only")
+    a.add_argument("--sharp-angle", type=float, default=30.0,
+                   help="dihedral angle in degrees above which an edge is kept sharp (default 30)")
+    a.add_argument("--no-sharp", action="store_true", help="do not keep sharp edges")
+    a.add_argument("--resolution", type=int,
+                   help="watertight grid for broken inputs (default: chosen from --faces)")
+    a.set_defaults(func=lambda a: _run_pipeline(a, "artist", {
+        "faces": a.faces, "mode": a.mode, "sharp_edges": not a.no_sharp, "sharp_angle": a.sharp_angle,
+        "resolution": a.resolution}))
+    t = sub.add_parser("texture", help="UV-unwrap IN and bake its base colour (and normal map) from a source")
+    t.add_argument("input", type=Path, help="the mesh to texture: GLB, OBJ, PLY or STL")
+    t.add_argument("-o", "--output", type=Path, required=True, help="output .glb (keeps UVs, material, polygons)")
+    colour = t.add_mutually_exclusive_group(required=True)
+    colour.add_argument("--source", type=Path,
+                        help="coloured mesh to bake from (GLB, OBJ with MTL + images beside it, PLY, or a ZIP)")
+    colour.add_argument("--views", type=Path, help="posed views: a render/ folder (cameras.json + images) or its ZIP")
+    t.add_argument("--size", type=int, default=1024, help="texture side in pixels (default 1024)")
+    t.add_argument("--padding", type=int, default=4, help="empty pixels around each UV island (default 4)")
+    t.add_argument("--no-normal-map", dest="normal_map", action="store_false", help="bake the base colour only")
+    t.add_argument("--view-power", type=float, default=4.0,
+                   help="views only: exponent of the view-angle weight (default 4)")
+    t.set_defaults(func=_texture)
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
     from backend import bench

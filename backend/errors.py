@@ -40,3 +40,24 @@ class BadParams(MeshsmithError, ValueError):
 
     code = "bad_params"
     status = 422
+
+
+class BadSource(MeshsmithError, ValueError):
+    """A colour source (``source`` upload) that cannot be baked from: unreadable, or no colour."""
+
+    code = "bad_source"
+    status = 422
+
+
+class BadViews(MeshsmithError, ValueError):
+    """Posed views (``views`` upload) that cannot be used: bad ZIP, no cameras.json, bad image."""
+
+    code = "bad_views"
+    status = 422
+
+
+class BadInputs(MeshsmithError, ValueError):
+    """Uploaded files that do not fit the pipeline: unknown field, missing or conflicting inputs."""
+
+    code = "bad_inputs"
+    status = 422

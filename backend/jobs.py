@@ -1,8 +1,9 @@
 """Jobs on disk and the worker that runs them one at a time.
 
-Each job is a folder ``<data_dir>/jobs/<id>/`` holding ``input.<fmt>``, ``job.json``
-(params, state, progress, error, result summary), ``log.txt`` and, once done,
-``result.glb`` plus any named extras. ``job.json`` is always replaced atomically, so a
+Each job is a folder ``<data_dir>/jobs/<id>/`` holding its uploads (``input.<fmt>`` for the
+``mesh``; ``source.<fmt>``, ``views.zip`` for the other inputs of :mod:`backend.inputs`),
+``job.json`` (params, inputs, state, progress, error, result summary), ``log.txt`` and, once
+done, ``result.glb`` plus any named extras. ``job.json`` is always replaced atomically, so a
 crash leaves the previous state, never a torn file. On start-up a job found ``running``
 is marked failed (its process died) and ``queued`` jobs are queued again.
 """
@@ -19,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from backend.errors import MeshsmithError
-from backend.mesh.io import load_mesh, mesh_to_bytes, write_atomic
+from backend.inputs import INPUT_KINDS
+from backend.mesh.io import mesh_to_bytes, write_atomic
 from backend.pipelines import get_pipeline
 from backend.progress import Cancelled
 
@@ -46,10 +48,17 @@ class Job:
     finished: float | None = None
     error: dict | None = None
     result: dict | None = None
+    #: Input name -> file name in the job folder (None in records written before inputs had names).
+    inputs: dict | None = None
+
+    def input_files(self) -> dict[str, str]:
+        """Input name -> file name in the job folder."""
+        return dict(self.inputs) if self.inputs else {"mesh": self.input_name}
 
     def to_json(self) -> dict:
         data = asdict(self)
         del data["input_name"]
+        data["inputs"] = sorted(self.input_files())
         return data
 
 
@@ -88,9 +97,16 @@ class JobStore:
                 requeue.append(job)
         return sorted(requeue, key=lambda j: j.created)
 
-    def create(self, pipeline: str, params: dict, data: bytes, fmt: str) -> Job:
-        job = Job(id=uuid.uuid4().hex, pipeline=pipeline, params=params, input_name=f"input.{fmt}")
-        write_atomic(self.dir(job.id) / job.input_name, data)
+    def create(self, pipeline: str, params: dict, files: dict[str, tuple[bytes, str]]) -> Job:
+        """A queued job whose uploads ``files`` (input name -> (bytes, suffix)) are on disk first.
+
+        ``job.json`` is written last: a crash in between leaves no job, never a job without inputs.
+        """
+        names = {name: f"{INPUT_KINDS[name].stored_as}.{suffix}" for name, (_, suffix) in files.items()}
+        job = Job(id=uuid.uuid4().hex, pipeline=pipeline, params=params,
+                  input_name=names.get("mesh", ""), inputs=names)
+        for name, (data, _) in files.items():
+            write_atomic(self.dir(job.id) / names[name], data)
         self.save(job)
         return job
 
@@ -203,9 +219,11 @@ class JobRunner:
         try:
             pipeline = get_pipeline(job.pipeline)
             params = pipeline.parse_params(job.params)
-            mesh = load_mesh(self.store.dir(job.id) / job.input_name)
+            files = job.input_files()
+            pipeline.check_inputs(files)
+            inputs = {name: INPUT_KINDS[name].load(self.store.dir(job.id) / file) for name, file in files.items()}
             progress(0.0, "starting")
-            result = pipeline.run({"mesh": mesh}, params, progress)
+            result = pipeline.run(inputs, params, progress)
             progress(1.0, "writing result")
             out = self.store.dir(job.id)
             write_atomic(out / RESULT_NAME, mesh_to_bytes(result.mesh, "glb"))

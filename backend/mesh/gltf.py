@@ -14,7 +14,9 @@ from Blender's axes before upload). UVs are held with the origin at the bottom-l
 Blender and OpenGL use them) and written with glTF's top-left origin: ``v_gltf = 1 - v``.
 The material is ``pbrMetallicRoughness`` with an optional ``baseColorTexture`` and an
 optional tangent-space ``normalTexture`` (glTF's convention: +Y up, MikkTSpace tangents,
-which is also Blender's), both PNG images stored in the binary chunk.
+which is also Blender's), both PNG images stored in the binary chunk. Per-vertex normals,
+when the mesh carries them (results with a normal map do: the map is baked against them),
+are written as ``NORMAL``; without them glTF readers shade flat.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ def write_glb(mesh: "Mesh", *, name: str = "meshsmith") -> bytes:
 
     attributes = {"POSITION": accessor(vertices, _FLOAT, "VEC3", _ARRAY_BUFFER,
                                        min=vertices.min(axis=0).tolist(), max=vertices.max(axis=0).tolist())}
+    if mesh.normals is not None:
+        attributes["NORMAL"] = accessor(np.ascontiguousarray(mesh.normals, dtype="<f4"), _FLOAT, "VEC3", _ARRAY_BUFFER)
     if mesh.uv is not None:
         uv = np.array(mesh.uv, dtype="<f4")
         uv[:, 1] = 1.0 - uv[:, 1]

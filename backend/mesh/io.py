@@ -60,6 +60,10 @@ class Mesh:
     uv : (n, 2) float64 or None
         Per-vertex texture coordinates, origin at the bottom-left (Blender's convention).
     material : Material or None
+    normals : (n, 3) float64 or None
+        Per-vertex unit shading normals. Results with a normal map carry the normals it was
+        baked against (a tangent-space map is only right on those); None: readers choose
+        (glTF readers shade flat).
     """
 
     vertices: np.ndarray
@@ -67,6 +71,7 @@ class Mesh:
     face_sizes: np.ndarray | None = None
     uv: np.ndarray | None = None
     material: Material | None = None
+    normals: np.ndarray | None = None
 
 
 def sniff_format(data: bytes) -> str:

@@ -290,3 +290,76 @@ def _undirected_edge_counts(faces: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     _, counts = np.unique(_edge_ids(np.sort(_directed_edges(faces), axis=1)), return_counts=True)
     return counts
+
+
+class PolygonReport(TypedDict):
+    """What :func:`polygon_report` returns; JSON-able."""
+
+    faces: int
+    quads: int
+    triangles: int
+    quad_ratio: float
+    valence4_share: float
+    manifold: bool
+    closed: bool
+
+
+def polygon_report(faces: np.ndarray, face_sizes: np.ndarray | None = None) -> PolygonReport:
+    """Topology figures of a triangle-and-quad mesh, as results carry it.
+
+    Parameters
+    ----------
+    faces : (m, 3) int
+        Triangles, polygon by polygon (a quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)``).
+    face_sizes : (k,) int or None
+        3 or 4 per polygon (see :class:`backend.mesh.io.Mesh`); None: all triangles.
+
+    Returns
+    -------
+    PolygonReport
+        ``faces``: polygons; ``quad_ratio``: quads / polygons; ``valence4_share``: share of
+        the interior vertices (on no boundary edge) that have exactly four polygon edges
+        (diagonals of quads do not count); ``manifold``: every edge in at most two polygons,
+        consistent winding, one fan of polygons per vertex and no polygon with a repeated
+        corner (open borders allowed); ``closed``: no edge in only one polygon.
+    """
+    from backend.mesh.polygons import edge_counts, from_mesh, halfedges, topology
+
+    polygons = from_mesh(_check_faces(faces), face_sizes)
+    if len(polygons) == 0:
+        return PolygonReport(faces=0, quads=0, triangles=0, quad_ratio=0.0, valence4_share=0.0, manifold=False,
+                             closed=False)
+    quads = int((polygons[:, 3] >= 0).sum())
+    src, _, _, _ = halfedges(polygons)
+    _, counts, edge_of = edge_counts(polygons)
+    on_boundary = np.zeros(int(polygons.max()) + 1, dtype=bool)
+    on_boundary[src[counts[edge_of] == 1]] = True
+    used = np.zeros_like(on_boundary)
+    used[src] = True
+    valence = np.bincount(src, minlength=len(used))          # interior: polygons around = edges at it
+    interior = used & ~on_boundary
+    top = topology(polygons)
+    return PolygonReport(
+        faces=int(len(polygons)),
+        quads=quads,
+        triangles=int(len(polygons)) - quads,
+        quad_ratio=quads / len(polygons),
+        valence4_share=float((valence[interior] == 4).mean()) if interior.any() else 0.0,
+        manifold=bool(top.manifold),
+        closed=bool(top.closed),
+    )
+
+
+def canonical_chamfer_l1(source_vertices: np.ndarray, source_faces: np.ndarray, vertices: np.ndarray,
+                         faces: np.ndarray, *, samples: int = 1_000_000, seed: int = 0) -> float:
+    """Chamfer-L1 of a result to its source, both normalized by the source's canonical box.
+
+    The convention of the watertight bench: the source's longest side spans
+    ``[-0.95, 0.95]`` (:class:`backend.conventions.Normalization`) and the result is moved
+    and scaled with it; then :func:`chamfer_l1` with ``samples`` points on each surface.
+    """
+    from backend.conventions import Normalization
+
+    norm = Normalization.fit(np.asarray(source_vertices, dtype=np.float64))
+    return chamfer_l1(norm.apply(source_vertices), source_faces, norm.apply(vertices), faces,
+                      samples=samples, seed=seed)

@@ -17,5 +17,6 @@ def health(request: Request) -> dict:
         "version": __version__,
         "device": request.app.state.device,
         "pipelines": {name: p.params.model_json_schema() for name, p in registry().items()},
+        "pipeline_inputs": {name: p.describe_inputs() for name, p in registry().items()},
         "models": [],
     }

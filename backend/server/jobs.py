@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 
-from backend.errors import BadParams, TooLarge
+from backend.errors import BadInputs, BadParams, TooLarge
+from backend.inputs import INPUT_KINDS
 from backend.jobs import RESULT_NAME, Job
-from backend.mesh.io import load_mesh_bytes, sniff_format
 from backend.pipelines import get_pipeline
 from backend.server.auth import require_token
 
@@ -21,14 +22,15 @@ _CHUNK = 1 << 20
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-async def _read_capped(upload: UploadFile, limit: int) -> bytes:
+async def _read_capped(upload: UploadFile, limit: int, limit_mb: float) -> bytes:
+    """The upload's bytes, or :class:`TooLarge` once the uploads so far pass ``limit`` bytes."""
     chunks, size = [], 0
     while chunk := await upload.read(_CHUNK):
         size += len(chunk)
         if size > limit:
             raise TooLarge(
-                f"The upload is larger than this backend's limit of {limit / 2**20:.0f} MB. "
-                "Decimate the mesh first, or start the backend with a higher --max-upload-mb."
+                f"The upload is larger than this backend's limit of {limit_mb:.0f} MB (all files together). "
+                "Decimate the mesh or use smaller textures first, or start the backend with a higher --max-upload-mb."
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -42,7 +44,9 @@ def _job_or_404(request: Request, job_id: str) -> Job:
 
 
 @router.post("", status_code=201)
-async def submit_job(request: Request, params: str = Form(...), mesh: UploadFile = File(...)) -> dict:
+async def submit_job(request: Request) -> dict:
+    """Multipart: ``params`` (JSON) plus one file field per input the pipeline takes
+    (``mesh``, and for ``texture`` one of ``source`` / ``views``; see :mod:`backend.inputs`)."""
     settings = request.app.state.settings
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes + _CHUNK:
@@ -50,8 +54,47 @@ async def submit_job(request: Request, params: str = Form(...), mesh: UploadFile
             f"The upload ({int(length) / 2**20:.0f} MB) is larger than this backend's limit of "
             f"{settings.max_upload_mb:.0f} MB. Decimate the mesh first, or raise --max-upload-mb."
         )
+    form = await request.form(max_files=len(INPUT_KINDS) + 1, max_fields=len(INPUT_KINDS) + 2)
+    fields = list(form.multi_items())
+    texts = [(k, v) for k, v in fields if not isinstance(v, StarletteUpload)]
+    uploads = [(k, v) for k, v in fields if isinstance(v, StarletteUpload)]
+    spec = _parse_spec([v for k, v in texts if k == "params"])
+    others = sorted({k for k, _ in texts if k != "params"} | {k for k, _ in uploads if k == "params"})
+    if others:
+        raise BadInputs(f"The fields {', '.join(repr(k) for k in others)} must be files (or, for 'params', text); "
+                        "send inputs as file uploads.")
+    names = [k for k, _ in uploads]
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise BadInputs(f"Send each input once; got {', '.join(repr(k) for k in twice)} more than once.")
+    pipeline = get_pipeline(spec["pipeline"])
+    raw_params = spec.get("params", {})
+    if not isinstance(raw_params, dict):
+        raise BadParams("'params.params' must be a JSON object of the pipeline's parameters.")
+    checked = pipeline.parse_params(raw_params)
+    pipeline.check_inputs(names)
+    files: dict[str, tuple[bytes, str]] = {}
+    budget = settings.max_upload_bytes
+    for name, upload in uploads:
+        data = await _read_capped(upload, budget, settings.max_upload_mb)
+        budget -= len(data)
+        # Reject a broken file now, with a message, rather than as a failed job later.
+        label = (f"The uploaded file {upload.filename or ''}".rstrip() if name == "mesh"
+                 else f"The uploaded {name} file {upload.filename or ''}".rstrip())
+        suffix = await run_in_threadpool(INPUT_KINDS[name].check, data, label)
+        files[name] = (data, suffix)
+    job = await run_in_threadpool(request.app.state.store.create, pipeline.name, checked.model_dump(), files)
+    request.app.state.runner.submit(job)
+    return job.to_json()
+
+
+def _parse_spec(values: list) -> dict:
+    if not values:
+        raise BadParams('The request needs a \'params\' field: JSON like {"pipeline": "watertight", "params": {...}}.')
+    if len(values) > 1:
+        raise BadParams("Send the 'params' field once.")
     try:
-        spec = json.loads(params)
+        spec = json.loads(values[0])
     except ValueError as exc:
         raise BadParams(f"The 'params' field must be JSON ({exc}).") from exc
     if not isinstance(spec, dict) or not isinstance(spec.get("pipeline"), str):
@@ -59,17 +102,7 @@ async def submit_job(request: Request, params: str = Form(...), mesh: UploadFile
     unknown = set(spec) - {"pipeline", "params"}
     if unknown:
         raise BadParams(f"Unknown keys in 'params': {', '.join(sorted(unknown))}.")
-    pipeline = get_pipeline(spec["pipeline"])
-    raw_params = spec.get("params", {})
-    if not isinstance(raw_params, dict):
-        raise BadParams("'params.params' must be a JSON object of the pipeline's parameters.")
-    checked = pipeline.parse_params(raw_params)
-    data = await _read_capped(mesh, settings.max_upload_bytes)
-    # Reject a broken file now, with a message, rather than as a failed job later.
-    await run_in_threadpool(load_mesh_bytes, data, name=f"The uploaded file {mesh.filename or ''}".rstrip())
-    job = request.app.state.store.create(pipeline.name, checked.model_dump(), data, sniff_format(data))
-    request.app.state.runner.submit(job)
-    return job.to_json()
+    return spec
 
 
 @router.get("")

@@ -125,8 +125,15 @@ def test_panel_props_and_operators_register(runtime):
     assert (settings.mode, settings.resolution) == ("WATERTIGHT", 128)
     resolution = type(settings).bl_rna.properties["resolution"]
     assert (resolution.hard_min, resolution.hard_max) == (32, 1024)
-    modes = [(i.identifier, i.name, i.description) for i in type(settings).bl_rna.properties["mode"].enum_items]
-    assert modes == [("WATERTIGHT", "Watertight", "Closed, manifold remesh")]
+    modes = [(i.identifier, i.name) for i in type(settings).bl_rna.properties["mode"].enum_items]
+    assert modes == [("WATERTIGHT", "Watertight"), ("ARTIST", "Artist"), ("TEXTURE", "Texture"),
+                     ("ARTIST_TEXTURE", "Artist + Texture")]
+    topologies = [i.name for i in type(settings).bl_rna.properties["topology"].enum_items]
+    assert topologies == ["Quads Only", "Quad-Dominant", "Triangles"]
+    assert (settings.artist_faces, settings.texture_size, settings.keep_sharp, settings.normal_map) == (2000, "1024", True, True)
+    assert math.degrees(settings.sharp_angle) == pytest.approx(30.0)
+    faces = type(settings).bl_rna.properties["artist_faces"]
+    assert (faces.hard_min, faces.hard_max) == (100, 100_000)  # the artist pipeline's bounds
     for name in ("generate", "cancel", "start_backend", "stop_backend", "refresh_status"):
         assert hasattr(bpy.ops.meshsmith, name)
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences

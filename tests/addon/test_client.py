@@ -51,7 +51,8 @@ def wait_final(client: Client, job_id: str, timeout: float = 120.0):
 def test_bpy_free_modules_import_without_blender():
     code = (
         "import sys; sys.modules['bpy'] = None; sys.modules['mathutils'] = None; sys.modules['numpy'] = None\n"
-        "import addon, addon.client, addon.connection, addon.protocol, addon.jobs, addon.glb, addon.backend_process"
+        "import addon, addon.client, addon.connection, addon.protocol, addon.jobs, addon.glb, addon.backend_process,"
+        " addon.png, addon.corners, addon.views, addon.modes"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -132,6 +133,64 @@ def test_cancel_a_big_job(client):
     with pytest.raises(BackendError) as not_ready:
         client.result(job.id)
     assert not_ready.value.status in (404, 409)
+
+
+def test_a_chain_runs_on_the_real_backend_each_result_feeding_the_next(client):
+    """The add-on's chain logic against the real server, with the pipeline every backend has."""
+    from addon.jobs import ChainStep, JobTracker, Phase, TrackedJob
+
+    first = client.submit("watertight", {"resolution": 32}, CUBE_GLB)
+    tracker = JobTracker()
+    job = tracker.add(
+        TrackedJob(
+            id=first.id, client=client, pipeline="watertight", result_name="Cube_chain",
+            next_steps=[ChainStep("watertight", {"resolution": 48, "target_faces": 200}, {})],
+        )
+    )  # fmt: skip
+    imported: list[bytes] = []
+    progress: list[float] = []
+    deadline = time.monotonic() + 120
+    while tracker.active() and time.monotonic() < deadline:
+        tracker.poll_once(lambda j, data: imported.append(data) or j.result_name)
+        progress.append(job.progress)
+        time.sleep(0.1)
+    assert job.phase is Phase.IMPORTED, job.message
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    second = client.job(job.remote_id)
+    assert job.remote_id != first.id and second.params["target_faces"] == 200
+    assert client.job(first.id).finished <= second.created  # sent on only once the first was done
+    (data,) = imported
+    assert data == client.result(job.remote_id)
+    mesh = glb.read_glb(data)
+    assert 150 <= mesh.triangle_count <= 230
+    for axis in range(3):  # still the 2 x 2 x 2 cube's frame after two remeshes
+        values = mesh.positions[axis::3]
+        assert min(values) == pytest.approx(-1.0, abs=0.25) and max(values) == pytest.approx(1.0, abs=0.25)
+
+
+def test_submit_sends_extra_files_as_their_own_fields(client):
+    with pytest.raises(BackendError) as refused:  # the field arrives, and watertight has no use for it
+        client.submit("watertight", {"resolution": 32}, CUBE_GLB, files={"source": ("source.glb", CUBE_GLB)})
+    assert refused.value.status == 422 and "'source'" in refused.value.message
+    with pytest.raises(ValueError, match="field name 'mesh'"):
+        client.submit("watertight", {}, CUBE_GLB, files={"mesh": ("m.glb", CUBE_GLB)})
+    with pytest.raises(ValueError, match="files\\['views'\\] is empty"):
+        client.submit("watertight", {}, CUBE_GLB, files={"views": ("views.zip", b"")})
+
+
+def test_a_vertex_coloured_source_is_baked_into_a_texture(backend, client):
+    if "texture" not in Client(backend.url).health().pipelines:
+        pytest.skip("this backend offers no 'texture' pipeline")
+    # Red on the top half of the cube (z > 0 in Blender axes), blue below; COLOR_0 is linear.
+    colours = [c for i in range(0, 24, 3) for c in ((1.0, 0.0, 0.0, 1.0) if CUBE_POSITIONS[i + 2] > 0 else (0.0, 0.0, 1.0, 1.0))]
+    source = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, colors=colours)
+    job = client.submit("texture", {"texture_size": 64, "padding": 2, "normal_map": False}, CUBE_GLB,
+                        files={"source": ("source.glb", source)})
+    final = wait_final(client, job.id)
+    assert final.state == "done", final.error
+    result = glb.read_glb(client.result(job.id))
+    assert result.uvs is not None and result.material.base_color.mime_type == "image/png"
+    assert result.material.normal is None
 
 
 def test_error_answers_become_backend_errors_with_their_message(backend, client):

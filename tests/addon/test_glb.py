@@ -228,3 +228,232 @@ def test_we_read_trimesh_scenes_with_transforms():
     assert np.allclose(np.sort(got, axis=0), np.sort(expected, axis=0), atol=1e-5)
     # Both parts stay closed and outward-facing after the transforms and the axis change.
     assert signed_volume(mesh.positions, mesh.indices) == pytest.approx(float(box.volume + 8 * sphere.volume), rel=1e-4)
+
+
+# -- results: polygons, UVs, material (the format of backend/mesh/gltf.py) ---------------------
+
+# A unit cube of 6 quads in Blender axes (outward, counter-clockwise), and a pyramid-ish cap:
+# one quad and four triangles share no vertex order trick.
+QUAD_CUBE = [
+    (0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3),
+]  # fmt: skip
+
+
+def backend_mesh(polygons, uv=None, material=None, positions=CUBE_POSITIONS):
+    """A result GLB as the backend writes it (backend.mesh.gltf.write_glb), from Blender-axes input."""
+    np = pytest.importorskip("numpy")
+    from backend.mesh.gltf import polygon_triangles, write_glb
+    from backend.mesh.io import Mesh
+
+    # The backend works in glTF axes: the add-on sends Blender (x, y, z) as (x, z, -y).
+    vertices = np.asarray(positions, dtype=np.float64).reshape(-1, 3)[:, [0, 2, 1]] * [1, 1, -1]
+    faces, sizes = polygon_triangles([list(p) for p in polygons])
+    has_quads = bool((sizes == 4).any())
+    mesh = Mesh(vertices, faces, face_sizes=sizes if has_quads else None,
+                uv=None if uv is None else np.asarray(uv, dtype=np.float64), material=material)
+    return write_glb(mesh)
+
+
+def polygon_lists(mesh: glb.TriangleMesh) -> list[tuple[int, ...]]:
+    starts, corners = mesh.polygons()
+    ends = list(starts[1:]) + [len(corners)]
+    return [tuple(corners[a:b]) for a, b in zip(starts, ends)]
+
+
+def test_quads_from_the_backend_come_back_as_the_same_quads():
+    mesh = glb.read_glb(backend_mesh(QUAD_CUBE))
+    assert list(mesh.face_sizes) == [4] * 6 and mesh.polygon_count == 6 and mesh.triangle_count == 12
+    assert polygon_lists(mesh) == QUAD_CUBE
+    assert points(mesh) == [tuple(float(c) for c in CUBE_POSITIONS[i : i + 3]) for i in range(0, 24, 3)]
+    # The triangles other readers see still close the cube, facing outward.
+    assert signed_volume(mesh.positions, mesh.indices) == pytest.approx(8.0)
+
+
+def test_mixed_triangles_and_quads_keep_their_order():
+    polygons = [(0, 1, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7, 3)]
+    mesh = glb.read_glb(backend_mesh(polygons))
+    assert list(mesh.face_sizes) == [len(p) for p in polygons]
+    assert polygon_lists(mesh) == polygons
+
+
+def test_a_glb_without_the_extension_is_all_triangles():
+    mesh = glb.read_glb(glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES))
+    assert mesh.face_sizes is None and mesh.polygon_count == 12
+    assert polygon_lists(mesh) == [tuple(CUBE_TRIANGLES[i : i + 3]) for i in range(0, 36, 3)]
+
+
+def test_mirroring_node_reverses_quads_and_keeps_them_quads():
+    data = backend_mesh(QUAD_CUBE)
+    document, binary = parse(data)
+    document["nodes"][0]["scale"] = [-1, 1, 1]
+    mesh = glb.read_glb(make_glb(document, binary))
+    expected = [(a, d, c, b) for a, b, c, d in QUAD_CUBE]
+    assert polygon_lists(mesh) == expected
+    assert signed_volume(mesh.positions, mesh.indices) == pytest.approx(8.0)  # still outward
+
+
+@pytest.mark.parametrize(
+    ("sizes", "match"),
+    [
+        (b"\x04" * 5, "for 10 triangles, the primitive has 12"),
+        (b"\x05" + b"\x04" * 5, "may only be 3 or 4"),
+        (b"\x03" * 12, None),  # twelve triangles: valid, just no quads
+    ],
+)
+def test_polygon_sizes_must_match_the_triangles(sizes, match):
+    document, binary = parse(backend_mesh(QUAD_CUBE))
+    accessor = document["meshes"][0]["primitives"][0]["extensions"][glb.POLYGONS_EXTENSION]["faceSizes"]
+    view = document["accessors"][accessor]["bufferView"]
+    # Append new sizes at the end of the binary chunk and point the accessor at them.
+    document["bufferViews"].append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(sizes)})
+    document["accessors"][accessor].update(bufferView=len(document["bufferViews"]) - 1, count=len(sizes))
+    binary += sizes + b"\0" * (-len(sizes) % 4)
+    document["buffers"][0]["byteLength"] = len(binary)
+    assert view != len(document["bufferViews"]) - 1
+    if match is None:
+        assert glb.read_glb(make_glb(document, binary)).polygon_count == 12
+    else:
+        with pytest.raises(ValueError, match=match):
+            glb.read_glb(make_glb(document, binary))
+
+
+def test_quads_whose_triangles_do_not_share_the_diagonal_are_rejected():
+    document, binary = parse(backend_mesh(QUAD_CUBE))
+    index_view = document["bufferViews"][document["accessors"][document["meshes"][0]["primitives"][0]["indices"]]["bufferView"]]
+    start = index_view.get("byteOffset", 0)
+    # Second triangle of the first quad: (a, c, d) -> (c, a, d), the same triangle rotated.
+    a, c, d = struct.unpack_from("<3I", binary, start + 12)
+    binary = binary[: start + 12] + struct.pack("<3I", c, a, d) + binary[start + 24 :]
+    with pytest.raises(ValueError, match="polygon 0 is marked a quad"):
+        glb.read_glb(make_glb(document, binary))
+
+
+def test_uvs_arrive_in_blenders_convention():
+    # Blender-convention UVs per vertex: u = x-ish, v = z-ish, all distinct and not symmetric in v.
+    uv = [(0.1 * i, 0.05 + 0.11 * i) for i in range(8)]
+    data = backend_mesh(QUAD_CUBE, uv=uv)
+    document, binary = parse(data)
+    accessor = document["accessors"][document["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"]]
+    stored = struct.unpack_from("<16f", binary, document["bufferViews"][accessor["bufferView"]]["byteOffset"])
+    assert stored[1] == pytest.approx(1.0 - 0.05)  # glTF holds 1 - v
+    mesh = glb.read_glb(data)
+    assert [tuple(round(x, 5) for x in mesh.uvs[i : i + 2]) for i in range(0, 16, 2)] == [
+        (round(u, 5), round(v, 5)) for u, v in uv
+    ]
+
+
+def tiny_png(rgb: tuple[int, int, int]) -> bytes:
+    from addon import png
+
+    return png.encode_rgba([c / 255 for c in rgb] + [1.0], 1, 1)
+
+
+def test_material_images_and_factors_come_through():
+    from backend.mesh.io import Material
+
+    base, normal = tiny_png((200, 40, 10)), tiny_png((128, 128, 255))
+    data = backend_mesh(QUAD_CUBE, uv=[(0.5, 0.5)] * 8, material=Material(base_color=base, normal=normal, roughness=0.3))
+    mesh = glb.read_glb(data)
+    assert mesh.material.base_color == glb.Texture(base, "image/png")
+    assert mesh.material.normal == glb.Texture(normal, "image/png")
+    assert (mesh.material.roughness, mesh.material.metallic, mesh.material.normal_scale) == (pytest.approx(0.3), 0.0, 1.0)
+
+
+def test_textures_in_data_uris_are_read_and_external_ones_rejected():
+    import base64
+
+    document, binary = triangle_document([{"mesh": 0}])
+    png_bytes = tiny_png((1, 2, 3))
+    document.update(
+        images=[{"uri": "data:image/png;base64," + base64.b64encode(png_bytes).decode()}],
+        textures=[{"source": 0}],
+        materials=[{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+    )
+    document["meshes"][0]["primitives"][0]["material"] = 0
+    assert glb.read_glb(make_glb(document, binary)).material.base_color.data == png_bytes
+    document["images"] = [{"uri": "colour.png"}]
+    with pytest.raises(ValueError, match="external file"):
+        glb.read_glb(make_glb(document, binary))
+
+
+def test_normalized_integer_uvs_and_rgb_colours_are_read():
+    document, binary = triangle_document([{"mesh": 0}])
+    extra = struct.pack("<6H", 0, 65535, 65535, 65535, 0, 0) + struct.pack("<9B", 255, 0, 0, 0, 255, 0, 0, 0, 255)
+    base = len(binary)
+    binary += extra + b"\0" * (-len(extra) % 4)
+    document["bufferViews"] += [
+        {"buffer": 0, "byteOffset": base, "byteLength": 12},
+        {"buffer": 0, "byteOffset": base + 12, "byteLength": 9},
+    ]
+    document["accessors"] += [
+        {"bufferView": 2, "componentType": 5123, "normalized": True, "count": 3, "type": "VEC2"},
+        {"bufferView": 3, "componentType": 5121, "normalized": True, "count": 3, "type": "VEC3"},
+    ]
+    document["buffers"][0]["byteLength"] = len(binary)
+    document["meshes"][0]["primitives"][0]["attributes"].update(TEXCOORD_0=2, COLOR_0=3)
+    mesh = glb.read_glb(make_glb(document, binary))
+    assert list(mesh.uvs) == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0]  # v flipped
+    assert list(mesh.colors) == [1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1]
+    # Integer UVs that are not normalized have no meaning as texture coordinates.
+    document["accessors"][2]["normalized"] = False
+    with pytest.raises(ValueError, match="normalized"):
+        glb.read_glb(make_glb(document, binary))
+
+
+# -- uploads: UVs, colours and a base colour texture --------------------------------------------
+
+
+def test_uvs_colours_and_texture_round_trip():
+    uvs = [0.25 * (i % 4) + 0.01 * i for i in range(16)]
+    colors = [0.1, 0.2, 0.3, 1.0] * 8
+    image = tiny_png((10, 20, 30))
+    data = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, uvs=uvs, colors=colors, base_color=image, name="Src")
+    document, _ = parse(data)
+    attributes = document["meshes"][0]["primitives"][0]["attributes"]
+    assert set(attributes) == {"POSITION", "TEXCOORD_0", "COLOR_0"}
+    assert document["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] == {"index": 0}
+    assert document["images"][0]["mimeType"] == "image/png"
+    mesh = glb.read_glb(data)
+    assert list(mesh.uvs) == pytest.approx(uvs)
+    assert list(mesh.colors) == pytest.approx(colors)
+    assert mesh.material.base_color.data == image and mesh.material.name == "Src"
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"uvs": [0.0] * 15}, "uvs must hold 2 values per vertex"),
+        ({"colors": [0.0] * 8}, "colors must hold 4 values per vertex"),
+        ({"base_color": b"\x89PNG\r\n\x1a\n"}, "needs uvs"),
+        ({"uvs": [0.0] * 16, "base_color": b"GIF89a"}, "must be PNG"),
+        ({"uvs": [math.nan] * 16}, "uvs contain NaN"),
+    ],
+)
+def test_writer_rejects_bad_attributes(options, match):
+    with pytest.raises(ValueError, match=match):
+        glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, **options)
+
+
+def test_trimesh_reads_our_uvs_colours_and_texture():
+    trimesh = pytest.importorskip("trimesh")
+    np = pytest.importorskip("numpy")
+    image_module = pytest.importorskip("PIL.Image")
+    from addon import png
+
+    # A 2 x 2 texture, Blender layout (bottom row first): bottom red, green; top blue, white.
+    pixels = [1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1]
+    uvs = [0.25, 0.25, 0.75, 0.25, 0.25, 0.75, 0.75, 0.75] * 2  # each vertex at one texel's centre
+    data = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, uvs=uvs, base_color=png.encode_rgba(pixels, 2, 2))
+    loaded = trimesh.load(io.BytesIO(data), file_type="glb", force="mesh", process=False)
+    picture = np.asarray(loaded.visual.material.baseColorTexture.convert("RGBA"))
+    # PIL rows run top-down: top row blue, white; bottom row red, green.
+    assert picture.tolist() == [[[0, 0, 255, 255], [255, 255, 255, 255]], [[255, 0, 0, 255], [0, 255, 0, 255]]]
+    # trimesh keeps glTF's UVs flipped back to bottom-left, so sampling them finds the texel we meant.
+    sampled = loaded.visual.to_color().vertex_colors[:, :3].tolist()
+    expected = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]] * 2
+    assert sampled == expected
+    assert image_module is not None
+
+    colours = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, colors=[0.0, 0.5, 1.0, 1.0] * 8)
+    loaded = trimesh.load(io.BytesIO(colours), file_type="glb", force="mesh", process=False)
+    assert loaded.visual.vertex_colors[0].tolist() == [0, 128, 255, 255]

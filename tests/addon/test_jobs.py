@@ -164,3 +164,158 @@ def test_importer_errors_end_the_job_failed_instead_of_raising():
 def test_tracker_options_are_checked():
     with pytest.raises(ValueError, match="max_poll_failures"):
         JobTracker(max_poll_failures=0)
+
+
+# -- chains: one tracked job over several backend jobs ------------------------------------------
+
+from addon.jobs import ChainStep  # noqa: E402
+
+
+def remote_of(job_id: str, pipeline: str, state: str, progress: float = 0.0, stage: str = "", error=None) -> Job:
+    return Job.from_json(
+        {"id": job_id, "pipeline": pipeline, "state": state, "progress": progress, "stage": stage, "error": error}
+    )
+
+
+class ChainBackend:
+    """Answers per job id from scripts (the last answer repeats); ``submit`` starts the next scripted id."""
+
+    def __init__(self, scripts: dict[str, list], results: dict[str, bytes], submit_errors: list | None = None):
+        self.scripts = {k: list(v) for k, v in scripts.items()}
+        self.results = results
+        self.submitted: list[tuple[str, dict, bytes, dict]] = []
+        self.submit_errors = list(submit_errors or [])
+        self.cancelled: list[str] = []
+        self.polled: list[str] = []
+
+    def job(self, job_id: str) -> Job:
+        self.polled.append(job_id)
+        answers = self.scripts[job_id]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def result(self, job_id: str, name: str | None = None) -> bytes:
+        return self.results[job_id]
+
+    def cancel(self, job_id: str) -> Job:
+        self.cancelled.append(job_id)
+        return remote_of(job_id, "", "cancelled")
+
+    def submit(self, pipeline, params, mesh, *, filename="mesh.glb", files=None) -> Job:
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        self.submitted.append((pipeline, dict(params), mesh, dict(files or {})))
+        return remote_of("j2", pipeline, "queued")
+
+
+SOURCE = {"source": ("source.glb", b"DENSE-TEXTURED")}
+
+
+def chain(backend: ChainBackend) -> tuple[JobTracker, TrackedJob]:
+    tracker = JobTracker(max_poll_failures=3)
+    job = tracker.add(
+        TrackedJob(
+            id="j1", client=backend, pipeline="artist", result_name="Dense_artist_textured",
+            next_steps=[ChainStep("texture", {"texture_size": 512}, SOURCE)], weights=(1.0, 1.0),
+        )
+    )  # fmt: skip
+    return tracker, job
+
+
+def artist_then_texture(**texture_script) -> ChainBackend:
+    return ChainBackend(
+        {
+            "j1": [remote_of("j1", "artist", "running", 0.5, "remeshing"), remote_of("j1", "artist", "done", 1.0)],
+            "j2": texture_script.get("j2")
+            or [remote_of("j2", "texture", "running", 0.5, "baking"), remote_of("j2", "texture", "done", 1.0)],
+        },
+        {"j1": b"ARTIST-RESULT", "j2": b"TEXTURED-RESULT"},
+    )
+
+
+def test_a_chain_sends_each_result_on_and_imports_only_the_last():
+    backend = artist_then_texture()
+    tracker, job = chain(backend)
+    importer = Importer()
+    history = run(tracker, importer)
+    # The second step got the first result as its mesh, and its own extra files.
+    assert backend.submitted == [("texture", {"texture_size": 512}, b"ARTIST-RESULT", SOURCE)]
+    assert importer.calls == [("j1", b"TEXTURED-RESULT")]
+    assert (job.id, job.remote_id, job.step, job.phase) == ("j1", "j2", 1, Phase.IMPORTED)
+    assert job.intermediate is None and job.next_steps == []
+    # Progress covers the whole chain: half per step, never going back.
+    progress = [p for _, p, _ in history]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert (Phase.POLLING, 0.25, "artist 1/2: remeshing") in history
+    assert (Phase.POLLING, 0.75, "texture 2/2: baking") in history
+    assert backend.polled[:2] == ["j1", "j1"] and set(backend.polled[2:]) == {"j2"}
+
+
+def test_cancel_in_the_first_step_never_starts_the_second():
+    backend = artist_then_texture()
+    tracker, job = chain(backend)
+    importer = Importer()
+    tracker.poll_once(importer)
+    tracker.cancel("j1")
+    run(tracker, importer)
+    assert job.phase is Phase.CANCELLED and backend.cancelled == ["j1"]
+    assert backend.submitted == [] and importer.calls == []
+
+
+def test_cancel_in_the_second_step_cancels_the_second_backend_job():
+    backend = artist_then_texture(j2=[remote_of("j2", "texture", "running", 0.3, "baking")])
+    tracker, job = chain(backend)
+    importer = Importer()
+    for _ in range(3):
+        tracker.poll_once(importer)
+    assert job.remote_id == "j2" and job.phase is Phase.POLLING
+    backend.scripts["j2"] = [remote_of("j2", "texture", "cancelled")]
+    tracker.cancel("j1")  # the user only knows the chain by its first id
+    run(tracker, importer)
+    assert job.phase is Phase.CANCELLED and backend.cancelled == ["j2"] and importer.calls == []
+
+
+def test_cancel_while_the_next_step_waits_to_be_submitted_sends_nothing():
+    backend = artist_then_texture()
+    backend.submit_errors = [BackendUnavailable("nothing answers")]
+    tracker, job = chain(backend)
+    importer = Importer()
+    tracker.poll_once(importer)
+    tracker.poll_once(importer)  # artist done, downloaded, the submit finds no backend
+    assert job.phase is Phase.SUBMITTING and job.intermediate == b"ARTIST-RESULT"
+    tracker.cancel("j1")
+    assert job.phase is Phase.CANCELLED and job.intermediate is None
+    assert tracker.poll_once(importer) == [] and backend.submitted == [] and backend.cancelled == []
+
+
+def test_a_submit_that_finds_no_backend_is_retried():
+    backend = artist_then_texture()
+    backend.submit_errors = [BackendUnavailable("nothing answers")]
+    tracker, job = chain(backend)
+    run(tracker, Importer())
+    assert job.phase is Phase.IMPORTED and len(backend.submitted) == 1
+
+
+def test_a_refused_second_step_fails_the_chain_with_the_backends_reason():
+    backend = artist_then_texture()
+    backend.submit_errors = [BackendError("bad_params", "Unknown pipeline 'texture'; this backend offers: artist.", 400)]
+    tracker, job = chain(backend)
+    importer = Importer()
+    run(tracker, importer)
+    assert job.phase is Phase.FAILED and importer.calls == []
+    assert job.message == "The texture step could not start: Unknown pipeline 'texture'; this backend offers: artist."
+
+
+def test_a_failed_second_step_says_which_step_failed():
+    error = {"code": "bad_input", "message": "The source has no colour."}
+    backend = artist_then_texture(j2=[remote_of("j2", "texture", "failed", 0.1, "failed", error)])
+    tracker, job = chain(backend)
+    run(tracker, Importer())
+    assert (job.phase, job.message) == (Phase.FAILED, "The texture step failed: The source has no colour.")
+
+
+def test_weights_must_match_the_steps():
+    with pytest.raises(ValueError, match="one positive share per step"):
+        TrackedJob(id="j", client=None, pipeline="artist", next_steps=[ChainStep("texture", {})], weights=(1.0,))

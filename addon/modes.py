@@ -1,0 +1,123 @@
+"""The Generate modes: which backend pipelines each one runs, with which parameters and inputs; bpy-free.
+
+A mode is a plan of one or more steps. A step names a pipeline, its parameters and the extra
+files it uploads beside the mesh (``source``: a textured GLB; ``views``: a zip of posed
+images). In a plan of several steps, each step after the first takes the previous step's
+result as its mesh (:mod:`.jobs` runs the chain). The settings are read by attribute, so the
+scene's property group and any plain object with the same names both work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Where the Texture mode takes its colour from (``settings.texture_source``).
+SOURCE_OBJECT, SOURCE_VIEWS = "OBJECT", "VIEWS"
+#: ``settings.topology`` -> the artist pipeline's ``mode``.
+TOPOLOGIES = {"QUADS": "quads", "QUAD_DOMINANT": "quad_dominant", "TRIANGLES": "triangles"}
+#: What the Artist + Texture preset fixes (only faces and texture size are its settings).
+PRESET_TOPOLOGY = "quad_dominant"
+PRESET_SHARP_ANGLE = 30.0
+
+
+@dataclass(frozen=True)
+class Mode:
+    identifier: str
+    label: str
+    description: str
+    #: Appended to the active object's name to name the result.
+    suffix: str
+
+
+MODES: dict[str, Mode] = {
+    m.identifier: m
+    for m in (
+        Mode("WATERTIGHT", "Watertight", "Closed, manifold remesh", "_watertight"),
+        Mode("ARTIST", "Artist", "Clean low-poly quad topology at a face budget", "_artist"),
+        Mode(
+            "TEXTURE",
+            "Texture",
+            "UVs and a baked colour (and normal) map for the active mesh, from another selected object or posed images",
+            "_textured",
+        ),
+        Mode(
+            "ARTIST_TEXTURE",
+            "Artist + Texture",
+            "Remesh to a face budget, then bake the original's colour and normal map onto the result",
+            "_artist_textured",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One backend job of a plan.
+
+    ``files`` names the upload fields this step sends beside ``mesh`` (``"source"``, ``"views"``).
+    ``weight`` is its share of the progress bar.
+    """
+
+    pipeline: str
+    params: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+def watertight_params(settings: Any) -> dict[str, Any]:
+    """The ``watertight`` pipeline's parameters."""
+    return {
+        "resolution": int(settings.resolution),
+        "keep": "largest" if settings.largest_only else "all",
+        "cavities": "keep" if settings.keep_cavities else "fill",
+        "target_faces": int(settings.target_faces) or None,
+    }
+
+
+def artist_params(settings: Any) -> dict[str, Any]:
+    """The ``artist`` pipeline's parameters; ``settings.sharp_angle`` is in radians (Blender's unit)."""
+    topology = str(settings.topology)
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"topology must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
+    return {
+        "faces": int(settings.artist_faces),
+        "mode": TOPOLOGIES[topology],
+        "sharp_edges": bool(settings.keep_sharp),
+        "sharp_angle": round(math.degrees(float(settings.sharp_angle)), 4),
+    }
+
+
+def texture_params(settings: Any, *, normal_map: bool | None = None) -> dict[str, Any]:
+    """The ``texture`` pipeline's parameters; ``normal_map`` overrides the setting."""
+    return {
+        "texture_size": int(settings.texture_size),
+        "padding": int(settings.padding),
+        "normal_map": bool(settings.normal_map if normal_map is None else normal_map),
+    }
+
+
+def plan(mode: str, settings: Any) -> list[Step]:
+    """The steps ``mode`` runs with these settings."""
+    if mode == "WATERTIGHT":
+        return [Step("watertight", watertight_params(settings))]
+    if mode == "ARTIST":
+        return [Step("artist", artist_params(settings))]
+    if mode == "TEXTURE":
+        source = str(settings.texture_source)
+        if source not in (SOURCE_OBJECT, SOURCE_VIEWS):
+            raise ValueError(f"texture_source must be {SOURCE_OBJECT!r} or {SOURCE_VIEWS!r}, got {source!r}")
+        return [Step("texture", texture_params(settings), files=("source",) if source == SOURCE_OBJECT else ("views",))]
+    if mode == "ARTIST_TEXTURE":
+        artist = {
+            "faces": int(settings.artist_faces),
+            "mode": PRESET_TOPOLOGY,
+            "sharp_edges": True,
+            "sharp_angle": PRESET_SHARP_ANGLE,
+        }
+        return [
+            Step("artist", artist, weight=1.0),
+            Step("texture", texture_params(settings, normal_map=True), files=("source",), weight=1.0),
+        ]
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

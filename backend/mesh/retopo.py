@@ -1,0 +1,778 @@
+"""Artist topology: any triangle mesh in, a clean quad-dominant (or pure-quad, or triangle) mesh at a face budget out.
+
+Method
+------
+1. **Normalize and weld.** The mesh goes into the canonical box (``backend.conventions``);
+   vertices closer than :data:`WELD_TOLERANCE` are merged (files split vertices along UV
+   seams), degenerate and duplicate triangles dropped.
+2. **Reference surface.** A welded mesh that is already consistently wound, with every edge
+   in at most two faces, is used as it is, open borders included: Instant Meshes follows
+   borders, while a watertight slab around an open sheet would be thinner than the quads
+   (vertices where two fans touch are split first). Anything else (flips, fins, duplicate
+   sheets) is remeshed by the watertight engine (:func:`backend.mesh.watertight.watertight`)
+   at a resolution that fits the face budget: the target edge length is
+   ``s = sqrt(area / target_faces)`` and the grid gets :data:`VOXELS_PER_EDGE` voxels per
+   ``s`` (clamped to :data:`AUTO_RESOLUTION`), so a 2,000-face result does not pay for a
+   512 grid. With sharp edges on, the engine puts vertices on creases
+   (``sharp_features=True``) so that they survive as creases of the reference.
+3. **Field-aligned quads.** Instant Meshes (Jakob et al. 2015, the ``pyinstantmeshes``
+   binding) optimizes a 4-RoSy orientation field and a 4-PoSy position field on the
+   reference and extracts a quad-dominant mesh whose edges follow them. With
+   ``sharp_angle`` set, reference edges whose dihedral angle exceeds it are creases: the
+   field aligns to them and crease vertices are left out of its smoothing.
+   Its crease mode gives up on some meshes (long slivers along creases: it returns a small
+   fraction of the faces asked for); it then runs again without it.
+4. **Repair** (:func:`backend.mesh.polygons.repair`): faces of 5+ corners cut into quads
+   and a triangle, short edges collapsed, duplicates, fins (edges in 3+ faces), pinched
+   vertices, inconsistent winding, holes and valence-2 vertices fixed.
+5. **Creases snapped.** Instant Meshes lines its vertex rows up with creases but leaves them
+   up to a fraction of an edge off, which bevels every sharp edge. Reference faces are
+   grouped into *patches* bounded by sharp edges; each output polygon takes the patch under
+   its centroid; a vertex whose polygons see two patches moves to the nearest point of the
+   creases between those two; each crease corner (where three or more patches meet) takes
+   the nearest vertex that sees only its patches. Moves longer than :data:`MAX_SNAP_EDGES`
+   edge lengths (:data:`MAX_CORNER_SNAP_EDGES` for corners) are skipped, and a
+   move that flips or flattens a polygon is undone.
+6. **Mode.** ``quad_dominant``: done. ``quads``: the few triangles are paired into quads
+   along shortest paths through quads, whose diagonals are re-cut
+   (:func:`backend.mesh.polygons.pair_triangles`): no vertex moves, so the surface is that of
+   the quad-dominant result, at about the same face count. If a triangle finds no partner,
+   every polygon is split into quads through its centroid and edge midpoints
+   (:func:`backend.mesh.polygons.subdivide`, new vertices put on the reference) and the next
+   run aims at a quarter of the budget. ``triangles``: no quads at all; the reference is
+   decimated by edge collapses (:func:`backend.mesh.decimate.decimate`).
+7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
+   :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
+   the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
+   When the input as it is gives far fewer polygons than asked for
+   (:data:`FALLBACK_FRACTION`: intersecting parts, slivers), its watertight remesh is used
+   instead.
+
+Limits
+------
+- Parts smaller than about one target edge length collapse or vanish: the face budget sets
+  the smallest feature the result can hold.
+- Crease snapping needs creases that close into loops (a box's edges, fandisk's patches); a
+  crease that fades out on a smooth surface bounds no patch and keeps Instant Meshes' own
+  placement.
+- Instant Meshes' output changes with the number of threads; ``deterministic`` mode is used
+  so that one machine repeats itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from backend.conventions import Normalization
+from backend.mesh import polygons as poly
+from backend.progress import ProgressFn, null_progress, subrange
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["quads", "quad_dominant", "triangles"]
+MODES: tuple[str, ...] = ("quads", "quad_dominant", "triangles")
+
+#: Allowed face budgets.
+MIN_FACES, MAX_FACES = 50, 200_000
+
+#: Results are promised within this fraction of the target face count.
+FACE_TOLERANCE = 0.10
+
+#: Instant Meshes runs again when the result is farther than this from the target.
+AIM_TOLERANCE = 0.06
+
+#: Instant Meshes runs per result at most.
+MAX_ATTEMPTS = 3
+
+#: Polygons per Instant Meshes target face, as measured on the bench meshes after repair
+#: (pentagons cut in two add a few; pairing triangles into quads removes half the
+#: triangles); the first run aims at ``target / ratio``.
+EXPECTED_RATIO = {"quad_dominant": 1.04, "quads": 1.01}
+
+#: Vertices closer than this (canonical units, the box spans 1.9) are welded.
+WELD_TOLERANCE = 1e-6
+
+#: Watertight grid voxels per target edge length when the resolution is automatic.
+VOXELS_PER_EDGE = 3.0
+
+#: Automatic watertight resolutions stay within this range (multiples of 8).
+AUTO_RESOLUTION = (48, 320)
+
+#: Edges shorter than this fraction of the target edge length are collapsed in repair.
+MIN_EDGE_FRACTION = 0.05
+
+#: Crease snapping moves a vertex at most this many target edge lengths.
+MAX_SNAP_EDGES = 0.75
+
+#: A crease corner takes a vertex at most this many target edge lengths away: Instant
+#: Meshes' lattice may sit up to half an edge off a corner along each crease.
+MAX_CORNER_SNAP_EDGES = 0.8
+
+#: A snapped polygon whose area falls below this fraction of its old area is undone.
+MIN_SNAP_AREA_RATIO = 0.1
+
+#: A result from the input as it is with fewer polygons than this fraction of what Instant
+#: Meshes was asked for means it lost part of the surface: the watertight path takes over.
+FALLBACK_FRACTION = 0.6
+
+#: The triangle mode decimates a reference with at least this many times the target faces.
+DECIMATE_HEADROOM = 4
+
+
+@dataclass(frozen=True)
+class RetopoResult:
+    """A retopologized mesh, in the caller's frame and scale.
+
+    Attributes
+    ----------
+    vertices : (n, 3) float64
+    polygons : (k, 4) int64
+        Triangles and quads, ``-1`` in the last column of a triangle
+        (:mod:`backend.mesh.polygons`); :meth:`mesh_arrays` gives triangles + face sizes.
+    mode : str
+    source : str
+        ``"input"`` (the welded input was already clean) or ``"watertight"``.
+    resolution : int or None
+        Watertight grid resolution, when that step ran.
+    remesher_targets : list of int
+        Instant Meshes' face target on each run (empty in the triangle mode).
+    repair : dict
+        What :func:`backend.mesh.polygons.repair` changed on the kept result.
+    creases_snapped : int
+        Vertices moved onto creases.
+    timings : dict
+        Seconds per stage.
+    """
+
+    vertices: np.ndarray
+    polygons: np.ndarray
+    mode: str
+    source: str
+    resolution: int | None
+    remesher_targets: list[int] = field(default_factory=list)
+    repair: dict = field(default_factory=dict)
+    creases_snapped: int = 0
+    timings: dict = field(default_factory=dict)
+
+    def mesh_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Triangles ``(m, 3)`` and face sizes ``(k,)`` uint8, as :class:`backend.mesh.io.Mesh` holds them."""
+        return poly.to_mesh(self.vertices, self.polygons)
+
+
+def retopo(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    *,
+    target_faces: int = 2000,
+    mode: Mode = "quad_dominant",
+    sharp_angle: float | None = 30.0,
+    resolution: int | None = None,
+    progress: ProgressFn = null_progress,
+) -> RetopoResult:
+    """Remesh any triangle mesh into clean artist topology with about ``target_faces`` faces.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+        Finite coordinates, any frame and scale.
+    faces : (m, 3) int
+        Indices into ``vertices``; holes, flips, duplicates and several parts are fine.
+    target_faces : int
+        Faces (polygons) wanted, in ``[MIN_FACES, MAX_FACES]``; the result is within
+        :data:`FACE_TOLERANCE` of it unless the mesh cannot hold that many or that few.
+    mode : {"quad_dominant", "quads", "triangles"}
+        Mostly quads with a few triangles; quads only; or triangles only (decimation).
+    sharp_angle : float or None
+        Dihedral angle in degrees, in ``(0, 180)``, above which an edge of the reference is
+        a crease to keep; None ignores creases.
+    resolution : int or None
+        Grid of the watertight step, in ``[16, 1024]``. None: chosen from the face budget,
+        and the step is skipped for a welded input that is already consistently wound with
+        every edge in at most two faces (open borders allowed; for ``"triangles"``: closed).
+        Given: the step always runs, at that resolution.
+    progress : ProgressFn
+        ``progress(fraction, stage)``; it may raise :class:`backend.progress.Cancelled`,
+        which propagates.
+
+    Returns
+    -------
+    RetopoResult
+        Closed when the reference is, every edge in at most two polygons, consistently
+        wound (outward for a closed input), one fan per vertex, no degenerate polygon and
+        no unused vertex.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: misshapen or non-finite arrays, out-of-range indices, a
+        target, mode, angle or resolution outside its range; or a result with no faces.
+    """
+    from backend.mesh.metrics import is_manifold
+
+    vertices, faces = _check_mesh(vertices, faces)
+    target_faces = _check_target(target_faces)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if sharp_angle is not None and not (isinstance(sharp_angle, (int, float)) and 0.0 < sharp_angle < 180.0):
+        raise ValueError(f"sharp_angle must be None or a number of degrees in (0, 180), got {sharp_angle!r}")
+    if resolution is not None:
+        from backend.mesh.watertight import MAX_RESOLUTION, MIN_RESOLUTION
+
+        if isinstance(resolution, (bool, np.bool_)) or not isinstance(resolution, (int, np.integer)) \
+                or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution must be None or an integer in [{MIN_RESOLUTION}, {MAX_RESOLUTION}], "
+                             f"got {resolution!r}")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - clock - sum(timings.values()), 4)
+
+    progress(0.0, "welding")
+    norm = Normalization.fit(vertices[np.unique(faces)])
+    wv, wf = weld(norm.apply(vertices), faces)
+    if len(wf) == 0:
+        raise ValueError("faces are all degenerate (every triangle has a repeated or coincident corner); "
+                         "there is no surface to remesh")
+    area = float(_triangle_areas(wv, wf).sum())
+    edge = float(np.sqrt(area / target_faces))                           # target edge length, canonical
+    lap("weld")
+
+    welded = poly.topology(poly.pad(wf))
+    if mode == "triangles":
+        # Decimation needs a closed mesh, and enough faces to decimate from.
+        direct = resolution is None and is_manifold(wf) and len(wf) >= DECIMATE_HEADROOM * target_faces
+    else:
+        # Instant Meshes handles open borders well, so an open surface is remeshed as it is
+        # (a watertight slab around it would be thinner than the quads); two fans touching
+        # at a vertex are pulled apart first.
+        direct = resolution is None and welded.oriented and welded.nonmanifold_edges == 0
+
+    def watertight_reference() -> tuple[np.ndarray, np.ndarray, int]:
+        from backend.mesh.watertight import watertight
+
+        res = resolution or auto_resolution(area, target_faces, triangles=(mode == "triangles"))
+        progress(0.02, "watertight")
+        wt = watertight(wv, wf, resolution=res, sharp_features=sharp_angle is not None,
+                        progress=subrange(progress, 0.02, 0.3))
+        lap("watertight")
+        return wt.vertices, wt.faces, res
+
+    if direct:
+        sv, sf, _ = poly.split_pinched(wv, poly.pad(wf))
+        ref_v, ref_f, used_res = sv, sf[:, :3], None
+    else:
+        ref_v, ref_f, used_res = watertight_reference()
+
+    if mode == "triangles":
+        from backend.mesh.decimate import decimate
+
+        progress(0.3, "decimating")
+        dv, df = decimate(ref_v, ref_f, target_faces, progress=subrange(progress, 0.3, 0.97))
+        lap("decimate")
+        progress(0.97, "restoring frame")
+        return RetopoResult(vertices=norm.invert(dv), polygons=poly.pad(df), mode=mode,
+                            source="input" if direct else "watertight", resolution=used_res, timings=timings)
+
+    def remesh(ref_v: np.ndarray, ref_f: np.ndarray, open_reference: bool, can_fall_back: bool
+               ) -> tuple[list, list[int]]:
+        log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
+                 "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
+        surface = _Surface(ref_v, ref_f, spacing=edge / 4)
+        creases = _Creases(ref_v, ref_f, sharp_angle, surface) if sharp_angle is not None else None
+        lap("reference index")
+        results, targets = [], []
+        aim = max(int(round(target_faces / EXPECTED_RATIO[mode])), 8)
+        crease = sharp_angle
+        for attempt in range(MAX_ATTEMPTS + 1):
+            lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
+            progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
+            targets.append(aim)
+            rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
+                                     align_to_boundaries=open_reference)
+            lap("instant meshes")
+            progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
+            v, p, report, snapped = _finish(rv, raw, mode, edge, surface, creases,
+                                            max_hole=poly.MAX_CUT_RING if open_reference else None)
+            lap("clean up")
+            count = len(p)
+            miss = count / target_faces - 1.0
+            clean = poly.topology(p).manifold
+            results.append(((not clean, abs(miss), attempt), v, p, report, snapped))
+            log.info("retopo: run %d aimed at %d, got %d polygons (%+.1f%%), manifold %s",
+                     attempt + 1, aim, count, 100 * miss, clean)
+            if count < FALLBACK_FRACTION * aim:
+                if crease is not None:
+                    # Instant Meshes' crease mode gives up on some meshes (long sliver
+                    # triangles along creases); the creases are still snapped afterwards.
+                    log.info("retopo: Instant Meshes lost most faces with creases on; again without")
+                    crease = None
+                    continue
+                if can_fall_back:
+                    break
+            if (abs(miss) <= AIM_TOLERANCE and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
+                break
+            aim = max(int(round(aim * target_faces / max(count, 1))), 8)
+        return results, targets
+
+    results, targets = remesh(ref_v, ref_f, direct and not welded.closed, can_fall_back=direct)
+    if direct and len(results[-1][2]) < FALLBACK_FRACTION * targets[-1]:
+        # Instant Meshes lost most of the surface (intersecting parts, slivers): start again
+        # from a watertight remesh.
+        log.info("retopo: %d polygons from the input as it is; remeshing a watertight version instead",
+                 len(results[-1][2]))
+        direct = False
+        ref_v, ref_f, used_res = watertight_reference()
+        results, more = remesh(ref_v, ref_f, False, can_fall_back=False)
+        targets += more
+    _, v, p, report, snapped = min(results, key=lambda r: r[0])
+    if len(p) == 0:
+        raise ValueError(f"target_faces={target_faces} is too few for this mesh: the remesher returned no faces. "
+                         "Ask for more faces.")
+    progress(0.97, "restoring frame")
+    return RetopoResult(vertices=norm.invert(v), polygons=p, mode=mode, source="input" if direct else "watertight",
+                        resolution=used_res, remesher_targets=targets, repair=report.as_dict(),
+                        creases_snapped=snapped, timings=timings)
+
+
+def auto_resolution(area: float, target_faces: int, *, triangles: bool = False) -> int:
+    """Watertight resolution for a face budget: :data:`VOXELS_PER_EDGE` voxels per target edge.
+
+    Parameters
+    ----------
+    area : float
+        Surface area in canonical units (the box spans ``[-1, 1]``).
+    target_faces : int
+    triangles : bool
+        For the triangle mode: a grid fine enough that marching cubes gives at least
+        :data:`DECIMATE_HEADROOM` times the target faces to decimate from (about
+        ``3 area / h^2`` triangles for voxel size ``h``).
+
+    Returns
+    -------
+    int
+        A multiple of 8 in :data:`AUTO_RESOLUTION`.
+    """
+    edge = np.sqrt(area / target_faces)
+    h = edge / VOXELS_PER_EDGE
+    if triangles:
+        h = min(h, np.sqrt(3.0 * area / (DECIMATE_HEADROOM * target_faces)))
+    res = int(np.ceil(2.0 / h / 8.0) * 8)
+    return int(np.clip(res, *AUTO_RESOLUTION))
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = WELD_TOLERANCE
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices within ``tolerance`` (on a grid of that spacing), drop degenerate and duplicate triangles.
+
+    Returns
+    -------
+    vertices : (n', 3) float64
+        Only the vertices faces use.
+    faces : (m', 3) int64
+        In their original order, windings kept; a triangle listed twice (in either winding)
+        is kept once.
+    """
+    q = np.round(vertices / tolerance).astype(np.int64)
+    _, first, inverse = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    f = inverse.reshape(-1)[faces]
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
+    f = f[ok]
+    _, keep = np.unique(np.sort(f, axis=1), axis=0, return_index=True)
+    f = f[np.sort(keep)]
+    used, f = np.unique(f, return_inverse=True)
+    return vertices[first[used]], f.reshape(-1, 3).astype(np.int64)
+
+
+# -- Instant Meshes -------------------------------------------------------------------------
+
+_STDOUT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stdout_to_log():
+    """Send what native code prints on file descriptor 1 to the debug log instead.
+
+    Instant Meshes reports every step on C++'s ``cout``. The descriptor is process-wide,
+    so the swap holds a lock; whatever else the process prints meanwhile lands in the same
+    debug log, not lost.
+    """
+    libc = ctypes.CDLL(None)
+    with _STDOUT_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stdout.flush()
+        libc.fflush(None)
+        saved = os.dup(1)
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield
+        finally:
+            libc.fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            if text.strip():
+                log.debug("instant meshes:\n%s", text.rstrip())
+
+
+def instant_meshes(vertices: np.ndarray, faces: np.ndarray, *, target_faces: int,
+                   crease_angle: float | None = None, align_to_boundaries: bool = False,
+                   smooth_iterations: int = 2) -> tuple[np.ndarray, list[list[int]]]:
+    """Run Instant Meshes (4-RoSy, 4-PoSy, quad-dominant) on a triangle mesh.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    faces : (m, 3) int
+    target_faces : int
+        Instant Meshes' own face target (it sets the edge length ``sqrt(area / target)``).
+    crease_angle : float or None
+        Dihedral angle in degrees above which edges are creases; None: no creases.
+    align_to_boundaries : bool
+        Constrain the field to follow the mesh's open borders.
+    smooth_iterations : int
+        Its smoothing-and-reprojection passes on the extracted mesh.
+
+    Returns
+    -------
+    vertices : (n', 3) float64
+        Possibly with unused ones (the centroids it adds to build irregular faces).
+    polygons : list of lists of int
+        Triangles, quads and a few pentagons, as Instant Meshes writes them.
+
+    Raises
+    ------
+    ImportError
+        ``pyinstantmeshes`` is not installed (with the pip command).
+    RuntimeError
+        Instant Meshes failed.
+    """
+    try:
+        import pyinstantmeshes
+    except ImportError as exc:
+        raise ImportError("The artist pipeline needs Instant Meshes: pip install pyinstantmeshes==1.0.0") from exc
+    with tempfile.TemporaryDirectory(prefix="meshsmith-im-") as tmp:
+        src, dst = Path(tmp) / "in.ply", Path(tmp) / "out.obj"
+        _write_ply(src, vertices, faces)
+        # remesh_file, not remesh: remesh reads its result back through a loader that
+        # triangulates it, and the quads are what we want.
+        with _stdout_to_log():
+            try:
+                pyinstantmeshes.remesh_file(str(src), str(dst), target_face_count=int(target_faces),
+                                            crease_angle=-1.0 if crease_angle is None else float(crease_angle),
+                                            align_to_boundaries=bool(align_to_boundaries),
+                                            smooth_iterations=int(smooth_iterations), deterministic=True)
+            except Exception as exc:  # the binding raises RuntimeError or std::exception subclasses
+                # The binding reads its result back after writing it, and that reader rejects
+                # the NaN vertices Instant Meshes occasionally writes; ours drops them.
+                if not dst.exists() or "vertex data" not in str(exc):
+                    raise RuntimeError(f"Instant Meshes failed on a {len(faces)}-face mesh: {exc}") from exc
+                log.debug("instant meshes: its own reader failed (%s); reading the result ourselves", exc)
+        return _read_obj_polygons(dst)
+
+
+def _write_ply(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Binary little-endian PLY: much faster than OBJ text both to write and for Instant Meshes to read."""
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(vertices)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n").encode("ascii")
+    rows = np.empty(len(faces), dtype=np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
+    rows["n"] = 3
+    rows["i"] = faces
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(np.ascontiguousarray(vertices, dtype="<f4").tobytes())
+        f.write(rows.tobytes())
+
+
+def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
+    """Vertices and polygons of an OBJ; polygons on non-finite vertices are left out."""
+    verts, polys = [], []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("v "):
+                verts.append(line.split()[1:4])
+            elif line.startswith("f "):
+                polys.append([int(t.split("/", 1)[0]) - 1 for t in line.split()[1:]])
+    vertices = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        vertices[bad] = 0.0
+        polys = [p for p in polys if not bad[p].any()]
+    return vertices, polys
+
+
+# -- after the remesher ---------------------------------------------------------------------
+
+
+def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, surface: "_Surface",
+            creases: "_Creases | None", max_hole: int | None
+            ) -> tuple[np.ndarray, np.ndarray, poly.RepairReport, int]:
+    """Repair, snap creases and (for pure quads) subdivide one remesher output."""
+    v, p, report = poly.repair(vertices, raw, min_edge=MIN_EDGE_FRACTION * edge, max_hole=max_hole)
+    if report.hole_faces:
+        v = surface.closest(v)                       # fans around holes add centroids off the surface
+    snapped = 0
+    if creases is not None and len(p):
+        v, snapped = creases.snap(v, p, max_move=MAX_SNAP_EDGES * edge, max_corner_move=MAX_CORNER_SNAP_EDGES * edge)
+        src, dst, _, _ = poly.halfedges(p)
+        if snapped and (np.linalg.norm(v[src] - v[dst], axis=1) < MIN_EDGE_FRACTION * edge).any():
+            v, p, again = poly.repair(v, p, min_edge=MIN_EDGE_FRACTION * edge, max_hole=max_hole)
+            for key, value in again.as_dict().items():
+                if key != "passes":
+                    setattr(report, key, getattr(report, key) + value)
+    if mode == "quads" and len(p):
+        v, p, left = poly.pair_triangles(v, p)
+        v, p, again = poly.repair(v, p, max_hole=max_hole)            # valence-2 vertices a pairing may leave
+        if left or (p[:, 3] == poly.NO_CORNER).any():
+            # Unpaired triangles (rare): split every polygon into quads instead; the face
+            # count then grows about fourfold and the next run aims lower.
+            sub = poly.subdivide(v, p)
+            v = sub.vertices.copy()
+            v[sub.new] = surface.closest(v[sub.new])
+            p = sub.polygons
+    return v, p, report, snapped
+
+
+class _Surface:
+    """Closest points on a triangle mesh, for points near it (within a few ``spacing``).
+
+    Candidates are the faces of the nearest sample points: every face's centroid plus
+    area-uniform samples about ``spacing`` apart, so that long thin faces (CAD meshes) are
+    found too. The exact closest point on each candidate decides.
+    """
+
+    CANDIDATES = 8
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, spacing: float):
+        from scipy.spatial import cKDTree
+
+        from backend.mesh.metrics import sample_surface
+
+        self.vertices, self.faces = vertices, faces
+        area = float(_triangle_areas(vertices, faces).sum())
+        extra = int(min(area / max(spacing, 1e-12) ** 2, 20 * len(faces), 2_000_000))
+        centroid = vertices[faces].mean(axis=1)
+        if extra > 0:
+            pts, ids = sample_surface(vertices, faces, extra, seed=0)
+            centroid = np.vstack([centroid, pts])
+            self.owner = np.concatenate([np.arange(len(faces)), ids])
+        else:
+            self.owner = np.arange(len(faces))
+        self.tree = cKDTree(centroid)
+
+    def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Closest points ``(k, 3)`` and their faces ``(k,)``."""
+        from backend.mesh.distance import closest_point_on_triangle
+
+        k = min(self.CANDIDATES, len(self.owner))
+        _, idx = self.tree.query(points, k=k)
+        idx = idx.reshape(len(points), k)
+        cand = self.owner[idx]                                                   # (p, k)
+        tri = self.vertices[self.faces[cand.reshape(-1)]]
+        rep = np.repeat(points, k, axis=0)
+        near = closest_point_on_triangle(rep, tri[:, 0], tri[:, 1], tri[:, 2]).reshape(len(points), k, 3)
+        d = np.linalg.norm(near - points[:, None, :], axis=2)
+        best = np.argmin(d, axis=1)
+        rows = np.arange(len(points))
+        return near[rows, best], cand[rows, best]
+
+    def closest(self, points: np.ndarray) -> np.ndarray:
+        return self.nearest(points)[0]
+
+
+class _Creases:
+    """Sharp edges of the reference, the patches they bound, and snapping onto them (module doc, step 5)."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, angle_deg: float, surface: _Surface):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        self.vertices, self.faces, self.surface = vertices, faces, surface
+        m = len(faces)
+        edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)          # face f at rows 3f..3f+2
+        key = edges[:, 0] * len(vertices) + edges[:, 1]
+        order = np.argsort(key, kind="stable")
+        first = np.flatnonzero(np.concatenate([[True], key[order][1:] != key[order][:-1]]))
+        counts = np.diff(np.append(first, len(key)))
+        pair = first[counts == 2]
+        f0, f1 = order[pair] // 3, order[pair + 1] // 3
+        normal = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
+        sharp = np.einsum("ij,ij->i", normal[f0], normal[f1]) < np.cos(np.radians(angle_deg))
+        smooth = ~sharp
+        _, self.patch = connected_components(
+            coo_matrix((np.ones(int(smooth.sum())), (f0[smooth], f1[smooth])), shape=(m, m)), directed=False)
+        # Crease segments between two different patches, keyed by the (lo, hi) patch pair.
+        seg = edges[order[pair[sharp]]]
+        p0, p1 = self.patch[f0[sharp]], self.patch[f1[sharp]]
+        between = p0 != p1
+        self.seg = seg[between]
+        self.seg_pair = np.minimum(p0, p1)[between] * (m + 1) + np.maximum(p0, p1)[between]
+        self.span = m + 1
+        # Corners: reference vertices on creases of three or more patches.
+        corner_patches: dict[int, set[int]] = {}
+        for (a, b), x, y in zip(self.seg.tolist(), p0[between].tolist(), p1[between].tolist()):
+            for vtx in (a, b):
+                corner_patches.setdefault(vtx, set()).update((x, y))
+        self.corners = {vtx: s for vtx, s in corner_patches.items() if len(s) >= 3}
+        if len(self.seg):
+            from scipy.spatial import cKDTree
+
+            self.seg_tree = cKDTree(0.5 * (vertices[self.seg[:, 0]] + vertices[self.seg[:, 1]]))
+        log.debug("creases: %d segments between %d patches, %d corners", len(self.seg),
+                  len(np.unique(self.patch)), len(self.corners))
+
+    def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float, max_corner_move: float
+             ) -> tuple[np.ndarray, int]:
+        """Move crease vertices of a polygon mesh onto the reference's creases; returns ``(vertices, moved)``."""
+        if len(self.seg) == 0:
+            return vertices, 0
+        centroid = np.zeros((len(polygons), 3))
+        sizes = poly.polygon_sizes(polygons)
+        src, _, face, _ = poly.halfedges(polygons)
+        np.add.at(centroid, face, vertices[src])
+        centroid /= sizes[:, None]
+        label = self.patch[self.surface.nearest(centroid)[1]]
+        # The patches around each vertex.
+        pairs = np.unique(np.stack([src, label[face]], axis=1), axis=0)
+        count = np.bincount(pairs[:, 0], minlength=len(vertices))
+        target = vertices.copy()
+        moved = np.zeros(len(vertices), dtype=bool)
+        # A vertex that sees two patches goes to the creases between them; one that sees
+        # more (near a corner) to the nearest crease between any two of them.
+        several = np.flatnonzero(count >= 2)
+        if len(several):
+            first = np.searchsorted(pairs[:, 0], several)
+            rows, keys = [], []
+            for v, a, c in zip(several.tolist(), first.tolist(), count[several].tolist()):
+                seen = pairs[a:a + c, 1].tolist()
+                for i in range(c):
+                    for j in range(i + 1, c):
+                        rows.append(v)
+                        keys.append(seen[i] * self.span + seen[j])
+            rows, keys = np.asarray(rows, dtype=np.int64), np.asarray(keys, dtype=np.int64)
+            point, dist = self._nearest_on_crease(vertices[rows], keys, max_move)
+            order = np.lexsort((dist, rows))                                  # per vertex, nearest first
+            rows, point, dist = rows[order], point[order], dist[order]
+            best = np.concatenate([[True], rows[1:] != rows[:-1]])
+            rows, point, dist = rows[best], point[best], dist[best]
+            ok = dist <= max_move
+            target[rows[ok]] = point[ok]
+            moved[rows[ok]] = True
+        if self.corners:
+            # Each crease corner takes the nearest vertex that sees only patches of that corner
+            # (and at least two of them): the vertex where the corner's creases meet in the
+            # output is often cut off by a triangle, so it may see just two.
+            near = np.flatnonzero(count >= 2)
+            first = np.searchsorted(pairs[:, 0], near)
+            seen = {int(v): set(pairs[a:a + c, 1].tolist()) for v, a, c in
+                    zip(near.tolist(), first.tolist(), count[near].tolist())}
+            taken: set[int] = set()
+            for corner, patches in self.corners.items():
+                pos = self.vertices[corner]
+                d = np.linalg.norm(vertices[near] - pos, axis=1)
+                for j in np.argsort(d).tolist():
+                    if d[j] > max_corner_move:
+                        break
+                    vtx = int(near[j])
+                    if vtx not in taken and seen[vtx] <= patches:
+                        target[vtx] = pos
+                        moved[vtx] = True
+                        taken.add(vtx)
+                        break
+        return self._guarded(vertices, target, moved, polygons)
+
+    def _nearest_on_crease(self, points: np.ndarray, key: np.ndarray, radius: float
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest point on the crease segments of patch pair ``key`` (per point); inf when none is near."""
+        k = min(16, len(self.seg))
+        _, idx = self.seg_tree.query(points, k=k)
+        idx = idx.reshape(len(points), k)
+        a = self.vertices[self.seg[idx, 0]]                                      # (p, k, 3)
+        b = self.vertices[self.seg[idx, 1]]
+        ab = b - a
+        t = np.clip(np.einsum("pkj,pkj->pk", points[:, None, :] - a, ab)
+                    / np.maximum(np.einsum("pkj,pkj->pk", ab, ab), 1e-300), 0.0, 1.0)
+        near = a + t[..., None] * ab
+        d = np.linalg.norm(near - points[:, None, :], axis=2)
+        d[self.seg_pair[idx] != key[:, None]] = np.inf
+        best = np.argmin(d, axis=1)
+        rows = np.arange(len(points))
+        return near[rows, best], d[rows, best]
+
+    @staticmethod
+    def _guarded(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, polygons: np.ndarray
+                 ) -> tuple[np.ndarray, int]:
+        """Apply the moves, undoing those of polygons that would flip or flatten."""
+        before = poly.polygon_normals(vertices, polygons)
+        before_area = np.linalg.norm(before, axis=1)
+        out = np.where(moved[:, None], target, vertices)
+        for _ in range(8):
+            after = poly.polygon_normals(out, polygons)
+            bad = (np.einsum("ij,ij->i", before, after) <= 0) | \
+                  (np.linalg.norm(after, axis=1) < MIN_SNAP_AREA_RATIO * before_area)
+            if not bad.any():
+                break
+            undo = np.unique(polygons[bad][polygons[bad] != poly.NO_CORNER])
+            undo = undo[moved[undo]]
+            if len(undo) == 0:
+                break
+            out[undo] = vertices[undo]
+            moved[undo] = False
+        return out, int(moved.sum())
+
+
+# -- input checks ---------------------------------------------------------------------------
+
+
+def _triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+
+
+def _check_target(target_faces: object) -> int:
+    if isinstance(target_faces, (bool, np.bool_)) or not isinstance(target_faces, (int, np.integer)):
+        raise ValueError(f"target_faces must be an integer, got {target_faces!r}")
+    if not MIN_FACES <= target_faces <= MAX_FACES:
+        raise ValueError(f"target_faces must be in [{MIN_FACES}, {MAX_FACES}], got {target_faces}")
+    return int(target_faces)
+
+
+def _check_mesh(vertices: object, faces: object) -> tuple[np.ndarray, np.ndarray]:
+    arrays = {}
+    for name, value in (("vertices", vertices), ("faces", faces)):
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name} must be an (n, 3) array, got a ragged sequence: {exc}") from exc
+        if array.size == 0:
+            raise ValueError(f"{name} is empty (shape {array.shape}); a mesh needs at least one triangle")
+        if array.ndim != 2 or array.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (n, 3), got {array.shape}")
+        arrays[name] = array
+    v, f = arrays["vertices"], arrays["faces"]
+    if v.dtype == np.bool_ or not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
+        raise ValueError(f"vertices must hold real numbers, got dtype {v.dtype}")
+    v = v.astype(np.float64, copy=False)
+    if not np.isfinite(v).all():
+        raise ValueError(f"vertices has {int((~np.isfinite(v).all(axis=1)).sum())} rows with NaN or infinite "
+                         "coordinates")
+    if not np.issubdtype(f.dtype, np.integer):
+        raise ValueError(f"faces must hold integer indices, got dtype {f.dtype}")
+    lo, hi = int(f.min()), int(f.max())
+    if lo < 0 or hi >= len(v):
+        raise ValueError(f"faces has indices from {lo} to {hi}, but vertices has {len(v)} rows")
+    return v, f.astype(np.int64, copy=False)

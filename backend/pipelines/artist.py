@@ -1,0 +1,69 @@
+"""The ``artist`` pipeline: any mesh in, low-poly quad-dominant (or pure-quad, or triangle) topology out.
+
+The method is :mod:`backend.mesh.retopo`; this module only maps parameters and reports.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.mesh.io import Mesh
+from backend.mesh.metrics import polygon_report
+from backend.mesh.retopo import retopo
+from backend.pipelines import Pipeline, PipelineResult
+from backend.progress import ProgressFn
+
+
+class ArtistParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    faces: int = Field(2000, ge=100, le=100_000,
+                       description="Faces (polygons) wanted; the result lands within 10% of it.")
+    mode: Literal["quads", "quad_dominant", "triangles"] = Field(
+        "quad_dominant", description="Mostly quads with a few triangles, quads only, or triangles only.")
+    sharp_edges: bool = Field(True, description="Keep the input's sharp edges as edges of the result.")
+    sharp_angle: float = Field(30.0, gt=0.0, lt=180.0,
+                               description="An edge is sharp when its faces meet at more than this angle (degrees).")
+    resolution: int | None = Field(
+        None, ge=16, le=1024,
+        description="Grid of the watertight step for broken inputs; none: chosen from the face budget "
+                    "(and skipped for clean inputs).")
+
+
+def run(inputs: dict[str, Mesh], params: ArtistParams, progress: ProgressFn) -> PipelineResult:
+    mesh = inputs["mesh"]
+    start = time.perf_counter()
+    result = retopo(mesh.vertices, mesh.faces, target_faces=params.faces, mode=params.mode,
+                    sharp_angle=params.sharp_angle if params.sharp_edges else None,
+                    resolution=params.resolution, progress=progress)
+    seconds = time.perf_counter() - start
+    faces, face_sizes = result.mesh_arrays()
+    report = polygon_report(faces, face_sizes)
+    summary = {
+        "faces": report["faces"],
+        "quads": report["quads"],
+        "triangles": report["triangles"],
+        "quad_ratio": round(report["quad_ratio"], 4),
+        "valence4_share": round(report["valence4_share"], 4),
+        "manifold": report["manifold"],
+        "closed": report["closed"],
+        "vertices": int(len(result.vertices)),
+        "mode": params.mode,
+        "source": result.source,
+        "resolution": result.resolution,
+        "remesher_runs": len(result.remesher_targets),
+        "seconds": round(seconds, 3),
+    }
+    return PipelineResult(mesh=Mesh(result.vertices, faces, face_sizes), summary=summary)
+
+
+PIPELINE = Pipeline(
+    name="artist",
+    title="Artist topology",
+    params=ArtistParams,
+    inputs=("mesh",),
+    run=run,
+)

@@ -1,0 +1,68 @@
+"""The ``texture`` pipeline: a mesh in, the same mesh out with UVs, a baked base colour and normal map.
+
+Inputs: ``mesh`` (the target) and exactly one colour source: ``source`` (a coloured mesh in
+the same frame, e.g. the original of a remesh; it may be the target itself) or ``views``
+(posed images in render/'s ``cameras.json`` format). The work is
+:func:`backend.mesh.bake.bake_textures`, which an "artist + texture" preset calls directly
+after its remesh.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.mesh.bake import bake_textures
+from backend.mesh.io import Material, Mesh
+from backend.pipelines import Pipeline, PipelineResult
+from backend.progress import ProgressFn
+
+
+class TextureParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texture_size: int = Field(
+        1024, ge=64, le=8192, description="Side of the square textures in pixels; sets the texel density."
+    )
+    padding: int = Field(
+        4, ge=0, le=64, description="Empty pixels around each UV island, so colours do not bleed across seams."
+    )
+    normal_map: bool = Field(
+        True, description="Also bake a tangent-space normal map of the source's detail (from a source mesh, or "
+                          "from views that carry normal maps)."
+    )
+    view_power: float = Field(
+        4.0, ge=0.0, le=32.0, description="Posed views only: how strongly views facing the surface win over "
+                                          "grazing ones (exponent of the cosine)."
+    )
+    roughness: float = Field(0.8, ge=0.0, le=1.0, description="Roughness of the result's material.")
+
+
+def run(inputs: dict, params: TextureParams, progress: ProgressFn) -> PipelineResult:
+    target: Mesh = inputs["mesh"]
+    start = time.perf_counter()
+    baked = bake_textures(target, source=inputs.get("source"), views=inputs.get("views"),
+                          texture_size=params.texture_size, padding=params.padding, normal_map=params.normal_map,
+                          view_power=params.view_power, progress=progress)
+    material = baked.mesh.material
+    if material is not None and material.roughness != params.roughness:
+        material = Material(material.base_color, material.normal, params.roughness, material.name)
+    mesh = Mesh(baked.mesh.vertices, baked.mesh.faces, baked.mesh.face_sizes, uv=baked.mesh.uv, material=material,
+                normals=baked.mesh.normals)
+    extras = {"base_color.png": material.base_color}
+    if material.normal is not None:
+        extras["normal.png"] = material.normal
+    summary = {**baked.summary, "seconds_total": round(time.perf_counter() - start, 3)}
+    return PipelineResult(mesh=mesh, summary=summary, extras=extras)
+
+
+PIPELINE = Pipeline(
+    name="texture",
+    title="Texture",
+    params=TextureParams,
+    inputs=("mesh", "source", "views"),
+    run=run,
+    required=("mesh",),
+    one_of=(("source", "views"),),
+)

@@ -1,0 +1,63 @@
+"""addon/modes.py: what each Generate mode sends to the backend (bpy-free)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from addon import modes
+
+
+def settings(**changes) -> SimpleNamespace:
+    """The panel's defaults (addon/props.py), as plain attributes."""
+    values = dict(
+        resolution=128, largest_only=False, keep_cavities=False, target_faces=0,
+        artist_faces=2000, topology="QUAD_DOMINANT", keep_sharp=True, sharp_angle=math.radians(30.0),
+        texture_source="OBJECT", texture_size="1024", padding=4, normal_map=True,
+    )  # fmt: skip
+    values.update(changes)
+    return SimpleNamespace(**values)
+
+
+def test_watertight_is_one_step_with_its_old_parameters():
+    (step,) = modes.plan("WATERTIGHT", settings(largest_only=True, target_faces=600))
+    assert step == modes.Step("watertight", {"resolution": 128, "keep": "largest", "cavities": "fill", "target_faces": 600})
+
+
+@pytest.mark.parametrize(("topology", "sent"), [("QUADS", "quads"), ("QUAD_DOMINANT", "quad_dominant"), ("TRIANGLES", "triangles")])
+def test_artist_sends_faces_topology_and_sharp_edges_in_degrees(topology, sent):
+    (step,) = modes.plan("ARTIST", settings(artist_faces=5000, topology=topology, keep_sharp=False, sharp_angle=math.radians(45.0)))
+    assert step.pipeline == "artist" and step.files == ()
+    assert step.params == {"faces": 5000, "mode": sent, "sharp_edges": False, "sharp_angle": 45.0}
+
+
+def test_texture_uploads_a_source_object_or_a_views_zip():
+    (step,) = modes.plan("TEXTURE", settings(texture_size="2048", padding=8, normal_map=False))
+    assert (step.pipeline, step.files) == ("texture", ("source",))
+    assert step.params == {"texture_size": 2048, "padding": 8, "normal_map": False}
+    (step,) = modes.plan("TEXTURE", settings(texture_source="VIEWS"))
+    assert step.files == ("views",)
+
+
+def test_the_preset_chains_artist_then_texture_with_a_normal_map():
+    artist, texture = modes.plan("ARTIST_TEXTURE", settings(artist_faces=1500, texture_size="512", normal_map=False, topology="TRIANGLES"))
+    assert artist == modes.Step("artist", {"faces": 1500, "mode": "quad_dominant", "sharp_edges": True, "sharp_angle": 30.0})
+    assert texture.pipeline == "texture" and texture.files == ("source",)
+    assert texture.params == {"texture_size": 512, "padding": 4, "normal_map": True}
+
+
+def test_every_mode_has_a_plan_and_a_distinct_suffix():
+    for identifier in modes.MODES:
+        assert modes.plan(identifier, settings())
+    assert len({m.suffix for m in modes.MODES.values()}) == len(modes.MODES)
+
+
+@pytest.mark.parametrize(
+    ("mode", "changes", "match"),
+    [("SCULPT", {}, "mode must be one of"), ("ARTIST", {"topology": "NGONS"}, "topology"), ("TEXTURE", {"texture_source": "WEB"}, "texture_source")],
+)
+def test_unknown_values_are_value_errors(mode, changes, match):
+    with pytest.raises(ValueError, match=match):
+        modes.plan(mode, settings(**changes))
