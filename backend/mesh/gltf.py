@@ -165,3 +165,38 @@ def write_obj(mesh: "Mesh") -> bytes:
         ids = (polygon + 1).tolist()
         lines.append("f " + " ".join(f"{i}/{i}" if has_uv else str(i) for i in ids))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def read_face_sizes(data: bytes, triangle_count: int) -> np.ndarray | None:
+    """The ``MESHSMITH_polygons`` face sizes (k,) uint8 of a GLB, or None.
+
+    Only for a GLB whose one node holds one mesh of one primitive (so a reader that
+    flattens the scene keeps its triangle order) and whose sizes account for exactly
+    ``triangle_count`` triangles; anything else (other files, damaged or foreign
+    extensions) gives None, and the mesh is read as triangles.
+    """
+    try:
+        if data[:4] != _MAGIC:
+            return None
+        length, kind = struct.unpack_from("<II", data, 12)
+        if kind != _CHUNK_JSON:
+            return None
+        document = json.loads(data[20:20 + length])
+        meshes, nodes = document.get("meshes", []), document.get("nodes", [])
+        if len(meshes) != 1 or len(meshes[0].get("primitives", [])) != 1 or len(nodes) != 1:
+            return None
+        extension = meshes[0]["primitives"][0].get("extensions", {}).get(POLYGONS_EXTENSION)
+        if not extension:
+            return None
+        accessor = document["accessors"][extension["faceSizes"]]
+        view = document["bufferViews"][accessor["bufferView"]]
+        if accessor["componentType"] != _UBYTE or accessor["type"] != "SCALAR":
+            return None
+        binary_start = 20 + length + 8
+        start = binary_start + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+        sizes = np.frombuffer(data, dtype=np.uint8, count=accessor["count"], offset=start).copy()
+    except (KeyError, IndexError, TypeError, ValueError, struct.error):
+        return None
+    if not np.isin(sizes, (3, 4)).all() or int(sizes.astype(np.int64).sum() - 2 * len(sizes)) != triangle_count:
+        return None
+    return sizes

@@ -113,8 +113,10 @@ def load_mesh_bytes(data: bytes, *, name: str = "the upload") -> Mesh:
     """Parse and validate a mesh file given as bytes (GLB, OBJ, PLY or STL).
 
     Scenes (several nodes or primitives) are flattened into one mesh with their node
-    transforms applied; polygons are triangulated. Nothing is merged or repaired here:
-    broken meshes are what the pipelines are for.
+    transforms applied; polygons are triangulated, except that a GLB of one primitive with
+    the ``MESHSMITH_polygons`` extension (a Meshsmith result, e.g. an artist mesh sent on to
+    the texture pipeline) keeps its quads as ``face_sizes``. Nothing is merged or repaired
+    here: broken meshes are what the pipelines are for.
 
     Raises
     ------
@@ -138,7 +140,14 @@ def load_mesh_bytes(data: bytes, *, name: str = "the upload") -> Mesh:
         ) from exc
     vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64)
     faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64)
-    return validate_mesh(vertices, faces, name=name)
+    mesh = validate_mesh(vertices, faces, name=name)
+    if fmt == "glb":
+        from backend.mesh.gltf import read_face_sizes
+
+        sizes = read_face_sizes(data, len(mesh.faces))
+        if sizes is not None:
+            mesh = Mesh(mesh.vertices, mesh.faces, face_sizes=sizes)
+    return mesh
 
 
 def load_mesh(path: str | os.PathLike) -> Mesh:

@@ -350,11 +350,6 @@ def test_the_preset_remeshes_then_bakes_in_one_generate_and_one_undo_step(settin
     assert "DenseSphere_artist_textured" not in bpy.data.objects and "DenseSphere" in bpy.data.objects
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backend: GLB uploads are loaded without their MESHSMITH_polygons extension (backend.mesh.io), "
-    "so the texture step receives the artist result as triangles and returns triangles",
-)
 def test_the_presets_result_keeps_the_artist_steps_quads(settings, runtime, offered):
     need(offered, "artist", "texture")
     dense = icosphere("QuadDense", 4)
@@ -368,8 +363,12 @@ def test_the_presets_result_keeps_the_artist_steps_quads(settings, runtime, offe
     assert job.phase.value == "imported", job.message
     artist = glb.read_glb(job.client.result(first_remote))
     mesh = bpy.data.objects["QuadDense_artist_textured"].data
-    assert len(mesh.polygons) == artist.polygon_count
-    assert sum(len(p.vertices) == 4 for p in mesh.polygons) == list(artist.face_sizes).count(4)
+    # The texture step's UV atlas may cut a few quads along their diagonal (a seam there):
+    # each such quad arrives as its two triangles; every other quad stays a quad.
+    quads_in = list(artist.face_sizes).count(4)
+    quads_out = sum(len(p.vertices) == 4 for p in mesh.polygons)
+    assert quads_out >= 0.95 * quads_in
+    assert len(mesh.polygons) == artist.polygon_count + (quads_in - quads_out)
 
 
 def test_the_preset_can_be_cancelled_in_its_second_step(settings, runtime, offered):

@@ -73,3 +73,17 @@ def test_plain_triangle_mesh_round_trips():
     back = load_mesh_bytes(mesh_to_bytes(Mesh(v, f), "glb"))
     np.testing.assert_allclose(back.vertices, v, atol=1e-6)
     assert back.faces.tolist() == f.tolist()
+
+
+def test_uploaded_result_keeps_its_quads():
+    mesh = _quad_and_triangle()
+    back = load_mesh_bytes(mesh_to_bytes(mesh, "glb"))
+    assert back.face_sizes is not None and back.face_sizes.tolist() == [4, 3]
+    assert back.faces.tolist() == mesh.faces.tolist()
+
+
+def test_polygon_sizes_that_do_not_fit_the_triangles_are_ignored():
+    mesh = _quad_and_triangle()
+    wrong = Mesh(mesh.vertices, mesh.faces, np.array([4, 4], dtype=np.uint8))   # 4 triangles, 3 stored
+    back = load_mesh_bytes(mesh_to_bytes(wrong, "glb"))
+    assert back.face_sizes is None and len(back.faces) == 3
