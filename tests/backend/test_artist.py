@@ -284,3 +284,22 @@ def test_cli_explains_bad_options(tmp_path):
     run = _cli("artist", str(src), "-o", str(tmp_path / "out.obj"), "--sharp-angle", "-5")
     assert run.returncode == 2 and "sharp_angle" in run.stderr
     assert not (tmp_path / "out.obj").exists()
+
+
+def test_instant_meshes_crease_mode_failing_is_retried_without_it(monkeypatch):
+    real = retopo_module.instant_meshes
+    calls = []
+
+    def flaky(vertices, faces, *, target_faces, crease_angle=None, **kwargs):
+        calls.append(crease_angle)
+        if crease_angle is not None:                  # as on CesiumMilkTruck's body: nothing comes back
+            return np.zeros((0, 3)), []
+        return real(vertices, faces, target_faces=target_faces, crease_angle=crease_angle, **kwargs)
+
+    monkeypatch.setattr(retopo_module, "instant_meshes", flaky)
+    v, f = meshes.box(*BOX)
+    result = retopo(v, f, target_faces=400)
+    assert calls[:2] == [30.0, None] and result.source == "input"
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400)
+    assert result.creases_snapped > 0                 # the creases are still snapped afterwards
