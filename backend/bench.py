@@ -274,9 +274,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--out", type=Path, default=Path("out/bench"), help="where JSON and PNG go (default out/bench)")
     w.add_argument("--only", choices=METHODS, help="run one method only")
     w.add_argument("--repeat", type=int, default=1, help="remesh this many times per run, keep the fastest (default 1)")
-    from backend import bench_artist
+    from backend import bench_artist, bench_texture
 
     bench_artist.add_parser(sub)
+    bench_texture.add_parser(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -284,6 +285,10 @@ def main(args: argparse.Namespace) -> int:
         from backend import bench_artist
 
         return bench_artist.main(args)
+    if args.bench == "texture":
+        from backend import bench_texture
+
+        return bench_texture.main(args)
     methods = (args.only,) if args.only else METHODS
     if args.repeat < 1:
         print("error: --repeat must be at least 1", file=sys.stderr)

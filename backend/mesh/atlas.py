@@ -4,13 +4,14 @@ Rasterization
     Every triangle is drawn into the ``size`` x ``size`` texel grid in UV space: a texel is
     *inside* a triangle when its centre is (texel ``(row r, column c)`` has its centre at
     ``u = (c + 0.5) / size``, ``v = 1 - (r + 0.5) / size``, see :mod:`backend.mesh.uv`). Texels
-    whose centre lies outside every triangle but within :data:`BORDER` texels of one get that
-    nearest triangle with *extrapolated* barycentrics (the plane of the triangle continued a
-    little): bilinear filtering at a chart's edge reads those texels, so they must hold what
-    the surface would have there, not a copy of their neighbour. Where triangles overlap
-    (touching edges, overlapping charts) an inside cover wins over a border one, and the
-    nearer border one over the farther. All of it is vectorized over triangles and their
-    bounding boxes, in chunks; there is no Python loop per texel or per triangle.
+    whose centre lies outside every triangle but within :data:`BORDER` texels (diagonal
+    included) of a covered texel get the triangle of the nearest covered texel, with
+    *extrapolated* barycentrics (the plane of the triangle continued a little): bilinear
+    filtering at a chart's edge reads those texels, so they must hold what the surface would
+    have there, not a copy of their neighbour. Where triangles share a texel centre (on a
+    common edge) the first listed wins. All of it is vectorized over triangles and their
+    bounding boxes, in chunks, and a distance transform for the border; there is no Python
+    loop per texel or per triangle.
 
 Gutters
     :func:`dilate` gives every texel not covered the value of the nearest covered texel
@@ -97,27 +98,98 @@ def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, *, border: float = B
         raise ValueError(f"uv must have shape (n, 2), got {uv.shape}")
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
+    pixel, face, bary, _ = _cover(uv, faces, size, 0.0)
+    if len(pixel) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Texels(size, empty, empty, np.zeros((0, 3)), np.zeros(0, dtype=bool))
+    order = np.argsort(pixel, kind="stable")
+    first = order[np.concatenate([[True], pixel[order][1:] != pixel[order][:-1]])]
+    pixel, face, bary = pixel[first], face[first], bary[first]
+    inside = np.ones(len(pixel), dtype=bool)
+    if border > 0:
+        ring, ring_face = _border_texels(pixel, face, size, border)
+        if len(ring):
+            ring_bary = _barycentric_at(uv, faces, ring_face, ring, size)
+            pixel = np.concatenate([pixel, ring])
+            face = np.concatenate([face, ring_face])
+            bary = np.concatenate([bary, ring_bary])
+            inside = np.concatenate([inside, np.zeros(len(ring), dtype=bool)])
+    return Texels(size, pixel, face, bary, inside)
+
+
+def _border_texels(pixel: np.ndarray, face: np.ndarray, size: int, border: float) -> tuple[np.ndarray, np.ndarray]:
+    """Texels not covered but within ``border`` texels of a covered one, and the triangle of
+    the nearest covered texel (whose plane is continued there)."""
+    from scipy import ndimage
+
+    covered = np.zeros(size * size, dtype=bool)
+    covered[pixel] = True
+    covered = covered.reshape(size, size)
+    dist, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    ring = (~covered) & (dist <= border * np.sqrt(2.0) + 1e-9)
+    ring_pixel = np.flatnonzero(ring)
+    nearest = (rows * size + cols).ravel()[ring_pixel]
+    face_image = np.full(size * size, -1, dtype=np.int64)
+    face_image[pixel] = face
+    return ring_pixel, face_image[nearest]
+
+
+def _barycentric_at(uv: np.ndarray, faces: np.ndarray, face: np.ndarray, pixel: np.ndarray, size: int) -> np.ndarray:
+    """Barycentric weights (k, 3) of texel centres ``pixel`` in triangles ``face``, extrapolated outside."""
+    xy = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
+    tri = xy[faces[face]]
+    p = np.stack([pixel % size, pixel // size], axis=1).astype(np.float64)
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    rel = p - tri[:, 0]
+    inv = 1.0 / np.where(np.abs(det) > 1e-12, det, 1.0)
+    b1 = (rel[:, 0] * e2[:, 1] - rel[:, 1] * e2[:, 0]) * inv
+    b2 = (e1[:, 0] * rel[:, 1] - e1[:, 1] * rel[:, 0]) * inv
+    return np.stack([1.0 - b1 - b2, b1, b2], axis=1)
+
+
+def overlapping_groups(uv: np.ndarray, faces: np.ndarray, size: int, group: np.ndarray) -> np.ndarray:
+    """Groups (e.g. UV charts) whose own triangles cover a texel centre twice, at resolution ``size``.
+
+    Parameters
+    ----------
+    uv : (n, 2) float, faces : (m, 3) int
+    group : (m,) int
+        Group of each face; overlaps between different groups are not reported.
+
+    Returns
+    -------
+    (g,) int64: the groups with at least one texel centre strictly inside two of their triangles.
+    """
+    pixel, face, bary, _ = _cover(uv, faces, size, 0.0, strict=1e-6)
+    if len(pixel) == 0:
+        return np.zeros(0, dtype=np.int64)
+    key = pixel * (int(group.max()) + 1) + group[face]
+    values, counts = np.unique(key, return_counts=True)
+    return np.unique(values[counts > 1] % (int(group.max()) + 1))
+
+
+def _cover(uv: np.ndarray, faces: np.ndarray, size: int, border: float, strict: float = 0.0
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (texel, triangle) pair within ``border`` texels: pixel, face, barycentrics, distance
+    (0 inside; with ``strict`` > 0, inside means every barycentric weight above ``strict``)."""
     # Texel space: x = column coordinate, y = row coordinate, texel centres at integers.
     xy = np.stack([uv[:, 0] * size - 0.5, (1.0 - uv[:, 1]) * size - 0.5], axis=1)
     tri = xy[faces]  # (m, 3, 2)
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     ok = np.abs(det) > 1e-12
-    lo = np.floor(tri.min(axis=1) - border).astype(np.int64)
-    hi = np.ceil(tri.max(axis=1) + border).astype(np.int64)
-    lo = np.clip(lo, 0, size - 1)
-    hi = np.clip(hi, 0, size - 1)
+    lo = np.clip(np.floor(tri.min(axis=1) - border).astype(np.int64), 0, size - 1)
+    hi = np.clip(np.ceil(tri.max(axis=1) + border).astype(np.int64), 0, size - 1)
     width = np.where(ok, hi[:, 0] - lo[:, 0] + 1, 0)
     height = np.where(ok, hi[:, 1] - lo[:, 1] + 1, 0)
     count = np.maximum(width, 0) * np.maximum(height, 0)
-
     pixels, tris, barys, dists = [], [], [], []
     cum = np.cumsum(count)
     start = 0
     while start < len(faces):
         base = cum[start - 1] if start else 0
-        stop = int(np.searchsorted(cum, base + CHUNK_PAIRS, side="right"))
-        stop = max(stop, start + 1)
+        stop = max(int(np.searchsorted(cum, base + CHUNK_PAIRS, side="right")), start + 1)
         ids = np.arange(start, stop)
         n = count[ids]
         t = np.repeat(ids, n)
@@ -131,7 +203,7 @@ def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, *, border: float = B
             b1 = (rel[:, 0] * e2[t, 1] - rel[:, 1] * e2[t, 0]) * inv
             b2 = (e1[t, 0] * rel[:, 1] - e1[t, 1] * rel[:, 0]) * inv
             bary = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
-            inside = (bary >= -1e-9).all(axis=1)
+            inside = (bary > strict).all(axis=1) if strict > 0 else (bary >= -1e-9).all(axis=1)
             if border > 0:
                 dist = np.where(inside, 0.0, _distance_to_triangle(p, tri[t]))
                 keep = dist <= border
@@ -145,14 +217,8 @@ def rasterize(uv: np.ndarray, faces: np.ndarray, size: int, *, border: float = B
         start = stop
     if not pixels:
         empty = np.zeros(0, dtype=np.int64)
-        return Texels(size, empty, empty, np.zeros((0, 3)), np.zeros(0, dtype=bool))
-    pixel = np.concatenate(pixels)
-    face = np.concatenate(tris)
-    bary = np.concatenate(barys)
-    dist = np.concatenate(dists)
-    order = np.lexsort((dist, pixel))
-    first = order[np.concatenate([[True], pixel[order][1:] != pixel[order][:-1]])]
-    return Texels(size, pixel[first], face[first], bary[first], dist[first] == 0.0)
+        return empty, empty, np.zeros((0, 3)), np.zeros(0)
+    return np.concatenate(pixels), np.concatenate(tris), np.concatenate(barys), np.concatenate(dists)
 
 
 def _distance_to_triangle(p: np.ndarray, tri: np.ndarray) -> np.ndarray:

@@ -8,17 +8,18 @@ call it; an "artist + texture" preset chains it after the artist remesh):
    barycentrics, hence its 3D point, interpolated normal and tangent frame.
 3. Base colour, from exactly one source:
 
-   * a coloured mesh (:mod:`backend.mesh.source`): each texel's point goes to the closest
-     point of the source surface (:mod:`backend.mesh.nearest`; candidates facing away from
-     the texel's normal lose to nearly as close ones facing the same way), and takes the
-     source's colour there (its own texture sampled bilinearly at its own UVs, or its vertex
+   * a coloured mesh (:mod:`backend.mesh.source`): each texel's point goes to where the line
+     along its normal meets the source surface, within a cage of :data:`CAGE` of the
+     source's size (:meth:`backend.mesh.nearest.SurfaceIndex.along_normals`; else its closest
+     point; candidates facing away from the texel's normal lose to nearly as close ones
+     facing the same way), and takes the source's colour there (its own texture sampled bilinearly at its own UVs, or its vertex
      / face / material colours);
    * posed views (:mod:`backend.mesh.projection`): projected with a depth test against the
      target's own z-buffer, blended by view angle; texels no view sees are filled by
      diffusion over the surface (:func:`_fill_unseen`).
 
 4. Normal map (optional), tangent-space: the shading normal of the source at the same
-   closest point (or the views' normal maps, when they have them), expressed in the
+   point (or the views' normal maps, when they have them), expressed in the
    target's per-texel tangent frame (:mod:`backend.mesh.tangents`, which states the
    convention: MikkTSpace tangents, +Y up, ``rgb = (n + 1) / 2``). The target's normals are
    returned with the mesh (``Mesh.normals``), since the map is only right on them.
@@ -50,8 +51,12 @@ from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
 
-#: Texels per chunk of the closest-point bake (bounds memory, gives progress points).
+#: Texels per chunk of the source bake (bounds memory, gives progress points).
 TEXEL_CHUNK = 1 << 17
+#: How far along its normal a texel looks for the source surface, as a share of the source's
+#: bounding-box diagonal (a "cage"); beyond it, or where the search does not converge, the
+#: closest point is used.
+CAGE = 0.05
 
 
 @dataclass
@@ -77,7 +82,8 @@ class BakeResult:
 
 def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: PosedViews | None = None,
                   texture_size: int = 1024, padding: int = 4, normal_map: bool = True,
-                  view_power: float = 4.0, progress: ProgressFn = null_progress) -> BakeResult:
+                  view_power: float = 4.0, roughness: float | None = None, uv_method: str = "auto",
+                  progress: ProgressFn = null_progress) -> BakeResult:
     """UV-unwrap ``target`` and bake its base colour (and normal map) from ``source`` or ``views``.
 
     Parameters
@@ -98,6 +104,11 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         views' normal maps when they carry them; views without normals bake none).
     view_power : float
         Exponent of the view-angle cosine when blending views.
+    roughness : float, optional
+        The result's roughness; None: the source's (area-weighted over its glTF materials),
+        else 0.8. The metallic factor follows the source the same way (else 0).
+    uv_method : {"auto", "xatlas", "project"}
+        See :mod:`backend.mesh.uv`.
 
     Returns
     -------
@@ -117,7 +128,8 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         timing[name] = round(now - lap, 3)
         lap = now
 
-    unwrapped = unwrap(target, texture_size=texture_size, padding=padding, progress=subrange(progress, 0.0, 0.3))
+    unwrapped = unwrap(target, texture_size=texture_size, padding=padding, method=uv_method,
+                       progress=subrange(progress, 0.0, 0.3))
     mesh = unwrapped.mesh
     stage("unwrap")
     progress(0.3, "rasterizing the atlas")
@@ -157,19 +169,26 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         normal_u8 = atlas_mod.dilate(img, _known(texels))
         out_normals = normals
     stage("encode")
-    material = Material(base_color=_png(base_u8), normal=None if normal_u8 is None else _png(normal_u8))
+    factors = source.surface_factors() if source is not None else None
+    rough = roughness if roughness is not None else factors[0] if factors else Material.roughness
+    metallic = factors[1] if factors else 0.0
+    material = Material(base_color=_png(base_u8), normal=None if normal_u8 is None else _png(normal_u8),
+                        roughness=round(float(rough), 4), metallic=round(float(metallic), 4))
     result_mesh = Mesh(mesh.vertices, mesh.faces, mesh.face_sizes, uv=mesh.uv, material=material,
                        normals=out_normals)
     stage("png")
     progress(1.0, "baked")
     summary = {
         "texture_size": size,
+        "uv_method": unwrapped.method,
         "charts": unwrapped.charts,
         "utilization": round(unwrapped.utilization, 3),
         "texels_covered": int(texels.inside.sum()),
         "vertices": int(len(mesh.vertices)),
         "faces": int(len(mesh.faces)),
         "normal_map": normal_u8 is not None,
+        "roughness": material.roughness,
+        "metallic": material.metallic,
         "colour_from": "source" if source is not None else "views",
         "stage_seconds": timing,
     }
@@ -186,12 +205,14 @@ def _from_source(source: ColourSource, points: np.ndarray, normals: np.ndarray, 
                  progress: ProgressFn) -> tuple[np.ndarray, np.ndarray | None]:
     progress(0.0, "indexing the source")
     index = SurfaceIndex(source.vertices, source.faces)
+    lo, hi = source.vertices.min(axis=0), source.vertices.max(axis=0)
+    reach = CAGE * float(np.linalg.norm(hi - lo))
     k = len(points)
     colour = np.zeros((k, 4))
     src_normals = np.zeros((k, 3)) if want_normals else None
     for start in range(0, k, TEXEL_CHUNK):
         stop = min(start + TEXEL_CHUNK, k)
-        hit = index.closest(points[start:stop], normals[start:stop])
+        hit = index.along_normals(points[start:stop], normals[start:stop], max_distance=reach)
         colour[start:stop] = source.colour_at(hit.face, hit.bary)
         if src_normals is not None:
             src_normals[start:stop] = source.normal_at(hit.face, hit.bary)

@@ -134,7 +134,7 @@ def write_glb(mesh: "Mesh", *, name: str = "meshsmith") -> bytes:
             textures.append({"source": len(images) - 1, "sampler": 0})
             return {"index": len(textures) - 1}
 
-        pbr: dict = {"metallicFactor": 0.0, "roughnessFactor": material.roughness}
+        pbr: dict = {"metallicFactor": material.metallic, "roughnessFactor": material.roughness}
         entry: dict = {"name": material.name, "pbrMetallicRoughness": pbr}
         if material.base_color is not None:
             pbr["baseColorTexture"] = texture(material.base_color)

@@ -37,12 +37,15 @@ class Material:
         Tangent-space normal map (glTF / Blender convention: +Y up, MikkTSpace tangents).
     roughness : float
     name : str
+    metallic : float
+        glTF ``metallicFactor`` (0: dielectric).
     """
 
     base_color: bytes | None = None
     normal: bytes | None = None
     roughness: float = 0.8
     name: str = "meshsmith"
+    metallic: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,28 @@
 """Closest points on a triangle surface for many query points at once.
 
 Method
-    Every triangle gets samples: its centroid plus points spread over it in proportion to its
-    area, about :data:`SAMPLES_PER_FACE` per face on average (at least ``min_samples`` in
-    all), each remembering its triangle. A k-d tree (``scipy.spatial.cKDTree``) over the
-    samples gives each query its ``k`` nearest samples; their triangles are the candidates,
-    and the exact closest point on each candidate is computed with the Voronoi-region kernel
-    of :mod:`backend.mesh.distance`. The answer is exact whenever the nearest triangle is
-    among the candidates, which it is unless a query is much closer to a triangle's interior
-    than to any of its samples while ``k`` samples of other triangles are closer still; then
-    the error is below the sample spacing.
+    Every triangle is covered by a grid of samples: its barycentric lattice with ``n`` steps
+    per side, ``n`` chosen per triangle so that no lattice edge is longer than a common
+    spacing ``h``; every point of the surface is then within ``h`` of a sample of its own
+    triangle. ``h`` is set so that the samples number about :data:`SAMPLES_PER_FACE` per face
+    (at least ``min_samples``). A k-d tree (``scipy.spatial.cKDTree``) over the samples gives
+    each query its ``k`` nearest samples; their triangles are the candidates, and the exact
+    closest point on each is computed with the Voronoi-region kernel of
+    :mod:`backend.mesh.distance`. If the best distance found is ``d``, the true nearest
+    triangle has a sample within ``d + h``; when the ``k``-th neighbour is nearer than that,
+    some such sample may not have been looked at, and the query is asked again with 4x more
+    neighbours (up to :data:`MAX_NEIGHBOURS`). So answers are exact except in the rare case
+    that more than :data:`MAX_NEIGHBOURS` samples lie in that ball.
 
     Optionally a query brings its own surface normal: candidates that face the other way
     (cosine below ``-min_cos``) are skipped when a candidate facing the same way lies within
-    :data:`FACING_SLACK` of the nearest distance plus a small absolute allowance. That keeps a
-    point on the outside of a thin part from taking its colour from the inside wall.
+    :data:`FACING_SLACK` of the nearest distance plus ``2 h``. That keeps a point on the
+    outside of a thin part from taking its colour from the inside wall.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,12 +30,15 @@ import numpy as np
 from backend.mesh.distance import TriangleFrames, triangle_params
 from backend.progress import ProgressFn, null_progress
 
-#: Average number of samples per triangle (beyond its centroid) for the candidate search.
-SAMPLES_PER_FACE = 4
-#: Candidates (nearest samples) per query.
-NEIGHBOURS = 12
-#: Queries per chunk.
-CHUNK = 1 << 14
+log = logging.getLogger(__name__)
+
+#: Average number of samples per triangle for the candidate search.
+SAMPLES_PER_FACE = 6
+#: Candidates (nearest samples) per query, first and at most.
+NEIGHBOURS = 16
+MAX_NEIGHBOURS = 1024
+#: Queries per chunk (times the candidates, this bounds memory).
+CHUNK_PAIRS = 1 << 18
 #: A same-facing candidate may be this much farther (relative) than the nearest one and still win.
 FACING_SLACK = 0.5
 
@@ -58,7 +65,7 @@ class ClosestPoints:
 class SurfaceIndex:
     """Closest-point queries against the triangles ``faces`` (m, 3) over ``vertices`` (n, 3)."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, *, min_samples: int = 200_000, seed: int = 0):
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, *, min_samples: int = 200_000):
         from scipy.spatial import cKDTree
 
         self.vertices = np.asarray(vertices, dtype=np.float64)
@@ -68,20 +75,22 @@ class SurfaceIndex:
         a, b, c = (self.vertices[self.faces[:, i]] for i in range(3))
         self.frames = TriangleFrames.from_corners(a, b, c)
         n = np.cross(b - a, c - a)
-        area = 0.5 * np.linalg.norm(n, axis=1)
-        self.normal = n / np.maximum(2.0 * area, 1e-300)[:, None]
-        total = max(SAMPLES_PER_FACE * len(self.faces), min_samples)
-        rng = np.random.default_rng(seed)
-        share = area / area.sum() if area.sum() > 0 else np.full(len(area), 1.0 / len(area))
-        count = rng.multinomial(total, share)
-        face = np.repeat(np.arange(len(self.faces)), count)
-        r1, r2 = rng.random(len(face)), rng.random(len(face))
-        flip = r1 + r2 > 1.0
-        r1, r2 = np.where(flip, 1.0 - r1, r1), np.where(flip, 1.0 - r2, r2)
-        pts = a[face] + r1[:, None] * (b - a)[face] + r2[:, None] * (c - a)[face]
-        self.sample_face = np.concatenate([np.arange(len(self.faces)), face])
-        self.tree = cKDTree(np.concatenate([(a + b + c) / 3.0, pts]))
-        self.spacing = float(np.sqrt(area.sum() / max(len(self.sample_face), 1)))
+        self.normal = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
+        longest = np.sqrt(np.max([self.frames.abab, self.frames.acac, _dot(c - b, c - b)], axis=0))
+        budget = max(SAMPLES_PER_FACE * len(self.faces), min_samples)
+        self.spacing = _spacing_for(longest, budget)
+        steps = np.maximum(np.ceil(longest / self.spacing), 1).astype(np.int64)
+        points, owner = [], []
+        for n_steps in np.unique(steps).tolist():
+            ids = np.flatnonzero(steps == n_steps)
+            i, j = np.meshgrid(np.arange(n_steps + 1), np.arange(n_steps + 1), indexing="ij")
+            keep = (i + j) <= n_steps
+            s_, t_ = i[keep] / n_steps, j[keep] / n_steps  # weights of b and c
+            pts = a[ids, None] + s_[None, :, None] * (b - a)[ids, None] + t_[None, :, None] * (c - a)[ids, None]
+            points.append(pts.reshape(-1, 3))
+            owner.append(np.repeat(ids, len(s_)))
+        self.sample_face = np.concatenate(owner)
+        self.tree = cKDTree(np.concatenate(points))
 
     def closest(self, points: np.ndarray, normals: np.ndarray | None = None, *, min_cos: float = 0.0,
                 progress: ProgressFn = null_progress) -> ClosestPoints:
@@ -98,32 +107,109 @@ class SurfaceIndex:
         k = len(points)
         face = np.zeros(k, dtype=np.int64)
         bary = np.zeros((k, 3))
-        closest = np.zeros((k, 3))
-        dist = np.zeros(k)
-        kk = min(NEIGHBOURS, len(self.sample_face))
-        for start in range(0, k, CHUNK):
-            stop = min(start + CHUNK, k)
-            p = points[start:stop]
-            _, idx = self.tree.query(p, k=kk)
-            cand = self.sample_face[idx.reshape(len(p), kk)]  # (c, kk)
-            f = self.frames.take(cand)
-            s, t = triangle_params(p[:, None, :] - f.a, f)
-            q = f.a + s[..., None] * f.ab + t[..., None] * f.ac
-            d = np.linalg.norm(p[:, None, :] - q, axis=2)  # (c, kk)
-            score = d
-            if normals is not None:
-                nq = np.asarray(normals[start:stop], dtype=np.float64)
-                cos = np.einsum("cj,ckj->ck", nq, self.normal[cand])
-                near = d.min(axis=1, keepdims=True)
-                away = cos < -min_cos
-                # Facing-away candidates only win when no same-facing one is nearly as close.
-                score = np.where(away, d + (FACING_SLACK * near + 2.0 * self.spacing), d)
-            best = np.argmin(score, axis=1)
-            rows = np.arange(len(p))
-            face[start:stop] = cand[rows, best]
-            ss, tt = s[rows, best], t[rows, best]
-            bary[start:stop] = np.stack([1.0 - ss - tt, ss, tt], axis=1)
-            closest[start:stop] = q[rows, best]
-            dist[start:stop] = d[rows, best]
-            progress(stop / k, "closest points")
-        return ClosestPoints(face, bary, closest, dist)
+        dist = np.full(k, np.inf)
+        todo = np.arange(k)
+        neighbours = NEIGHBOURS
+        while len(todo):
+            kk = min(neighbours, len(self.sample_face))
+            chunk = max(1, CHUNK_PAIRS // kk)
+            again = []
+            for start in range(0, len(todo), chunk):
+                ids = todo[start:start + chunk]
+                nq = None if normals is None else np.asarray(normals[ids], dtype=np.float64)
+                f, b_, d, reach = self._search(points[ids], nq, kk, min_cos)
+                face[ids], bary[ids], dist[ids] = f, b_, d
+                if kk < min(MAX_NEIGHBOURS, len(self.sample_face)):
+                    again.append(ids[reach < d + self.spacing])
+                if len(todo) == k:
+                    progress(min(start + chunk, k) / k, "closest points")
+            todo = np.concatenate(again) if again else np.zeros(0, dtype=np.int64)
+            if len(todo):
+                log.debug("%d queries need more than %d candidates", len(todo), kk)
+            neighbours *= 4
+        point = np.einsum("kc,kcj->kj", bary, self.vertices[self.faces[face]])
+        return ClosestPoints(face, bary, point, dist)
+
+    def along_normals(self, points: np.ndarray, normals: np.ndarray, *, max_distance: float,
+                      iterations: int = 4, progress: ProgressFn = null_progress) -> ClosestPoints:
+        """Where the lines ``points + s * normals`` meet the surface, ``|s| <= max_distance``.
+
+        What a bake "along the normal" (a cage) wants: the surface seen straight above or below
+        each point, not its closest point, which slides towards crests and away from hollows.
+        Found by projection: take the closest point ``q`` (facing the same way), intersect the
+        line with the plane of ``q``'s triangle, repeat from there; on a smooth surface this
+        converges in a few steps. Points where it does not converge to the surface within
+        ``max_distance`` keep their plain closest point.
+
+        Parameters
+        ----------
+        points, normals : (k, 3) float
+            Query points and their unit normals.
+        max_distance : float
+            How far along the normal the surface may be.
+        iterations : int
+        """
+        points = np.asarray(points, dtype=np.float64)
+        normals = np.asarray(normals, dtype=np.float64)
+        first = self.closest(points, normals, progress=progress)
+        offset = np.zeros(len(points))
+        hit = first
+        for _ in range(iterations):
+            nq = self.normal[hit.face]
+            denom = np.einsum("ij,ij->i", normals, nq)
+            step = np.einsum("ij,ij->i", hit.point - (points + offset[:, None] * normals), nq)
+            step = np.where(np.abs(denom) > 0.2, step / np.where(np.abs(denom) > 0.2, denom, 1.0), 0.0)
+            offset = np.clip(offset + step, -max_distance, max_distance)
+            hit = self.closest(points + offset[:, None] * normals, normals)
+        tolerance = max(1e-3 * self.spacing, 1e-9)
+        good = (hit.distance <= tolerance + 1e-3 * np.abs(offset)) & (np.abs(offset) < max_distance)
+        face = np.where(good, hit.face, first.face)
+        bary = np.where(good[:, None], hit.bary, first.bary)
+        point = np.where(good[:, None], hit.point, first.point)
+        distance = np.where(good, np.abs(offset), first.distance)
+        return ClosestPoints(face, bary, point, distance)
+
+    def _search(self, p: np.ndarray, nq: np.ndarray | None, kk: int, min_cos: float):
+        """Best face, barycentrics, distance and the distance of the farthest sample looked at."""
+        sample_dist, idx = self.tree.query(p, k=kk)
+        sample_dist, idx = sample_dist.reshape(len(p), kk), idx.reshape(len(p), kk)
+        cand = self.sample_face[idx]  # (c, kk); repeated faces are harmless for a minimum
+        f = self.frames.take(cand)
+        s, t = triangle_params(p[:, None, :] - f.a, f)
+        q = f.a + s[..., None] * f.ab + t[..., None] * f.ac
+        d = np.linalg.norm(p[:, None, :] - q, axis=2)
+        score = d
+        if nq is not None:
+            cos = np.einsum("cj,ckj->ck", nq, self.normal[cand])
+            near = d.min(axis=1, keepdims=True)
+            # Facing-away candidates only win when no same-facing one is nearly as close.
+            score = np.where(cos < -min_cos, d + (FACING_SLACK * near + 2.0 * self.spacing), d)
+        best = np.argmin(score, axis=1)
+        rows = np.arange(len(p))
+        ss, tt = s[rows, best], t[rows, best]
+        return cand[rows, best], np.stack([1.0 - ss - tt, ss, tt], axis=1), d[rows, best], sample_dist[:, -1]
+
+
+def _spacing_for(longest: np.ndarray, budget: int) -> float:
+    """Lattice spacing at which the triangles' lattices hold about ``budget`` samples in all."""
+
+    def count(h: float) -> float:
+        n = np.maximum(np.ceil(longest / h), 1)
+        return float(((n + 1) * (n + 2) / 2).sum())
+
+    lo, hi = 1e-12, float(longest.max()) + 1e-12
+    if count(hi) >= budget:
+        return hi
+    for _ in range(60):
+        mid = np.sqrt(lo * hi)
+        if count(mid) > budget:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1.01:
+            break
+    return hi
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", u, v)

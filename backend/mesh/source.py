@@ -53,11 +53,16 @@ class ColourPart:
         Linear RGBA base colour factor.
     image : (h, w, 4) float32 or None
         Base colour texture, decoded to linear RGBA; row 0 is the top of the image.
+    roughness, metallic : float or None
+        glTF factors (the spec's default 1.0 when a glTF material omits them); None for
+        formats that do not say.
     """
 
     name: str
     factor: np.ndarray
     image: np.ndarray | None = None
+    roughness: float | None = None
+    metallic: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,23 @@ class ColourSource:
         out = np.clip(linear, 0.0, 1.0)
         out[:, :3] = linear_to_srgb(out[:, :3])
         return out
+
+    def surface_factors(self) -> tuple[float, float] | None:
+        """Area-weighted mean ``(roughness, metallic)`` over the parts that state them, or None.
+
+        A baked result has one material; carrying the source's roughness over matters as much
+        as its colour for how a render looks (the Duck: 33 dB with roughness 0.8 against its
+        1.0, 42 dB with 1.0).
+        """
+        a, b, c = (self.vertices[self.faces[:, i]] for i in range(3))
+        area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+        per_part = np.bincount(self.part, area, minlength=len(self.parts))
+        known = [(w, p) for w, p in zip(per_part, self.parts) if p.roughness is not None and w > 0]
+        if not known:
+            return None
+        total = sum(w for w, _ in known)
+        return (float(sum(w * p.roughness for w, p in known) / total),
+                float(sum(w * (p.metallic or 0.0) for w, p in known) / total))
 
     def normal_at(self, face: np.ndarray, bary: np.ndarray) -> np.ndarray:
         """Unit shading normals (k, 3) at ``bary`` (k, 3) of ``face`` (k,) (see the module doc)."""
@@ -349,7 +371,12 @@ def _material(geom, index: int, images: dict[int, np.ndarray], linear_vertex_col
             f = np.append(f, 1.0)
         has = decoded is not None or factor is not None
         name = getattr(material, "name", None) or f"part {index}"
-        return ColourPart(str(name), f, decoded), uv if decoded is not None else None, None, None, has
+        rough = metal = None
+        if hasattr(material, "roughnessFactor"):
+            rough = 1.0 if material.roughnessFactor is None else float(material.roughnessFactor)
+            metal = 1.0 if material.metallicFactor is None else float(material.metallicFactor)
+        part = ColourPart(str(name), f, decoded, rough, metal)
+        return part, uv if decoded is not None else None, None, None, has
     if isinstance(visual, ColorVisuals) and visual.kind in ("vertex", "face"):
         def convert(c):
             c = np.asarray(c, dtype=np.float64)[:, :4] / 255.0

@@ -10,11 +10,12 @@ after its remesh.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.mesh.bake import bake_textures
-from backend.mesh.io import Material, Mesh
+from backend.mesh.io import Mesh
 from backend.pipelines import Pipeline, PipelineResult
 from backend.progress import ProgressFn
 
@@ -36,7 +37,13 @@ class TextureParams(BaseModel):
         4.0, ge=0.0, le=32.0, description="Posed views only: how strongly views facing the surface win over "
                                           "grazing ones (exponent of the cosine)."
     )
-    roughness: float = Field(0.8, ge=0.0, le=1.0, description="Roughness of the result's material.")
+    roughness: float | None = Field(
+        None, ge=0.0, le=1.0, description="Roughness of the result's material; none: the source's (glTF), else 0.8."
+    )
+    uv_method: Literal["auto", "xatlas", "project"] = Field(
+        "auto", description="UV unwrap: xatlas charts (low-poly meshes), planar projection charts (dense meshes, "
+                            "fast), or auto: xatlas up to 60,000 faces."
+    )
 
 
 def run(inputs: dict, params: TextureParams, progress: ProgressFn) -> PipelineResult:
@@ -44,12 +51,9 @@ def run(inputs: dict, params: TextureParams, progress: ProgressFn) -> PipelineRe
     start = time.perf_counter()
     baked = bake_textures(target, source=inputs.get("source"), views=inputs.get("views"),
                           texture_size=params.texture_size, padding=params.padding, normal_map=params.normal_map,
-                          view_power=params.view_power, progress=progress)
-    material = baked.mesh.material
-    if material is not None and material.roughness != params.roughness:
-        material = Material(material.base_color, material.normal, params.roughness, material.name)
-    mesh = Mesh(baked.mesh.vertices, baked.mesh.faces, baked.mesh.face_sizes, uv=baked.mesh.uv, material=material,
-                normals=baked.mesh.normals)
+                          view_power=params.view_power, roughness=params.roughness, uv_method=params.uv_method,
+                          progress=progress)
+    mesh, material = baked.mesh, baked.mesh.material
     extras = {"base_color.png": material.base_color}
     if material.normal is not None:
         extras["normal.png"] = material.normal
