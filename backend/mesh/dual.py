@@ -199,10 +199,10 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
     progress(0.5, "dual contouring")
     position, code = (np.concatenate(column) for column in zip(*found))
     # The vertex of patch p of the cut cell at band position q is first_vertex[q] + p.
-    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int64)
+    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int32 if len(code) < 2 ** 29 else np.int64)
     first_vertex[position] = np.concatenate([[0], np.cumsum(patches[code])[:-1]])
     count = int(patches[code].sum())
-    cell_code = np.zeros(blocks.count * BLOCK ** 3, dtype=np.int32)
+    cell_code = np.zeros(blocks.count * BLOCK ** 3, dtype=np.uint8)
     cell_code[position] = code
 
     # Every cut grid edge once (as the edge at the top corner of one cell): its quad, its
@@ -218,7 +218,7 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
             start = first_vertex[np.maximum(other, 0)]
             if np.any((other < 0) | (start < 0)):
                 raise RuntimeError("a cut edge has a neighbouring cell outside the band; the band is too narrow")
-            ring[:, slot] = start + table[cell_code[other], edge]
+            ring[:, slot] = start.astype(np.int64) + table[cell_code[other], edge]
         flip = (lo_neg[here] == 1) == faces_minus
         quads.append(np.where(flip[:, None], ring[:, ::-1], ring))
         lo_node = blocks.locate(ijk[here] + CORNERS[low])[1]
@@ -345,21 +345,23 @@ def _place_vertices(quads: np.ndarray, points: np.ndarray, normals: np.ndarray |
     from scipy.sparse import csr_matrix
 
     count, q = len(cell_corner), len(quads)
-    # One sparse product sums every per-edge quantity into the edge's four vertices.
+    # A sparse (vertices x edges) matrix sums any per-edge quantity into the edge's four
+    # vertices; one product per contiguous column.
     gather = csr_matrix((np.ones(4 * q), (quads.reshape(-1), np.repeat(np.arange(q), 4))), shape=(count, q))
+    total = gather @ np.ones(q)
+    mean = np.empty((count, 3))
+    for d in range(3):
+        mean[:, d] = (gather @ np.ascontiguousarray(points[:, d])) / total
     if normals is None:
-        sums = gather @ np.column_stack([np.ones(q), points])
-        return sums[:, 1:] / sums[:, :1]
-    n = normals
-    along = np.einsum("ij,ij->i", n, points)
-    upper = [n[:, 0] * n[:, 0], n[:, 0] * n[:, 1], n[:, 0] * n[:, 2], n[:, 1] * n[:, 1], n[:, 1] * n[:, 2],
-             n[:, 2] * n[:, 2]]
-    sums = gather @ np.column_stack([np.ones(q), points, *upper, n * along[:, None]])
-    mean = sums[:, 1:4] / sums[:, :1]
-    a00, a01, a02, a11, a12, a22 = sums[:, 4:10].T
-    A = np.stack([a00, a01, a02, a01, a11, a12, a02, a12, a22], axis=1).reshape(-1, 3, 3)
+        return mean
+    n = [np.ascontiguousarray(normals[:, d]) for d in range(3)]
+    along = n[0] * points[:, 0] + n[1] * points[:, 1] + n[2] * points[:, 2]
+    A = np.empty((count, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            A[:, i, j] = A[:, j, i] = gather @ (n[i] * n[j])
     # Relative to the mean: A y = sum n (n . (p - mean)) = sum n (n . p) - A mean.
-    r = sums[:, 10:13] - np.einsum("kij,kj->ki", A, mean)
+    r = np.stack([gather @ (n[d] * along) for d in range(3)], axis=1) - np.einsum("kij,kj->ki", A, mean)
     trace = A[:, 0, 0] + A[:, 1, 1] + A[:, 2, 2]
     # Nearly one plane (A close to rank one: |A|_F^2 near trace^2) is the common case; its
     # direction comes from two power steps, the rest get an eigendecomposition.
