@@ -73,16 +73,18 @@ async def submit_job(request: Request) -> dict:
         raise BadParams("'params.params' must be a JSON object of the pipeline's parameters.")
     checked = pipeline.parse_params(raw_params)
     pipeline.check_inputs(names)
-    files: dict[str, tuple[bytes, str]] = {}
+    contents: dict[str, bytes] = {}
     budget = settings.max_upload_bytes
+    for name, upload in uploads:  # the cap is on all files together, so read them all first
+        contents[name] = await _read_capped(upload, budget, settings.max_upload_mb)
+        budget -= len(contents[name])
+    files: dict[str, tuple[bytes, str]] = {}
     for name, upload in uploads:
-        data = await _read_capped(upload, budget, settings.max_upload_mb)
-        budget -= len(data)
         # Reject a broken file now, with a message, rather than as a failed job later.
         label = (f"The uploaded file {upload.filename or ''}".rstrip() if name == "mesh"
                  else f"The uploaded {name} file {upload.filename or ''}".rstrip())
-        suffix = await run_in_threadpool(INPUT_KINDS[name].check, data, label)
-        files[name] = (data, suffix)
+        suffix = await run_in_threadpool(INPUT_KINDS[name].check, contents[name], label)
+        files[name] = (contents[name], suffix)
     job = await run_in_threadpool(request.app.state.store.create, pipeline.name, checked.model_dump(), files)
     request.app.state.runner.submit(job)
     return job.to_json()

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import trimesh
 
+from backend.mesh.io import mesh_to_bytes
 from tests import meshes
 from tests.backend.server_process import BackendProcess
+from tests.backend.texture_assets import sphere_source, synthesize_views
 
 pytestmark = pytest.mark.slow
 
@@ -181,5 +183,163 @@ def test_jobs_survive_a_restart_and_a_killed_job_is_reported_failed(tmp_path):
             killed = jobs[running["id"]]
             assert killed["state"] == "failed" and killed["error"]["code"] == "interrupted"
             assert "Submit it again" in killed["error"]["message"]
+    finally:
+        backend.stop()
+
+
+# -- texture jobs: several named inputs ------------------------------------------------------
+
+
+def _texture_files():
+
+    source, _ = sphere_source(12, 24)
+    target_v, target_f = meshes.uv_sphere(10, 20)
+    return mesh_to_bytes(source, "glb"), _glb(target_v, target_f)
+
+
+def _submit_texture(client, files: dict, params: dict | None = None, pipeline: str = "texture"):
+    spec = json.dumps({"pipeline": pipeline, "params": params if params is not None else {"texture_size": 128}})
+    return client.post("/v1/jobs", data={"params": spec},
+                       files={k: (f"{k}.bin", v, "application/octet-stream") for k, v in files.items()})
+
+
+def _zip_bytes(files: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _glb_json(glb: bytes) -> dict:
+    import struct
+
+    length = struct.unpack_from("<I", glb, 12)[0]
+    return json.loads(glb[20:20 + length])
+
+
+def test_health_says_which_inputs_each_pipeline_takes(server):
+    with server.client(token="") as anonymous:
+        health = anonymous.get("/v1/health").json()
+    texture = health["pipeline_inputs"]["texture"]
+    assert set(texture["accepts"]) == {"mesh", "source", "views"}
+    assert texture["required"] == ["mesh"] and texture["one_of"] == [["source", "views"]]
+    assert health["pipeline_inputs"]["watertight"]["accepts"].keys() == {"mesh"}
+    assert "texture_size" in health["pipelines"]["texture"]["properties"]
+
+
+def test_texture_job_with_a_source_end_to_end(client, server):
+    source, target = _texture_files()
+    answer = _submit_texture(client, {"mesh": target, "source": source})
+    assert answer.status_code == 201, answer.text
+    job = _wait(client, answer.json()["id"])
+    assert job["state"] == "done", job
+    assert job["inputs"] == ["mesh", "source"]
+    summary = job["result"]["summary"]
+    assert summary["texture_size"] == 128 and summary["normal_map"] is True and summary["colour_from"] == "source"
+    result = client.get(f"/v1/jobs/{job['id']}/result")
+    doc = _glb_json(result.content)
+    primitive = doc["meshes"][0]["primitives"][0]
+    assert {"POSITION", "NORMAL", "TEXCOORD_0"} <= set(primitive["attributes"])
+    material = doc["materials"][primitive["material"]]
+    assert "baseColorTexture" in material["pbrMetallicRoughness"] and "normalTexture" in material
+    png = client.get(f"/v1/jobs/{job['id']}/result", params={"name": "base_color.png"})
+    assert png.status_code == 200
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(png.content)).size == (128, 128)
+    # Every upload is kept in the job's folder, so the job can run again after a restart.
+    folder = server.data_dir / "jobs" / job["id"]
+    assert (folder / "source.glb").read_bytes() == source and (folder / "input.glb").read_bytes() == target
+
+
+def test_texture_job_from_posed_views(client, tmp_path):
+    v, f = meshes.uv_sphere(12, 24)
+    folder = synthesize_views(v, f, tmp_path / "views", n_views=4, size=64)
+    views = _zip_bytes({p.name: p.read_bytes() for p in folder.iterdir()})
+    answer = _submit_texture(client, {"mesh": _glb(v, f), "views": views}, {"texture_size": 128, "normal_map": False})
+    assert answer.status_code == 201, answer.text
+    job = _wait(client, answer.json()["id"])
+    assert job["state"] == "done", job
+    assert job["result"]["summary"]["colour_from"] == "views" and job["inputs"] == ["mesh", "views"]
+
+
+def _views_zip_without(name_to_drop: str | None = None, extra: dict | None = None) -> bytes:
+    cameras = {"views": [{"intrinsics": {"fx": 50, "fy": 50, "cx": 15.5, "cy": 15.5, "width": 32, "height": 32},
+                          "world_to_camera": np.eye(4).tolist(), "files": {"rgb": "000_rgb.png"}}]}
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (32, 32), (200, 100, 50, 255)).save(buf, "PNG")
+    files = {"cameras.json": json.dumps(cameras).encode(), "000_rgb.png": buf.getvalue(), **(extra or {})}
+    files.pop(name_to_drop, None)
+    return _zip_bytes(files)
+
+
+@pytest.mark.parametrize("files,status,code,words", [
+    ({"views": b"this is not a zip"}, 422, "bad_views", "not a ZIP"),
+    ({"views": "no-cameras"}, 422, "bad_views", "no cameras.json"),
+    ({"views": "traversal"}, 422, "bad_views", "outside the archive"),
+    ({"views": "bad-image"}, 422, "bad_views", "not an image"),
+    ({"source": "uncoloured"}, 422, "bad_source", "no colour"),
+    ({"source": "good", "views": "good"}, 422, "bad_inputs", "exactly one of 'source' or 'views'"),
+    ({}, 422, "bad_inputs", "exactly one of 'source' or 'views'"),
+    ({"source": "good", "extra": b"x"}, 422, "bad_inputs", "does not take 'extra'"),
+])
+def test_bad_texture_inputs_get_a_message(client, files, status, code, words):
+    source, target = _texture_files()
+    made = {"no-cameras": _views_zip_without("cameras.json"),
+            "traversal": _zip_bytes({"../cameras.json": b"{}"}),
+            "bad-image": _views_zip_without(extra={"000_rgb.png": b"\x89PNG\r\n\x1a\n broken"}),
+            "uncoloured": _glb(*meshes.cube()),
+            "good": None}
+    uploads = {"mesh": target}
+    for name, value in files.items():
+        if isinstance(value, str):
+            value = made[value] if made[value] is not None else (source if name == "source" else _views_zip_without())
+        uploads[name] = value
+    answer = _submit_texture(client, uploads)
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["code"] == code and words in body["message"], body
+    assert "Traceback" not in body["message"]
+
+
+def test_inputs_a_pipeline_does_not_take_or_needs_are_named(client):
+    source, target = _texture_files()
+    watertight = _submit_texture(client, {"mesh": target, "source": source}, {"resolution": 32}, pipeline="watertight")
+    assert watertight.status_code == 422 and "does not take 'source'" in watertight.json()["message"]
+    missing = _submit_texture(client, {"source": source})
+    assert missing.status_code == 422 and missing.json()["code"] == "bad_inputs"
+    assert "needs 'mesh'" in missing.json()["message"]
+
+
+def test_the_size_cap_counts_all_uploads_together(client):
+    # Each file under the 2 MB cap of this server, together over it.
+    big = b"solid x\n" + b" " * (1200 * 1024)
+    answer = _submit_texture(client, {"mesh": big, "source": big})
+    assert answer.status_code == 413 and answer.json()["code"] == "too_large"
+
+
+def test_a_queued_texture_job_runs_after_a_restart_from_its_stored_inputs(tmp_path):
+    backend = BackendProcess(tmp_path, tmp_path / "data").start()
+    try:
+        with backend.client() as c:
+            v, f = meshes.uv_sphere(32, 64)
+            running = _submit(c, _glb(v, f), {"resolution": 1024}).json()
+            _wait(c, running["id"], states=("running",))
+            source, target = _texture_files()
+            queued = _submit_texture(c, {"mesh": target, "source": source}).json()
+            assert queued["state"] == "queued"
+    finally:
+        backend.stop(signal.SIGKILL)
+    backend.start()
+    try:
+        with backend.client() as c:
+            job = _wait(c, queued["id"])
+            assert job["state"] == "done", job
+            assert c.get(f"/v1/jobs/{queued['id']}/result").status_code == 200
     finally:
         backend.stop()
