@@ -826,8 +826,9 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
     a path through quads: each quad on the path is cut by the diagonal that separates the
     edge the path enters by from the edge it leaves by, and the triangles along the path are
     paired anew, ``(t, q1a), (q1b, q2a), ..., (qkb, u)``: every polygon stays, the two
-    triangles become quads. A triangle that no other one can reach (an odd count on an open
-    surface) instead walks to an open border, whose edge gets a new midpoint vertex.
+    triangles become quads. On an open surface an open border may be nearer than any
+    triangle (and an odd count of triangles needs one): the path then ends at the border,
+    whose edge gets a new midpoint vertex, which makes the last half a quad.
     Vertices do not move (except those midpoints), so the surface is the same one.
 
     Parameters
@@ -875,8 +876,7 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
     for t in range(len(rows)):
         if not alive[t] or len(rows[t]) != 3:
             continue
-        path = _path_to_partner(t, rows, neighbours, border=False) or _path_to_partner(t, rows, neighbours,
-                                                                                      border=True)
+        path = _path_to_partner(t, rows, neighbours)
         if path is None:
             continue
         faces, edges = path                                 # faces[0] = t; edges[i]: between faces[i], faces[i+1]
@@ -918,10 +918,10 @@ def _vertex(i: int, base: np.ndarray, extra: list[np.ndarray]) -> np.ndarray:
     return base[i] if i < len(base) else extra[i - len(base)]
 
 
-def _path_to_partner(t, rows, neighbours, *, border: bool):
-    """Breadth-first from triangle ``t`` through quads to another triangle (or, with
-    ``border``, to an open edge). Returns ``(faces, edges)``: ``edges[i] = ((a, b), next)``
-    is the directed edge of ``faces[i]`` the path leaves by; for a border, ``next`` is None."""
+def _path_to_partner(t, rows, neighbours):
+    """Breadth-first from triangle ``t`` through quads to the nearest other triangle or open
+    edge. Returns ``(faces, edges)``: ``edges[i] = ((a, b), next)`` is the directed edge of
+    ``faces[i]`` the path leaves by; for an open edge, ``next`` is None."""
     from collections import deque
 
     parent = {t: None}
@@ -930,16 +930,13 @@ def _path_to_partner(t, rows, neighbours, *, border: bool):
         f = queue.popleft()
         for edge, g in neighbours(f):
             if g is None:
-                if border:
-                    return _unwind(parent, f, (edge, None))
-                continue
+                return _unwind(parent, f, (edge, None))
             if g in parent:
                 continue
             parent[g] = (f, edge)
-            if len(rows[g]) == 3 and not border:
+            if len(rows[g]) == 3:
                 return _unwind(parent, g, None)
-            if len(rows[g]) == 4:
-                queue.append(g)
+            queue.append(g)
     return None
 
 
