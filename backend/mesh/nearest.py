@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 SAMPLES_PER_FACE = 6
 #: Candidates (nearest samples) per query, first and at most.
 NEIGHBOURS = 16
-MAX_NEIGHBOURS = 1024
+MAX_NEIGHBOURS = 64
 #: Queries per chunk (times the candidates, this bounds memory).
-CHUNK_PAIRS = 1 << 18
+CHUNK_PAIRS = 1 << 17
+#: Most faces kept per ring of :meth:`SurfaceIndex._near` (high-valence fans are truncated).
+MAX_RING = 48
 #: A same-facing candidate may be this much farther (relative) than the nearest one and still win.
 FACING_SLACK = 0.5
 
@@ -65,7 +67,7 @@ class ClosestPoints:
 class SurfaceIndex:
     """Closest-point queries against the triangles ``faces`` (m, 3) over ``vertices`` (n, 3)."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, *, min_samples: int = 200_000):
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, *, min_samples: int = 50_000):
         from scipy.spatial import cKDTree
 
         self.vertices = np.asarray(vertices, dtype=np.float64)
@@ -93,7 +95,7 @@ class SurfaceIndex:
         self.tree = cKDTree(np.concatenate(points))
 
     def closest(self, points: np.ndarray, normals: np.ndarray | None = None, *, min_cos: float = 0.0,
-                progress: ProgressFn = null_progress) -> ClosestPoints:
+                exact: bool = True, progress: ProgressFn = null_progress) -> ClosestPoints:
         """Closest points on the surface to ``points`` (k, 3).
 
         Parameters
@@ -102,6 +104,9 @@ class SurfaceIndex:
         normals : (k, 3) float or None
             Unit normals of the queries' own surface; with them, candidates facing away
             (cosine below ``-min_cos``) lose to a nearly as close candidate facing the same way.
+        exact : bool
+            Ask again with more neighbours where the first ones may have missed the nearest
+            triangle (see the module doc); False: the first answer, good to a sample spacing.
         """
         points = np.asarray(points, dtype=np.float64)
         k = len(points)
@@ -119,7 +124,7 @@ class SurfaceIndex:
                 nq = None if normals is None else np.asarray(normals[ids], dtype=np.float64)
                 f, b_, d, reach = self._search(points[ids], nq, kk, min_cos)
                 face[ids], bary[ids], dist[ids] = f, b_, d
-                if kk < min(MAX_NEIGHBOURS, len(self.sample_face)):
+                if exact and kk < min(MAX_NEIGHBOURS, len(self.sample_face)):
                     again.append(ids[reach < d + self.spacing])
                 if len(todo) == k:
                     progress(min(start + chunk, k) / k, "closest points")
@@ -151,27 +156,91 @@ class SurfaceIndex:
         """
         points = np.asarray(points, dtype=np.float64)
         normals = np.asarray(normals, dtype=np.float64)
-        first = self.closest(points, normals, progress=progress)
+        # Where to start needs no exactness; the steps below end on the surface, where the
+        # exact search is cheap (the ball it must look in is one sample spacing wide).
+        first = self.closest(points, normals, exact=False, progress=progress)
+        face, bary, point, dist = first.face.copy(), first.bary.copy(), first.point.copy(), first.distance.copy()
         offset = np.zeros(len(points))
-        hit = first
-        for _ in range(iterations):
-            nq = self.normal[hit.face]
-            denom = np.einsum("ij,ij->i", normals, nq)
-            step = np.einsum("ij,ij->i", hit.point - (points + offset[:, None] * normals), nq)
-            step = np.where(np.abs(denom) > 0.2, step / np.where(np.abs(denom) > 0.2, denom, 1.0), 0.0)
-            offset = np.clip(offset + step, -max_distance, max_distance)
-            hit = self.closest(points + offset[:, None] * normals, normals)
+        active = np.arange(len(points))
         tolerance = max(1e-3 * self.spacing, 1e-9)
-        good = (hit.distance <= tolerance + 1e-3 * np.abs(offset)) & (np.abs(offset) < max_distance)
-        face = np.where(good, hit.face, first.face)
-        bary = np.where(good[:, None], hit.bary, first.bary)
-        point = np.where(good[:, None], hit.point, first.point)
-        distance = np.where(good, np.abs(offset), first.distance)
-        return ClosestPoints(face, bary, point, distance)
+        for _ in range(iterations):
+            nq = self.normal[face[active]]
+            denom = np.einsum("ij,ij->i", normals[active], nq)
+            gap = np.einsum("ij,ij->i", point[active] - (points[active] + offset[active, None] * normals[active]), nq)
+            ok = np.abs(denom) > 0.2
+            step = np.where(ok, gap / np.where(ok, denom, 1.0), 0.0)
+            offset[active] = np.clip(offset[active] + step, -max_distance, max_distance)
+            hit = self._near(points[active] + offset[active, None] * normals[active], face[active])
+            face[active], bary[active], point[active], dist[active] = hit.face, hit.bary, hit.point, hit.distance
+            active = active[(np.abs(step) > tolerance) | (hit.distance > tolerance)]
+            if len(active) == 0:
+                break
+        good = (dist <= tolerance + 1e-3 * np.abs(offset)) & (np.abs(offset) < max_distance)
+        if not good.all():
+            bad = ~good
+            exact = self.closest(points[bad], normals[bad])
+            face[bad], bary[bad], point[bad] = exact.face, exact.bary, exact.point
+            dist[bad] = exact.distance
+        dist[good] = np.abs(offset[good])
+        return ClosestPoints(face, bary, point, dist)
+
+    def _near(self, p: np.ndarray, start: np.ndarray) -> ClosestPoints:
+        """Closest points among the faces around ``start`` (k,): those sharing a vertex with it.
+
+        A local step for queries that moved only a little since their last closest point.
+        """
+        rings = self._rings()
+        k = len(p)
+        face, bary, point, dist = np.zeros(k, dtype=np.int64), np.zeros((k, 3)), np.zeros((k, 3)), np.zeros(k)
+        chunk = max(1, CHUNK_PAIRS // rings.shape[1])
+        for lo in range(0, k, chunk):
+            hi = min(lo + chunk, k)
+            ring = rings[start[lo:hi]]  # (c, R)
+            f = self.frames.take(ring)
+            s, t = triangle_params(p[lo:hi, None, :] - f.a, f)
+            q = f.a + s[..., None] * f.ab + t[..., None] * f.ac
+            d = np.linalg.norm(p[lo:hi, None, :] - q, axis=2)
+            best = np.argmin(d, axis=1)
+            rows = np.arange(hi - lo)
+            ss, tt = s[rows, best], t[rows, best]
+            face[lo:hi], point[lo:hi], dist[lo:hi] = ring[rows, best], q[rows, best], d[rows, best]
+            bary[lo:hi] = np.stack([1.0 - ss - tt, ss, tt], axis=1)
+        return ClosestPoints(face, bary, point, dist)
+
+    def _rings(self) -> np.ndarray:
+        """(m, R) int64: for each face, the faces sharing a vertex with it, nearest first (by
+        centroid), at most MAX_RING of them, padded with the face itself."""
+        if getattr(self, "_ring_cache", None) is None:
+            m = len(self.faces)
+            vertex = self.faces.ravel()
+            owner = np.repeat(np.arange(m), 3)
+            order = np.argsort(vertex, kind="stable")
+            sorted_owner = owner[order]
+            start = np.searchsorted(vertex[order], np.arange(int(vertex.max()) + 2))
+            valence = np.diff(start)
+            # All (face, face around one of its corners) pairs, vectorized.
+            count = valence[vertex]
+            face = np.repeat(owner, count)
+            offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+            other = sorted_owner[np.repeat(start[vertex], count) + offset]
+            centroid = (self.frames.a + (self.frames.ab + self.frames.ac) / 3.0)
+            gap = np.einsum("ij,ij->i", centroid[other] - centroid[face], centroid[other] - centroid[face])
+            key = np.lexsort((other, gap, face))
+            face, other = face[key], other[key]
+            keep = np.concatenate([[True], (face[1:] != face[:-1]) | (other[1:] != other[:-1])])
+            face, other = face[keep], other[keep]
+            first = np.searchsorted(face, np.arange(m))
+            rank = np.arange(len(face)) - first[face]
+            width = int(min(rank.max() + 1, MAX_RING))
+            ring = np.repeat(np.arange(m)[:, None], width, axis=1)
+            use = rank < width
+            ring[face[use], rank[use]] = other[use]
+            self._ring_cache = ring
+        return self._ring_cache
 
     def _search(self, p: np.ndarray, nq: np.ndarray | None, kk: int, min_cos: float):
         """Best face, barycentrics, distance and the distance of the farthest sample looked at."""
-        sample_dist, idx = self.tree.query(p, k=kk)
+        sample_dist, idx = self.tree.query(p, k=kk, workers=-1)
         sample_dist, idx = sample_dist.reshape(len(p), kk), idx.reshape(len(p), kk)
         cand = self.sample_face[idx]  # (c, kk); repeated faces are harmless for a minimum
         f = self.frames.take(cand)
