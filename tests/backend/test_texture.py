@@ -497,3 +497,20 @@ def test_texture_command_writes_a_textured_glb(tmp_path):
     assert both.returncode == 2 and "not allowed with" in both.stderr
     obj = _cli("texture", str(target), "-o", str(tmp_path / "x.obj"), "--source", str(source))
     assert obj.returncode == 2 and ".glb" in obj.stderr
+
+
+def test_cancel_from_the_progress_callback_stops_the_bake(tmp_path):
+    from backend.progress import Cancelled
+
+    src, _ = sphere_source(12, 24)
+    source = load_colour_source(save_mesh(src, tmp_path / "s.glb"))
+    stages = []
+
+    def progress(fraction, stage):
+        stages.append(stage)
+        if stage == "sampling the source":
+            raise Cancelled("job")
+
+    with pytest.raises(Cancelled):
+        bake_textures(Mesh(*meshes.uv_sphere(8, 16)), source=source, texture_size=64, progress=progress)
+    assert "baked" not in stages and stages[-1] == "sampling the source"
