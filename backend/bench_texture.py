@@ -8,7 +8,11 @@ own texture is the source, and :func:`backend.mesh.bake.bake_textures` bakes it 
   ``--resolution``, default 256), base colour and normal map;
 - ``lowpoly+normal``: a ~``--faces`` (2,000) face low-poly mesh (the same remesh decimated with
   ``target_faces``), base colour and normal map;
-- ``lowpoly``: the same low-poly mesh, base colour only, to show what the normal map adds.
+- ``lowpoly``: the same low-poly mesh, base colour only, to show what the normal map adds;
+- ``quadric+normal``: not a goal, a control: the watertight remesh decimated to ``--faces``
+  by Blender's Decimate modifier (edge collapse with quadric error, which keeps the shape
+  better than the watertight engine's shortest-edge collapses), base colour and normal map.
+  The gap between it and ``lowpoly+normal`` is what the low-poly geometry costs, not the bake.
 
 Source and results are rendered with render/ (Cycles, its light rig, the 6 ``zero123pp``
 views, ``--render-res`` px, ``--samples`` samples, one seed) in a child process (Blender's
@@ -42,12 +46,55 @@ from pathlib import Path
 import numpy as np
 
 GOALS = {"watertight": 30.0, "lowpoly+normal": 25.0}
-CASES = ("watertight", "lowpoly+normal", "lowpoly")
+CASES = ("watertight", "lowpoly+normal", "lowpoly", "quadric+normal")
 DEFAULT_MESHES = ("Duck.glb", "CesiumMilkTruck.glb", "spot.obj")
 REPO = Path(__file__).resolve().parents[1]
 
 
-# -- child: render with render/ ----------------------------------------------------------
+# -- children: Blender's decimator, and rendering with render/ ----------------------------
+
+
+def _decimate_child(in_path: str, out_path: str, faces: int) -> None:
+    """Blender's Decimate modifier (collapse, quadric error) on the mesh in ``in_path`` (.npz)."""
+    import bpy
+
+    data = np.load(in_path)
+    v, f = data["vertices"], data["faces"]
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    mesh = bpy.data.meshes.new("lowpoly")
+    mesh.from_pydata(v.tolist(), [], f.tolist())
+    mesh.update()
+    obj = bpy.data.objects.new("lowpoly", mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    mod = obj.modifiers.new("decimate", "DECIMATE")
+    mod.decimate_type = "COLLAPSE"
+    mod.ratio = min(1.0, faces / len(f))
+    mod.use_collapse_triangulate = True
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    out = evaluated.to_mesh()
+    out.calc_loop_triangles()
+    co = np.empty(len(out.vertices) * 3)
+    out.vertices.foreach_get("co", co)
+    tri = np.empty(len(out.loop_triangles) * 3, dtype=np.int64)
+    out.loop_triangles.foreach_get("vertices", tri)
+    np.savez(out_path, vertices=co.reshape(-1, 3), faces=tri.reshape(-1, 3))
+
+
+def blender_decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    with tempfile.TemporaryDirectory(prefix="meshsmith-bench-texture-") as tmp:
+        src, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(src, vertices=vertices, faces=faces)
+        done = subprocess.run([sys.executable, "-m", "backend.bench_texture", "_decimate", str(src), str(out),
+                               str(target)], cwd=REPO, env=_child_env(), capture_output=True, text=True)
+        if done.returncode != 0 or not out.exists():
+            raise RuntimeError("Blender's decimation failed: " + (done.stderr or done.stdout)[-500:])
+        with np.load(out) as data:
+            return data["vertices"], data["faces"]
+
+
+def _child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
 
 
 def _render_child(out: str, resolution: int, samples: int, seeds: str, source: str, *others: str) -> None:
@@ -90,10 +137,9 @@ def render_all(source: Path, results: list[Path], *, resolution: int, samples: i
     """Render in a child process (bpy); returns {'source_<seed>': rgba, 'result_<i>': rgba}."""
     with tempfile.TemporaryDirectory(prefix="meshsmith-bench-texture-") as tmp:
         out = Path(tmp) / "renders.npz"
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         done = subprocess.run([sys.executable, "-m", "backend.bench_texture", "_render", str(out), str(resolution),
                                str(samples), ",".join(map(str, seeds)), str(source), *map(str, results)],
-                              cwd=REPO, env=env, capture_output=True, text=True)
+                              cwd=REPO, env=_child_env(), capture_output=True, text=True)
         if done.returncode != 0 or not out.exists():
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise RuntimeError("rendering failed: " + " | ".join(tail))
@@ -185,9 +231,11 @@ def bench_mesh(path: Path, work: Path, *, resolution: int, faces: int, size: int
     t = time.perf_counter()
     low = watertight(geometry.vertices, geometry.faces, resolution=resolution, target_faces=faces)
     record["lowpoly_seconds"] = round(time.perf_counter() - t, 2)
+    quadric = blender_decimate(dense.vertices, dense.faces, faces)
     targets = {"watertight": (Mesh(dense.vertices, dense.faces), True),
                "lowpoly+normal": (Mesh(low.vertices, low.faces), True),
-               "lowpoly": (Mesh(low.vertices, low.faces), False)}
+               "lowpoly": (Mesh(low.vertices, low.faces), False),
+               "quadric+normal": (Mesh(*quadric), True)}
     outputs = []
     for case in CASES:
         target, normal_map = targets[case]
@@ -218,7 +266,7 @@ def bench_mesh(path: Path, work: Path, *, resolution: int, faces: int, size: int
     return record, {"source": ref, **{case: renders[f"result_{i}"] for i, case in enumerate(CASES)}}
 
 
-def contact_sheet(rows: list[tuple[dict, dict]], path: Path, views=(0, 3), tile: int = 240) -> None:
+def contact_sheet(rows: list[tuple[dict, dict]], path: Path, views=(0, 3), tile: int = 200) -> None:
     """Per mesh one row: source and each case, ``views`` of each, labelled with the figures."""
     from PIL import Image, ImageDraw
 
@@ -309,6 +357,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "_decimate":
+        _decimate_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        sys.stdout.flush()
+        os._exit(0)
     if len(sys.argv) >= 7 and sys.argv[1] == "_render":
         _render_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], *sys.argv[7:])
         sys.stdout.flush()

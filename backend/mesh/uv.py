@@ -19,10 +19,11 @@ projection above.
     remesh took ~70 s in one piece on this project's 2-core machine, and its 3,600 charts did
     not fit one 1024 px atlas with 4 px gutters). Dense surfaces get normal-clustered planar
     charts instead, the method of Blender's Smart UV Project: each polygon takes the nearest
-    of 14 directions (the 6 axes and 8 cube diagonals, so a face is at most ~40 degrees from
-    its plane and stretched at most ~1.3x), labels are smoothed by a few rounds of majority
-    vote among edge neighbours (within 70 degrees), and each connected region of one label is
-    a chart, projected orthographically on its direction's plane (never mirrored: every face
+    of 14 directions (the 6 axes and 8 cube diagonals, so a face is at most 36.2 degrees from
+    its plane and stretched at most 1.24x), labels are smoothed by a few rounds of majority
+    vote among edge neighbours (within 70 degrees), charts of fewer than 64 polygons are
+    merged into the neighbour they share most edges with (within 80 degrees; 88 for charts
+    of a few polygons), and each connected region of one label is a chart, projected orthographically on its direction's plane (never mirrored: every face
     keeps a positive UV area) and turned to its principal axes. Charts are shelf-packed at a
     common density found by bisection, ``padding`` + 3 texels apart. A chart whose projection
     folds over itself (a texel centre inside two of its triangles) is cut in two at its

@@ -390,6 +390,34 @@ def test_bake_from_posed_views_matches_the_colour_of_the_surface(tmp_path):
     assert np.mean(err < 0.1) > 0.95, np.mean(err < 0.1)
 
 
+def test_normal_map_from_views_that_carry_normal_maps(tmp_path):
+    """Views with world-frame normal maps (render/ writes them) give a normal map that decodes,
+    in the target's tangent frames, to those normals, brought back to the mesh's frame."""
+    def wavy(points):
+        n = points / np.linalg.norm(points, axis=1, keepdims=True)
+        n = n + 0.3 * np.stack([np.sin(4 * points[:, 1]), np.zeros(len(points)), np.cos(3 * points[:, 0])], axis=1)
+        return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+    v, f = meshes.uv_sphere(24, 48)
+    folder = synthesize_views(v, f, tmp_path / "views", n_views=8, normal_of=wavy)
+    baked = bake_textures(Mesh(v, f), views=load_views(folder), texture_size=256, normal_map=True)
+    assert baked.normal_map is not None and "normal_map_skipped" not in baked.summary
+    m = baked.mesh
+    face, bary, points = _random_surface_points(m.vertices, m.faces, 3000, seed=4)
+    uv = np.einsum("kc,kcj->kj", bary, m.uv[m.faces[face]])
+    c = 2.0 * sample_bilinear(baked.normal_map.astype(np.float64) / 255.0, uv) - 1.0
+    tangents = vertex_tangents(m.vertices, m.faces, m.uv, m.normals)
+    corners = m.faces[face]
+    shaded = decode_normals(c, np.einsum("kc,kcj->kj", bary, tangents[corners, :3]),
+                            np.einsum("kc,kcj->kj", bary, m.normals[corners]), tangents[corners[:, 0], 3])
+    angle = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", shaded, wavy(points)), -1, 1)))
+    assert np.median(angle) < 3.0 and np.percentile(angle, 90) < 8.0, (np.median(angle), np.percentile(angle, 90))
+    # Views without normal maps bake colour only, and say so.
+    plain = synthesize_views(v, f, tmp_path / "plain", n_views=4)
+    summary = bake_textures(Mesh(v, f), views=load_views(plain), texture_size=64).summary
+    assert summary["normal_map"] is False and "normal_map_skipped" in summary
+
+
 def test_texels_no_view_sees_are_filled_from_their_surroundings(tmp_path):
     v, f = meshes.uv_sphere(24, 48)
     folder = synthesize_views(v, f, tmp_path / "views", n_views=6, elevations=(40.0,))   # all from above
@@ -469,3 +497,20 @@ def test_texture_command_writes_a_textured_glb(tmp_path):
     assert both.returncode == 2 and "not allowed with" in both.stderr
     obj = _cli("texture", str(target), "-o", str(tmp_path / "x.obj"), "--source", str(source))
     assert obj.returncode == 2 and ".glb" in obj.stderr
+
+
+def test_cancel_from_the_progress_callback_stops_the_bake(tmp_path):
+    from backend.progress import Cancelled
+
+    src, _ = sphere_source(12, 24)
+    source = load_colour_source(save_mesh(src, tmp_path / "s.glb"))
+    stages = []
+
+    def progress(fraction, stage):
+        stages.append(stage)
+        if stage == "sampling the source":
+            raise Cancelled("job")
+
+    with pytest.raises(Cancelled):
+        bake_textures(Mesh(*meshes.uv_sphere(8, 16)), source=source, texture_size=64, progress=progress)
+    assert "baked" not in stages and stages[-1] == "sampling the source"

@@ -54,10 +54,13 @@ def colour_field(points: np.ndarray) -> np.ndarray:
                                          np.sin(2 * points[:, 2] + 1)], axis=1), 0, 1)
 
 
-def synthesize_views(vertices, faces, folder: Path, *, n_views=8, size=128, elevations=(25.0, -20.0)):
+def synthesize_views(vertices, faces, folder: Path, *, n_views=8, size=128, elevations=(25.0, -20.0),
+                     normal_of=None):
     """Posed views of a mesh given in glTF axes, in render/'s format: the mesh goes into the
     canonical world with file_to_world, each pixel's colour is colour_field of the surface
-    point our own z-buffer finds there (no other renderer involved)."""
+    point our own z-buffer finds there (no other renderer involved). With ``normal_of`` (file
+    points (k, 3) -> unit normals (k, 3), file frame) each view also gets a world-frame
+    ``normal_world`` map, as render/ writes it."""
     folder.mkdir(parents=True, exist_ok=True)
     file_to_world = np.eye(4)
     file_to_world[:3, :3] = BLENDER_FROM_GLTF * 0.9
@@ -79,8 +82,14 @@ def synthesize_views(vertices, faces, folder: Path, *, n_views=8, size=128, elev
         rgba[vv, uu, 3] = 255
         name = f"{k:03d}_rgb.png"
         Image.fromarray(rgba, "RGBA").save(folder / name)
+        files = {"rgb": name}
+        if normal_of is not None:
+            normal = np.zeros((size, size, 3), np.float32)
+            normal[vv, uu] = normal_of(file_points) @ BLENDER_FROM_GLTF.T  # a rotation: normals turn alike
+            files["normal_world"] = f"{k:03d}_normal_world.npy"
+            np.save(folder / files["normal_world"], normal)
         views.append({"index": k, "intrinsics": intr, "world_to_camera": w2c.tolist(), "matrix_world": mw.tolist(),
-                      "files": {"rgb": name}})
+                      "files": files})
     (folder / "cameras.json").write_text(json.dumps({"format": "meshsmith-views/1", "views": views,
                                                     "normalization": {"file_to_world": file_to_world.tolist()}}))
     return folder
