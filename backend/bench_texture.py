@@ -6,8 +6,8 @@ own texture is the source, and :func:`backend.mesh.bake.bake_textures` bakes it 
 
 - ``watertight``: the watertight remesh (``backend.mesh.watertight.watertight``, resolution
   ``--resolution``, default 256), base colour and normal map;
-- ``lowpoly+normal``: a ~``--faces`` (2,000) face low-poly mesh (the same remesh decimated with
-  ``target_faces``), base colour and normal map;
+- ``lowpoly+normal``: the artist pipeline's ~``--faces`` (2,000) face quad-dominant mesh
+  (:func:`backend.mesh.retopo.retopo`), base colour and normal map;
 - ``lowpoly``: the same low-poly mesh, base colour only, to show what the normal map adds;
 - ``quadric+normal``: not a goal, a control: the watertight remesh decimated to ``--faces``
   by Blender's Decimate modifier (edge collapse with quadric error, which keeps the shape
@@ -219,6 +219,7 @@ def bench_mesh(path: Path, work: Path, *, resolution: int, faces: int, size: int
     from backend.mesh.bake import bake_textures
     from backend.mesh.io import Mesh, load_mesh, save_mesh
     from backend.mesh.source import load_colour_source
+    from backend.mesh.retopo import retopo
     from backend.mesh.watertight import watertight
 
     source_path, note = prepare_source(path, work)
@@ -229,12 +230,13 @@ def bench_mesh(path: Path, work: Path, *, resolution: int, faces: int, size: int
     dense = watertight(geometry.vertices, geometry.faces, resolution=resolution)
     record["watertight_seconds"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
-    low = watertight(geometry.vertices, geometry.faces, resolution=resolution, target_faces=faces)
+    artist = retopo(geometry.vertices, geometry.faces, target_faces=faces)   # the artist pipeline's mesh
+    low_faces, low_sizes = artist.mesh_arrays()
     record["lowpoly_seconds"] = round(time.perf_counter() - t, 2)
     quadric = blender_decimate(dense.vertices, dense.faces, faces)
     targets = {"watertight": (Mesh(dense.vertices, dense.faces), True),
-               "lowpoly+normal": (Mesh(low.vertices, low.faces), True),
-               "lowpoly": (Mesh(low.vertices, low.faces), False),
+               "lowpoly+normal": (Mesh(artist.vertices, low_faces, low_sizes), True),
+               "lowpoly": (Mesh(artist.vertices, low_faces, low_sizes), False),
                "quadric+normal": (Mesh(*quadric), True)}
     outputs = []
     for case in CASES:
