@@ -66,7 +66,8 @@ def _remesh_meshsmith(vertices: np.ndarray, faces: np.ndarray, resolution: int) 
     return result.vertices, result.faces, time.perf_counter() - start
 
 
-def _remesh_blender(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray, float]:
+def blender_input_object(vertices: np.ndarray, faces: np.ndarray):
+    """An empty Blender scene holding one object of this triangle mesh, active and selected."""
     import bpy
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -82,7 +83,14 @@ def _remesh_blender(vertices: np.ndarray, faces: np.ndarray, resolution: int) ->
     bpy.context.scene.collection.objects.link(obj)
     bpy.context.view_layer.objects.active = obj
     obj.select_set(True)
-    mesh.remesh_voxel_size = 2.0 / resolution
+    return obj
+
+
+def _remesh_blender(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray, float]:
+    import bpy
+
+    obj = blender_input_object(vertices, faces)
+    obj.data.remesh_voxel_size = 2.0 / resolution
     start = time.perf_counter()
     bpy.ops.object.voxel_remesh()
     seconds = time.perf_counter() - start

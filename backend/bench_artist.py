@@ -99,21 +99,10 @@ def _run_quadriflow(vertices: np.ndarray, faces: np.ndarray, target: int) -> dic
 def _quadriflow(vertices: np.ndarray, faces: np.ndarray, target: int) -> dict:
     import bpy
 
+    from backend.bench import blender_input_object
     from backend.mesh.gltf import polygon_triangles
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    mesh = bpy.data.meshes.new("input")
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.update()
-    obj = bpy.data.objects.new("input", mesh)
-    bpy.context.scene.collection.objects.link(obj)
-    bpy.context.view_layer.objects.active = obj
-    obj.select_set(True)
+    obj = blender_input_object(vertices, faces)
     start = time.perf_counter()
     try:
         status = bpy.ops.object.quadriflow_remesh(target_faces=int(target))

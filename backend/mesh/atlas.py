@@ -185,40 +185,49 @@ def _cover(uv: np.ndarray, faces: np.ndarray, size: int, border: float, strict: 
     height = np.where(ok, hi[:, 1] - lo[:, 1] + 1, 0)
     count = np.maximum(width, 0) * np.maximum(height, 0)
     pixels, tris, barys, dists = [], [], [], []
+    for t, px, py in box_pixels(lo, width, count, CHUNK_PAIRS):
+        p = np.stack([px, py], axis=1).astype(np.float64)
+        rel = p - tri[t, 0]
+        inv = 1.0 / det[t]
+        b1 = (rel[:, 0] * e2[t, 1] - rel[:, 1] * e2[t, 0]) * inv
+        b2 = (e1[t, 0] * rel[:, 1] - e1[t, 1] * rel[:, 0]) * inv
+        bary = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
+        inside = (bary > strict).all(axis=1) if strict > 0 else (bary >= -1e-9).all(axis=1)
+        if border > 0:
+            dist = np.where(inside, 0.0, _distance_to_triangle(p, tri[t]))
+            keep = dist <= border
+        else:
+            dist = np.zeros(len(t))
+            keep = inside
+        pixels.append(py[keep] * size + px[keep])
+        tris.append(t[keep])
+        barys.append(bary[keep])
+        dists.append(dist[keep])
+    if not pixels:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 3)), np.zeros(0)
+    return np.concatenate(pixels), np.concatenate(tris), np.concatenate(barys), np.concatenate(dists)
+
+
+def box_pixels(lo: np.ndarray, width: np.ndarray, count: np.ndarray, chunk: int):
+    """Every pixel of each triangle's pixel box, in chunks of about ``chunk`` pixels.
+
+    Triangle ``i``'s box starts at pixel ``lo[i]`` (x, y), is ``width[i]`` wide and holds
+    ``count[i]`` pixels (0: skipped). Yields ``(t, px, py)``: the triangle (k,) and pixel
+    coordinates (k,) of each pixel of the chunk; a box larger than ``chunk`` is one chunk.
+    """
     cum = np.cumsum(count)
     start = 0
-    while start < len(faces):
+    while start < len(count):
         base = cum[start - 1] if start else 0
-        stop = max(int(np.searchsorted(cum, base + CHUNK_PAIRS, side="right")), start + 1)
+        stop = max(int(np.searchsorted(cum, base + chunk, side="right")), start + 1)
         ids = np.arange(start, stop)
         n = count[ids]
         t = np.repeat(ids, n)
         if len(t):
             local = np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n)
-            px = lo[t, 0] + local % width[t]
-            py = lo[t, 1] + local // width[t]
-            p = np.stack([px, py], axis=1).astype(np.float64)
-            rel = p - tri[t, 0]
-            inv = 1.0 / det[t]
-            b1 = (rel[:, 0] * e2[t, 1] - rel[:, 1] * e2[t, 0]) * inv
-            b2 = (e1[t, 0] * rel[:, 1] - e1[t, 1] * rel[:, 0]) * inv
-            bary = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
-            inside = (bary > strict).all(axis=1) if strict > 0 else (bary >= -1e-9).all(axis=1)
-            if border > 0:
-                dist = np.where(inside, 0.0, _distance_to_triangle(p, tri[t]))
-                keep = dist <= border
-            else:
-                dist = np.zeros(len(t))
-                keep = inside
-            pixels.append(py[keep] * size + px[keep])
-            tris.append(t[keep])
-            barys.append(bary[keep])
-            dists.append(dist[keep])
+            yield t, lo[t, 0] + local % width[t], lo[t, 1] + local // width[t]
         start = stop
-    if not pixels:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros((0, 3)), np.zeros(0)
-    return np.concatenate(pixels), np.concatenate(tris), np.concatenate(barys), np.concatenate(dists)
 
 
 def _distance_to_triangle(p: np.ndarray, tri: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ import numpy as np
 
 from backend.conventions import BLENDER_FROM_GLTF, CANONICAL_EXTENT, Normalization, intrinsics_matrix
 from backend.errors import BadViews
+from backend.mesh.atlas import box_pixels
 from backend.progress import ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -309,28 +310,16 @@ def zbuffer(camera_points: np.ndarray, faces: np.ndarray, intrinsics: dict) -> n
     height = hi[:, 1] - lo[:, 1] + 1
     ok = (np.abs(det) > 1e-18) & (width > 0) & (height > 0)
     count = np.where(ok, width * height, 0)
-    cum = np.cumsum(count)
-    start = 0
-    while start < len(faces):
-        base = cum[start - 1] if start else 0
-        stop = max(int(np.searchsorted(cum, base + CHUNK_PAIRS, side="right")), start + 1)
-        ids = np.arange(start, stop)
-        n = count[ids]
-        t = np.repeat(ids, n)
-        if len(t):
-            local = np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n)
-            px = lo[t, 0] + local % width[t]
-            py = lo[t, 1] + local // width[t]
-            rel = np.stack([px, py], axis=1) - tri[t, 0]
-            inv = 1.0 / det[t]
-            b1 = (rel[:, 0] * e2[t, 1] - rel[:, 1] * e2[t, 0]) * inv
-            b2 = (e1[t, 0] * rel[:, 1] - e1[t, 1] * rel[:, 0]) * inv
-            b0 = 1.0 - b1 - b2
-            inside = (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
-            iz = b0 * inv_z[t, 0] + b1 * inv_z[t, 1] + b2 * inv_z[t, 2]
-            d = 1.0 / np.where(inside, iz, 1e-300)
-            np.minimum.at(depth, (py * w + px)[inside], d[inside])
-        start = stop
+    for t, px, py in box_pixels(lo, width, count, CHUNK_PAIRS):
+        rel = np.stack([px, py], axis=1) - tri[t, 0]
+        inv = 1.0 / det[t]
+        b1 = (rel[:, 0] * e2[t, 1] - rel[:, 1] * e2[t, 0]) * inv
+        b2 = (e1[t, 0] * rel[:, 1] - e1[t, 1] * rel[:, 0]) * inv
+        b0 = 1.0 - b1 - b2
+        inside = (b0 >= -1e-9) & (b1 >= -1e-9) & (b2 >= -1e-9)
+        iz = b0 * inv_z[t, 0] + b1 * inv_z[t, 1] + b2 * inv_z[t, 2]
+        d = 1.0 / np.where(inside, iz, 1e-300)
+        np.minimum.at(depth, (py * w + px)[inside], d[inside])
     return depth.reshape(h, w)
 
 

@@ -77,6 +77,7 @@ import numpy as np
 
 from backend.conventions import Normalization
 from backend.mesh import polygons as poly
+from backend.mesh.watertight import check_mesh_arrays, watertight
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def retopo(
     """
     from backend.mesh.metrics import is_manifold
 
-    vertices, faces = _check_mesh(vertices, faces)
+    vertices, faces = check_mesh_arrays(vertices, faces)
     target_faces = _check_target(target_faces)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -261,7 +262,6 @@ def retopo(
         direct = resolution is None and welded.oriented and welded.nonmanifold_edges == 0
 
     def watertight_reference() -> tuple[np.ndarray, np.ndarray, int]:
-        from backend.mesh.watertight import watertight
 
         res = resolution or auto_resolution(area, target_faces, triangles=(mode == "triangles"))
         progress(0.02, "watertight")
@@ -750,29 +750,3 @@ def _check_target(target_faces: object) -> int:
         raise ValueError(f"target_faces must be in [{MIN_FACES}, {MAX_FACES}], got {target_faces}")
     return int(target_faces)
 
-
-def _check_mesh(vertices: object, faces: object) -> tuple[np.ndarray, np.ndarray]:
-    arrays = {}
-    for name, value in (("vertices", vertices), ("faces", faces)):
-        try:
-            array = np.asarray(value)
-        except ValueError as exc:  # ragged nested lists
-            raise ValueError(f"{name} must be an (n, 3) array, got a ragged sequence: {exc}") from exc
-        if array.size == 0:
-            raise ValueError(f"{name} is empty (shape {array.shape}); a mesh needs at least one triangle")
-        if array.ndim != 2 or array.shape[1] != 3:
-            raise ValueError(f"{name} must have shape (n, 3), got {array.shape}")
-        arrays[name] = array
-    v, f = arrays["vertices"], arrays["faces"]
-    if v.dtype == np.bool_ or not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
-        raise ValueError(f"vertices must hold real numbers, got dtype {v.dtype}")
-    v = v.astype(np.float64, copy=False)
-    if not np.isfinite(v).all():
-        raise ValueError(f"vertices has {int((~np.isfinite(v).all(axis=1)).sum())} rows with NaN or infinite "
-                         "coordinates")
-    if not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(f"faces must hold integer indices, got dtype {f.dtype}")
-    lo, hi = int(f.min()), int(f.max())
-    if lo < 0 or hi >= len(v):
-        raise ValueError(f"faces has indices from {lo} to {hi}, but vertices has {len(v)} rows")
-    return v, f.astype(np.int64, copy=False)

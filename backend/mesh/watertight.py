@@ -325,7 +325,11 @@ def _check_inputs(vertices: object, faces: object, resolution: object) -> tuple[
         raise ValueError(f"resolution must be an integer, got {resolution!r}")
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise ValueError(f"resolution must be in [{MIN_RESOLUTION}, {MAX_RESOLUTION}], got {resolution}")
+    return (*check_mesh_arrays(vertices, faces), int(resolution))
 
+
+def check_mesh_arrays(vertices: object, faces: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``vertices`` (n, 3) float64 and ``faces`` (m, 3) int64; ValueError naming the problem."""
     arrays = {}
     for name, value in (("vertices", vertices), ("faces", faces)):
         try:
@@ -353,7 +357,7 @@ def _check_inputs(vertices: object, faces: object, resolution: object) -> tuple[
     lo, hi = int(f.min()), int(f.max())
     if lo < 0 or hi >= len(v):
         raise ValueError(f"faces has indices from {lo} to {hi}, but vertices has {len(v)} rows")
-    return v, f.astype(np.int64, copy=False), int(resolution)
+    return v, f.astype(np.int64, copy=False)
 
 
 def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np.ndarray, face: np.ndarray,
