@@ -14,7 +14,7 @@ VENV52 := .venv-blender52
 
 setup: $(VENV)/.installed $(VENV52)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml setup.py backend/mesh/_native.c
 	@test -n "$(PYTHON311)" || { echo "Python 3.11 not found; set PYTHON311=/path/to/python3.11"; exit 1; }
 	test -x $(VENV)/bin/python || $(PYTHON311) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -39,7 +39,7 @@ extension: setup
 test: setup test-main test-blender52
 
 test-main:
-	MESHSMITH_EXPECT_BPY=4.2 $(VENV)/bin/python -m pytest -q
+	MESHSMITH_EXPECT_BPY=4.2 MESHSMITH_EXPECT_NATIVE=1 $(VENV)/bin/python -m pytest -q
 
 test-blender52:
 	MESHSMITH_EXPECT_BPY=5.2 MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python \

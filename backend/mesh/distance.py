@@ -32,7 +32,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from backend.mesh import parallel
+from backend.mesh import native, parallel
 from backend.progress import ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,10 @@ SPLIT_EDGE_VOXELS = 32.0
 #: Band nodes per worker process below which the band is computed in one process (a fork
 #: and the merge of the minima cost more than they save on small grids).
 PARALLEL_MIN_NODES = 1 << 20
+
+#: Calls of the compiled kernel per worker (each a contiguous run of triangle pieces):
+#: progress is reported between them.
+NATIVE_RUNS_PER_PART = 8
 
 
 @dataclass(frozen=True)
@@ -437,15 +441,31 @@ def narrow_band_blocks(
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" or (device == "auto" and gpu.available() and len(faces) >= gpu.MIN_TRIANGLES):
         return blocks, *_band_blocks_cubvh(vertices, faces, blocks, band, progress)
-    # Chunks are dealt round-robin to worker processes (:mod:`backend.mesh.parallel`), each
-    # keeping its own minimum in shared memory; the minima are merged here.
+    # The work is dealt to worker processes (:mod:`backend.mesh.parallel`), each keeping its
+    # own minimum in shared memory; the minima are merged here.
     size = blocks.count * BLOCK_NODES
     parts = parallel.parts_for(size, PARALLEL_MIN_NODES)
     outs = [parallel.shared_array(size, np.float32, np.inf) for _ in range(parts)]
     nearests = [parallel.shared_array(size, np.int32, -1) for _ in range(parts)]
+    if native.available():
+        # The compiled kernel walks each piece's node box itself: a contiguous run of pieces
+        # (neighbours in the input's face order, so their nodes share cache lines) per part.
+        a, b, c, parent = _split_long_triangles(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]],
+                                                SPLIT_EDGE_VOXELS * h)
+        corners = np.concatenate([a, b, c], axis=1)
+        runs = np.linspace(0, len(corners), parts * NATIVE_RUNS_PER_PART + 1).astype(np.int64)
 
     def part_of_band(part: int, parts: int) -> None:
         out, nearest = outs[part], nearests[part]
+        if native.available():
+            mine = range(part * NATIVE_RUNS_PER_PART, (part + 1) * NATIVE_RUNS_PER_PART)
+            for n, run in enumerate(mine):
+                if part == 0:
+                    progress(n / len(mine), "distance")
+                first, last = runs[run], runs[run + 1]
+                native.band_distance(corners[first:last], parent[first:last], grid.origin, h, grid.shape, band,
+                                     blocks.slot, blocks.coarse_shape, out, nearest)
+            return
         chunks = _band_chunks(vertices, faces, grid, band, chunk_pairs, progress if part == 0 else null_progress,
                               part=part, parts=parts)
         for index, distance, face in chunks:

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from backend.mesh import parallel
+from backend.mesh import native, parallel
 from backend.mesh.blocks import BLOCK, BlockGrid
 from backend.progress import ProgressFn
 
@@ -140,8 +140,8 @@ _RINGS = _ring_table()
 
 
 def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows: np.ndarray, windows,
-                 input_vertices: np.ndarray, faces: np.ndarray, *, sharp: bool, progress: ProgressFn
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 input_vertices: np.ndarray, faces: np.ndarray, *, sharp: bool, progress: ProgressFn,
+                 block_value: np.ndarray, outside_value: float) -> tuple[np.ndarray, np.ndarray]:
     """Mesh the zero level of the block field (module doc).
 
     Parameters
@@ -156,12 +156,16 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
     windows : callable
         ``windows(batch)`` -> (len(batch), BLOCK + 1, BLOCK + 1, BLOCK + 1) field values: the
         nodes of blocks ``rows[batch]`` and the first layers of the blocks above them (nodes
-        of blocks outside the band have their block's value).
+        of blocks outside the band have their block's value). Used by the numpy path.
     input_vertices : (n, 3) float64
         The input, in grid index coordinates.
     faces : (m, 3) int64
     sharp : bool
         Feature-preserving vertices (QEF) or mean crossings.
+    block_value : (Cx * Cy * Cz,) float32
+        The value of the nodes of each block outside the band.
+    outside_value : float
+        The value of nodes beyond the grid.
 
     Returns
     -------
@@ -172,12 +176,64 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
     """
     table = patch_table()
     patches = (table.max(axis=1) + 1).astype(np.int64)                             # per code
-    frames = _Faces.of(input_vertices, faces) if sharp else None
-    flat_field = field.reshape(-1)
-    flat_nearest = nearest.reshape(-1)
+    use_native = native.available()
+    if use_native:
+        cell_code = np.zeros(blocks.count * BLOCK ** 3, dtype=np.uint8)
+        native.cell_codes(field, blocks.slot, block_value, outside_value, blocks.coarse_shape, blocks.blocks, rows,
+                          cell_code)
+        position = np.flatnonzero((cell_code != 0) & (cell_code != 255))
+        code = cell_code[position]
+    else:
+        position, code = _cut_cells(blocks, rows, windows, progress)
+        cell_code = np.zeros(blocks.count * BLOCK ** 3, dtype=np.uint8)
+        cell_code[position] = code
+    if not len(position):
+        raise RuntimeError("no cell of the field changes sign; the field has no negative node")
+    progress(0.5, "dual contouring")
+    # The vertex of patch p of the cut cell at band position q is first_vertex[q] + p.
+    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int64)
+    first_vertex[position] = np.concatenate([[0], np.cumsum(patches[code])[:-1]])
+    ijk = blocks.node_ijk(position)
+    cell_corner = np.repeat(ijk, patches[code], axis=0)
 
-    def cut_cells(part: int, parts: int):
-        """Band position and sign code of the cut cells of every ``parts``-th batch of blocks."""
+    # Every cut grid edge once (as the edge at the top corner of one cell): its quad, its
+    # crossing and the tangent plane there.
+    if use_native:
+        cut_edges = sum(int(np.count_nonzero(((code >> low) & 1) != ((code >> 7) & 1))) for low, *_ in _RINGS)
+        quads = np.empty((cut_edges, 4), dtype=np.int64)
+        points = np.empty((cut_edges, 3))
+        face_a, face_b = np.empty(cut_edges, dtype=np.int32), np.empty(cut_edges, dtype=np.int32)
+        native.dual_quads(field, nearest, blocks.slot, block_value, outside_value, blocks.coarse_shape, blocks.blocks,
+                          position, cell_code, first_vertex, table, _native_rings(), quads, points, face_a, face_b)
+        progress(0.7, "dual contouring")
+        normals = native.tangent_normals(points, face_a, face_b, input_vertices, faces, ON_INPUT_VOXELS) if sharp else None
+        vertices = native.place_vertices(quads, points, normals, cell_corner, FLAT_RATIO, QEF_CUTOFF, QEF_MARGIN)
+        progress(0.85, "dual contouring")
+        triangles = native.split_quads(vertices, quads, DIAGONAL_TIE)
+    else:
+        quads, points, normals = _quads(field, nearest, blocks, position, code, cell_code, first_vertex,
+                                        _Faces.of(input_vertices, faces) if sharp else None)
+        progress(0.7, "dual contouring")
+        vertices = _place_vertices(quads, points, normals, cell_corner)
+        progress(0.85, "dual contouring")
+        triangles = _split_quads(vertices, quads)
+    # Only the vertices of cells with a pinched face can end an edge of four faces.
+    pinched = np.flatnonzero(pinch_table()[code])
+    if not len(pinched):
+        return vertices, triangles
+    suspects = np.zeros(len(vertices), dtype=bool)
+    slots = first_vertex[position[pinched]][:, None] + np.arange(4)[None]
+    suspects[slots[np.arange(4)[None] < patches[code[pinched]][:, None]]] = True
+    near_suspects = np.flatnonzero(suspects[triangles].any(axis=1))
+    vertices, fixed = separate_nonmanifold_edges(vertices, triangles[near_suspects])
+    triangles[near_suspects] = fixed
+    return vertices, triangles
+
+
+def _cut_cells(blocks: BlockGrid, rows: np.ndarray, windows, progress: ProgressFn) -> tuple[np.ndarray, np.ndarray]:
+    """Band position (k,) and sign code (k,) of the cut cells of blocks ``rows`` (numpy path)."""
+
+    def part_cells(part: int, parts: int):
         found = []
         batches = range(part * BATCH, len(rows), parts * BATCH)
         for n, first in enumerate(batches):
@@ -190,23 +246,25 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
                 code |= negative[:, x:x + BLOCK, y:y + BLOCK, z:z + BLOCK].astype(np.int32) << c
             cut = np.argwhere((code > 0) & (code < 255))                                  # (k, 4)
             position = rows[batch[cut[:, 0]]] * BLOCK ** 3 + np.ravel_multi_index(cut[:, 1:].T, (BLOCK,) * 3)
-            found.append((position, code[tuple(cut.T)]))
+            found.append((position, code[tuple(cut.T)].astype(np.uint8)))
         return tuple(np.concatenate(column) for column in zip(*found)) if found else None
 
-    found = [r for r in parallel.run_parts(cut_cells, parallel.parts_for(len(rows), PARALLEL_MIN_BLOCKS)) if r]
-    if not found or not sum(len(r[0]) for r in found):
-        raise RuntimeError("no cell of the field changes sign; the field has no negative node")
-    progress(0.5, "dual contouring")
+    found = [r for r in parallel.run_parts(part_cells, parallel.parts_for(len(rows), PARALLEL_MIN_BLOCKS)) if r]
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
     position, code = (np.concatenate(column) for column in zip(*found))
-    # The vertex of patch p of the cut cell at band position q is first_vertex[q] + p.
-    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int32 if len(code) < 2 ** 29 else np.int64)
-    first_vertex[position] = np.concatenate([[0], np.cumsum(patches[code])[:-1]])
-    count = int(patches[code].sum())
-    cell_code = np.zeros(blocks.count * BLOCK ** 3, dtype=np.uint8)
-    cell_code[position] = code
+    order = np.argsort(position, kind="stable")
+    return position[order], code[order]
 
-    # Every cut grid edge once (as the edge at the top corner of one cell): its quad, its
-    # crossing and the tangent plane there.
+
+def _quads(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, position: np.ndarray, code: np.ndarray,
+           cell_code: np.ndarray, first_vertex: np.ndarray, frames: "_Faces | None"
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Quads (q, 4), crossings (q, 3) and tangent normals (q, 3) (None without ``frames``) of
+    the cut edges at the top corners of the cut cells ``position`` (numpy path)."""
+    table = patch_table()
+    flat_field = field.reshape(-1)
+    flat_nearest = nearest.reshape(-1)
     ijk = blocks.node_ijk(position)
     quads, points, normals = [], [], []
     for low, high, offsets, edges, faces_minus in _RINGS:
@@ -218,7 +276,7 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
             start = first_vertex[np.maximum(other, 0)]
             if np.any((other < 0) | (start < 0)):
                 raise RuntimeError("a cut edge has a neighbouring cell outside the band; the band is too narrow")
-            ring[:, slot] = start.astype(np.int64) + table[cell_code[other], edge]
+            ring[:, slot] = start + table[cell_code[other], edge]
         flip = (lo_neg[here] == 1) == faces_minus
         quads.append(np.where(flip[:, None], ring[:, ::-1], ring))
         lo_node = blocks.locate(ijk[here] + CORNERS[low])[1]
@@ -228,26 +286,21 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
         p = (ijk[here] + CORNERS[low]).astype(np.float64)
         p += t[:, None] * (CORNERS[high] - CORNERS[low])
         points.append(p)
-        if sharp:
+        if frames is not None:
             normals.append(_tangent_normals(p, flat_nearest[lo_node], flat_nearest[hi_node], frames))
-    quads = np.concatenate(quads)
-    points = np.concatenate(points)
-    progress(0.7, "dual contouring")
-    cell_corner = np.repeat(ijk, patches[code], axis=0)
-    vertices = _place_vertices(quads, points, np.concatenate(normals) if sharp else None, cell_corner)
-    progress(0.85, "dual contouring")
-    triangles = _split_quads(vertices, quads)
-    # Only the vertices of cells with a pinched face can end an edge of four faces.
-    pinched = np.flatnonzero(pinch_table()[code])
-    if not len(pinched):
-        return vertices, triangles
-    suspects = np.zeros(len(vertices), dtype=bool)
-    slots = first_vertex[position[pinched]][:, None] + np.arange(4)[None]
-    suspects[slots[np.arange(4)[None] < patches[code[pinched]][:, None]]] = True
-    near_suspects = np.flatnonzero(suspects[triangles].any(axis=1))
-    vertices, fixed = separate_nonmanifold_edges(vertices, triangles[near_suspects])
-    triangles[near_suspects] = fixed
-    return vertices, triangles
+    return (np.concatenate(quads), np.concatenate(points),
+            np.concatenate(normals) if frames is not None else None)
+
+
+@functools.lru_cache(maxsize=1)
+def _native_rings() -> np.ndarray:
+    """:data:`_RINGS` as the (3, 18) int64 table of the compiled ``dual_quads``: per axis the
+    lower corner, faces_minus, then (dx, dy, dz, edge) of the four cells."""
+    rows = []
+    for low, high, offsets, edges, faces_minus in _RINGS:
+        assert high == 7
+        rows.append([low, int(faces_minus)] + np.concatenate([offsets, edges[:, None]], axis=1).reshape(-1).tolist())
+    return np.array(rows, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=1)

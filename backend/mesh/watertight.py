@@ -726,4 +726,4 @@ def _mesh(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, block_value
         return ext
 
     return dual_contour(field, nearest, blocks, rows, windows, input_vertices, faces, sharp=sharp,
-                        progress=progress)
+                        progress=progress, block_value=block_value, outside_value=outside_value)

@@ -19,7 +19,7 @@ def _dense(blocks: BlockGrid, rows: np.ndarray, fill) -> np.ndarray:
 
 
 @pytest.mark.parametrize("resolution", [24, 41])
-def test_band_blocks_equal_the_dense_band(resolution):
+def test_band_blocks_equal_the_dense_band(resolution, kernels):
     v, f = meshes.broken_mesh()
     v = v / np.abs(v).max() * 0.9
     grid = padded_window(Grid.cube(resolution).covering(v.min(axis=0), v.max(axis=0), 0.3))
@@ -29,18 +29,28 @@ def test_band_blocks_equal_the_dense_band(resolution):
 
     stored = _dense(blocks, np.ones_like(distance, dtype=bool), False)
     assert stored.sum() < 0.8 * stored.size  # sparse: some blocks are left out
-    # Every node within the margin of the input is stored, and stored nodes agree exactly.
+    # Every node within the margin of the input is stored, and stored nodes agree: exactly
+    # on the numpy kernels (the same arithmetic), to float32 rounding on the compiled ones
+    # (float64 throughout, then rounded).
     within_margin = narrow_band_grid(v, f, grid, margin) <= margin
     assert stored[within_margin].all()
-    np.testing.assert_array_equal(_dense(blocks, distance, np.float32(np.inf)), dense)
+    got = _dense(blocks, distance, np.float32(np.inf))
+    if kernels == "numpy":
+        np.testing.assert_array_equal(got, dense)
+    else:
+        clear = np.abs(np.where(np.isfinite(dense), dense, 0) - band) > 1e-5 * grid.spacing  # not on the band's edge
+        np.testing.assert_array_equal(np.isfinite(got)[clear], np.isfinite(dense)[clear])
+        both = np.isfinite(got) & np.isfinite(dense)
+        np.testing.assert_allclose(got[both], dense[both], rtol=0, atol=1e-6 * grid.spacing)
+        assert both.sum() > 0.99 * np.isfinite(dense).sum()
     # Faces: the same where the band is, and each a nearest one (ties may pick another).
     got_face = _dense(blocks, face, np.int32(-1))
-    np.testing.assert_array_equal(got_face == -1, dense_face == -1)
+    np.testing.assert_array_equal(got_face == -1, ~np.isfinite(got))
     inside = got_face >= 0
     nodes = grid.points(np.flatnonzero(inside.reshape(-1)))
     t = v[f[got_face[inside]]]
     own = point_triangle_distance(nodes, t[:, 0], t[:, 1], t[:, 2])
-    np.testing.assert_allclose(own, dense[inside], rtol=0, atol=1e-5 * grid.spacing)
+    np.testing.assert_allclose(own, got[inside], rtol=0, atol=1e-5 * grid.spacing)
 
 
 def test_block_addressing_round_trips():

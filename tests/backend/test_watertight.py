@@ -126,7 +126,7 @@ OPEN_CHAMFER_VOXELS = wt.SHEET_VOXELS + 0.2
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_result_is_closed_oriented_outward_and_hugs_the_input(name):
+def test_result_is_closed_oriented_outward_and_hugs_the_input(name, kernels):
     (v, f), reference, closed = CASES[name]
     result = watertight(v, f, resolution=RESOLUTION)
     _assert_clean_closed_surface(result)
@@ -166,7 +166,7 @@ def test_flipped_and_duplicate_faces_change_nothing():
 
 
 @pytest.mark.parametrize("name", ["flipped", "all flipped", "small holes", "duplicates", "nested"])
-def test_inside_is_inside_and_outside_is_outside(name):
+def test_inside_is_inside_and_outside_is_outside(name, kernels):
     sphere = meshes.uv_sphere()
     v, f = {
         "flipped": meshes.flipped_faces(*sphere, 0.5),
@@ -254,7 +254,7 @@ def test_open_sheet_becomes_a_thin_closed_slab():
 
 
 @pytest.mark.parametrize("resolution", [64, 128])
-def test_sheets_become_slabs_without_pinholes(resolution):
+def test_sheets_become_slabs_without_pinholes(resolution, kernels):
     # Too thin a slab is perforated at ambiguous marching-cubes faces: thousands of handles.
     for (v, f), holes in ((meshes.open_box(), 1), (meshes.sphere_with_holes(3), 3), (meshes.plane(), 1)):
         result = watertight(v, f, resolution=resolution)
@@ -326,7 +326,7 @@ def _mesh_all_band(field: np.ndarray, sharp: bool = False):
     return wt._mesh(rows, nearest, blocks, block_value, wt.NUDGE_VOXELS, *dummy, sharp, lambda *_: None)
 
 
-def test_dual_contouring_blocks_are_stitched_into_the_dense_result():
+def test_dual_contouring_blocks_are_stitched_into_the_dense_result(kernels):
     ijk = np.indices((24, 24, 24)).transpose(1, 2, 3, 0)
     field = (np.linalg.norm(ijk - [11.3, 12.1, 11.7], axis=-1) - 7.4).astype(np.float32)   # 27 blocks
     v, f = _mesh_all_band(field)
@@ -357,7 +357,7 @@ def test_dual_contouring_blocks_are_stitched_into_the_dense_result():
     np.testing.assert_allclose(v[np.lexsort(v.T[::-1])], mean[np.lexsort(mean.T[::-1])], atol=1e-5)
 
 
-def test_field_values_on_the_level_do_not_make_collapsed_faces():
+def test_field_values_on_the_level_do_not_make_collapsed_faces(kernels):
     # A solid block with one neighbour exactly on the level: nudged off it, so no crossing
     # sits on a node and no face collapses.
     field = np.full((8, 8, 8), 1.0, dtype=np.float32)  # one voxel, as in a distance field
@@ -369,7 +369,7 @@ def test_field_values_on_the_level_do_not_make_collapsed_faces():
     assert area.min() > 1e-9
 
 
-def test_pinched_level_is_separated_into_a_manifold():
+def test_pinched_level_is_separated_into_a_manifold(kernels):
     # Two solid voxels touching along one grid edge: the dual has an edge shared by four faces.
     field = np.full((8, 8, 8), 1.0, dtype=np.float32)
     field[2:4, 2:4, 2:5] = -1.0

@@ -1,0 +1,753 @@
+/*
+ * Compiled kernels of the watertight engine: the per-node and per-vertex loops that numpy
+ * can only run as many passes over large temporaries.
+ *
+ * backend/mesh/native.py is the only caller: it checks dtypes, shapes and contiguity, and
+ * keeps a numpy implementation of every kernel (the reference the tests compare against,
+ * and the path taken when this module was not built). Arrays arrive as contiguous buffers;
+ * the GIL is released while a kernel runs, so the backend's HTTP thread keeps answering.
+ *
+ *   band_distance    exact point-triangle distance at the grid nodes near each triangle,
+ *                    keeping a minimum and the nearest face per node (sparse 8^3 blocks)
+ *   tangent_normals  the unit normal of the input face a crossing lies on, if any
+ *   place_vertices   dual contouring's vertices: mean crossing, then the QEF minimizer
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK_SHIFT 3
+#define BLOCK_MASK 7
+#define BLOCK_NODES 512
+
+typedef struct { double x, y, z; } vec3;
+
+static inline vec3 v3(const double *p) { vec3 v = {p[0], p[1], p[2]}; return v; }
+static inline vec3 sub(vec3 a, vec3 b) { vec3 v = {a.x - b.x, a.y - b.y, a.z - b.z}; return v; }
+static inline vec3 add(vec3 a, vec3 b) { vec3 v = {a.x + b.x, a.y + b.y, a.z + b.z}; return v; }
+static inline vec3 scale(vec3 a, double s) { vec3 v = {a.x * s, a.y * s, a.z * s}; return v; }
+static inline double dot(vec3 a, vec3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+static inline vec3 cross(vec3 a, vec3 b) {
+    vec3 v = {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x};
+    return v;
+}
+static inline double clamp01(double t) { return t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t); }
+
+/* ------------------------------------------------------------------------------------ */
+/* Point-triangle distance                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* Per triangle: corner a, edges ab, ac, and what the closest-point tests divide by. */
+typedef struct {
+    vec3 a, ab, ac, unit;       /* unit: the unit normal (zero for degenerate triangles) */
+    double abab, abac, acac;
+    int degenerate;             /* no usable plane: distance to the three edges */
+} Triangle;
+
+/* Triangles whose squared normal is below this fraction of (longest edge^2)^2 are treated
+ * as segments (the plane's direction would be rounding noise). */
+#define DEGENERATE_SIN2 1e-12
+
+static Triangle triangle_of(vec3 a, vec3 b, vec3 c) {
+    Triangle t;
+    t.a = a;
+    t.ab = sub(b, a);
+    t.ac = sub(c, a);
+    t.abab = dot(t.ab, t.ab);
+    t.abac = dot(t.ab, t.ac);
+    t.acac = dot(t.ac, t.ac);
+    vec3 bc = sub(c, b);
+    double longest = fmax(fmax(t.abab, t.acac), dot(bc, bc));
+    vec3 n = cross(t.ab, t.ac);
+    double n2 = dot(n, n);
+    t.degenerate = !(n2 > DEGENERATE_SIN2 * longest * longest) || longest == 0.0;
+    t.unit = t.degenerate ? (vec3){0.0, 0.0, 0.0} : scale(n, 1.0 / sqrt(n2));
+    return t;
+}
+
+/* Squared distance from p to segment a + s (b - a), s in [0, 1]. */
+static double segment_d2(vec3 p, vec3 a, vec3 ab) {
+    double len2 = dot(ab, ab);
+    double s = len2 > 0.0 ? clamp01(dot(sub(p, a), ab) / len2) : 0.0;
+    vec3 d = sub(sub(p, a), scale(ab, s));
+    return dot(d, d);
+}
+
+/* Squared distance from p to the triangle: the closest-point region tests of Ericson,
+ * "Real-Time Collision Detection", 5.1.5, with the residual taken as a vector difference
+ * (no expanded quadratic that cancels near zero). */
+static double triangle_d2(vec3 p, const Triangle *t) {
+    vec3 ap = sub(p, t->a);
+    if (t->degenerate) {
+        double d = segment_d2(p, t->a, t->ab);
+        d = fmin(d, segment_d2(p, t->a, t->ac));
+        return fmin(d, segment_d2(p, add(t->a, t->ab), sub(t->ac, t->ab)));
+    }
+    double d1 = dot(t->ab, ap), d2 = dot(t->ac, ap);
+    double s, u;
+    if (d1 <= 0.0 && d2 <= 0.0) {
+        s = 0.0; u = 0.0;                                      /* vertex a */
+    } else {
+        double d3 = d1 - t->abab, d4 = d2 - t->abac;           /* bp . ab, bp . ac */
+        double d5 = d1 - t->abac, d6 = d2 - t->acac;           /* cp . ab, cp . ac */
+        double vc = d1 * d4 - d3 * d2, vb = d5 * d2 - d1 * d6, va = d3 * d6 - d5 * d4;
+        if (d3 >= 0.0 && d4 <= d3) {
+            s = 1.0; u = 0.0;                                  /* vertex b */
+        } else if (d6 >= 0.0 && d5 <= d6) {
+            s = 0.0; u = 1.0;                                  /* vertex c */
+        } else if (vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0) {
+            s = d1 / (d1 - d3); u = 0.0;                       /* edge ab */
+        } else if (vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0) {
+            s = 0.0; u = d2 / (d2 - d6);                       /* edge ac */
+        } else if (va <= 0.0 && (d4 - d3) >= 0.0 && (d5 - d6) >= 0.0) {
+            double w = (d4 - d3) / ((d4 - d3) + (d5 - d6));    /* edge bc */
+            s = 1.0 - w; u = w;
+        } else {
+            double inv = 1.0 / (va + vb + vc);                 /* inside the face */
+            s = vb * inv; u = vc * inv;
+        }
+    }
+    vec3 d = sub(sub(ap, scale(t->ab, s)), scale(t->ac, u));
+    return dot(d, d);
+}
+
+/* band_distance(corners, parent, origin, h, shape, band, slot, coarse, out_distance, out_face)
+ *
+ * corners (m, 9) float64: triangles a, b, c in the grid's frame; parent (m,) int64: the
+ * face id written for each; origin (x, y, z), spacing h, shape (nx, ny, nz): grid nodes
+ * origin + ijk h; slot (Cx Cy Cz,) int64: row of each 8^3 block, -1 outside the band;
+ * coarse (Cx, Cy, Cz). Every node within ``band`` of a triangle whose block is in the band
+ * gets min(out_distance, distance) and, where it is a new minimum, out_face = parent.
+ * Nodes are visited per (i, j) column only across the slab within ``band`` of the
+ * triangle's plane. */
+static PyObject *band_distance(PyObject *self, PyObject *args) {
+    Py_buffer corners, parent, slot, out_distance, out_face;
+    double ox, oy, oz, h, band;
+    Py_ssize_t nx, ny, nz, cx, cy, cz;
+    if (!PyArg_ParseTuple(args, "y*y*(ddd)d(nnn)dy*(nnn)w*w*", &corners, &parent, &ox, &oy, &oz, &h,
+                          &nx, &ny, &nz, &band, &slot, &cx, &cy, &cz, &out_distance, &out_face))
+        return NULL;
+    Py_ssize_t m = corners.len / (9 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t nodes = out_distance.len / (Py_ssize_t)sizeof(float);
+    int ok = parent.len == m * (Py_ssize_t)sizeof(int64_t)
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t)
+             && out_face.len == nodes * (Py_ssize_t)sizeof(int32_t);
+    if (ok) {
+        const double *c = corners.buf;
+        const int64_t *par = parent.buf, *slots = slot.buf;
+        float *dist = out_distance.buf;
+        int32_t *face = out_face.buf;
+        const double band2 = band * band, inv_h = 1.0 / h;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t f = 0; f < m; f++) {
+            const double *q = c + 9 * f;
+            Triangle t = triangle_of(v3(q), v3(q + 3), v3(q + 6));
+            double lo[3], hi[3], o[3] = {ox, oy, oz};
+            Py_ssize_t start[3], stop[3], n[3] = {nx, ny, nz};
+            int empty = 0;
+            for (int d = 0; d < 3; d++) {
+                lo[d] = fmin(fmin(q[d], q[3 + d]), q[6 + d]);
+                hi[d] = fmax(fmax(q[d], q[3 + d]), q[6 + d]);
+                double s = ceil((lo[d] - band - o[d]) * inv_h), e = floor((hi[d] + band - o[d]) * inv_h) + 1.0;
+                start[d] = s < 0.0 ? 0 : (Py_ssize_t)s;
+                stop[d] = e > (double)n[d] ? n[d] : (Py_ssize_t)e;
+                empty |= stop[d] <= start[d];
+            }
+            if (empty)
+                continue;
+            for (Py_ssize_t i = start[0]; i < stop[0]; i++) {
+                for (Py_ssize_t j = start[1]; j < stop[1]; j++) {
+                    Py_ssize_t k0 = start[2], k1 = stop[2];
+                    vec3 p = {ox + i * h, oy + j * h, oz + k0 * h};
+                    if (!t.degenerate && t.unit.z != 0.0) {
+                        /* Plane distance along the column: base + k h unit.z, |.| <= band. */
+                        double base = dot(sub(p, t.a), t.unit) - k0 * h * t.unit.z;
+                        double step = h * t.unit.z;
+                        double ka = (-band - base) / step, kb = (band - base) / step;
+                        if (ka > kb) { double tmp = ka; ka = kb; kb = tmp; }
+                        double first = ceil(ka), last = floor(kb) + 1.0;
+                        if (first > (double)k0) k0 = first > (double)k1 ? k1 : (Py_ssize_t)first;
+                        if (last < (double)k1) k1 = last < (double)k0 ? k0 : (Py_ssize_t)last;
+                    } else if (!t.degenerate && fabs(dot(sub(p, t.a), t.unit)) > band) {
+                        continue;
+                    }
+                    Py_ssize_t row = ((i >> BLOCK_SHIFT) * cy + (j >> BLOCK_SHIFT)) * cz;
+                    Py_ssize_t local_ij = ((i & BLOCK_MASK) * 8 + (j & BLOCK_MASK)) * 8;
+                    for (Py_ssize_t k = k0; k < k1; k++) {
+                        int64_t s = slots[row + (k >> BLOCK_SHIFT)];
+                        if (s < 0)
+                            continue;
+                        p.z = oz + k * h;
+                        double d2 = triangle_d2(p, &t);
+                        if (d2 > band2)
+                            continue;
+                        Py_ssize_t at = (Py_ssize_t)s * BLOCK_NODES + local_ij + (k & BLOCK_MASK);
+                        float d = (float)sqrt(d2);
+                        if (d < dist[at]) {
+                            dist[at] = d;
+                            face[at] = (int32_t)par[f];
+                        }
+                    }
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&corners);
+    PyBuffer_Release(&parent);
+    PyBuffer_Release(&slot);
+    PyBuffer_Release(&out_distance);
+    PyBuffer_Release(&out_face);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "band_distance: buffer sizes do not match");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Tangent planes at crossings                                                           */
+/* ------------------------------------------------------------------------------------ */
+
+/* Upper bound on the distance from p to triangle t: the projection on the plane clamped
+ * into the triangle in barycentric coordinates (exact inside; a little high near edges).
+ * +inf for degenerate triangles. Same as dual._gap. */
+static double gap(vec3 p, const Triangle *t) {
+    double det = t->abab * t->acac - t->abac * t->abac;
+    if (!(det > 1e-12 * t->abab * t->acac))
+        return INFINITY;
+    vec3 ap = sub(p, t->a);
+    double d1 = dot(ap, t->ab), d2 = dot(ap, t->ac);
+    double s = clamp01((t->acac * d1 - t->abac * d2) / det);
+    double u = clamp01((t->abab * d2 - t->abac * d1) / det);
+    double over = fmax(s + u, 1.0);
+    vec3 away = sub(sub(ap, scale(t->ab, s / over)), scale(t->ac, u / over));
+    return sqrt(dot(away, away));
+}
+
+/* The unit normal of any triangle with a nonzero cross product (gap() is finite only
+ * for those), zero otherwise. */
+static vec3 plane_normal(const Triangle *t) {
+    vec3 n = cross(t->ab, t->ac);
+    double len = sqrt(dot(n, n));
+    return len > 0.0 ? scale(n, 1.0 / len) : (vec3){0.0, 0.0, 0.0};
+}
+
+static Triangle face_triangle(const double *vertices, const int64_t *faces, int64_t f) {
+    const int64_t *v = faces + 3 * f;
+    return triangle_of(v3(vertices + 3 * v[0]), v3(vertices + 3 * v[1]), v3(vertices + 3 * v[2]));
+}
+
+/* tangent_normals(points, face_a, face_b, vertices, faces, on_input, out)
+ *
+ * points (k, 3) float64; face_a, face_b (k,) int32: the nearest faces of a crossing's two
+ * end nodes (-1: none); vertices (n, 3) float64, faces (m, 3) int64. out (k, 3) float64
+ * gets the unit normal of face_a if the crossing is within on_input of it, else of face_b
+ * if that is closer, else zero when neither is within on_input. */
+static PyObject *tangent_normals(PyObject *self, PyObject *args) {
+    Py_buffer points, face_a, face_b, vertices, faces, out;
+    double on_input;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*dw*", &points, &face_a, &face_b, &vertices, &faces, &on_input, &out))
+        return NULL;
+    Py_ssize_t k = points.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    int ok = face_a.len == k * (Py_ssize_t)sizeof(int32_t) && face_b.len == face_a.len && out.len == points.len;
+    const int64_t *fc = faces.buf;
+    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
+        ok = fc[i] >= 0 && fc[i] < n;
+    if (ok) {
+        const double *p = points.buf, *vs = vertices.buf;
+        const int32_t *fa = face_a.buf, *fb = face_b.buf;
+        double *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++) {
+            vec3 x = v3(p + 3 * i), normal = {0.0, 0.0, 0.0};
+            double best = INFINITY;
+            Triangle t;
+            if (fa[i] >= 0 && fa[i] < m) {
+                t = face_triangle(vs, fc, fa[i]);
+                best = gap(x, &t);
+                normal = plane_normal(&t);
+            }
+            if (!(best <= on_input) && fb[i] >= 0 && fb[i] < m) {
+                Triangle other = face_triangle(vs, fc, fb[i]);
+                double g = gap(x, &other);
+                if (g < best) {
+                    best = g;
+                    normal = plane_normal(&other);
+                }
+            }
+            if (!(best <= on_input))
+                normal = (vec3){0.0, 0.0, 0.0};
+            o[3 * i] = normal.x; o[3 * i + 1] = normal.y; o[3 * i + 2] = normal.z;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&points);
+    PyBuffer_Release(&face_a);
+    PyBuffer_Release(&face_b);
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&faces);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "tangent_normals: buffer sizes do not match or a face index is out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Dual contouring vertices                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/* Eigen-decomposition of a symmetric 3x3 matrix by cyclic Jacobi rotations: a = V diag(w)
+ * V^T, columns of v the eigenvectors. Converges to rounding in a handful of sweeps. */
+static void symmetric_eigen(const double a_in[3][3], double w[3], double v[3][3]) {
+    double a[3][3];
+    memcpy(a, a_in, sizeof(a));
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            v[i][j] = i == j;
+    for (int sweep = 0; sweep < 16; sweep++) {
+        double off = a[0][1] * a[0][1] + a[0][2] * a[0][2] + a[1][2] * a[1][2];
+        double diag = a[0][0] * a[0][0] + a[1][1] * a[1][1] + a[2][2] * a[2][2];
+        if (off <= 1e-30 * diag || off == 0.0)
+            break;
+        for (int p = 0; p < 2; p++) {
+            for (int q = p + 1; q < 3; q++) {
+                if (a[p][q] == 0.0)
+                    continue;
+                double theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+                double t = (theta >= 0.0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+                double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (int k = 0; k < 3; k++) {               /* a = J^T a J */
+                    double akp = a[k][p], akq = a[k][q];
+                    a[k][p] = c * akp - s * akq;
+                    a[k][q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < 3; k++) {
+                    double apk = a[p][k], aqk = a[q][k];
+                    a[p][k] = c * apk - s * aqk;
+                    a[q][k] = s * apk + c * aqk;
+                }
+                for (int k = 0; k < 3; k++) {
+                    double vkp = v[k][p], vkq = v[k][q];
+                    v[k][p] = c * vkp - s * vkq;
+                    v[k][q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        w[i] = a[i][i];
+}
+
+/* place_vertices(quads, points, normals, cell_corner, flat_ratio, cutoff, margin, out)
+ *
+ * quads (q, 4) int64: the vertices of each cut edge's quad; points (q, 3) float64: the
+ * edge's crossing; normals (q, 3) float64 or None: the tangent plane's unit normal there
+ * (zero: none); cell_corner (v, 3) int64: each vertex's cell. out (v, 3) float64: the mean
+ * of the vertex's crossings, moved (with normals) to the minimizer of sum (n.(x - p))^2
+ * measured from the mean: nearly one plane (|A|_F^2 >= flat_ratio trace^2) along its
+ * direction from two power steps, otherwise by the pseudo-inverse that drops eigenvalues
+ * below cutoff * the largest; a result more than margin outside its cell keeps the mean.
+ * The arithmetic follows dual._place_vertices step for step. */
+static PyObject *place_vertices(PyObject *self, PyObject *args) {
+    Py_buffer quads, points, normals = {0}, corners, out;
+    PyObject *normals_obj;
+    double flat_ratio, cutoff, margin;
+    if (!PyArg_ParseTuple(args, "y*y*Oy*dddw*", &quads, &points, &normals_obj, &corners, &flat_ratio, &cutoff,
+                          &margin, &out))
+        return NULL;
+    int sharp = normals_obj != Py_None;
+    if (sharp && PyObject_GetBuffer(normals_obj, &normals, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&quads);
+        PyBuffer_Release(&points);
+        PyBuffer_Release(&corners);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    Py_ssize_t q = quads.len / (4 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t count = corners.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    int ok = points.len == q * 3 * (Py_ssize_t)sizeof(double) && (!sharp || normals.len == points.len)
+             && out.len == count * 3 * (Py_ssize_t)sizeof(double);
+    const int64_t *qd = quads.buf;
+    for (Py_ssize_t i = 0; ok && i < 4 * q; i++)
+        ok = qd[i] >= 0 && qd[i] < count;
+    double *acc = NULL;
+    /* Per vertex: count, sum p (3), and with normals A (6: xx xy xz yy yz zz), sum n (n.p) (3). */
+    const int width = sharp ? 13 : 4;
+    if (ok && !(acc = calloc((size_t)count * width, sizeof(double)))) {
+        ok = 0;
+        PyErr_NoMemory();
+    }
+    if (ok) {
+        const double *p = points.buf, *nrm = sharp ? normals.buf : NULL;
+        const int64_t *cc = corners.buf;
+        double *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t e = 0; e < q; e++) {
+            double x = p[3 * e], y = p[3 * e + 1], z = p[3 * e + 2];
+            double nx = 0, ny = 0, nz = 0, along = 0;
+            if (sharp) {
+                nx = nrm[3 * e]; ny = nrm[3 * e + 1]; nz = nrm[3 * e + 2];
+                along = nx * x + ny * y + nz * z;
+            }
+            for (int c = 0; c < 4; c++) {
+                double *r = acc + (size_t)qd[4 * e + c] * width;
+                r[0] += 1.0; r[1] += x; r[2] += y; r[3] += z;
+                if (sharp) {
+                    r[4] += nx * nx; r[5] += nx * ny; r[6] += nx * nz;
+                    r[7] += ny * ny; r[8] += ny * nz; r[9] += nz * nz;
+                    r[10] += nx * along; r[11] += ny * along; r[12] += nz * along;
+                }
+            }
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const double *r = acc + (size_t)i * width;
+            double mean[3] = {r[1] / r[0], r[2] / r[0], r[3] / r[0]};
+            double x[3] = {mean[0], mean[1], mean[2]};
+            if (sharp) {
+                double A[3][3] = {{r[4], r[5], r[6]}, {r[5], r[7], r[8]}, {r[6], r[8], r[9]}};
+                double b[3], y[3] = {0.0, 0.0, 0.0};
+                for (int d = 0; d < 3; d++)
+                    b[d] = r[10 + d] - (A[d][0] * mean[0] + A[d][1] * mean[1] + A[d][2] * mean[2]);
+                double trace = A[0][0] + A[1][1] + A[2][2], frob = 0.0;
+                for (int u = 0; u < 3; u++)
+                    for (int w = 0; w < 3; w++)
+                        frob += A[u][w] * A[u][w];
+                if (trace > 0.0 && frob >= flat_ratio * trace * trace) {
+                    int top = 0;
+                    for (int d = 1; d < 3; d++)
+                        if (A[d][d] > A[top][top])
+                            top = d;
+                    double v[3] = {A[top][0], A[top][1], A[top][2]};
+                    for (int step = 0; step < 2; step++) {
+                        double nv[3], len = 0.0;
+                        for (int d = 0; d < 3; d++) {
+                            nv[d] = A[d][0] * v[0] + A[d][1] * v[1] + A[d][2] * v[2];
+                            len += nv[d] * nv[d];
+                        }
+                        len = sqrt(len);
+                        for (int d = 0; d < 3; d++)
+                            v[d] = nv[d] / len;
+                    }
+                    double Av[3], vAv = 0.0, vb = 0.0;
+                    for (int d = 0; d < 3; d++) {
+                        Av[d] = A[d][0] * v[0] + A[d][1] * v[1] + A[d][2] * v[2];
+                    }
+                    for (int d = 0; d < 3; d++) {
+                        vAv += v[d] * Av[d];
+                        vb += v[d] * b[d];
+                    }
+                    for (int d = 0; d < 3; d++)
+                        y[d] = v[d] * (vb / vAv);
+                } else if (trace > 0.0) {
+                    double w[3], V[3][3];
+                    symmetric_eigen(A, w, V);
+                    double largest = fmax(fmax(w[0], w[1]), w[2]);
+                    for (int c = 0; c < 3; c++) {
+                        if (!(w[c] > cutoff * largest))
+                            continue;
+                        double along_c = (V[0][c] * b[0] + V[1][c] * b[1] + V[2][c] * b[2]) / w[c];
+                        for (int d = 0; d < 3; d++)
+                            y[d] += V[d][c] * along_c;
+                    }
+                }
+                int inside = 1;
+                for (int d = 0; d < 3; d++) {
+                    double s = mean[d] + y[d], corner = (double)cc[3 * i + d];
+                    inside &= s >= corner - margin && s <= corner + 1.0 + margin;
+                }
+                if (inside)
+                    for (int d = 0; d < 3; d++)
+                        x[d] = mean[d] + y[d];
+            }
+            o[3 * i] = x[0]; o[3 * i + 1] = x[1]; o[3 * i + 2] = x[2];
+        }
+        Py_END_ALLOW_THREADS
+        free(acc);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "place_vertices: buffer sizes do not match or a quad index is out of range");
+    }
+    PyBuffer_Release(&quads);
+    PyBuffer_Release(&points);
+    if (sharp)
+        PyBuffer_Release(&normals);
+    PyBuffer_Release(&corners);
+    PyBuffer_Release(&out);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Dual contouring: cut cells, quads, triangles                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* A field stored in 8^3 blocks: band blocks have a row of 512 values, other blocks of the
+ * grid one value each, and nodes beyond the grid the outside value. */
+typedef struct {
+    const float *field;          /* (nb, 512) */
+    const int32_t *nearest;      /* (nb, 512), may be NULL */
+    const int64_t *slot;         /* (Cx Cy Cz,) row of each block, -1 outside the band */
+    const float *block_value;    /* (Cx Cy Cz,) */
+    float outside;
+    Py_ssize_t cx, cy, cz;
+} BlockField;
+
+/* Position slot * 512 + local of node (i, j, k) in the band, -1 if its block is not a band
+ * block or the node is beyond the grid; *value gets the node's value either way. */
+static inline int64_t locate_node(const BlockField *g, int64_t i, int64_t j, int64_t k, float *value) {
+    int64_t bi = i >> BLOCK_SHIFT, bj = j >> BLOCK_SHIFT, bk = k >> BLOCK_SHIFT;
+    if (i < 0 || j < 0 || k < 0 || bi >= g->cx || bj >= g->cy || bk >= g->cz) {
+        *value = g->outside;
+        return -1;
+    }
+    int64_t id = (bi * g->cy + bj) * g->cz + bk;
+    int64_t s = g->slot[id];
+    if (s < 0) {
+        *value = g->block_value[id];
+        return -1;
+    }
+    int64_t at = s * BLOCK_NODES + (((i & BLOCK_MASK) << 6) | ((j & BLOCK_MASK) << 3) | (k & BLOCK_MASK));
+    *value = g->field[at];
+    return at;
+}
+
+/* cell_codes(field, slot, block_value, outside, coarse, blocks, rows, out_code)
+ *
+ * For every cell of band blocks ``rows`` (its lower corner in the block), the sign code:
+ * bit c set when corner c (offset (c>>2&1, c>>1&1, c&1)) is negative. out_code (nb, 512)
+ * uint8 is written only for those blocks. blocks (nb, 3) int64: block coordinates. */
+static PyObject *cell_codes(PyObject *self, PyObject *args) {
+    Py_buffer field, slot, block_value, blocks, rows, out_code;
+    float outside;
+    Py_ssize_t cx, cy, cz;
+    if (!PyArg_ParseTuple(args, "y*y*y*f(nnn)y*y*w*", &field, &slot, &block_value, &outside, &cx, &cy, &cz,
+                          &blocks, &rows, &out_code))
+        return NULL;
+    Py_ssize_t nb = blocks.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t nr = rows.len / (Py_ssize_t)sizeof(int64_t);
+    int ok = field.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(float) && out_code.len == nb * BLOCK_NODES
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t) && block_value.len == cx * cy * cz * (Py_ssize_t)sizeof(float);
+    const int64_t *row = rows.buf;
+    for (Py_ssize_t r = 0; ok && r < nr; r++)
+        ok = row[r] >= 0 && row[r] < nb;
+    if (ok) {
+        BlockField g = {field.buf, NULL, slot.buf, block_value.buf, outside, cx, cy, cz};
+        const int64_t *bc = blocks.buf;
+        uint8_t *code = out_code.buf;
+        Py_BEGIN_ALLOW_THREADS
+        uint8_t negative[9][9][9];
+        for (Py_ssize_t r = 0; r < nr; r++) {
+            int64_t b = row[r];
+            const float *own = g.field + b * BLOCK_NODES;
+            int64_t i0 = bc[3 * b] << BLOCK_SHIFT, j0 = bc[3 * b + 1] << BLOCK_SHIFT, k0 = bc[3 * b + 2] << BLOCK_SHIFT;
+            for (int x = 0; x < 9; x++)
+                for (int y = 0; y < 9; y++)
+                    for (int z = 0; z < 9; z++) {
+                        float v;
+                        if (x < 8 && y < 8 && z < 8)
+                            v = own[(x << 6) | (y << 3) | z];
+                        else
+                            locate_node(&g, i0 + x, j0 + y, k0 + z, &v);
+                        negative[x][y][z] = v < 0.0f;
+                    }
+            uint8_t *out = code + b * BLOCK_NODES;
+            for (int x = 0; x < 8; x++)
+                for (int y = 0; y < 8; y++)
+                    for (int z = 0; z < 8; z++)
+                        out[(x << 6) | (y << 3) | z] = (uint8_t)(
+                            negative[x][y][z] | negative[x][y][z + 1] << 1 | negative[x][y + 1][z] << 2
+                            | negative[x][y + 1][z + 1] << 3 | negative[x + 1][y][z] << 4
+                            | negative[x + 1][y][z + 1] << 5 | negative[x + 1][y + 1][z] << 6
+                            | negative[x + 1][y + 1][z + 1] << 7);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&field);
+    PyBuffer_Release(&slot);
+    PyBuffer_Release(&block_value);
+    PyBuffer_Release(&blocks);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&out_code);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "cell_codes: buffer sizes do not match or a row is out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* dual_quads(field, nearest, slot, block_value, outside, coarse, blocks, position, cell_code,
+ *            first_vertex, patch, rings, out_quads, out_points, out_face_a, out_face_b)
+ *
+ * Every cut grid edge once, as one of the three edges at the top corner (7) of a cut cell:
+ * axis by axis, cells in the order of ``position`` (band positions of the cut cells). For
+ * each: the quad of the four cells' patch vertices around it (first_vertex[cell] +
+ * patch[code][edge]), reversed when it would face from the positive end to the negative
+ * one; the crossing (linear in the field, in grid index coordinates) and the nearest faces
+ * of the edge's two end nodes. rings (3, 18) int64 per axis: lower corner, faces_minus,
+ * 4 x (dx, dy, dz, edge). Outputs are sized by the caller (the count of cut edges).
+ * Returns the number of quads written, or raises when a ring cell is not a cut cell of
+ * the band (the band is too narrow). */
+static PyObject *dual_quads(PyObject *self, PyObject *args) {
+    Py_buffer field, nearest, slot, block_value, blocks, position, cell_code, first_vertex, patch, rings;
+    Py_buffer out_quads, out_points, out_fa, out_fb;
+    float outside;
+    Py_ssize_t cx, cy, cz;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*f(nnn)y*y*y*y*y*y*w*w*w*w*", &field, &nearest, &slot, &block_value, &outside,
+                          &cx, &cy, &cz, &blocks, &position, &cell_code, &first_vertex, &patch, &rings, &out_quads,
+                          &out_points, &out_fa, &out_fb))
+        return NULL;
+    Py_ssize_t nb = blocks.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t k = position.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t capacity = out_quads.len / (4 * (Py_ssize_t)sizeof(int64_t));
+    int ok = field.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(float) && nearest.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int32_t)
+             && cell_code.len == nb * BLOCK_NODES && first_vertex.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int64_t)
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t) && block_value.len == cx * cy * cz * (Py_ssize_t)sizeof(float)
+             && patch.len == 256 * 12 && rings.len == 3 * 18 * (Py_ssize_t)sizeof(int64_t)
+             && out_points.len == capacity * 3 * (Py_ssize_t)sizeof(double)
+             && out_fa.len == capacity * (Py_ssize_t)sizeof(int32_t) && out_fb.len == out_fa.len;
+    const int64_t *pos = position.buf;
+    for (Py_ssize_t c = 0; ok && c < k; c++)
+        ok = pos[c] >= 0 && pos[c] < nb * BLOCK_NODES;
+    if (!ok)
+        PyErr_SetString(PyExc_ValueError, "dual_quads: buffer sizes do not match or a position is out of range");
+    Py_ssize_t written = 0;
+    int narrow = 0, overflow = 0;
+    if (ok) {
+        BlockField g = {field.buf, nearest.buf, slot.buf, block_value.buf, outside, cx, cy, cz};
+        const int64_t *bc = blocks.buf, *first = first_vertex.buf, *ring = rings.buf;
+        const uint8_t *codes = cell_code.buf;
+        const int8_t *table = patch.buf;
+        int64_t *quads = out_quads.buf;
+        double *points = out_points.buf;
+        int32_t *fa = out_fa.buf, *fb = out_fb.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (int axis = 0; axis < 3 && !narrow && !overflow; axis++) {
+            const int64_t *r = ring + 18 * axis;
+            int low = (int)r[0], faces_minus = (int)r[1];
+            int64_t li = low >> 2 & 1, lj = low >> 1 & 1, lk = low & 1;
+            for (Py_ssize_t c = 0; c < k; c++) {
+                int64_t at = pos[c];
+                int code = codes[at];
+                int lo_neg = code >> low & 1;
+                if (lo_neg == (code >> 7 & 1))
+                    continue;
+                if (written == capacity) {
+                    overflow = 1;
+                    break;
+                }
+                int64_t local = at & (BLOCK_NODES - 1), b = at >> 9;
+                int64_t i = (bc[3 * b] << BLOCK_SHIFT) + (local >> 6);
+                int64_t j = (bc[3 * b + 1] << BLOCK_SHIFT) + (local >> 3 & 7);
+                int64_t kk = (bc[3 * b + 2] << BLOCK_SHIFT) + (local & 7);
+                int64_t quad[4];
+                for (int s = 0; s < 4; s++) {
+                    const int64_t *o = r + 2 + 4 * s;
+                    float unused;
+                    int64_t other = locate_node(&g, i + o[0], j + o[1], kk + o[2], &unused);
+                    int patch_of = other >= 0 ? table[12 * codes[other] + o[3]] : -1;
+                    if (other < 0 || first[other] < 0 || patch_of < 0) {
+                        narrow = 1;
+                        break;
+                    }
+                    quad[s] = first[other] + patch_of;
+                }
+                if (narrow)
+                    break;
+                int flip = lo_neg == faces_minus;
+                for (int s = 0; s < 4; s++)
+                    quads[4 * written + s] = flip ? quad[3 - s] : quad[s];
+                float va, vb;
+                int64_t na = locate_node(&g, i + li, j + lj, kk + lk, &va);
+                int64_t nb_ = locate_node(&g, i + 1, j + 1, kk + 1, &vb);
+                double t = (double)va / ((double)va - (double)vb);
+                points[3 * written] = (double)(i + li) + t * (double)(1 - li);
+                points[3 * written + 1] = (double)(j + lj) + t * (double)(1 - lj);
+                points[3 * written + 2] = (double)(kk + lk) + t * (double)(1 - lk);
+                fa[written] = na >= 0 ? g.nearest[na] : -1;
+                fb[written] = nb_ >= 0 ? g.nearest[nb_] : -1;
+                written++;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (narrow)
+            PyErr_SetString(PyExc_RuntimeError,
+                            "a cut edge has a neighbouring cell outside the band; the band is too narrow");
+        else if (overflow)
+            PyErr_SetString(PyExc_ValueError, "dual_quads: more cut edges than the outputs hold");
+        ok = !narrow && !overflow;
+    }
+    Py_buffer *all[] = {&field, &nearest, &slot, &block_value, &blocks, &position, &cell_code, &first_vertex,
+                        &patch, &rings, &out_quads, &out_points, &out_fa, &out_fb};
+    for (size_t n = 0; n < sizeof(all) / sizeof(all[0]); n++)
+        PyBuffer_Release(all[n]);
+    if (!ok)
+        return NULL;
+    return PyLong_FromSsize_t(written);
+}
+
+/* split_quads(vertices, quads, tie, out)
+ *
+ * Two triangles per quad (q, 4) int64, cut along the shorter diagonal; diagonals whose
+ * squared lengths differ by at most ``tie`` of the longer count as equal and then the
+ * diagonal at the lowest vertex index is cut. out (2q, 3) int64: first triangles of all
+ * quads, then the second ones (as dual._split_quads). */
+static PyObject *split_quads(PyObject *self, PyObject *args) {
+    Py_buffer vertices, quads, out;
+    double tie;
+    if (!PyArg_ParseTuple(args, "y*y*dw*", &vertices, &quads, &tie, &out))
+        return NULL;
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t q = quads.len / (4 * (Py_ssize_t)sizeof(int64_t));
+    int ok = out.len == q * 6 * (Py_ssize_t)sizeof(int64_t);
+    const int64_t *qd = quads.buf;
+    for (Py_ssize_t i = 0; ok && i < 4 * q; i++)
+        ok = qd[i] >= 0 && qd[i] < n;
+    if (ok) {
+        const double *v = vertices.buf;
+        int64_t *first = out.buf, *second = (int64_t *)out.buf + 3 * q;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < q; i++) {
+            const int64_t *c = qd + 4 * i;
+            vec3 d02 = sub(v3(v + 3 * c[0]), v3(v + 3 * c[2])), d13 = sub(v3(v + 3 * c[1]), v3(v + 3 * c[3]));
+            double l02 = dot(d02, d02), l13 = dot(d13, d13);
+            int cut02 = fabs(l02 - l13) <= tie * fmax(l02, l13)
+                            ? (c[0] < c[2] ? c[0] : c[2]) < (c[1] < c[3] ? c[1] : c[3])
+                            : l02 < l13;
+            int s = cut02 ? 0 : 1;                      /* rotate so the cut runs 0-2 */
+            int64_t r0 = c[s], r1 = c[(s + 1) & 3], r2 = c[(s + 2) & 3], r3 = c[(s + 3) & 3];
+            first[3 * i] = r0; first[3 * i + 1] = r1; first[3 * i + 2] = r2;
+            second[3 * i] = r0; second[3 * i + 1] = r2; second[3 * i + 2] = r3;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&quads);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "split_quads: buffer sizes do not match or a quad index is out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"band_distance", band_distance, METH_VARARGS, "Exact distances at band nodes (see _native.c)."},
+    {"tangent_normals", tangent_normals, METH_VARARGS, "Input normals at crossings (see _native.c)."},
+    {"place_vertices", place_vertices, METH_VARARGS, "Dual contouring vertices (see _native.c)."},
+    {"cell_codes", cell_codes, METH_VARARGS, "Sign codes of the cells of band blocks (see _native.c)."},
+    {"dual_quads", dual_quads, METH_VARARGS, "Quads and crossings of the cut edges (see _native.c)."},
+    {"split_quads", split_quads, METH_VARARGS, "Quads to triangles (see _native.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Compiled kernels of backend.mesh.", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

@@ -1,0 +1,124 @@
+"""The compiled kernels (``_native.c``) behind typed wrappers, with a switch to turn them off.
+
+``make setup`` compiles ``backend/mesh/_native.c`` (plain C, built by ``setup.py`` through
+``pip install -e .``). Every kernel has a numpy twin in the module that calls it; the
+compiled one is used when the extension imports and ``MESHSMITH_NATIVE`` is not ``0``.
+Tests run both and compare them. The wrappers own the checks the C code relies on:
+dtypes, C-contiguity and shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+try:
+    from backend.mesh import _native
+except ImportError as error:  # not built: no C compiler at install time
+    _native = None
+    _IMPORT_ERROR = str(error)
+else:
+    _IMPORT_ERROR = ""
+
+
+def available() -> bool:
+    """True when the compiled kernels are built and ``MESHSMITH_NATIVE`` does not turn them off."""
+    flag = os.environ.get("MESHSMITH_NATIVE", "").strip()
+    if flag not in ("", "0", "1"):
+        raise ValueError(f"MESHSMITH_NATIVE must be 0 or 1, got {flag!r}")
+    return _native is not None and flag != "0"
+
+
+def why_unavailable() -> str:
+    """Why :func:`available` is False ('' when it is True)."""
+    if _native is None:
+        return f"backend.mesh._native is not built ({_IMPORT_ERROR}); run `make setup` (needs a C compiler)"
+    if not available():
+        return "MESHSMITH_NATIVE=0"
+    return ""
+
+
+def _c(array: np.ndarray, dtype, shape_tail: tuple[int, ...] = ()) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if array.shape[1:] != shape_tail:
+        raise ValueError(f"expected shape (n, {', '.join(map(str, shape_tail))}), got {array.shape}")
+    return array
+
+
+def band_distance(corners: np.ndarray, parent: np.ndarray, origin: np.ndarray, spacing: float,
+                  shape: tuple[int, int, int], band: float, slot: np.ndarray, coarse_shape: tuple[int, int, int],
+                  out_distance: np.ndarray, out_face: np.ndarray) -> None:
+    """Lower ``out_distance`` (float32) to each triangle's exact distance at band nodes within ``band``.
+
+    ``corners`` (m, 9): triangles in the grid's frame; ``parent`` (m,): the face id written
+    into ``out_face`` (int32) where a triangle gives a node its new minimum. ``slot`` maps
+    coarse blocks to rows of the ``(nb, 8^3)`` outputs (-1: not stored). Outputs must be
+    C-contiguous and are updated in place.
+    """
+    for name, out, dtype in (("out_distance", out_distance, np.float32), ("out_face", out_face, np.int32)):
+        if out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    _native.band_distance(_c(corners, np.float64, (9,)), _c(parent, np.int64), tuple(map(float, origin)),
+                          float(spacing), tuple(map(int, shape)), float(band), _c(slot, np.int64),
+                          tuple(map(int, coarse_shape)), out_distance, out_face)
+
+
+def tangent_normals(points: np.ndarray, face_a: np.ndarray, face_b: np.ndarray, vertices: np.ndarray,
+                    faces: np.ndarray, on_input: float) -> np.ndarray:
+    """Unit input normals (k, 3) at crossings ``points``; see :func:`backend.mesh.dual._tangent_normals`."""
+    points = _c(points, np.float64, (3,))
+    out = np.empty_like(points)
+    _native.tangent_normals(points, _c(face_a, np.int32), _c(face_b, np.int32), _c(vertices, np.float64, (3,)),
+                            _c(faces, np.int64, (3,)), float(on_input), out)
+    return out
+
+
+def place_vertices(quads: np.ndarray, points: np.ndarray, normals: np.ndarray | None, cell_corner: np.ndarray,
+                   flat_ratio: float, cutoff: float, margin: float) -> np.ndarray:
+    """Dual contouring vertices (v, 3); see :func:`backend.mesh.dual._place_vertices`."""
+    cell_corner = _c(cell_corner, np.int64, (3,))
+    out = np.empty((len(cell_corner), 3))
+    _native.place_vertices(_c(quads, np.int64, (4,)), _c(points, np.float64, (3,)),
+                           None if normals is None else _c(normals, np.float64, (3,)), cell_corner,
+                           float(flat_ratio), float(cutoff), float(margin), out)
+    return out
+
+
+def cell_codes(field: np.ndarray, slot: np.ndarray, block_value: np.ndarray, outside_value: float,
+               coarse_shape: tuple[int, int, int], blocks: np.ndarray, rows: np.ndarray, out_code: np.ndarray) -> None:
+    """Sign code of every cell of band blocks ``rows`` into ``out_code`` ((nb * 8^3,) uint8, in place)."""
+    if out_code.dtype != np.uint8 or not out_code.flags.c_contiguous:
+        raise ValueError("out_code must be a C-contiguous uint8 array")
+    _native.cell_codes(_c(field.reshape(-1), np.float32), _c(slot, np.int64), _c(block_value, np.float32),
+                       float(outside_value), tuple(map(int, coarse_shape)), _c(blocks, np.int64, (3,)),
+                       _c(rows, np.int64), out_code)
+
+
+def dual_quads(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, block_value: np.ndarray, outside_value: float,
+               coarse_shape: tuple[int, int, int], blocks: np.ndarray, position: np.ndarray, cell_code: np.ndarray,
+               first_vertex: np.ndarray, patch: np.ndarray, rings: np.ndarray, quads: np.ndarray, points: np.ndarray,
+               face_a: np.ndarray, face_b: np.ndarray) -> None:
+    """Fill the quads, crossings and end-node faces of all cut edges (outputs sized by the caller)."""
+    for name, out, dtype in (("quads", quads, np.int64), ("points", points, np.float64),
+                             ("face_a", face_a, np.int32), ("face_b", face_b, np.int32)):
+        if out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    written = _native.dual_quads(
+        _c(field.reshape(-1), np.float32), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64),
+        _c(block_value, np.float32), float(outside_value), tuple(map(int, coarse_shape)), _c(blocks, np.int64, (3,)),
+        _c(position, np.int64), _c(cell_code, np.uint8), _c(first_vertex, np.int64), _c(patch.reshape(-1), np.int8),
+        _c(rings, np.int64, (18,)), quads, points, face_a, face_b)
+    if written != len(quads):
+        raise ValueError(f"dual_quads wrote {written} quads, expected {len(quads)}")
+
+
+def split_quads(vertices: np.ndarray, quads: np.ndarray, tie: float) -> np.ndarray:
+    """Triangles (2q, 3); see :func:`backend.mesh.dual._split_quads`."""
+    quads = _c(quads, np.int64, (4,))
+    out = np.empty((2 * len(quads), 3), dtype=np.int64)
+    _native.split_quads(_c(vertices, np.float64, (3,)), quads, float(tie), out)
+    return out
