@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from backend.errors import MeshsmithError
+from backend.memory import keep_freed_memory
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -129,6 +130,7 @@ def _texture(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     parser = argparse.ArgumentParser(prog="python -m backend", description="Meshsmith backend.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)

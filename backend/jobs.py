@@ -21,6 +21,7 @@ from pathlib import Path
 
 from backend.errors import MeshsmithError
 from backend.inputs import INPUT_KINDS
+from backend.memory import keep_freed_memory, release_freed_memory
 from backend.mesh.io import mesh_to_bytes, write_atomic
 from backend.pipelines import get_pipeline
 from backend.progress import Cancelled
@@ -160,6 +161,7 @@ class JobRunner:
         self._log_handler = _JobLogHandler(self._thread)
 
     def start(self) -> None:
+        keep_freed_memory()
         logging.getLogger().addHandler(self._log_handler)
         for job in self.store.recover():
             self._queue.put(job.id)
@@ -203,6 +205,7 @@ class JobRunner:
                 self._run(job)
             finally:
                 self._log_handler.path = None
+                release_freed_memory()
 
     def _run(self, job: Job) -> None:
         job.state, job.stage, job.started = "running", "loading input", time.time()

@@ -67,49 +67,55 @@ static Triangle triangle_of(vec3 a, vec3 b, vec3 c) {
     return t;
 }
 
-/* Squared distance from p to segment a + s (b - a), s in [0, 1]. */
-static double segment_d2(vec3 p, vec3 a, vec3 ab) {
+/* p minus its closest point on segment a + s ab, s in [0, 1]. */
+static vec3 segment_offset(vec3 p, vec3 a, vec3 ab) {
     double len2 = dot(ab, ab);
     double s = len2 > 0.0 ? clamp01(dot(sub(p, a), ab) / len2) : 0.0;
-    vec3 d = sub(sub(p, a), scale(ab, s));
-    return dot(d, d);
+    return sub(sub(p, a), scale(ab, s));
 }
 
-/* Squared distance from p to the triangle: the closest-point region tests of Ericson,
- * "Real-Time Collision Detection", 5.1.5, with the residual taken as a vector difference
- * (no expanded quadratic that cancels near zero). */
-static double triangle_d2(vec3 p, const Triangle *t) {
+/* p minus its closest point on the triangle: the Voronoi-region tests of Ericson,
+ * "Real-Time Collision Detection", 5.1.5, in his order (vertex a, b, edge ab, vertex c,
+ * edge ac, edge bc, else the face), as distance.triangle_params; the residual is taken as
+ * a vector difference (no expanded quadratic that cancels near zero). Degenerate
+ * triangles: the nearest of the three edges. */
+static vec3 triangle_offset(vec3 p, const Triangle *t) {
     vec3 ap = sub(p, t->a);
     if (t->degenerate) {
-        double d = segment_d2(p, t->a, t->ab);
-        d = fmin(d, segment_d2(p, t->a, t->ac));
-        return fmin(d, segment_d2(p, add(t->a, t->ab), sub(t->ac, t->ab)));
+        vec3 best = segment_offset(p, t->a, t->ab);
+        vec3 other = segment_offset(p, t->a, t->ac);
+        if (dot(other, other) < dot(best, best))
+            best = other;
+        other = segment_offset(p, add(t->a, t->ab), sub(t->ac, t->ab));
+        return dot(other, other) < dot(best, best) ? other : best;
     }
     double d1 = dot(t->ab, ap), d2 = dot(t->ac, ap);
+    double d3 = d1 - t->abab, d4 = d2 - t->abac;               /* ab . bp, ac . bp */
+    double d5 = d1 - t->abac, d6 = d2 - t->acac;               /* ab . cp, ac . cp */
+    double vc = d1 * d4 - d3 * d2, vb = d5 * d2 - d1 * d6, va = d3 * d6 - d5 * d4;
     double s, u;
     if (d1 <= 0.0 && d2 <= 0.0) {
         s = 0.0; u = 0.0;                                      /* vertex a */
+    } else if (d3 >= 0.0 && d4 <= d3) {
+        s = 1.0; u = 0.0;                                      /* vertex b */
+    } else if (vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0) {
+        s = d1 / t->abab; u = 0.0;                             /* edge ab */
+    } else if (d6 >= 0.0 && d5 <= d6) {
+        s = 0.0; u = 1.0;                                      /* vertex c */
+    } else if (vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0) {
+        s = 0.0; u = d2 / t->acac;                             /* edge ac */
+    } else if (va <= 0.0 && (d4 - d3) >= 0.0 && (d5 - d6) >= 0.0) {
+        double w = (d4 - d3) / ((d4 - d3) + (d5 - d6));        /* edge bc */
+        s = 1.0 - w; u = w;
     } else {
-        double d3 = d1 - t->abab, d4 = d2 - t->abac;           /* bp . ab, bp . ac */
-        double d5 = d1 - t->abac, d6 = d2 - t->acac;           /* cp . ab, cp . ac */
-        double vc = d1 * d4 - d3 * d2, vb = d5 * d2 - d1 * d6, va = d3 * d6 - d5 * d4;
-        if (d3 >= 0.0 && d4 <= d3) {
-            s = 1.0; u = 0.0;                                  /* vertex b */
-        } else if (d6 >= 0.0 && d5 <= d6) {
-            s = 0.0; u = 1.0;                                  /* vertex c */
-        } else if (vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0) {
-            s = d1 / (d1 - d3); u = 0.0;                       /* edge ab */
-        } else if (vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0) {
-            s = 0.0; u = d2 / (d2 - d6);                       /* edge ac */
-        } else if (va <= 0.0 && (d4 - d3) >= 0.0 && (d5 - d6) >= 0.0) {
-            double w = (d4 - d3) / ((d4 - d3) + (d5 - d6));    /* edge bc */
-            s = 1.0 - w; u = w;
-        } else {
-            double inv = 1.0 / (va + vb + vc);                 /* inside the face */
-            s = vb * inv; u = vc * inv;
-        }
+        double inv = 1.0 / (va + vb + vc);                     /* inside the face */
+        s = vb * inv; u = vc * inv;
     }
-    vec3 d = sub(sub(ap, scale(t->ab, s)), scale(t->ac, u));
+    return sub(sub(ap, scale(t->ab, s)), scale(t->ac, u));
+}
+
+static inline double triangle_d2(vec3 p, const Triangle *t) {
+    vec3 d = triangle_offset(p, t);
     return dot(d, d);
 }
 
@@ -294,6 +300,125 @@ static PyObject *tangent_normals(PyObject *self, PyObject *args) {
     PyBuffer_Release(&out);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "tangent_normals: buffer sizes do not match or a face index is out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Signing: the regions on both sides of each shell node                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* Region labels of a block grid (blocks.Regions): per band node, and per block elsewhere. */
+typedef struct {
+    const int32_t *node, *block;
+    const int64_t *slot;
+    Py_ssize_t cx, cy, cz, nx, ny, nz;
+} RegionGrid;
+
+/* Region of the lattice node (i, j, k), clipped into the grid (as Regions.at). */
+static inline int32_t region_of(const RegionGrid *r, int64_t i, int64_t j, int64_t k) {
+    i = i < 0 ? 0 : (i >= r->nx ? r->nx - 1 : i);
+    j = j < 0 ? 0 : (j >= r->ny ? r->ny - 1 : j);
+    k = k < 0 ? 0 : (k >= r->nz ? r->nz - 1 : k);
+    int64_t id = ((i >> BLOCK_SHIFT) * r->cy + (j >> BLOCK_SHIFT)) * r->cz + (k >> BLOCK_SHIFT);
+    int64_t s = r->slot[id];
+    if (s < 0)
+        return r->block[id];
+    return r->node[s * BLOCK_NODES + (((i & BLOCK_MASK) << 6) | ((j & BLOCK_MASK) << 3) | (k & BLOCK_MASK))];
+}
+
+/* Region of the node nearest point p given in grid index units. */
+static inline int32_t region_near(const RegionGrid *r, vec3 p) {
+    return region_of(r, (int64_t)rint(p.x), (int64_t)rint(p.y), (int64_t)rint(p.z));
+}
+
+/* probe_regions(ijk, d, face, vertices, faces, origin, h, shape, region_node, region_block,
+ *               slot, coarse, eps, probe_voxels, on_surface_voxels, cone, cone_cos,
+ *               out_ahead, out_behind, out_facing)
+ *
+ * Step 5 of backend.mesh.watertight for shell nodes ijk (k, 3) int64 at distance d (k,)
+ * float32 from their nearest face face (k,) int64 (vertices (n, 3) float64 in the grid's
+ * frame, faces (m, 3) int64): the direction n from the closest point c to the node (the
+ * face's normal for nodes on the input), facing = sign(n . normal), and the region of the
+ * nodes nearest c +- L n for L = eps + probe_voxels h, retried at one voxel more while 0.
+ * An ahead probe still 0 of a node in front of its face takes the first nonzero region
+ * among the lattice offsets cone (c, 3) (sorted nearest first) within the cone
+ * n . unit(offset) >= cone_cos. Same arithmetic as watertight._probe_regions. */
+static PyObject *probe_regions(PyObject *self, PyObject *args) {
+    Py_buffer ijk, dist, face, vertices, faces, region_node, region_block, slot, cone, out_ahead, out_behind,
+        out_facing;
+    double ox, oy, oz, h, eps, probe_voxels, on_surface_voxels, cone_cos;
+    Py_ssize_t nx, ny, nz, cx, cy, cz;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*(ddd)d(nnn)y*y*y*(nnn)dddy*dw*w*w*", &ijk, &dist, &face, &vertices,
+                          &faces, &ox, &oy, &oz, &h, &nx, &ny, &nz, &region_node, &region_block, &slot, &cx, &cy,
+                          &cz, &eps, &probe_voxels, &on_surface_voxels, &cone, &cone_cos, &out_ahead, &out_behind,
+                          &out_facing))
+        return NULL;
+    Py_ssize_t k = dist.len / (Py_ssize_t)sizeof(float);
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t c_count = cone.len / (3 * (Py_ssize_t)sizeof(double));
+    int ok = ijk.len == 3 * k * (Py_ssize_t)sizeof(int64_t) && face.len == k * (Py_ssize_t)sizeof(int64_t)
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t)
+             && region_block.len == cx * cy * cz * (Py_ssize_t)sizeof(int32_t)
+             && nx <= cx * 8 && ny <= cy * 8 && nz <= cz * 8
+             && out_ahead.len == k * (Py_ssize_t)sizeof(int32_t) && out_behind.len == out_ahead.len
+             && out_facing.len == k;
+    const int64_t *fc = faces.buf, *fi = face.buf;
+    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
+        ok = fc[i] >= 0 && fc[i] < n;
+    for (Py_ssize_t i = 0; ok && i < k; i++)
+        ok = fi[i] >= 0 && fi[i] < m;
+    const int64_t *slots = slot.buf;
+    Py_ssize_t rows = region_node.len / (BLOCK_NODES * (Py_ssize_t)sizeof(int32_t));
+    for (Py_ssize_t i = 0; ok && i < cx * cy * cz; i++)
+        ok = slots[i] < rows;
+    if (ok) {
+        RegionGrid r = {region_node.buf, region_block.buf, slot.buf, cx, cy, cz, nx, ny, nz};
+        const int64_t *node = ijk.buf;
+        const float *dd = dist.buf;
+        const double *vs = vertices.buf, *co = cone.buf;
+        int32_t *ahead = out_ahead.buf, *behind = out_behind.buf;
+        int8_t *facing = out_facing.buf;
+        const double inv_h = 1.0 / h, reach0 = eps + probe_voxels * h, reach1 = eps + (probe_voxels + 1.0) * h;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++) {
+            Triangle t = face_triangle(vs, fc, fi[i]);
+            vec3 unit = plane_normal(&t);
+            vec3 x = {ox + node[3 * i] * h, oy + node[3 * i + 1] * h, oz + node[3 * i + 2] * h};
+            vec3 away = triangle_offset(x, &t);                      /* x - c */
+            double di = (double)dd[i];
+            vec3 dir = di <= on_surface_voxels * h ? unit : scale(away, 1.0 / fmax(di, 1e-12 * h));
+            double f = dot(dir, unit);
+            facing[i] = (int8_t)((f > 0.0) - (f < 0.0));
+            vec3 c = sub(x, away);
+            vec3 c_index = {(c.x - ox) * inv_h, (c.y - oy) * inv_h, (c.z - oz) * inv_h};
+            for (int side = 0; side < 2; side++) {
+                double sign = side == 0 ? 1.0 : -1.0;
+                int32_t found = region_near(&r, add(c_index, scale(dir, sign * reach0 * inv_h)));
+                if (found == 0)
+                    found = region_near(&r, add(c_index, scale(dir, sign * reach1 * inv_h)));
+                if (found == 0 && side == 0 && facing[i] > 0) {
+                    for (Py_ssize_t o = 0; o < c_count && found == 0; o++) {
+                        vec3 off = v3(co + 3 * o);
+                        if (dot(dir, off) < cone_cos * sqrt(dot(off, off)))
+                            continue;
+                        found = region_of(&r, node[3 * i] + (int64_t)off.x, node[3 * i + 1] + (int64_t)off.y,
+                                          node[3 * i + 2] + (int64_t)off.z);
+                    }
+                }
+                (side == 0 ? ahead : behind)[i] = found;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    Py_buffer *all[] = {&ijk, &dist, &face, &vertices, &faces, &region_node, &region_block, &slot, &cone,
+                        &out_ahead, &out_behind, &out_facing};
+    for (size_t b = 0; b < sizeof(all) / sizeof(all[0]); b++)
+        PyBuffer_Release(all[b]);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "probe_regions: buffer sizes do not match or an index is out of range");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -741,6 +866,7 @@ static PyMethodDef methods[] = {
     {"band_distance", band_distance, METH_VARARGS, "Exact distances at band nodes (see _native.c)."},
     {"tangent_normals", tangent_normals, METH_VARARGS, "Input normals at crossings (see _native.c)."},
     {"place_vertices", place_vertices, METH_VARARGS, "Dual contouring vertices (see _native.c)."},
+    {"probe_regions", probe_regions, METH_VARARGS, "Regions ahead of and behind shell nodes (see _native.c)."},
     {"cell_codes", cell_codes, METH_VARARGS, "Sign codes of the cells of band blocks (see _native.c)."},
     {"dual_quads", dual_quads, METH_VARARGS, "Quads and crossings of the cut edges (see _native.c)."},
     {"split_quads", split_quads, METH_VARARGS, "Quads to triangles (see _native.c)."},

@@ -441,41 +441,48 @@ def narrow_band_blocks(
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" or (device == "auto" and gpu.available() and len(faces) >= gpu.MIN_TRIANGLES):
         return blocks, *_band_blocks_cubvh(vertices, faces, blocks, band, progress)
-    # The work is dealt to worker processes (:mod:`backend.mesh.parallel`), each keeping its
-    # own minimum in shared memory; the minima are merged here.
+    # The work is dealt to parts (:mod:`backend.mesh.parallel`), each keeping its own
+    # minimum; the minima are merged here.
     size = blocks.count * BLOCK_NODES
     parts = parallel.parts_for(size, PARALLEL_MIN_NODES)
-    outs = [parallel.shared_array(size, np.float32, np.inf) for _ in range(parts)]
-    nearests = [parallel.shared_array(size, np.int32, -1) for _ in range(parts)]
     if native.available():
-        # The compiled kernel walks each piece's node box itself: a contiguous run of pieces
-        # (neighbours in the input's face order, so their nodes share cache lines) per part.
+        # The compiled kernel walks each piece's node box itself, on threads: a contiguous
+        # run of pieces (neighbours in the input's face order, so their nodes share cache
+        # lines) per call.
+        outs = [np.full(size, np.inf, dtype=np.float32) for _ in range(parts)]
+        nearests = [np.full(size, -1, dtype=np.int32) for _ in range(parts)]
         a, b, c, parent = _split_long_triangles(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]],
                                                 SPLIT_EDGE_VOXELS * h)
         corners = np.concatenate([a, b, c], axis=1)
         runs = np.linspace(0, len(corners), parts * NATIVE_RUNS_PER_PART + 1).astype(np.int64)
 
-    def part_of_band(part: int, parts: int) -> None:
-        out, nearest = outs[part], nearests[part]
-        if native.available():
+        def native_part(part: int, parts: int) -> None:
             mine = range(part * NATIVE_RUNS_PER_PART, (part + 1) * NATIVE_RUNS_PER_PART)
             for n, run in enumerate(mine):
                 if part == 0:
                     progress(n / len(mine), "distance")
                 first, last = runs[run], runs[run + 1]
                 native.band_distance(corners[first:last], parent[first:last], grid.origin, h, grid.shape, band,
-                                     blocks.slot, blocks.coarse_shape, out, nearest)
-            return
-        chunks = _band_chunks(vertices, faces, grid, band, chunk_pairs, progress if part == 0 else null_progress,
-                              part=part, parts=parts)
-        for index, distance, face in chunks:
-            position = blocks.positions_of_flat(index)
-            distance = distance.astype(np.float32)
-            np.minimum.at(out, position, distance)
-            hit = distance == out[position]
-            nearest[position[hit]] = face[hit]
+                                     blocks.slot, blocks.coarse_shape, outs[part], nearests[part])
 
-    parallel.run_parts(part_of_band, parts)
+        parallel.run_threads(native_part, parts)
+    else:
+        # Worker processes, each writing its minimum into shared memory.
+        outs = [parallel.shared_array(size, np.float32, np.inf) for _ in range(parts)]
+        nearests = [parallel.shared_array(size, np.int32, -1) for _ in range(parts)]
+
+        def numpy_part(part: int, parts: int) -> None:
+            out, nearest = outs[part], nearests[part]
+            chunks = _band_chunks(vertices, faces, grid, band, chunk_pairs, progress if part == 0 else null_progress,
+                                  part=part, parts=parts)
+            for index, distance, face in chunks:
+                position = blocks.positions_of_flat(index)
+                distance = distance.astype(np.float32)
+                np.minimum.at(out, position, distance)
+                hit = distance == out[position]
+                nearest[position[hit]] = face[hit]
+
+        parallel.run_parts(numpy_part, parts)
     out, nearest = outs[0], nearests[0]
     for other_out, other_nearest in zip(outs[1:], nearests[1:]):
         closer = other_out < out

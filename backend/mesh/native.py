@@ -122,3 +122,21 @@ def split_quads(vertices: np.ndarray, quads: np.ndarray, tie: float) -> np.ndarr
     out = np.empty((2 * len(quads), 3), dtype=np.int64)
     _native.split_quads(_c(vertices, np.float64, (3,)), quads, float(tie), out)
     return out
+
+
+def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+                  origin: np.ndarray, spacing: float, shape: tuple[int, int, int], region_node: np.ndarray,
+                  region_block: np.ndarray, slot: np.ndarray, coarse_shape: tuple[int, int, int], eps: float,
+                  probe_voxels: float, on_surface_voxels: float, cone: np.ndarray, cone_cos: float,
+                  ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray) -> None:
+    """Regions ahead of and behind shell nodes, and their facing, into the given outputs;
+    see :func:`backend.mesh.watertight._probe_regions`."""
+    for name, out, dtype in (("ahead", ahead, np.int32), ("behind", behind, np.int32), ("facing", facing, np.int8)):
+        if out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    _native.probe_regions(
+        _c(ijk, np.int64, (3,)), _c(distance, np.float32), _c(face, np.int64), _c(vertices, np.float64, (3,)),
+        _c(faces, np.int64, (3,)), tuple(map(float, origin)), float(spacing), tuple(map(int, shape)),
+        _c(region_node.reshape(-1), np.int32), _c(region_block, np.int32), _c(slot, np.int64),
+        tuple(map(int, coarse_shape)), float(eps), float(probe_voxels), float(on_surface_voxels),
+        _c(cone, np.float64, (3,)), float(cone_cos), ahead, behind, facing)

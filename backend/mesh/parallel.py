@@ -134,6 +134,27 @@ def run_parts(task: Callable[[int, int], T], parts: int) -> list[T]:
     return results
 
 
+def run_threads(task: Callable[[int, int], T], parts: int) -> list[T]:
+    """``[task(0, parts), ..., task(parts - 1, parts)]`` on threads, part 0 on this one.
+
+    For tasks that spend their time in compiled code that releases the GIL
+    (:mod:`backend.mesh.native`): threads share memory outright, so they cost no fork and no
+    copy-on-write page faults, and may write into ordinary arrays (each part its own rows
+    or its own buffers: nothing here locks). Exceptions propagate (the first part's first).
+    """
+    if parts <= 1:
+        return [task(0, 1)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="meshsmith-part") as pool:
+        others = [pool.submit(task, part, parts) for part in range(1, parts)]
+        try:
+            first = task(0, parts)
+        finally:
+            rest = [future.result() for future in others]
+    return [first, *rest]
+
+
 def _child(task: Callable[[int, int], T], part: int, parts: int, write_end: int) -> None:
     """Run one part in a forked child, send ``("ok", result)`` or ``("error", exception)``, exit."""
     code = 0

@@ -93,7 +93,7 @@ from typing import Literal
 import numpy as np
 
 from backend.conventions import Normalization
-from backend.mesh import parallel
+from backend.mesh import native, parallel
 from backend.mesh.blocks import BLOCK, BlockGrid, label_free, padded_window
 from backend.mesh.distance import (Grid, TriangleFrames, closest_point_on_triangle, narrow_band_blocks,
                                    point_triangle_distance, triangle_params)
@@ -273,11 +273,7 @@ def watertight(
     shell_face = nearest.reshape(-1)[shell].astype(np.int64)
     shell_udf = udf.reshape(-1)[shell]
 
-    def region_at(points: np.ndarray) -> np.ndarray:
-        return regions.at(blocks, np.rint((points - window.origin) / h).astype(np.int64))
-
-    ahead, behind, facing = _probe_regions(canonical, faces, window.origin + shell_ijk * h, shell_udf, shell_face,
-                                           region_at, eps, h)
+    ahead, behind, facing = _probe_regions(canonical, faces, blocks, regions, shell_ijk, shell_udf, shell_face, eps)
     empty = _empty_regions(outside, regions.count, ahead, behind, facing, cavities)
     behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
     field = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h, eps)
@@ -360,8 +356,8 @@ def check_mesh_arrays(vertices: object, faces: object) -> tuple[np.ndarray, np.n
     return v, f.astype(np.int64, copy=False)
 
 
-def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np.ndarray, face: np.ndarray,
-                   region_at, eps: float, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _probe_regions(vertices: np.ndarray, faces: np.ndarray, blocks: BlockGrid, regions, ijk: np.ndarray,
+                   d: np.ndarray, face: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regions (k,) int32 ahead of and behind each shell node (module doc, step 5); 0 = lost.
 
     Also returns ``facing`` (k,) int8: +1 when the node is in front of its nearest face
@@ -372,19 +368,41 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, x: np.ndarray, d: np
     vertices : (n, 3) float64
         In the grid's coordinates.
     faces : (m, 3) int64
-    x : (k, 3) float64
-        The shell nodes.
+    blocks : BlockGrid
+    regions : backend.mesh.blocks.Regions
+        The flood fill's labels.
+    ijk : (k, 3) int64
+        The shell nodes' grid indices.
     d : (k,) float32
         Their distance to the input.
     face : (k,) int64
         A nearest face of each.
-    region_at : callable
-        Region (k,) of points (k, 3) (of the node nearest each).
     """
+    grid = blocks.grid
+    h = grid.spacing
+    if native.available():
+        # Threads (the kernel releases the GIL), each writing its own chunks of rows.
+        ahead, behind = np.empty(len(ijk), dtype=np.int32), np.empty(len(ijk), dtype=np.int32)
+        facing = np.empty(len(ijk), dtype=np.int8)
+
+        def native_part(part: int, parts: int) -> None:
+            for i in range(part * PROBE_CHUNK, len(ijk), parts * PROBE_CHUNK):
+                rows = slice(i, i + PROBE_CHUNK)
+                native.probe_regions(ijk[rows], d[rows], face[rows], vertices, faces, grid.origin, h, grid.shape,
+                                     regions.node, regions.block, blocks.slot, blocks.coarse_shape, eps, PROBE_VOXELS,
+                                     ON_SURFACE_VOXELS, _CONE, CONE_COS, ahead[rows], behind[rows], facing[rows])
+
+        parallel.run_threads(native_part, parallel.parts_for(len(ijk), PARALLEL_MIN_PROBES))
+        return ahead, behind, facing
     # Written in place by worker processes (chunks dealt round-robin), read here.
-    ahead = parallel.shared_array(len(x), np.int32)
-    behind = parallel.shared_array(len(x), np.int32)
-    facing = parallel.shared_array(len(x), np.int8)
+    ahead = parallel.shared_array(len(ijk), np.int32)
+    behind = parallel.shared_array(len(ijk), np.int32)
+    facing = parallel.shared_array(len(ijk), np.int8)
+
+    def region_at(points: np.ndarray) -> np.ndarray:
+        return regions.at(blocks, np.rint((points - grid.origin) / h).astype(np.int64))
+
+    x = grid.origin + ijk * h
     # Per-face constants once; each node gathers its face's (no per-node cross products).
     frames = TriangleFrames.from_corners(vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]])
     normal = np.cross(frames.ab, frames.ac)
@@ -524,7 +542,8 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
     ``udf`` is overwritten: it becomes the field.
     """
     # Written over ``udf``, whose shell values were read out already: no new big array.
-    field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf, mode="clip")  # unbuffered
+    # mode="wrap" (the labels are in range anyway) keeps int32 indices fast; "clip" and "raise" convert them first.
+    field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf, mode="wrap")
     empty_ahead = empty[ahead]
     sheet = empty_ahead & behind_empty
     log.debug("signing: %d of %d shell nodes see empty space on both sides; %d lost ahead",

@@ -8,7 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from backend.mesh import distance, dual, native
+from backend.mesh import distance, dual, native, parallel
+from backend.mesh import watertight as wt
 from backend.mesh.watertight import watertight
 from tests import meshes
 
@@ -99,16 +100,35 @@ def test_bad_indices_are_refused_not_read():
 
 
 @needs_native
-@pytest.mark.parametrize("mesh", ["broken", "boxes"])
-def test_dual_contouring_is_the_same_on_both_kernels(monkeypatch, mesh):
-    # The distance pass on numpy for both runs (its float32 rounding decides ties between
-    # faces), the mesher on each: the same triangles, the same vertices up to rounding.
-    v, f = meshes.broken_mesh() if mesh == "broken" else meshes.two_intersecting_boxes()
-    monkeypatch.setattr(distance, "native", types.SimpleNamespace(available=lambda: False))
+@pytest.mark.parametrize("stage", ["probes", "dual contouring"])
+@pytest.mark.parametrize("mesh", ["broken", "boxes", "sheet"])
+def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
+    # Every stage on numpy but one, run on each kernel: the same triangles, the same vertices
+    # up to rounding. (The distance pass is compared in test_blocks: its float32 rounding on
+    # numpy decides ties between faces differently, so whole results differ there.)
+    v, f = {"broken": meshes.broken_mesh, "boxes": meshes.two_intersecting_boxes, "sheet": meshes.plane}[mesh]()
+    off = types.SimpleNamespace(available=lambda: False)
+    for module in (distance, dual, wt):
+        monkeypatch.setattr(module, "native", off)
+    tested = wt if stage == "probes" else dual
     results = []
-    for kernels in (native, types.SimpleNamespace(available=lambda: False)):
-        monkeypatch.setattr(dual, "native", kernels)
+    for kernels in (native, off):
+        monkeypatch.setattr(tested, "native", kernels)
         results.append(watertight(v, f, resolution=48))
     compiled, numpy_ = results
     np.testing.assert_array_equal(compiled.faces, numpy_.faces)
     np.testing.assert_allclose(compiled.vertices, numpy_.vertices, rtol=0, atol=1e-9 * compiled.voxel_size)
+
+
+def test_threads_run_every_part_and_raise_what_a_part_raised():
+    seen = []
+    assert parallel.run_threads(lambda part, parts: (seen.append(part), part * 10)[1], 3) == [0, 10, 20]
+    assert sorted(seen) == [0, 1, 2]
+
+    def fails(part: int, parts: int) -> int:
+        if part == 2:
+            raise ValueError("part 2")
+        return part
+
+    with pytest.raises(ValueError, match="part 2"):
+        parallel.run_threads(fails, 3)
