@@ -2,7 +2,10 @@
 
 Each (mesh, resolution, method) runs in a fresh child process, so the figures are clean:
 
-- *time*: the remesh call alone (process start, imports and file loading excluded);
+- *time*: the remesh call alone (process start, imports and file loading excluded), each
+  method in a process set up as its product runs it: Meshsmith's child applies the backend's
+  allocator setting (:func:`backend.memory.keep_freed_memory`, as ``python -m backend`` and
+  the job server do), Blender's runs ``bpy`` as it comes;
 - *peak memory*: the child's whole-process peak RSS (``ru_maxrss``), like Blender's own figure;
 - *faces*, *closed* (every edge has two faces), *manifold* (also one fan of faces per vertex),
   *oriented* (consistent winding);
@@ -36,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.conventions import MESH_SUFFIXES, Normalization
+from backend.memory import keep_freed_memory
 from backend.mesh.io import load_mesh
 
 log = logging.getLogger(__name__)
@@ -110,6 +114,8 @@ def _child(method: str, mesh_path: str, resolution: int, out_path: str, repeat: 
     remesh = _remesh_meshsmith if method == "meshsmith" else _remesh_blender
     if method == "blender":
         import bpy  # noqa: F401  (import cost is not the remesher's)
+    else:
+        keep_freed_memory()  # as the backend's server and command line run (backend/memory.py)
     baseline = _peak_rss_mb()
     v, f, seconds = remesh(vertices, mesh.faces, resolution)
     for _ in range(repeat - 1):

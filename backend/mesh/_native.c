@@ -817,6 +817,110 @@ static PyObject *dual_quads(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(written);
 }
 
+/* exact_at_crossings(field, nearest, slot, block_value, outside, coarse, blocks, vertices,
+ *                    faces, origin, h, eps) -> count
+ *
+ * In place on field (nb, 512) float32, as watertight._exact_at_crossings: a node off the
+ * shell (|value| == eps exactly) with a 6-neighbour in the band that is on the shell and
+ * of the other sign gets its distance to the nearest faces of those neighbours (the
+ * smallest, never below eps), keeping its sign. All nodes are judged on the field as it
+ * was before any of them changed. Returns the number of nodes changed. */
+static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
+    Py_buffer field, nearest, slot, block_value, blocks, vertices, faces;
+    float outside;
+    double ox, oy, oz, h, eps;
+    Py_ssize_t cx, cy, cz;
+    if (!PyArg_ParseTuple(args, "w*y*y*y*f(nnn)y*y*y*(ddd)dd", &field, &nearest, &slot, &block_value, &outside, &cx,
+                          &cy, &cz, &blocks, &vertices, &faces, &ox, &oy, &oz, &h, &eps))
+        return NULL;
+    Py_ssize_t nb = blocks.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    int ok = field.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(float) && nearest.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int32_t)
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t) && block_value.len == cx * cy * cz * (Py_ssize_t)sizeof(float);
+    const int64_t *fc = faces.buf;
+    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
+        ok = fc[i] >= 0 && fc[i] < n;
+    const int32_t *near = nearest.buf;
+    for (Py_ssize_t i = 0; ok && i < nb * BLOCK_NODES; i++)
+        ok = near[i] < m;
+    Py_ssize_t changed = 0;
+    float *best = NULL;
+    int64_t *where = NULL;
+    if (ok) {
+        /* One pass reads the field and lists (node, new value); a second writes them. */
+        Py_ssize_t capacity = 1024;
+        best = malloc(capacity * sizeof(float));
+        where = malloc(capacity * sizeof(int64_t));
+        if (!best || !where) {
+            ok = 0;
+            PyErr_NoMemory();
+        }
+    }
+    if (ok) {
+        BlockField g = {field.buf, near, slot.buf, block_value.buf, outside, cx, cy, cz};
+        const int64_t *bc = blocks.buf;
+        const double *vs = vertices.buf;
+        float *f = field.buf;
+        const float feps = (float)eps;
+        Py_ssize_t capacity = 1024;
+        static const int steps[6][3] = {{1, 0, 0}, {-1, 0, 0}, {0, 1, 0}, {0, -1, 0}, {0, 0, 1}, {0, 0, -1}};
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t at = 0; at < nb * BLOCK_NODES && ok; at++) {
+            float v = f[at];
+            if (fabsf(v) != feps)
+                continue;
+            int64_t b = at >> 9, local = at & (BLOCK_NODES - 1);
+            int64_t i = (bc[3 * b] << BLOCK_SHIFT) + (local >> 6);
+            int64_t j = (bc[3 * b + 1] << BLOCK_SHIFT) + (local >> 3 & 7);
+            int64_t k = (bc[3 * b + 2] << BLOCK_SHIFT) + (local & 7);
+            double d_min = INFINITY;
+            vec3 x = {ox + i * h, oy + j * h, oz + k * h};
+            for (int s = 0; s < 6; s++) {
+                float w;
+                int64_t other = locate_node(&g, i + steps[s][0], j + steps[s][1], k + steps[s][2], &w);
+                if (other < 0 || fabsf(w) == feps || (v < 0.0f) == (w < 0.0f) || near[other] < 0)
+                    continue;
+                Triangle t = face_triangle(vs, fc, near[other]);
+                d_min = fmin(d_min, sqrt(triangle_d2(x, &t)));
+            }
+            if (d_min == INFINITY)
+                continue;
+            if (changed == capacity) {
+                capacity *= 2;
+                float *more_best = realloc(best, capacity * sizeof(float));
+                int64_t *more_where = realloc(where, capacity * sizeof(int64_t));
+                if (more_best)
+                    best = more_best;
+                if (more_where)
+                    where = more_where;
+                if (!more_best || !more_where) {
+                    ok = 0;
+                    break;
+                }
+            }
+            best[changed] = copysignf((float)fmax(d_min, eps), v);
+            where[changed++] = at;
+        }
+        if (ok)
+            for (Py_ssize_t c = 0; c < changed; c++)
+                f[where[c]] = best[c];
+        Py_END_ALLOW_THREADS
+        if (!ok)
+            PyErr_NoMemory();
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "exact_at_crossings: buffer sizes do not match or an index is out of range");
+    }
+    free(best);
+    free(where);
+    Py_buffer *all[] = {&field, &nearest, &slot, &block_value, &blocks, &vertices, &faces};
+    for (size_t c = 0; c < sizeof(all) / sizeof(all[0]); c++)
+        PyBuffer_Release(all[c]);
+    if (!ok)
+        return NULL;
+    return PyLong_FromSsize_t(changed);
+}
+
 /* split_quads(vertices, quads, tie, out)
  *
  * Two triangles per quad (q, 4) int64, cut along the shorter diagonal; diagonals whose
@@ -869,6 +973,7 @@ static PyMethodDef methods[] = {
     {"probe_regions", probe_regions, METH_VARARGS, "Regions ahead of and behind shell nodes (see _native.c)."},
     {"cell_codes", cell_codes, METH_VARARGS, "Sign codes of the cells of band blocks (see _native.c)."},
     {"dual_quads", dual_quads, METH_VARARGS, "Quads and crossings of the cut edges (see _native.c)."},
+    {"exact_at_crossings", exact_at_crossings, METH_VARARGS, "Distances at sign changes off the shell (see _native.c)."},
     {"split_quads", split_quads, METH_VARARGS, "Quads to triangles (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };

@@ -100,7 +100,7 @@ def test_bad_indices_are_refused_not_read():
 
 
 @needs_native
-@pytest.mark.parametrize("stage", ["probes", "dual contouring"])
+@pytest.mark.parametrize("stage", ["signing", "dual contouring"])
 @pytest.mark.parametrize("mesh", ["broken", "boxes", "sheet"])
 def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
     # Every stage on numpy but one, run on each kernel: the same triangles, the same vertices
@@ -110,7 +110,7 @@ def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
     off = types.SimpleNamespace(available=lambda: False)
     for module in (distance, dual, wt):
         monkeypatch.setattr(module, "native", off)
-    tested = wt if stage == "probes" else dual
+    tested = wt if stage == "signing" else dual          # probes and exact crossings, or the mesher
     results = []
     for kernels in (native, off):
         monkeypatch.setattr(tested, "native", kernels)
