@@ -817,103 +817,98 @@ static PyObject *dual_quads(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(written);
 }
 
-/* exact_at_crossings(field, nearest, slot, block_value, outside, coarse, blocks, vertices,
- *                    faces, origin, h, eps) -> count
+/* exact_at_crossings(field, nearest, slot, coarse, blocks, vertices, faces, origin, h, eps)
+ *     -> count
  *
  * In place on field (nb, 512) float32, as watertight._exact_at_crossings: a node off the
  * shell (|value| == eps exactly) with a 6-neighbour in the band that is on the shell and
  * of the other sign gets its distance to the nearest faces of those neighbours (the
  * smallest, never below eps), keeping its sign. All nodes are judged on the field as it
- * was before any of them changed. Returns the number of nodes changed. */
+ * was before any of them changed. Walks the shell nodes (the few) and looks at their
+ * neighbours. Returns the number of nodes changed. */
 static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
-    Py_buffer field, nearest, slot, block_value, blocks, vertices, faces;
-    float outside;
+    Py_buffer field, nearest, slot, blocks, vertices, faces;
     double ox, oy, oz, h, eps;
     Py_ssize_t cx, cy, cz;
-    if (!PyArg_ParseTuple(args, "w*y*y*y*f(nnn)y*y*y*(ddd)dd", &field, &nearest, &slot, &block_value, &outside, &cx,
-                          &cy, &cz, &blocks, &vertices, &faces, &ox, &oy, &oz, &h, &eps))
+    if (!PyArg_ParseTuple(args, "w*y*y*(nnn)y*y*y*(ddd)dd", &field, &nearest, &slot, &cx, &cy, &cz, &blocks,
+                          &vertices, &faces, &ox, &oy, &oz, &h, &eps))
         return NULL;
     Py_ssize_t nb = blocks.len / (3 * (Py_ssize_t)sizeof(int64_t));
     Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
     Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
-    int ok = field.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(float) && nearest.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int32_t)
-             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t) && block_value.len == cx * cy * cz * (Py_ssize_t)sizeof(float);
+    Py_ssize_t nodes = nb * BLOCK_NODES;
+    int ok = field.len == nodes * (Py_ssize_t)sizeof(float) && nearest.len == nodes * (Py_ssize_t)sizeof(int32_t)
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t);
     const int64_t *fc = faces.buf;
     for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
         ok = fc[i] >= 0 && fc[i] < n;
     const int32_t *near = nearest.buf;
-    for (Py_ssize_t i = 0; ok && i < nb * BLOCK_NODES; i++)
+    for (Py_ssize_t i = 0; ok && i < nodes; i++)
         ok = near[i] < m;
-    Py_ssize_t changed = 0;
+    const int64_t *slots = slot.buf;
+    for (Py_ssize_t i = 0; ok && i < cx * cy * cz; i++)
+        ok = slots[i] < nb;
     float *best = NULL;
-    int64_t *where = NULL;
-    if (ok) {
-        /* One pass reads the field and lists (node, new value); a second writes them. */
-        Py_ssize_t capacity = 1024;
-        best = malloc(capacity * sizeof(float));
-        where = malloc(capacity * sizeof(int64_t));
-        if (!best || !where) {
-            ok = 0;
-            PyErr_NoMemory();
-        }
+    if (ok && !(best = malloc(nodes * sizeof(float)))) {
+        ok = 0;
+        PyErr_NoMemory();
     }
+    Py_ssize_t changed = 0;
     if (ok) {
-        BlockField g = {field.buf, near, slot.buf, block_value.buf, outside, cx, cy, cz};
+        /* Only band values matter: block values and the outside are never on the shell. */
+        BlockField g = {field.buf, near, slots, NULL, 0.0f, cx, cy, cz};
         const int64_t *bc = blocks.buf;
         const double *vs = vertices.buf;
         float *f = field.buf;
         const float feps = (float)eps;
-        Py_ssize_t capacity = 1024;
         static const int steps[6][3] = {{1, 0, 0}, {-1, 0, 0}, {0, 1, 0}, {0, -1, 0}, {0, 0, 1}, {0, 0, -1}};
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t at = 0; at < nb * BLOCK_NODES && ok; at++) {
+        for (Py_ssize_t at = 0; at < nodes; at++)
+            best[at] = INFINITY;
+        for (Py_ssize_t at = 0; at < nodes; at++) {
             float v = f[at];
-            if (fabsf(v) != feps)
-                continue;
+            if (fabsf(v) == feps || near[at] < 0)
+                continue;                                          /* off the shell */
             int64_t b = at >> 9, local = at & (BLOCK_NODES - 1);
             int64_t i = (bc[3 * b] << BLOCK_SHIFT) + (local >> 6);
             int64_t j = (bc[3 * b + 1] << BLOCK_SHIFT) + (local >> 3 & 7);
             int64_t k = (bc[3 * b + 2] << BLOCK_SHIFT) + (local & 7);
-            double d_min = INFINITY;
-            vec3 x = {ox + i * h, oy + j * h, oz + k * h};
+            int have = 0;
+            Triangle t;
             for (int s = 0; s < 6; s++) {
-                float w;
-                int64_t other = locate_node(&g, i + steps[s][0], j + steps[s][1], k + steps[s][2], &w);
-                if (other < 0 || fabsf(w) == feps || (v < 0.0f) == (w < 0.0f) || near[other] < 0)
+                int64_t oi = i + steps[s][0], oj = j + steps[s][1], ok_ = k + steps[s][2];
+                if (oi < 0 || oj < 0 || ok_ < 0 || (oi >> BLOCK_SHIFT) >= cx || (oj >> BLOCK_SHIFT) >= cy
+                    || (ok_ >> BLOCK_SHIFT) >= cz)
                     continue;
-                Triangle t = face_triangle(vs, fc, near[other]);
-                d_min = fmin(d_min, sqrt(triangle_d2(x, &t)));
-            }
-            if (d_min == INFINITY)
-                continue;
-            if (changed == capacity) {
-                capacity *= 2;
-                float *more_best = realloc(best, capacity * sizeof(float));
-                int64_t *more_where = realloc(where, capacity * sizeof(int64_t));
-                if (more_best)
-                    best = more_best;
-                if (more_where)
-                    where = more_where;
-                if (!more_best || !more_where) {
-                    ok = 0;
-                    break;
+                int64_t os = slots[((oi >> BLOCK_SHIFT) * cy + (oj >> BLOCK_SHIFT)) * cz + (ok_ >> BLOCK_SHIFT)];
+                if (os < 0)
+                    continue;
+                int64_t other = os * BLOCK_NODES + (((oi & BLOCK_MASK) << 6) | ((oj & BLOCK_MASK) << 3) | (ok_ & BLOCK_MASK));
+                float w = g.field[other];
+                if (fabsf(w) != feps || (v < 0.0f) == (w < 0.0f))
+                    continue;
+                if (!have) {
+                    t = face_triangle(vs, fc, near[at]);
+                    have = 1;
                 }
+                vec3 x = {ox + oi * h, oy + oj * h, oz + ok_ * h};
+                float d = (float)fmax(sqrt(triangle_d2(x, &t)), eps);
+                if (d < best[other])
+                    best[other] = d;
             }
-            best[changed] = copysignf((float)fmax(d_min, eps), v);
-            where[changed++] = at;
         }
-        if (ok)
-            for (Py_ssize_t c = 0; c < changed; c++)
-                f[where[c]] = best[c];
+        for (Py_ssize_t at = 0; at < nodes; at++) {
+            if (best[at] != INFINITY) {
+                f[at] = copysignf(best[at], f[at]);
+                changed++;
+            }
+        }
         Py_END_ALLOW_THREADS
-        if (!ok)
-            PyErr_NoMemory();
     } else if (!PyErr_Occurred()) {
         PyErr_SetString(PyExc_ValueError, "exact_at_crossings: buffer sizes do not match or an index is out of range");
     }
     free(best);
-    free(where);
-    Py_buffer *all[] = {&field, &nearest, &slot, &block_value, &blocks, &vertices, &faces};
+    Py_buffer *all[] = {&field, &nearest, &slot, &blocks, &vertices, &faces};
     for (size_t c = 0; c < sizeof(all) / sizeof(all[0]); c++)
         PyBuffer_Release(all[c]);
     if (!ok)
@@ -979,6 +974,6 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Compiled kernels of backend.mesh.", -1,
-                                    methods};
+                                    methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

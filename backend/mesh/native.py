@@ -142,13 +142,13 @@ def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, verti
         _c(cone, np.float64, (3,)), float(cone_cos), ahead, behind, facing)
 
 
-def exact_at_crossings(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, block_value: np.ndarray,
-                       outside_value: float, coarse_shape: tuple[int, int, int], blocks: np.ndarray,
-                       vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing: float, eps: float) -> int:
+def exact_at_crossings(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, coarse_shape: tuple[int, int, int],
+                       blocks: np.ndarray, vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing: float,
+                       eps: float) -> int:
     """In place on ``field``; see :func:`backend.mesh.watertight._exact_at_crossings`. Returns nodes changed."""
     if field.dtype != np.float32 or not field.flags.c_contiguous:
         raise ValueError("field must be a C-contiguous float32 array")
     return _native.exact_at_crossings(
-        field.reshape(-1), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64), _c(block_value, np.float32),
-        float(outside_value), tuple(map(int, coarse_shape)), _c(blocks, np.int64, (3,)), _c(vertices, np.float64, (3,)),
-        _c(faces, np.int64, (3,)), tuple(map(float, origin)), float(spacing), float(eps))
+        field.reshape(-1), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64), tuple(map(int, coarse_shape)),
+        _c(blocks, np.int64, (3,)), _c(vertices, np.float64, (3,)), _c(faces, np.int64, (3,)),
+        tuple(map(float, origin)), float(spacing), float(eps))

@@ -604,10 +604,8 @@ def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGri
     ``eps + h`` of the input. Two non-shell ends never differ in sign (one region).
     """
     if native.available():
-        # Band neighbours only: block values and the outside are never on the shell.
-        native.exact_at_crossings(field, nearest, blocks.slot, np.zeros(len(blocks.slot), dtype=np.float32),
-                                  float(eps), blocks.coarse_shape, blocks.blocks, vertices, faces, blocks.grid.origin,
-                                  blocks.grid.spacing, eps)
+        native.exact_at_crossings(field, nearest, blocks.slot, blocks.coarse_shape, blocks.blocks, vertices, faces,
+                                  blocks.grid.origin, blocks.grid.spacing, eps)
         return
     b, nb = BLOCK, blocks.count
     flat = field.reshape(-1)
