@@ -1,9 +1,13 @@
-"""Fork-based data parallelism for the numpy stages of the mesh core.
+"""Data parallelism for the mesh core: threads for compiled kernels, forked processes for numpy.
 
-The watertight engine's heavy stages are numpy over many mid-sized chunks (the distance
-pass), per-node gathers (probing) and a C call per block that holds the GIL (PyMCubes).
-Threads do not speed these up; processes do. :func:`run_parts` splits a stage into
-``parts``: part 0 runs in the calling process, the others in children made with
+The watertight engine's compiled kernels (:mod:`backend.mesh.native`) release the GIL, so
+:func:`run_threads` runs their parts on threads: shared memory, no fork, no copy-on-write
+faults (which on this project's 2-core VM cost more than a second process gave).
+
+Its numpy fallback is many mid-sized chunks (the distance pass) and per-node gathers
+(probing), which hold the GIL: threads do not speed these up; processes do.
+:func:`run_parts` splits a stage into ``parts``: part 0 runs in the calling process, the
+others in children made with
 ``os.fork``, which see every array of the caller without copying (copy-on-write). Results
 come back through a pipe, pickled; large fixed-size outputs are written in place into
 :func:`shared_array` buffers (anonymous shared memory), which children and parent see alike.
@@ -16,7 +20,7 @@ calling part raises (a cancelled job raises from its progress callback), the chi
 killed. A child that dies without an answer (out of memory, killed) is reported as an error
 that says how to run without workers.
 
-``MESHSMITH_WORKERS`` sets the number of processes (1 turns this off); the default is the
+``MESHSMITH_WORKERS`` sets the number of threads or processes (1 turns this off); the default is the
 number of CPUs this process may run on, at most :data:`MAX_WORKERS`. Platforms without
 ``os.fork`` run every part in the calling process.
 """

@@ -69,9 +69,13 @@ Cost
 Every step works on the band blocks, whose node count grows with the surface's area
 (``res^2``), plus a coarse grid of ``(res / 8)^3`` block labels: at resolution 512 a typical
 mesh has ~2 x 10^4 band blocks (10^7 nodes, ~1 x 10^6 in the shell) in a window of ~7 x 10^7
-nodes. The distance pass, the probes and the meshing are split over worker processes
-(:mod:`backend.mesh.parallel`; ``MESHSMITH_WORKERS=1`` runs them in this one).
-``python -m backend bench watertight`` measures it against Blender's voxel remesher.
+nodes. The per-node and per-vertex loops (the distance pass, the probes, step 5's exact
+crossings, and the mesher's cut cells, quads, tangent planes, vertices and triangles) run
+as compiled kernels (:mod:`backend.mesh.native`) that release the GIL; the distance pass
+and the probes split over threads (:func:`backend.mesh.parallel.run_threads`,
+``MESHSMITH_WORKERS`` of them). Without the compiled kernels the same steps run on numpy,
+split over worker processes. ``python -m backend bench watertight`` measures it against
+Blender's voxel remesher.
 
 Limits
 ------
