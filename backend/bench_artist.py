@@ -5,7 +5,8 @@ do not leak into the figures:
 
 - *seconds*: the remesh call alone (process start, imports and file loading excluded);
   Meshsmith's includes everything :func:`backend.mesh.retopo.retopo` does (welding, the
-  watertight step when the input needs it, every Instant Meshes run, repair);
+  watertight step when the input needs it, every Instant Meshes run, repair), in a process
+  with the backend's allocator setting (:func:`backend.memory.keep_freed_memory`);
 - *faces* (polygons), *quad ratio* (quads / polygons), *valence-4 share* (interior vertices
   with four edges), *manifold* (every edge in at most two polygons, consistent winding, one
   fan per vertex), *closed*: :func:`backend.mesh.metrics.polygon_report`;
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.conventions import MESH_SUFFIXES, Normalization
+from backend.memory import keep_freed_memory
 from backend.mesh.io import load_mesh
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,8 @@ def _child(method: str, mesh_path: str, target: int, mode: str, out_path: str, r
     """Run one remesh (the fastest of ``repeat``) and write the result and figures to ``out_path`` (.npz)."""
     mesh = load_mesh(mesh_path)
     vertices = Normalization.fit(mesh.vertices).apply(mesh.vertices)
+    if method == "meshsmith":
+        keep_freed_memory()  # as the backend's server and command line run (backend/memory.py)
     runs = []
     for _ in range(repeat):
         if method == "meshsmith":

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -43,6 +44,8 @@ import numpy as np
 from backend.mesh import native, parallel
 from backend.mesh.blocks import BLOCK, BlockGrid
 from backend.progress import ProgressFn
+
+log = logging.getLogger(__name__)
 
 #: Eigen-directions of the QEF below this fraction of the largest eigenvalue are dropped
 #: (pseudo-inverse): no tangent plane pins them (along a flat patch, along a crease), so the
@@ -208,6 +211,8 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
         progress(0.7, "dual contouring")
         normals = native.tangent_normals(points, face_a, face_b, input_vertices, faces, ON_INPUT_VOXELS) if sharp else None
         vertices = native.place_vertices(quads, points, normals, cell_corner, FLAT_RATIO, QEF_CUTOFF, QEF_MARGIN)
+        if sharp:
+            _spread_short_edges(vertices, quads, points)
         progress(0.85, "dual contouring")
         triangles = native.split_quads(vertices, quads, DIAGONAL_TIE)
     else:
@@ -215,6 +220,8 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
                                         _Faces.of(input_vertices, faces) if sharp else None)
         progress(0.7, "dual contouring")
         vertices = _place_vertices(quads, points, normals, cell_corner)
+        if sharp:
+            _spread_short_edges(vertices, quads, points)
         progress(0.85, "dual contouring")
         triangles = _split_quads(vertices, quads)
     # Only the vertices of cells with a pinched face can end an edge of four faces.
@@ -437,6 +444,47 @@ def _place_vertices(quads: np.ndarray, points: np.ndarray, normals: np.ndarray |
     x = mean + y
     inside = np.all((x >= cell_corner - QEF_MARGIN) & (x <= cell_corner + 1 + QEF_MARGIN), axis=1)
     return np.where(inside[:, None], x, mean)
+
+
+#: Quad sides and diagonals shorter than this many voxels have their ends moved back to
+#: their mean crossings.
+MIN_EDGE_VOXELS = 0.01
+
+
+def _spread_short_edges(vertices: np.ndarray, quads: np.ndarray, points: np.ndarray) -> int:
+    """Move the ends of nearly zero-length quad sides and diagonals to their mean crossings, in place.
+
+    Two neighbouring cells' patches can put their QEF vertices at one point of a crease or
+    corner (both solve for the same planes). The surface stays closed and oriented, but an
+    edge of length ~0 makes degenerate triangles that other tools refuse (Blender's
+    QuadriFlow calls such a mesh non-manifold). Mean crossings of different cells are apart,
+    so those ends go back to them; a vertex keeps its QEF place everywhere else. Returns how
+    many vertices moved.
+    """
+    moved = np.zeros(len(vertices), dtype=bool)
+    for _ in range(3):                       # a moved end may land near another QEF vertex
+        short = []
+        for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)):        # sides and diagonals
+            a, b = quads[:, i], quads[:, j]
+            d = vertices[a] - vertices[b]
+            hit = np.flatnonzero(np.einsum("ij,ij->i", d, d) < MIN_EDGE_VOXELS ** 2)
+            short += [a[hit], b[hit]]
+        ends = np.setdiff1d(np.concatenate(short), np.flatnonzero(moved))
+        if not len(ends):
+            break
+        mark = np.zeros(len(vertices), dtype=bool)
+        mark[ends] = True
+        rows, slots = np.nonzero(mark[quads])
+        owner = quads[rows, slots]
+        total = np.zeros((len(vertices), 3))
+        np.add.at(total, owner, points[rows])
+        count = np.bincount(owner, minlength=len(vertices))
+        vertices[ends] = total[ends] / count[ends, None]
+        moved[ends] = True
+    if moved.any():
+        log.debug("dual contouring: %d vertices of nearly zero-length edges moved to their mean crossings",
+                  int(moved.sum()))
+    return int(moved.sum())
 
 
 #: Quad diagonals whose squared lengths differ by less than this fraction count as equal;

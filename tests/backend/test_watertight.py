@@ -502,3 +502,18 @@ def test_one_node_specks_are_flipped_and_nothing_else():
     expected[12, 12, 12], expected[5, 5, 5], expected[8, 12, 3] = 0.3, -0.2, 0.4
     back = rows.reshape(2, 2, 2, 8, 8, 8).transpose(0, 3, 1, 4, 2, 5).reshape(16, 16, 16)
     np.testing.assert_array_equal(back, expected)
+
+
+def test_coincident_qef_vertices_go_back_to_their_mean_crossings():
+    # Two cells' QEF vertices at one crease point make a zero-length edge (Blender's
+    # QuadriFlow then calls the mesh non-manifold); those two, and only they, move back to
+    # the mean of the crossings of their quads.
+    from backend.mesh.dual import _spread_short_edges
+
+    quads = np.array([[0, 1, 2, 3], [0, 3, 4, 5], [1, 6, 7, 2]])
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])       # crossing of each quad's edge
+    far = np.arange(6)[:, None] * [3.0, 0.0, 1.0] + [5.0, 5.0, 5.0]
+    vertices = np.concatenate([[[0.3, 0.3, 0.0], [0.3, 0.3, 1e-9]], far])
+    assert _spread_short_edges(vertices, quads, points) == 2
+    np.testing.assert_allclose(vertices[:2], [[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])   # vertex 0 in quads 0, 1; vertex 1 in 0, 2
+    np.testing.assert_allclose(vertices[2:], far)
