@@ -491,12 +491,20 @@ class _RingCutter:
     def __init__(self, vertices: np.ndarray, rows: list[list[int]] | np.ndarray):
         self.vertices = vertices
         self.added: list[np.ndarray] = []
-        self.edges = set()
-        for p in rows:
-            p = [a for a in p if a != NO_CORNER]
-            for i, a in enumerate(p):
-                b = p[i - 1]
-                self.edges.add((a, b) if a < b else (b, a))
+        self._rows = rows
+        self._edges: set | None = None
+
+    @property
+    def edges(self) -> set:
+        """The mesh's edges (built on the first cut: most repairs never need one)."""
+        if self._edges is None:
+            self._edges = set()
+            for p in self._rows:
+                p = [a for a in p if a != NO_CORNER]
+                for i, a in enumerate(p):
+                    b = p[i - 1]
+                    self._edges.add((a, b) if a < b else (b, a))
+        return self._edges
 
     def all_vertices(self) -> np.ndarray:
         return np.vstack([self.vertices, *self.added]) if self.added else self.vertices
