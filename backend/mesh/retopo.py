@@ -100,8 +100,9 @@ MAX_ATTEMPTS = 3
 
 #: Polygons per Instant Meshes target face, as measured on the bench meshes after repair
 #: (pentagons cut in two add a few; pairing triangles into quads removes half the
-#: triangles); the first run aims at ``target / ratio``.
-EXPECTED_RATIO = {"quad_dominant": 1.04, "quads": 1.01}
+#: triangles; extrinsic mode gives 0.92-1.01 in ``quads``, median 0.99); the first run aims
+#: at ``target / ratio``.
+EXPECTED_RATIO = {"quad_dominant": 1.04, "quads": 0.98}
 
 #: Vertices closer than this (canonical units, the box spans 1.9) are welded.
 WELD_TOLERANCE = 1e-6
