@@ -309,6 +309,18 @@ static PyObject *tangent_normals(PyObject *self, PyObject *args) {
 /* Signing: the regions on both sides of each shell node                                 */
 /* ------------------------------------------------------------------------------------ */
 
+/* Coarse id of the 8^3 block holding node (i, j, k), or -1 beyond a (cx, cy, cz) block grid. */
+static inline int64_t block_of(int64_t i, int64_t j, int64_t k, Py_ssize_t cx, Py_ssize_t cy, Py_ssize_t cz) {
+    if (i < 0 || j < 0 || k < 0 || (i >> BLOCK_SHIFT) >= cx || (j >> BLOCK_SHIFT) >= cy || (k >> BLOCK_SHIFT) >= cz)
+        return -1;
+    return ((i >> BLOCK_SHIFT) * cy + (j >> BLOCK_SHIFT)) * cz + (k >> BLOCK_SHIFT);
+}
+
+/* Position of node (i, j, k) in the rows of band block ``slot`` (slot * 512 + local). */
+static inline int64_t band_position(int64_t slot, int64_t i, int64_t j, int64_t k) {
+    return slot * BLOCK_NODES + (((i & BLOCK_MASK) << 6) | ((j & BLOCK_MASK) << 3) | (k & BLOCK_MASK));
+}
+
 /* Region labels of a block grid (blocks.Regions): per band node, and per block elsewhere. */
 typedef struct {
     const int32_t *node, *block;
@@ -321,11 +333,9 @@ static inline int32_t region_of(const RegionGrid *r, int64_t i, int64_t j, int64
     i = i < 0 ? 0 : (i >= r->nx ? r->nx - 1 : i);
     j = j < 0 ? 0 : (j >= r->ny ? r->ny - 1 : j);
     k = k < 0 ? 0 : (k >= r->nz ? r->nz - 1 : k);
-    int64_t id = ((i >> BLOCK_SHIFT) * r->cy + (j >> BLOCK_SHIFT)) * r->cz + (k >> BLOCK_SHIFT);
+    int64_t id = block_of(i, j, k, r->cx, r->cy, r->cz);
     int64_t s = r->slot[id];
-    if (s < 0)
-        return r->block[id];
-    return r->node[s * BLOCK_NODES + (((i & BLOCK_MASK) << 6) | ((j & BLOCK_MASK) << 3) | (k & BLOCK_MASK))];
+    return s < 0 ? r->block[id] : r->node[band_position(s, i, j, k)];
 }
 
 /* Region of the node nearest point p given in grid index units. */
@@ -627,18 +637,17 @@ typedef struct {
 /* Position slot * 512 + local of node (i, j, k) in the band, -1 if its block is not a band
  * block or the node is beyond the grid; *value gets the node's value either way. */
 static inline int64_t locate_node(const BlockField *g, int64_t i, int64_t j, int64_t k, float *value) {
-    int64_t bi = i >> BLOCK_SHIFT, bj = j >> BLOCK_SHIFT, bk = k >> BLOCK_SHIFT;
-    if (i < 0 || j < 0 || k < 0 || bi >= g->cx || bj >= g->cy || bk >= g->cz) {
+    int64_t id = block_of(i, j, k, g->cx, g->cy, g->cz);
+    if (id < 0) {
         *value = g->outside;
         return -1;
     }
-    int64_t id = (bi * g->cy + bj) * g->cz + bk;
     int64_t s = g->slot[id];
     if (s < 0) {
         *value = g->block_value[id];
         return -1;
     }
-    int64_t at = s * BLOCK_NODES + (((i & BLOCK_MASK) << 6) | ((j & BLOCK_MASK) << 3) | (k & BLOCK_MASK));
+    int64_t at = band_position(s, i, j, k);
     *value = g->field[at];
     return at;
 }
@@ -855,8 +864,6 @@ static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
     }
     Py_ssize_t changed = 0;
     if (ok) {
-        /* Only band values matter: block values and the outside are never on the shell. */
-        BlockField g = {field.buf, near, slots, NULL, 0.0f, cx, cy, cz};
         const int64_t *bc = blocks.buf;
         const double *vs = vertices.buf;
         float *f = field.buf;
@@ -877,14 +884,11 @@ static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
             Triangle t;
             for (int s = 0; s < 6; s++) {
                 int64_t oi = i + steps[s][0], oj = j + steps[s][1], ok_ = k + steps[s][2];
-                if (oi < 0 || oj < 0 || ok_ < 0 || (oi >> BLOCK_SHIFT) >= cx || (oj >> BLOCK_SHIFT) >= cy
-                    || (ok_ >> BLOCK_SHIFT) >= cz)
-                    continue;
-                int64_t os = slots[((oi >> BLOCK_SHIFT) * cy + (oj >> BLOCK_SHIFT)) * cz + (ok_ >> BLOCK_SHIFT)];
-                if (os < 0)
-                    continue;
-                int64_t other = os * BLOCK_NODES + (((oi & BLOCK_MASK) << 6) | ((oj & BLOCK_MASK) << 3) | (ok_ & BLOCK_MASK));
-                float w = g.field[other];
+                int64_t id = block_of(oi, oj, ok_, cx, cy, cz);
+                if (id < 0 || slots[id] < 0)
+                    continue;                                      /* only band nodes can be on the shell */
+                int64_t other = band_position(slots[id], oi, oj, ok_);
+                float w = f[other];
                 if (fabsf(w) != feps || (v < 0.0f) == (w < 0.0f))
                     continue;
                 if (!have) {
@@ -914,6 +918,52 @@ static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
     if (!ok)
         return NULL;
     return PyLong_FromSsize_t(changed);
+}
+
+/* short_edge_ends(vertices, quads, min_length, out_mark) -> count
+ *
+ * out_mark (n,) uint8: 1 for every vertex at an end of a quad side or diagonal shorter than
+ * min_length (as dual._short_edge_ends), else left as it is. Returns how many quads had one. */
+static PyObject *short_edge_ends(PyObject *self, PyObject *args) {
+    Py_buffer vertices, quads, out_mark;
+    double min_length;
+    if (!PyArg_ParseTuple(args, "y*y*dw*", &vertices, &quads, &min_length, &out_mark))
+        return NULL;
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t q = quads.len / (4 * (Py_ssize_t)sizeof(int64_t));
+    int ok = out_mark.len == n;
+    const int64_t *qd = quads.buf;
+    for (Py_ssize_t i = 0; ok && i < 4 * q; i++)
+        ok = qd[i] >= 0 && qd[i] < n;
+    Py_ssize_t hits = 0;
+    if (ok) {
+        static const int pairs[6][2] = {{0, 1}, {1, 2}, {2, 3}, {3, 0}, {0, 2}, {1, 3}};
+        const double *v = vertices.buf, limit = min_length * min_length;
+        uint8_t *mark = out_mark.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < q; i++) {
+            const int64_t *c = qd + 4 * i;
+            int hit = 0;
+            for (int k = 0; k < 6; k++) {
+                int64_t a = c[pairs[k][0]], b = c[pairs[k][1]];
+                vec3 d = sub(v3(v + 3 * a), v3(v + 3 * b));
+                if (dot(d, d) < limit) {
+                    mark[a] = mark[b] = 1;
+                    hit = 1;
+                }
+            }
+            hits += hit;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&quads);
+    PyBuffer_Release(&out_mark);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "short_edge_ends: buffer sizes do not match or a quad index is out of range");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(hits);
 }
 
 /* split_quads(vertices, quads, tie, out)
@@ -969,6 +1019,7 @@ static PyMethodDef methods[] = {
     {"cell_codes", cell_codes, METH_VARARGS, "Sign codes of the cells of band blocks (see _native.c)."},
     {"dual_quads", dual_quads, METH_VARARGS, "Quads and crossings of the cut edges (see _native.c)."},
     {"exact_at_crossings", exact_at_crossings, METH_VARARGS, "Distances at sign changes off the shell (see _native.c)."},
+    {"short_edge_ends", short_edge_ends, METH_VARARGS, "Ends of nearly zero-length quad edges (see _native.c)."},
     {"split_quads", split_quads, METH_VARARGS, "Quads to triangles (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };

@@ -463,13 +463,7 @@ def _spread_short_edges(vertices: np.ndarray, quads: np.ndarray, points: np.ndar
     """
     moved = np.zeros(len(vertices), dtype=bool)
     for _ in range(3):                       # a moved end may land near another QEF vertex
-        short = []
-        for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)):        # sides and diagonals
-            a, b = quads[:, i], quads[:, j]
-            d = vertices[a] - vertices[b]
-            hit = np.flatnonzero(np.einsum("ij,ij->i", d, d) < MIN_EDGE_VOXELS ** 2)
-            short += [a[hit], b[hit]]
-        ends = np.setdiff1d(np.concatenate(short), np.flatnonzero(moved))
+        ends = np.flatnonzero(_short_edge_ends(vertices, quads) & ~moved)
         if not len(ends):
             break
         mark = np.zeros(len(vertices), dtype=bool)
@@ -485,6 +479,19 @@ def _spread_short_edges(vertices: np.ndarray, quads: np.ndarray, points: np.ndar
         log.debug("dual contouring: %d vertices of nearly zero-length edges moved to their mean crossings",
                   int(moved.sum()))
     return int(moved.sum())
+
+
+def _short_edge_ends(vertices: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """(v,) bool: the ends of quad sides and diagonals shorter than ``MIN_EDGE_VOXELS``."""
+    if native.available():
+        return native.short_edge_ends(vertices, quads, MIN_EDGE_VOXELS)
+    mark = np.zeros(len(vertices), dtype=bool)
+    for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)):            # sides and diagonals
+        a, b = quads[:, i], quads[:, j]
+        d = vertices[a] - vertices[b]
+        hit = np.flatnonzero(np.einsum("ij,ij->i", d, d) < MIN_EDGE_VOXELS ** 2)
+        mark[a[hit]] = mark[b[hit]] = True
+    return mark
 
 
 #: Quad diagonals whose squared lengths differ by less than this fraction count as equal;

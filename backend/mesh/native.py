@@ -49,6 +49,13 @@ def _c(array: np.ndarray, dtype, shape_tail: tuple[int, ...] = ()) -> np.ndarray
     return array
 
 
+def _check_outputs(**outputs: tuple[np.ndarray, type]) -> None:
+    """Outputs are written in place by C: each must be C-contiguous of its dtype."""
+    for name, (out, dtype) in outputs.items():
+        if out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+
+
 def band_distance(corners: np.ndarray, parent: np.ndarray, origin: np.ndarray, spacing: float,
                   shape: tuple[int, int, int], band: float, slot: np.ndarray, coarse_shape: tuple[int, int, int],
                   out_distance: np.ndarray, out_face: np.ndarray) -> None:
@@ -59,9 +66,7 @@ def band_distance(corners: np.ndarray, parent: np.ndarray, origin: np.ndarray, s
     coarse blocks to rows of the ``(nb, 8^3)`` outputs (-1: not stored). Outputs must be
     C-contiguous and are updated in place.
     """
-    for name, out, dtype in (("out_distance", out_distance, np.float32), ("out_face", out_face, np.int32)):
-        if out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    _check_outputs(out_distance=(out_distance, np.float32), out_face=(out_face, np.int32))
     _native.band_distance(_c(corners, np.float64, (9,)), _c(parent, np.int64), tuple(map(float, origin)),
                           float(spacing), tuple(map(int, shape)), float(band), _c(slot, np.int64),
                           tuple(map(int, coarse_shape)), out_distance, out_face)
@@ -91,8 +96,7 @@ def place_vertices(quads: np.ndarray, points: np.ndarray, normals: np.ndarray | 
 def cell_codes(field: np.ndarray, slot: np.ndarray, block_value: np.ndarray, outside_value: float,
                coarse_shape: tuple[int, int, int], blocks: np.ndarray, rows: np.ndarray, out_code: np.ndarray) -> None:
     """Sign code of every cell of band blocks ``rows`` into ``out_code`` ((nb * 8^3,) uint8, in place)."""
-    if out_code.dtype != np.uint8 or not out_code.flags.c_contiguous:
-        raise ValueError("out_code must be a C-contiguous uint8 array")
+    _check_outputs(out_code=(out_code, np.uint8))
     _native.cell_codes(_c(field.reshape(-1), np.float32), _c(slot, np.int64), _c(block_value, np.float32),
                        float(outside_value), tuple(map(int, coarse_shape)), _c(blocks, np.int64, (3,)),
                        _c(rows, np.int64), out_code)
@@ -103,10 +107,8 @@ def dual_quads(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, block_v
                first_vertex: np.ndarray, patch: np.ndarray, rings: np.ndarray, quads: np.ndarray, points: np.ndarray,
                face_a: np.ndarray, face_b: np.ndarray) -> None:
     """Fill the quads, crossings and end-node faces of all cut edges (outputs sized by the caller)."""
-    for name, out, dtype in (("quads", quads, np.int64), ("points", points, np.float64),
-                             ("face_a", face_a, np.int32), ("face_b", face_b, np.int32)):
-        if out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    _check_outputs(quads=(quads, np.int64), points=(points, np.float64), face_a=(face_a, np.int32),
+                   face_b=(face_b, np.int32))
     written = _native.dual_quads(
         _c(field.reshape(-1), np.float32), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64),
         _c(block_value, np.float32), float(outside_value), tuple(map(int, coarse_shape)), _c(blocks, np.int64, (3,)),
@@ -131,9 +133,7 @@ def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, verti
                   ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray) -> None:
     """Regions ahead of and behind shell nodes, and their facing, into the given outputs;
     see :func:`backend.mesh.watertight._probe_regions`."""
-    for name, out, dtype in (("ahead", ahead, np.int32), ("behind", behind, np.int32), ("facing", facing, np.int8)):
-        if out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array")
+    _check_outputs(ahead=(ahead, np.int32), behind=(behind, np.int32), facing=(facing, np.int8))
     _native.probe_regions(
         _c(ijk, np.int64, (3,)), _c(distance, np.float32), _c(face, np.int64), _c(vertices, np.float64, (3,)),
         _c(faces, np.int64, (3,)), tuple(map(float, origin)), float(spacing), tuple(map(int, shape)),
@@ -146,9 +146,17 @@ def exact_at_crossings(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray,
                        blocks: np.ndarray, vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing: float,
                        eps: float) -> int:
     """In place on ``field``; see :func:`backend.mesh.watertight._exact_at_crossings`. Returns nodes changed."""
-    if field.dtype != np.float32 or not field.flags.c_contiguous:
-        raise ValueError("field must be a C-contiguous float32 array")
+    _check_outputs(field=(field, np.float32))
     return _native.exact_at_crossings(
         field.reshape(-1), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64), tuple(map(int, coarse_shape)),
         _c(blocks, np.int64, (3,)), _c(vertices, np.float64, (3,)), _c(faces, np.int64, (3,)),
         tuple(map(float, origin)), float(spacing), float(eps))
+
+
+def short_edge_ends(vertices: np.ndarray, quads: np.ndarray, min_length: float) -> np.ndarray:
+    """(n,) bool: ends of quad sides and diagonals shorter than ``min_length``; see
+    :func:`backend.mesh.dual._short_edge_ends`."""
+    vertices = _c(vertices, np.float64, (3,))
+    mark = np.zeros(len(vertices), dtype=np.uint8)
+    _native.short_edge_ends(vertices, _c(quads, np.int64, (4,)), float(min_length), mark)
+    return mark.view(bool)

@@ -132,3 +132,18 @@ def test_threads_run_every_part_and_raise_what_a_part_raised():
 
     with pytest.raises(ValueError, match="part 2"):
         parallel.run_threads(fails, 3)
+
+
+@needs_native
+def test_short_edge_ends_match_numpy(monkeypatch):
+    rng = np.random.default_rng(5)
+    vertices = rng.uniform(size=(60, 3))
+    vertices[30:40] = vertices[0:10] + 1e-4 * dual.MIN_EDGE_VOXELS       # near-coincident partners
+    quads = rng.integers(0, 60, size=(400, 4))
+    quads[:10] = [[i, i + 30, i + 11, i + 12] for i in range(10)]          # sides
+    quads[10:20] = [[i + 12, i, i + 11, i + 30] for i in range(10)]        # diagonals
+    got = native.short_edge_ends(vertices, quads, dual.MIN_EDGE_VOXELS)
+    monkeypatch.setattr(dual, "native", types.SimpleNamespace(available=lambda: False))
+    expected = dual._short_edge_ends(vertices, quads)
+    np.testing.assert_array_equal(got, expected)
+    assert got[:10].all() and got[30:40].all()
