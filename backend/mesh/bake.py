@@ -45,7 +45,8 @@ from backend.mesh.io import Material, Mesh
 from backend.mesh.nearest import SurfaceIndex
 from backend.mesh.projection import PosedViews, bake_from_views
 from backend.mesh.source import ColourSource
-from backend.mesh.tangents import encode_normals, to_rgb8, vertex_normals, vertex_tangents, weld
+from backend.mesh.tangents import (encode_normals, split_at_hard_edges, to_rgb8, vertex_normals, vertex_tangents,
+                                   weld)
 from backend.mesh.uv import unwrap
 from backend.progress import ProgressFn, null_progress, subrange
 
@@ -57,6 +58,9 @@ TEXEL_CHUNK = 1 << 17
 #: bounding-box diagonal (a "cage"); beyond it, or where the search does not converge, the
 #: closest point is used.
 CAGE = 0.05
+#: Edges whose faces meet at more than this many degrees are hard: the shading normals (and
+#: the directions texels look along for the source) split there instead of bending round.
+HARD_ANGLE = 60.0
 
 
 @dataclass
@@ -83,7 +87,7 @@ class BakeResult:
 def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: PosedViews | None = None,
                   texture_size: int = 1024, padding: int = 4, normal_map: bool = True,
                   view_power: float = 4.0, roughness: float | None = None, uv_method: str = "auto",
-                  progress: ProgressFn = null_progress) -> BakeResult:
+                  hard_angle: float | None = HARD_ANGLE, progress: ProgressFn = null_progress) -> BakeResult:
     """UV-unwrap ``target`` and bake its base colour (and normal map) from ``source`` or ``views``.
 
     Parameters
@@ -137,7 +141,11 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     texels = atlas_mod.rasterize(mesh.uv, mesh.faces, size)
     if len(texels.pixel) == 0:
         raise ValueError("the UV layout covers no texel; the mesh is too small for this texture size")
-    normals = vertex_normals(mesh.vertices, mesh.faces)
+    if hard_angle is not None:
+        copy, faces, normals = split_at_hard_edges(mesh.vertices, mesh.faces, hard_angle)
+        mesh = Mesh(mesh.vertices[copy], faces, mesh.face_sizes, uv=mesh.uv[copy])
+    else:
+        normals = vertex_normals(mesh.vertices, mesh.faces)
     points = texels.interpolate(mesh.vertices, mesh.faces)
     texel_normals = _unit(texels.interpolate(normals, mesh.faces))
     stage("rasterize")

@@ -50,6 +50,7 @@ with the same winding, whose new vertices the caller may move onto a surface.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -378,7 +379,8 @@ def _pinched(polygons: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 
 def repair(vertices: np.ndarray, polygons: list[list[int]] | np.ndarray, *, min_edge: float = 0.0,
-           max_hole: int | None = None) -> tuple[np.ndarray, np.ndarray, RepairReport]:
+           max_hole: int | None = None, is_border: Callable[[np.ndarray], bool] | None = None
+           ) -> tuple[np.ndarray, np.ndarray, RepairReport]:
     """Turn any list of polygons into a clean, consistently wound 2-manifold of triangles and quads.
 
     Parameters
@@ -390,6 +392,10 @@ def repair(vertices: np.ndarray, polygons: list[list[int]] | np.ndarray, *, min_
     max_hole : int or None
         Boundary loops of more edges than this stay open (the borders of an open surface);
         None closes every loop.
+    is_border : callable or None
+        Given the positions ``(k, 3)`` of such a longer loop, whether it is a border to keep;
+        one it refuses is closed like a small hole (a remesher's tear, far from any border
+        of the surface it remeshed). None keeps them all.
 
     Returns
     -------
@@ -417,7 +423,7 @@ def repair(vertices: np.ndarray, polygons: list[list[int]] | np.ndarray, *, min_
         polys = _drop_nonmanifold_edges(vertices, polys, report)
         polys = _orient(polys, report)
         vertices, polys = _split_pinched(vertices, polys, report)
-        vertices, polys = _fill_holes(vertices, polys, report, max_hole)
+        vertices, polys = _fill_holes(vertices, polys, report, max_hole, is_border)
         vertices, polys = _dissolve_valence2(vertices, polys, report)
         if polys.shape == before.shape and np.array_equal(polys, before):
             break
@@ -711,13 +717,12 @@ def _boundary_loops(polys: np.ndarray) -> list[list[int]]:
     return loops
 
 
-def _fill_holes(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, max_hole: int | None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _fill_holes(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, max_hole: int | None,
+                is_border: Callable[[np.ndarray], bool] | None) -> tuple[np.ndarray, np.ndarray]:
     if len(polys) == 0 or not _edges_ok(polys):
         return vertices, polys
-    loops = [loop for loop in _boundary_loops(polys) if max_hole is None or len(loop) <= max_hole]
-    if not loops:
-        return vertices, polys
+    loops = [loop for loop in _boundary_loops(polys)
+             if max_hole is None or len(loop) <= max_hole or (is_border is not None and not is_border(vertices[loop]))]
     if not loops:
         return vertices, polys
     cutter = _RingCutter(vertices, polys)

@@ -116,6 +116,12 @@ AUTO_RESOLUTION = (48, 320)
 #: Edges shorter than this fraction of the target edge length are collapsed in repair.
 MIN_EDGE_FRACTION = 0.05
 
+#: A long boundary loop of a remesh of an open surface stays open when it runs within this
+#: many target edge lengths of the surface's own borders; otherwise it is a tear the remesher
+#: made (CesiumMilkTruck's body, open at one seam, came back with four strips missing) and
+#: is closed.
+BORDER_REACH_EDGES = 1.0
+
 #: Crease snapping moves a vertex at most this many target edge lengths.
 MAX_SNAP_EDGES = 0.75
 
@@ -294,6 +300,10 @@ def retopo(
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
         surface = _Surface(ref_v, ref_f, spacing=edge / 4)
         creases = _Creases(ref_v, ref_f, sharp_angle, surface) if sharp_angle is not None else None
+        # Loops longer than a small hole stay open only along the reference's own borders.
+        holes = {"max_hole": poly.MAX_CUT_RING,
+                 "is_border": _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge).follows} \
+            if open_reference else {"max_hole": None}
         lap("reference index")
         results, targets = [], []
         aim = max(int(round(target_faces / EXPECTED_RATIO[mode])), 8)
@@ -306,8 +316,7 @@ def retopo(
                                      align_to_boundaries=open_reference)
             lap("instant meshes")
             progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
-            v, p, report, snapped = _finish(rv, raw, mode, edge, surface, creases,
-                                            max_hole=poly.MAX_CUT_RING if open_reference else None)
+            v, p, report, snapped = _finish(rv, raw, mode, edge, surface, creases, holes)
             lap("clean up")
             count = len(p)
             miss = count / target_faces - 1.0
@@ -527,10 +536,13 @@ def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
 
 
 def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, surface: "_Surface",
-            creases: "_Creases | None", max_hole: int | None
+            creases: "_Creases | None", holes: dict
             ) -> tuple[np.ndarray, np.ndarray, poly.RepairReport, int]:
-    """Repair, snap creases and (for pure quads) subdivide one remesher output."""
-    v, p, report = poly.repair(vertices, raw, min_edge=MIN_EDGE_FRACTION * edge, max_hole=max_hole)
+    """Repair, snap creases and (for pure quads) subdivide one remesher output.
+
+    ``holes`` holds :func:`backend.mesh.polygons.repair`'s ``max_hole`` and ``is_border``.
+    """
+    v, p, report = poly.repair(vertices, raw, min_edge=MIN_EDGE_FRACTION * edge, **holes)
     if report.hole_faces:
         v = surface.closest(v)                       # fans around holes add centroids off the surface
     snapped = 0
@@ -538,13 +550,13 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         v, snapped = creases.snap(v, p, max_move=MAX_SNAP_EDGES * edge, max_corner_move=MAX_CORNER_SNAP_EDGES * edge)
         src, dst, _, _ = poly.halfedges(p)
         if snapped and (np.linalg.norm(v[src] - v[dst], axis=1) < MIN_EDGE_FRACTION * edge).any():
-            v, p, again = poly.repair(v, p, min_edge=MIN_EDGE_FRACTION * edge, max_hole=max_hole)
+            v, p, again = poly.repair(v, p, min_edge=MIN_EDGE_FRACTION * edge, **holes)
             for key, value in again.as_dict().items():
                 if key != "passes":
                     setattr(report, key, getattr(report, key) + value)
     if mode == "quads" and len(p):
         v, p, left = poly.pair_triangles(v, p)
-        v, p, again = poly.repair(v, p, max_hole=max_hole)            # valence-2 vertices a pairing may leave
+        v, p, again = poly.repair(v, p, **holes)                      # valence-2 vertices a pairing may leave
         if left or (p[:, 3] == poly.NO_CORNER).any():
             # Unpaired triangles (rare): split every polygon into quads instead; the face
             # count then grows about fourfold and the next run aims lower.
@@ -553,6 +565,35 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             v[sub.new] = surface.closest(v[sub.new])
             p = sub.polygons
     return v, p, report, snapped
+
+
+class _Borders:
+    """The open borders of a reference surface, to tell them from tears in a remesh of it.
+
+    Points along every border edge (a quarter of ``reach`` apart) in a k-d tree; a loop of
+    the remesh *follows* the borders when at least half of its vertices lie within ``reach``
+    of one.
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, reach: float):
+        from scipy.spatial import cKDTree
+
+        _, counts, edge_of = poly.edge_counts(poly.pad(faces))
+        src, dst, _, _ = poly.halfedges(poly.pad(faces))
+        border = counts[edge_of] == 1
+        a, b = vertices[src[border]], vertices[dst[border]]
+        steps = np.maximum(np.ceil(np.linalg.norm(b - a, axis=1) / (reach / 4)), 1).astype(np.int64)
+        t = np.concatenate([np.arange(k) / k for k in steps.tolist()]) if len(steps) else np.zeros(0)
+        owner = np.repeat(np.arange(len(a)), steps)
+        points = a[owner] + t[:, None] * (b - a)[owner]
+        self.reach = reach
+        self.tree = cKDTree(points) if len(points) else None
+
+    def follows(self, loop: np.ndarray) -> bool:
+        if self.tree is None:
+            return False
+        distance, _ = self.tree.query(loop, distance_upper_bound=self.reach)
+        return bool(np.mean(distance <= self.reach) >= 0.5)
 
 
 class _Surface:

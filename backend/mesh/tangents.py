@@ -87,6 +87,66 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return out
 
 
+def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split vertices along hard edges; smooth normals within each side.
+
+    An edge is hard when its two triangles' normals differ by more than ``hard_angle``
+    degrees (edges in one or three or more triangles count as hard too). Triangles joined
+    through soft edges form *smoothing groups*; a vertex gets one copy per group around it,
+    with the angle-weighted normal of that group's triangles there (copies at the same
+    position, UV seams, share it). This is what Blender shows for a mesh whose sharp edges
+    are marked and which is shaded smooth: creases stay crisp, curved surfaces smooth.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    faces : (m, 3) int
+    hard_angle : float
+        Degrees, in ``(0, 180]``; 180 makes every shared edge soft (plain :func:`vertex_normals`).
+
+    Returns
+    -------
+    source : (n',) int64
+        The input vertex each output vertex copies (``n' >= n`` minus unused vertices).
+    faces : (m, 3) int64
+        The same triangles on the copies.
+    normals : (n', 3) float64
+        Unit normals.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    m = len(faces)
+    rep = weld(vertices)
+    fn = face_normals(vertices, faces)
+    wf = rep[faces]
+    edges = np.sort(np.stack([wf, np.roll(wf, -1, axis=1)], axis=2).reshape(-1, 2), axis=1)
+    key = edges[:, 0] * len(vertices) + edges[:, 1]
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.r_[True, ks[1:] != ks[:-1]]
+    size = np.diff(np.r_[np.flatnonzero(first), len(ks)])
+    starts = np.flatnonzero(first)[size == 2]
+    f1, f2 = order[starts] // 3, order[starts + 1] // 3
+    soft = np.einsum("ij,ij->i", fn[f1], fn[f2]) >= np.cos(np.radians(hard_angle)) - 1e-12
+    graph = coo_matrix((np.ones(int(soft.sum())), (f1[soft], f2[soft])), shape=(m, m))
+    _, group = connected_components(graph, directed=False)
+    groups = int(group.max()) + 1 if m else 1
+    corner_group = np.repeat(group, 3)
+    copies, inverse = np.unique(faces.reshape(-1) * groups + corner_group, return_inverse=True)
+    shared, shared_inverse = np.unique(wf.reshape(-1) * groups + corner_group, return_inverse=True)
+    weighted = (fn[:, None, :] * corner_angles(vertices, faces)[..., None]).reshape(-1, 3)
+    acc = np.zeros((len(shared), 3))
+    np.add.at(acc, shared_inverse.reshape(-1), weighted)
+    normals = np.zeros((len(copies), 3))
+    normals[inverse.reshape(-1)] = _unit(acc)[shared_inverse.reshape(-1)]
+    normals[np.linalg.norm(normals, axis=1) < 0.5] = (0.0, 0.0, 1.0)
+    return copies // groups, inverse.reshape(-1, 3).astype(np.int64), normals
+
+
 def vertex_tangents(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """MikkTSpace-style tangents (n, 4): unit ``xyz`` orthogonal to the normal, ``w`` = +-1.
 

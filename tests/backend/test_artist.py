@@ -138,6 +138,35 @@ def test_open_surface_is_remeshed_as_it_is_and_stays_open():
     assert not ((np.abs(top[:, 0]) < 0.4) & (np.abs(top[:, 1]) < 0.4)).any()
 
 
+def test_tears_of_the_remesher_are_closed_but_borders_stay(monkeypatch):
+    v, f = meshes.open_box()
+    ring = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    borders = retopo_module._Borders(v, f, reach=0.05)
+    along_top = np.stack([0.5 * np.cos(ring) / np.maximum(np.abs(np.cos(ring)), np.abs(np.sin(ring))),
+                          0.5 * np.sin(ring) / np.maximum(np.abs(np.cos(ring)), np.abs(np.sin(ring))),
+                          np.full(24, 0.49)], axis=1)                     # the open top's square, 1% below it
+    across_side = np.stack([np.full(24, 0.5), 0.2 * np.cos(ring), 0.2 * np.sin(ring)], axis=1)
+    assert borders.follows(along_top) and not borders.follows(across_side)
+    # A remesher that tears a strip out of one side: the repair closes the tear, not the top.
+    real = retopo_module.instant_meshes
+
+    def tearing(*args, **kwargs):
+        rv, polys = real(*args, **kwargs)
+        centre = np.array([rv[p].mean(axis=0) for p in polys])
+        keep = ~((centre[:, 0] > 0.49) & (np.abs(centre[:, 2]) < 0.1))
+        return rv, [p for p, k in zip(polys, keep) if k]
+
+    monkeypatch.setattr(retopo_module, "instant_meshes", tearing)
+    result = retopo(v, f, target_faces=600, sharp_angle=None)
+    assert result.repair.get("holes", 0) >= 1
+    report = _report(result)
+    assert report["manifold"] and not report["closed"]
+    top = result.vertices[np.abs(result.vertices[:, 2] - 0.5) < 1e-3]
+    assert not ((np.abs(top[:, 0]) < 0.4) & (np.abs(top[:, 1]) < 0.4)).any()
+    side = result.vertices[result.vertices[:, 0] > 0.49]
+    assert ((np.abs(side[:, 1]) < 0.3) & (np.abs(side[:, 2]) < 0.05)).any()   # the tear's middle is covered
+
+
 def test_triangles_mode_decimates_to_the_budget():
     v, f = meshes.torus(1.0, 0.4, 64, 32)
     result = retopo(v, f, target_faces=500, mode="triangles")

@@ -81,6 +81,25 @@ def test_repair_leaves_long_borders_open_when_asked():
     assert report.holes == 1 and P.topology(closed).closed
 
 
+def test_repair_closes_long_loops_that_are_not_borders():
+    v, p = _fine_cube(2)
+    normals = P.polygon_normals(v, p)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    centre = v[np.where(p >= 0, p, 0)].mean(axis=1)
+    top = normals[:, 2] > 0.5
+    tear = (normals[:, 0] > 0.5) & (np.abs(centre[:, 2] - 0.5) < 0.3)   # a 12-edge gap across the +x side
+    open_p = p[~top & ~tear]
+
+    def is_border(loop: np.ndarray) -> bool:                             # only the open top is a border
+        return bool((loop[:, 2] > 0.99).all())
+
+    out_v, out, report = P.repair(v, open_p, max_hole=8, is_border=is_border)
+    loops = P._boundary_loops(out)
+    assert report.holes == 1 and len(loops) == 1 and (out_v[loops[0]][:, 2] > 0.99).all()
+    _, kept, report = P.repair(v, open_p, max_hole=8)
+    assert report.holes == 0 and len(P._boundary_loops(kept)) == 2
+
+
 def test_ring_cutter_never_adds_an_edge_the_mesh_has():
     v = np.array([[np.cos(a), np.sin(a), 0.0] for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)])
     cutter = P._RingCutter(v, [[0, 3, 4]])                           # the mesh already has the edge 0-3

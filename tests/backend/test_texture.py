@@ -23,7 +23,8 @@ from backend.mesh.nearest import SurfaceIndex
 from backend.mesh.projection import load_views, load_views_bytes, zbuffer
 from backend.mesh.source import (ColourPart, ColourSource, load_colour_source, load_colour_source_bytes,
                                  sample_bilinear)
-from backend.mesh.tangents import decode_normals, encode_normals, vertex_normals, vertex_tangents
+from backend.mesh.tangents import (decode_normals, encode_normals, face_normals, split_at_hard_edges, vertex_normals,
+                                   vertex_tangents)
 from backend.mesh.uv import unwrap
 from tests import meshes
 from tests.backend.server_process import REPO
@@ -315,6 +316,43 @@ def test_tangents_follow_the_uv_and_flip_with_mirrored_charts():
     mirrored = vertex_tangents(v, f, np.stack([1 - v[:, 0], v[:, 1]], axis=1), n)
     np.testing.assert_allclose(mirrored[:, :3], [[-1, 0, 0]] * 3, atol=1e-12)
     assert (mirrored[:, 3] == -1).all()
+
+
+def test_hard_edges_split_a_cube_and_leave_a_sphere_smooth():
+    v, f = meshes.cube()
+    copy, faces, normals = split_at_hard_edges(v, f, 40.0)
+    assert len(copy) == 24                                               # 3 copies of each corner, one per side
+    np.testing.assert_array_equal(v[copy][faces], v[f])                 # same triangles, same positions
+    np.testing.assert_allclose(normals[faces[:, 0]], face_normals(v, f), atol=1e-12)
+    sv, sf = meshes.uv_sphere(16, 32)                                   # neighbours 11-23 degrees apart
+    copy, faces, normals = split_at_hard_edges(sv, sf, 40.0)
+    assert len(copy) == len(np.unique(sf))
+    np.testing.assert_allclose(normals, vertex_normals(sv, sf)[copy], atol=1e-12)
+    copy, faces, normals = split_at_hard_edges(v, f, 180.0)            # nothing is hard: plain smooth normals
+    np.testing.assert_allclose(normals, vertex_normals(v, f)[copy], atol=1e-12)
+
+
+def test_baked_cube_keeps_crisp_edges():
+    # A source cube with a colour per side and a slightly smaller target cube: the result
+    # carries one normal per side (as Blender shows a cube with sharp edges), and every
+    # texel inside a side has that side's colour.
+    from backend.mesh.source import linear_to_srgb
+
+    v, f = meshes.cube()
+    n = face_normals(v, f)
+    side = np.argmax(np.abs(n), axis=1) * 2 + (n[np.arange(len(f)), np.argmax(np.abs(n), axis=1)] > 0)
+    colours = np.array([[0.8, 0.05, 0.05], [0.05, 0.8, 0.05], [0.05, 0.05, 0.8],
+                        [0.8, 0.8, 0.05], [0.05, 0.8, 0.8], [0.8, 0.05, 0.8]])
+    parts = [ColourPart(f"side{i}", np.append(c, 1.0)) for i, c in enumerate(colours)]
+    source = ColourSource(v, f, side, parts)
+    baked = bake_textures(Mesh(v * 0.95, f), source=source, texture_size=64, padding=2)
+    m = baked.mesh
+    np.testing.assert_allclose(m.normals[m.faces[:, 0]], face_normals(m.vertices, m.faces), atol=1e-9)
+    texels = atlas.rasterize(m.uv, m.faces, 64)
+    got = baked.base_color.reshape(-1, 3)[texels.pixel] / 255.0
+    want = linear_to_srgb(colours[side[texels.face]])
+    wrong = np.abs(got - want).max(axis=1) > 0.02
+    assert not wrong[texels.inside].any()
 
 
 _BLENDER_TANGENTS = r"""
