@@ -6,7 +6,7 @@
     python -m backend artist IN -o OUT.obj --faces 2000 [--mode quads|quad_dominant|triangles] [--sharp-angle 30]
                              [--no-sharp] [--resolution R]
     python -m backend texture IN -o OUT.glb (--source SRC | --views DIR_OR_ZIP) [--size 1024] [--padding 4]
-                              [--no-normal-map]
+                              [--hard-angle 40] [--no-normal-map]
     python -m backend bench watertight --meshes DIR --resolution 256 512
     python -m backend bench artist --meshes DIR --faces 2000 5000
     python -m backend bench texture [--meshes DIR]
@@ -125,7 +125,7 @@ def _texture(args: argparse.Namespace) -> int:
               f"{args.output.name!r}", file=sys.stderr)
         return 2
     params = {"texture_size": args.size, "padding": args.padding, "normal_map": args.normal_map,
-              "view_power": args.view_power}
+              "view_power": args.view_power, "hard_angle": None if args.hard_angle >= 180 else args.hard_angle}
     return _run_pipeline(args, "texture", params, {"source": args.source, "views": args.views})
 
 
@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--no-normal-map", dest="normal_map", action="store_false", help="bake the base colour only")
     t.add_argument("--view-power", type=float, default=4.0,
                    help="views only: exponent of the view-angle weight (default 4)")
+    t.add_argument("--hard-angle", type=float, default=40.0,
+                   help="edges sharper than this many degrees shade crisp; 180: smooth everywhere (default 40)")
     t.set_defaults(func=_texture)
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")

@@ -22,7 +22,10 @@ call it; an "artist + texture" preset chains it after the artist remesh):
    point (or the views' normal maps, when they have them), expressed in the
    target's per-texel tangent frame (:mod:`backend.mesh.tangents`, which states the
    convention: MikkTSpace tangents, +Y up, ``rgb = (n + 1) / 2``). The target's normals are
-   returned with the mesh (``Mesh.normals``), since the map is only right on them.
+   returned with the mesh (``Mesh.normals``), since the map is only right on them. They are
+   split along edges sharper than :data:`HARD_ANGLE` (so texels near a crease
+   also look for the source along their own side's normal, not round the corner: on
+   CesiumMilkTruck's 2,000-face artist mesh, 1 dB of masked PSNR).
 5. Gutters: every texel outside the charts takes the nearest baked texel (dilation), so
    filtering and mip-maps never pull in background.
 
@@ -60,7 +63,7 @@ TEXEL_CHUNK = 1 << 17
 CAGE = 0.05
 #: Edges whose faces meet at more than this many degrees are hard: the shading normals (and
 #: the directions texels look along for the source) split there instead of bending round.
-HARD_ANGLE = 60.0
+HARD_ANGLE = 40.0
 
 
 @dataclass
@@ -113,6 +116,10 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         else 0.8. The metallic factor follows the source the same way (else 0).
     uv_method : {"auto", "xatlas", "project"}
         See :mod:`backend.mesh.uv`.
+    hard_angle : float or None
+        Edges whose faces meet at more than this many degrees are hard: the result's normals
+        split there (:func:`backend.mesh.tangents.split_at_hard_edges`) and texels look for
+        the source along their own side's normal. None: smooth normals everywhere.
 
     Returns
     -------

@@ -7,7 +7,9 @@ Vertex normals (:func:`vertex_normals`)
     The sum of the unit normals of the faces around a vertex, each weighted by the face's
     corner angle there (as Blender computes smooth normals), normalized. Vertices that share
     a position (copies made by UV seams) share the normal, so seams do not show in shading.
-    Results with a normal map carry these normals (``Mesh.normals``, written as the glTF
+    :func:`split_at_hard_edges` does the same within smoothing groups: vertices are split
+    along edges sharper than a hard angle, so that creases shade crisp. Results with a normal
+    map carry the normals it was baked against (``Mesh.normals``, written as the glTF
     ``NORMAL`` attribute, which Blender's glTF importer keeps as custom normals).
 
 Tangents (:func:`vertex_tangents`), MikkTSpace's rules (the library Blender and glTF use)

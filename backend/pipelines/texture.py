@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.mesh.bake import bake_textures
+from backend.mesh.bake import HARD_ANGLE, bake_textures
 from backend.mesh.io import Mesh
 from backend.pipelines import Pipeline, PipelineResult
 from backend.progress import ProgressFn
@@ -40,6 +40,10 @@ class TextureParams(BaseModel):
     roughness: float | None = Field(
         None, ge=0.0, le=1.0, description="Roughness of the result's material; none: the source's (glTF), else 0.8."
     )
+    hard_angle: float | None = Field(
+        HARD_ANGLE, gt=0.0, le=180.0, description="Edges whose faces meet at more than this many degrees shade "
+                                                  "crisp (split normals); none: smooth everywhere."
+    )
     uv_method: Literal["auto", "xatlas", "project"] = Field(
         "auto", description="UV unwrap: xatlas charts (low-poly meshes), planar projection charts (dense meshes, "
                             "fast), or auto: xatlas up to 60,000 faces."
@@ -52,6 +56,7 @@ def run(inputs: dict, params: TextureParams, progress: ProgressFn) -> PipelineRe
     baked = bake_textures(target, source=inputs.get("source"), views=inputs.get("views"),
                           texture_size=params.texture_size, padding=params.padding, normal_map=params.normal_map,
                           view_power=params.view_power, roughness=params.roughness, uv_method=params.uv_method,
+                          hard_angle=params.hard_angle,
                           progress=progress)
     mesh, material = baked.mesh, baked.mesh.material
     extras = {"base_color.png": material.base_color}
