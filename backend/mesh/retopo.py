@@ -24,7 +24,9 @@ Method
    fraction of the faces asked for); it then runs again without it.
 4. **Repair** (:func:`backend.mesh.polygons.repair`): faces of 5+ corners cut into quads
    and a triangle, short edges collapsed, duplicates, fins (edges in 3+ faces), pinched
-   vertices, inconsistent winding, holes and valence-2 vertices fixed.
+   vertices, inconsistent winding, holes and valence-2 vertices fixed. On an open
+   reference a boundary loop longer than a small hole stays open only where it follows the
+   reference's own borders (:class:`_Borders`); elsewhere it is a tear and is closed.
 5. **Creases snapped.** Instant Meshes lines its vertex rows up with creases but leaves them
    up to a fraction of an edge off, which bevels every sharp edge. Reference faces are
    grouped into *patches* bounded by sharp edges; each output polygon takes the patch under
