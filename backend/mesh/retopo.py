@@ -32,7 +32,11 @@ Method
    grouped into *patches* bounded by sharp edges; each output polygon takes the patch under
    its centroid; a vertex whose polygons see two patches moves to the nearest point of the
    creases between those two; each crease corner (where three or more patches meet) takes
-   the nearest vertex that sees only its patches. Moves longer than :data:`MAX_SNAP_EDGES`
+   the nearest vertex that sees only its patches. Strips narrower than
+   :data:`THIN_PATCH_EDGES` edges hold no row of vertices, so polygons over them do not
+   count; a vertex whose patches share no crease (a strip lies between them) moves to the
+   nearest *convex* crease of a patch it sees, which keeps the outline (CesiumMilkTruck's
+   lower lip: masked PSNR of its baked 2,000-face mesh 22.9 -> 24.9 dB). Moves longer than :data:`MAX_SNAP_EDGES`
    edge lengths (:data:`MAX_CORNER_SNAP_EDGES` for corners) are skipped, and a
    move that flips or flattens a polygon is undone.
 6. **Mode.** ``quad_dominant``: done. ``quads``: the few triangles are paired into quads
@@ -130,6 +134,10 @@ MAX_SNAP_EDGES = 0.75
 #: A crease corner takes a vertex at most this many target edge lengths away: Instant
 #: Meshes' lattice may sit up to half an edge off a corner along each crease.
 MAX_CORNER_SNAP_EDGES = 0.8
+
+#: A patch between creases narrower than this many target edge lengths (its area over half
+#: its crease length) is a strip no row of vertices fits on; see ``_Creases.snap``.
+THIN_PATCH_EDGES = 0.5
 
 #: A snapped polygon whose area falls below this fraction of its old area is undone.
 MIN_SNAP_AREA_RATIO = 0.1
@@ -301,7 +309,7 @@ def retopo(
         log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
         surface = _Surface(ref_v, ref_f, spacing=edge / 4)
-        creases = _Creases(ref_v, ref_f, sharp_angle, surface) if sharp_angle is not None else None
+        creases = _Creases(ref_v, ref_f, sharp_angle, surface, edge) if sharp_angle is not None else None
         # Loops longer than a small hole stay open only along the reference's own borders.
         holes = {"max_hole": poly.MAX_CUT_RING,
                  "is_border": _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge).follows} \
@@ -648,7 +656,7 @@ class _Surface:
 class _Creases:
     """Sharp edges of the reference, the patches they bound, and snapping onto them (module doc, step 5)."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, angle_deg: float, surface: _Surface):
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, angle_deg: float, surface: _Surface, edge: float):
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -674,6 +682,19 @@ class _Creases:
         self.seg = seg[between]
         self.seg_pair = np.minimum(p0, p1)[between] * (m + 1) + np.maximum(p0, p1)[between]
         self.span = m + 1
+        # Convex creases (the far face bends away from the near one's normal) make outlines;
+        # a strip narrower than THIN_PATCH_EDGES quads (area over half its crease length)
+        # cannot hold a row of vertices (see snap).
+        centroid = vertices[faces].mean(axis=1)
+        f0s, f1s = f0[sharp][between], f1[sharp][between]
+        self.convex = np.einsum("ij,ij->i", normal[f0s], centroid[f1s] - centroid[f0s]) < 0
+        area = 0.5 * np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                             vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+        patches = int(self.patch.max()) + 1 if m else 0
+        length = np.linalg.norm(vertices[self.seg[:, 0]] - vertices[self.seg[:, 1]], axis=1)
+        rim = np.bincount(p0[between], length, patches) + np.bincount(p1[between], length, patches)
+        width = np.bincount(self.patch, area, patches) / np.maximum(0.5 * rim, 1e-300)
+        self.thin = (rim > 0) & (width < THIN_PATCH_EDGES * edge)
         # Corners: reference vertices on creases of three or more patches.
         corner_patches: dict[int, set[int]] = {}
         for (a, b), x, y in zip(self.seg.tolist(), p0[between].tolist(), p1[between].tolist()):
@@ -698,8 +719,11 @@ class _Creases:
         np.add.at(centroid, face, vertices[src])
         centroid /= sizes[:, None]
         label = self.patch[self.surface.nearest(centroid)[1]]
-        # The patches around each vertex.
-        pairs = np.unique(np.stack([src, label[face]], axis=1), axis=0)
+        # The patches around each vertex; polygons over a thin strip do not count, and
+        # their vertices may go to an outline of the patches beside the strip instead.
+        on_thin = self.thin[label[face]]
+        beside_thin = np.unique(src[on_thin])
+        pairs = np.unique(np.stack([src[~on_thin], label[face[~on_thin]]], axis=1), axis=0)
         count = np.bincount(pairs[:, 0], minlength=len(vertices))
         target = vertices.copy()
         moved = np.zeros(len(vertices), dtype=bool)
@@ -718,6 +742,25 @@ class _Creases:
             rows, keys = np.asarray(rows, dtype=np.int64), np.asarray(keys, dtype=np.int64)
             point, dist = self._nearest_on_crease(vertices[rows], keys, max_move)
             order = np.lexsort((dist, rows))                                  # per vertex, nearest first
+            rows, point, dist = rows[order], point[order], dist[order]
+            best = np.concatenate([[True], rows[1:] != rows[:-1]])
+            rows, point, dist = rows[best], point[best], dist[best]
+            ok = dist <= max_move
+            target[rows[ok]] = point[ok]
+            moved[rows[ok]] = True
+        # Patches that share no crease: a strip narrower than a quad lies between them
+        # (CesiumMilkTruck's side panel ends in a lip a fifth of a quad wide, then the floor).
+        # The vertex goes to the nearest convex crease of a patch it sees, which keeps the
+        # outline (the concave one behind the strip would pull the silhouette in).
+        lost = np.union1d(beside_thin[count[beside_thin] >= 1], np.flatnonzero(count >= 2))
+        lost = lost[~moved[lost]]
+        if len(lost):
+            first = np.searchsorted(pairs[:, 0], lost)
+            c = count[lost]
+            rows = np.repeat(lost, c)
+            patches = pairs[np.repeat(first, c) + np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c), 1]
+            point, dist = self._nearest_on_crease(vertices[rows], patches, max_move, of_patch=True)
+            order = np.lexsort((dist, rows))
             rows, point, dist = rows[order], point[order], dist[order]
             best = np.concatenate([[True], rows[1:] != rows[:-1]])
             rows, point, dist = rows[best], point[best], dist[best]
@@ -747,9 +790,12 @@ class _Creases:
                         break
         return self._guarded(vertices, target, moved, polygons)
 
-    def _nearest_on_crease(self, points: np.ndarray, key: np.ndarray, radius: float
+    def _nearest_on_crease(self, points: np.ndarray, key: np.ndarray, radius: float, of_patch: bool = False
                            ) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest point on the crease segments of patch pair ``key`` (per point); inf when none is near."""
+        """Nearest point on the crease segments of patch pair ``key`` (per point); inf when none is near.
+
+        With ``of_patch``, ``key`` is one patch, and any convex crease bounding it counts.
+        """
         k = min(16, len(self.seg))
         _, idx = self.seg_tree.query(points, k=k)
         idx = idx.reshape(len(points), k)
@@ -760,7 +806,11 @@ class _Creases:
                     / np.maximum(np.einsum("pkj,pkj->pk", ab, ab), 1e-300), 0.0, 1.0)
         near = a + t[..., None] * ab
         d = np.linalg.norm(near - points[:, None, :], axis=2)
-        d[self.seg_pair[idx] != key[:, None]] = np.inf
+        if of_patch:
+            pair = self.seg_pair[idx]
+            d[((pair // self.span != key[:, None]) & (pair % self.span != key[:, None])) | ~self.convex[idx]] = np.inf
+        else:
+            d[self.seg_pair[idx] != key[:, None]] = np.inf
         best = np.argmin(d, axis=1)
         rows = np.arange(len(points))
         return near[rows, best], d[rows, best]
