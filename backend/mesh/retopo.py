@@ -21,7 +21,8 @@ Method
    ``sharp_angle`` set, reference edges whose dihedral angle exceeds it are creases: the
    field aligns to them and crease vertices are left out of its smoothing.
    Its crease mode gives up on some meshes (long slivers along creases: it returns a small
-   fraction of the faces asked for); it then runs again without it.
+   fraction of the faces asked for); it then runs again without it. Separate parts it
+   dropped for being smaller than a quad are remeshed alone and added (:class:`_Parts`).
 4. **Repair** (:func:`backend.mesh.polygons.repair`): faces of 5+ corners cut into quads
    and a triangle, short edges collapsed, duplicates, fins (edges in 3+ faces), pinched
    vertices, inconsistent winding, holes and valence-2 vertices fixed. On an open
@@ -56,8 +57,11 @@ Method
 
 Limits
 ------
-- Parts smaller than about one target edge length collapse or vanish: the face budget sets
-  the smallest feature the result can hold.
+- Features smaller than about one target edge length collapse: the face budget sets the
+  smallest feature the result can hold. Separate parts that Instant Meshes drops are
+  remeshed on their own with at least :data:`MIN_PART_FACES` faces (:class:`_Parts`), unless
+  they are specks under :data:`MIN_PART_AREA` of the surface or thinner than Instant Meshes
+  can mesh (CesiumMilkTruck's rear plate, a slab 0.01 thick, still vanishes).
 - Crease snapping needs creases that close into loops (a box's edges, fandisk's patches); a
   crease that fades out on a smooth surface bounds no patch and keeps Instant Meshes' own
   placement.
@@ -127,6 +131,12 @@ MIN_EDGE_FRACTION = 0.05
 #: made (CesiumMilkTruck's body, open at one seam, came back with four strips missing) and
 #: is closed.
 BORDER_REACH_EDGES = 1.0
+
+#: Parts of the reference with at least this share of its area come back even when smaller
+#: than a quad, with at least MIN_PART_FACES faces each (at most MAX_RESTORED_PARTS parts).
+MIN_PART_AREA = 5e-4
+MIN_PART_FACES = 24
+MAX_RESTORED_PARTS = 64
 
 #: Crease snapping moves a vertex at most this many target edge lengths.
 MAX_SNAP_EDGES = 0.75
@@ -309,6 +319,7 @@ def retopo(
         log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
         surface = _Surface(ref_v, ref_f, spacing=edge / 4)
+        parts = _Parts(ref_v, ref_f)
         creases = _Creases(ref_v, ref_f, sharp_angle, surface, edge) if sharp_angle is not None else None
         # Loops longer than a small hole stay open only along the reference's own borders.
         holes = {"max_hole": poly.MAX_CUT_RING,
@@ -324,6 +335,7 @@ def retopo(
             targets.append(aim)
             rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
                                      align_to_boundaries=open_reference)
+            rv, raw = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim, crease_angle=crease)
             lap("instant meshes")
             progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
             v, p, report, snapped = _finish(rv, raw, mode, edge, surface, creases, holes)
@@ -575,6 +587,67 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             v[sub.new] = surface.closest(v[sub.new])
             p = sub.polygons
     return v, p, report, snapped
+
+
+class _Parts:
+    """Connected parts of a reference, to give back those a remesh lost.
+
+    Instant Meshes spaces its vertices one target edge apart everywhere, so a part smaller
+    than about one edge (CesiumMilkTruck's mirrors at 2,000 faces) comes back with no
+    polygon at all. Each part of at least :data:`MIN_PART_AREA` of the surface that the
+    remesh missed is remeshed on its own, with :data:`MIN_PART_FACES` faces or its share of
+    the budget if that is more, and added to the result (at most :data:`MAX_RESTORED_PARTS`
+    of them, largest first); smaller specks still vanish.
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = len(vertices)
+        rows = np.repeat(np.arange(len(faces)), 3)
+        graph = coo_matrix((np.ones(len(rows)), (faces.reshape(-1), rows + n)), shape=(n + len(faces),) * 2)
+        _, label = connected_components(graph, directed=False)
+        _, self.of_face = np.unique(label[n:], return_inverse=True)
+        self.vertices, self.faces = vertices, faces
+        self.area = np.bincount(self.of_face, _triangle_areas(vertices, faces))
+        share = self.area / max(self.area.sum(), 1e-300)
+        self.candidates = np.flatnonzero(share >= MIN_PART_AREA)[::-1]
+        self.candidates = self.candidates[np.argsort(-self.area[self.candidates], kind="stable")]
+
+    def restore_lost(self, vertices: np.ndarray, polygons: list[list[int]], surface: "_Surface", *, edge: float,
+                     target_faces: int, crease_angle: float | None) -> tuple[np.ndarray, list[list[int]]]:
+        """``vertices, polygons`` of a remesh with its lost parts remeshed and appended."""
+        if len(self.area) < 2 or len(self.candidates) == 0:
+            return vertices, polygons
+        used = np.unique([a for p in polygons for a in p]) if polygons else np.zeros(0, dtype=np.int64)
+        near, face = surface.nearest(vertices[used]) if len(used) else (np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+        close = np.linalg.norm(near - vertices[used], axis=1) < 0.5 * edge
+        hits = np.bincount(self.of_face[face[close]], minlength=len(self.area))
+        # Fewer vertices than a cube has: a scrap the repair would drop, not the part.
+        lost = [int(c) for c in self.candidates if hits[c] < 8][:MAX_RESTORED_PARTS]
+        if not lost:
+            return vertices, polygons
+        total = float(self.area.sum())
+        vertices, polygons = [vertices], list(polygons)
+        offset = len(vertices[0])
+        for c in lost:
+            sub = self.faces[self.of_face == c]
+            keep, sub = np.unique(sub, return_inverse=True)
+            faces = max(MIN_PART_FACES, int(round(target_faces * self.area[c] / total)))
+            try:
+                pv, pp = instant_meshes(self.vertices[keep], sub.reshape(-1, 3), target_faces=faces,
+                                        crease_angle=crease_angle)
+            except RuntimeError as exc:
+                log.info("retopo: a lost part (%.2g of the area) could not be remeshed: %s", self.area[c] / total, exc)
+                continue
+            if not pp:
+                continue
+            vertices.append(pv)
+            polygons.extend([a + offset for a in p] for p in pp)
+            offset += len(pv)
+        log.info("retopo: %d small parts the remesh lost were remeshed on their own", len(vertices) - 1)
+        return np.concatenate(vertices), polygons
 
 
 class _Borders:

@@ -144,6 +144,25 @@ def test_a_lip_narrower_than_a_quad_keeps_the_outline():
     assert np.mean(gaps) < 0.011, gaps
 
 
+def test_a_part_smaller_than_a_quad_comes_back():
+    # A sphere with a small one beside it (0.16% of the area, 0.4 quads across at 400
+    # faces): Instant Meshes returns nothing for the small one, which is remeshed alone.
+    v, f = meshes.uv_sphere(24, 48)
+    sv, sf = meshes.uv_sphere(8, 16, radius=0.04, center=(1.3, 0.0, 0.0))
+    result = retopo(np.vstack([v, sv]), np.vstack([f, sf + len(v)]), target_faces=400, mode="quads")
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400)
+    small = np.linalg.norm(result.vertices - [1.3, 0.0, 0.0], axis=1) < 0.06
+    assert small.sum() >= 8
+    tf, _ = result.mesh_arrays()
+    pieces = tf[small[tf].all(axis=1)]
+    assert signed_volume(result.vertices, pieces) > 0.5 * (4 / 3) * np.pi * 0.04 ** 3   # a closed, outward blob
+    # A speck below MIN_PART_AREA still vanishes.
+    tv, tf2 = meshes.uv_sphere(8, 16, radius=0.005, center=(1.3, 0.0, 0.0))
+    result = retopo(np.vstack([v, tv]), np.vstack([f, tf2 + len(v)]), target_faces=400, mode="quads")
+    assert not (np.linalg.norm(result.vertices - [1.3, 0.0, 0.0], axis=1) < 0.06).any()
+
+
 def test_broken_mesh_goes_through_the_watertight_engine():
     v, f = meshes.sphere_with_holes(holes=4, radius=0.01)
     v, f = meshes.flipped_faces(v, f, 0.3)
