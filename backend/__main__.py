@@ -4,7 +4,7 @@
     python -m backend watertight IN -o OUT --resolution 256 [--keep largest] [--cavities keep] [--target-faces N]
                                  [--smooth]
     python -m backend artist IN -o OUT.obj --faces 2000 [--mode quads|quad_dominant|triangles] [--sharp-angle 30]
-                             [--no-sharp] [--resolution R]
+                             [--no-sharp] [--resolution R] [--chamfer]
     python -m backend texture IN -o OUT.glb (--source SRC | --views DIR_OR_ZIP) [--size 1024] [--padding 4]
                               [--hard-angle 40] [--no-normal-map]
     python -m backend bench watertight --meshes DIR --resolution 256 512
@@ -171,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--no-sharp", action="store_true", help="do not keep sharp edges")
     a.add_argument("--resolution", type=int,
                    help="watertight grid for broken inputs (default: chosen from --faces)")
+    a.add_argument("--chamfer", action="store_true",
+                   help="also measure Chamfer-L1 to the input (the benches' convention, 10^6 samples; seconds)")
     a.set_defaults(func=lambda a: _run_pipeline(a, "artist", {
         "faces": a.faces, "mode": a.mode, "sharp_edges": not a.no_sharp, "sharp_angle": a.sharp_angle,
-        "resolution": a.resolution}))
+        "resolution": a.resolution, "measure_chamfer": a.chamfer}))
     t = sub.add_parser("texture", help="UV-unwrap IN and bake its base colour (and normal map) from a source")
     t.add_argument("input", type=Path, help="the mesh to texture: GLB, OBJ, PLY or STL")
     t.add_argument("-o", "--output", type=Path, required=True, help="output .glb (keeps UVs, material, polygons)")

@@ -338,6 +338,20 @@ def test_pipeline_quads_mode_and_no_sharp():
                           lambda *_: None)
     assert result.summary["quad_ratio"] == 1.0 and result.summary["triangles"] == 0
     assert set(result.mesh.face_sizes.tolist()) == {4}
+    assert "chamfer_l1" not in result.summary                             # measured only on request
+
+
+def test_pipeline_reports_chamfer_to_the_input_on_request(monkeypatch):
+    import backend.pipelines.artist as artist_pipeline
+
+    monkeypatch.setattr(artist_pipeline, "CHAMFER_SAMPLES", 50_000)       # the real 10^6 takes seconds
+    pipeline = get_pipeline("artist")
+    v, f = meshes.uv_sphere(24, 48)
+    summary = pipeline.run({"mesh": Mesh(v, f)}, pipeline.parse_params({"faces": 300, "measure_chamfer": True}),
+                           lambda *_: None).summary
+    assert summary["chamfer_samples"] == 50_000
+    expected = canonical_chamfer_l1(v, f, v, f, samples=50_000)           # the sampling floor at that density
+    assert expected < summary["chamfer_l1"] < 3 * expected
 
 
 # -- command line ---------------------------------------------------------------------------
