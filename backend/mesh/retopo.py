@@ -37,9 +37,9 @@ Method
    :data:`THIN_PATCH_EDGES` edges hold no row of vertices, so polygons over them do not
    count; a vertex whose patches share no crease (a strip lies between them) moves to the
    nearest *convex* crease of a patch it sees, which keeps the outline (CesiumMilkTruck's
-   lower lip: masked PSNR of its baked 2,000-face mesh 22.9 -> 24.9 dB). Moves longer than :data:`MAX_SNAP_EDGES`
-   edge lengths (:data:`MAX_CORNER_SNAP_EDGES` for corners) are skipped, and a
-   move that flips or flattens a polygon is undone.
+   lower lip: masked PSNR of its baked 2,000-face mesh 22.9 -> 24.9 dB). Moves longer than
+   :data:`MAX_SNAP_EDGES` edge lengths (:data:`MAX_CORNER_SNAP_EDGES` for corners) are
+   skipped, and a move that flips or flattens a polygon is undone.
 6. **Mode.** ``quad_dominant``: done. ``quads``: the few triangles are paired into quads
    along shortest paths through quads, whose diagonals are re-cut
    (:func:`backend.mesh.polygons.pair_triangles`): no vertex moves, so the surface is that of
@@ -612,8 +612,8 @@ class _Parts:
         self.vertices, self.faces = vertices, faces
         self.area = np.bincount(self.of_face, _triangle_areas(vertices, faces))
         share = self.area / max(self.area.sum(), 1e-300)
-        self.candidates = np.flatnonzero(share >= MIN_PART_AREA)[::-1]
-        self.candidates = self.candidates[np.argsort(-self.area[self.candidates], kind="stable")]
+        big = np.flatnonzero(share >= MIN_PART_AREA)
+        self.candidates = big[np.argsort(-self.area[big], kind="stable")]             # largest first
 
     def restore_lost(self, vertices: np.ndarray, polygons: list[list[int]], surface: "_Surface", *, edge: float,
                      target_faces: int, crease_angle: float | None) -> tuple[np.ndarray, list[list[int]]]:
@@ -761,8 +761,7 @@ class _Creases:
         centroid = vertices[faces].mean(axis=1)
         f0s, f1s = f0[sharp][between], f1[sharp][between]
         self.convex = np.einsum("ij,ij->i", normal[f0s], centroid[f1s] - centroid[f0s]) < 0
-        area = 0.5 * np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
-                                             vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+        area = _triangle_areas(vertices, faces)
         patches = int(self.patch.max()) + 1 if m else 0
         length = np.linalg.norm(vertices[self.seg[:, 0]] - vertices[self.seg[:, 1]], axis=1)
         rim = np.bincount(p0[between], length, patches) + np.bincount(p1[between], length, patches)
@@ -800,6 +799,15 @@ class _Creases:
         count = np.bincount(pairs[:, 0], minlength=len(vertices))
         target = vertices.copy()
         moved = np.zeros(len(vertices), dtype=bool)
+
+        def move_to_nearest(rows: np.ndarray, point: np.ndarray, dist: np.ndarray) -> None:
+            # Candidate points per vertex (rows): the nearest wins if within max_move.
+            order = np.lexsort((dist, rows))
+            rows, point, dist = rows[order], point[order], dist[order]
+            best = np.concatenate([[True], rows[1:] != rows[:-1]]) & (dist <= max_move)
+            target[rows[best]] = point[best]
+            moved[rows[best]] = True
+
         # A vertex that sees two patches goes to the creases between them; one that sees
         # more (near a corner) to the nearest crease between any two of them.
         several = np.flatnonzero(count >= 2)
@@ -813,14 +821,7 @@ class _Creases:
                         rows.append(v)
                         keys.append(seen[i] * self.span + seen[j])
             rows, keys = np.asarray(rows, dtype=np.int64), np.asarray(keys, dtype=np.int64)
-            point, dist = self._nearest_on_crease(vertices[rows], keys, max_move)
-            order = np.lexsort((dist, rows))                                  # per vertex, nearest first
-            rows, point, dist = rows[order], point[order], dist[order]
-            best = np.concatenate([[True], rows[1:] != rows[:-1]])
-            rows, point, dist = rows[best], point[best], dist[best]
-            ok = dist <= max_move
-            target[rows[ok]] = point[ok]
-            moved[rows[ok]] = True
+            move_to_nearest(rows, *self._nearest_on_crease(vertices[rows], keys, max_move))
         # Patches that share no crease: a strip narrower than a quad lies between them
         # (CesiumMilkTruck's side panel ends in a lip a fifth of a quad wide, then the floor).
         # The vertex goes to the nearest convex crease of a patch it sees, which keeps the
@@ -832,14 +833,7 @@ class _Creases:
             c = count[lost]
             rows = np.repeat(lost, c)
             patches = pairs[np.repeat(first, c) + np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c), 1]
-            point, dist = self._nearest_on_crease(vertices[rows], patches, max_move, of_patch=True)
-            order = np.lexsort((dist, rows))
-            rows, point, dist = rows[order], point[order], dist[order]
-            best = np.concatenate([[True], rows[1:] != rows[:-1]])
-            rows, point, dist = rows[best], point[best], dist[best]
-            ok = dist <= max_move
-            target[rows[ok]] = point[ok]
-            moved[rows[ok]] = True
+            move_to_nearest(rows, *self._nearest_on_crease(vertices[rows], patches, max_move, of_patch=True))
         if self.corners:
             # Each crease corner takes the nearest vertex that sees only patches of that corner
             # (and at least two of them): the vertex where the corner's creases meet in the
