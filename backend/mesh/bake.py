@@ -73,8 +73,10 @@ class BakeResult:
     Attributes
     ----------
     mesh : Mesh
-        Split vertices, the target's faces (and polygons), ``uv``, ``normals`` (when a normal
-        map was baked) and a :class:`Material` with ``base_color`` (and ``normal``) PNGs.
+        Split vertices, the target's faces (and polygons), ``uv``, ``normals`` (the shading
+        normals: split at hard edges, and those a normal map was baked against; None only
+        with ``hard_angle=None`` and no normal map, when readers shade flat) and a
+        :class:`Material` with ``base_color`` (and ``normal``) PNGs.
     summary : dict
         JSON-able facts: texture size, charts, texels covered, seconds per stage, ...
     base_color : (size, size, 3) uint8
@@ -119,7 +121,10 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     hard_angle : float or None
         Edges whose faces meet at more than this many degrees are hard: the result's normals
         split there (:func:`backend.mesh.tangents.split_at_hard_edges`) and texels look for
-        the source along their own side's normal. None: smooth normals everywhere.
+        the source along their own side's normal, and the result carries these normals even
+        without a normal map (smooth shading, crisp creases: on the bench's low-poly Duck
+        without a normal map 36.8 -> 38.1 dB against flat shading). None: smooth normals
+        everywhere, written only with a normal map.
 
     Returns
     -------
@@ -173,7 +178,7 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     # RGB only: results are opaque (glTF alphaMode OPAQUE ignores alpha anyway).
     base_u8 = np.clip(np.round(base[..., :3] * 255.0), 0, 255).astype(np.uint8)
     normal_u8 = None
-    out_normals = None
+    out_normals = normals if hard_angle is not None else None
     if want_normals and source_normals is not None:
         tangents = vertex_tangents(mesh.vertices, mesh.faces, mesh.uv, normals)
         t = texels.interpolate(tangents[:, :3], mesh.faces)

@@ -353,6 +353,10 @@ def test_baked_cube_keeps_crisp_edges():
     want = linear_to_srgb(colours[side[texels.face]])
     wrong = np.abs(got - want).max(axis=1) > 0.02
     assert not wrong[texels.inside].any()
+    # Without a normal map the result still carries its crisp shading normals (not flat-by-default).
+    plain = bake_textures(Mesh(v * 0.95, f), source=source, texture_size=64, padding=2, normal_map=False).mesh
+    assert plain.material.normal is None
+    np.testing.assert_allclose(plain.normals[plain.faces[:, 0]], face_normals(plain.vertices, plain.faces), atol=1e-9)
 
 
 _BLENDER_TANGENTS = r"""
