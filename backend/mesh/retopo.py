@@ -748,26 +748,15 @@ class _Creases:
     """Sharp edges of the reference, the patches they bound, and snapping onto them (module doc, step 5)."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, angle_deg: float, surface: _Surface, edge: float):
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
+        from backend.mesh.tangents import face_normals, smoothing_groups
 
         self.vertices, self.faces, self.surface = vertices, faces, surface
         m = len(faces)
-        edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)          # face f at rows 3f..3f+2
-        key = edges[:, 0] * len(vertices) + edges[:, 1]
-        order = np.argsort(key, kind="stable")
-        first = np.flatnonzero(np.concatenate([[True], key[order][1:] != key[order][:-1]]))
-        counts = np.diff(np.append(first, len(key)))
-        pair = first[counts == 2]
-        f0, f1 = order[pair] // 3, order[pair + 1] // 3
-        normal = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-300)
-        sharp = np.einsum("ij,ij->i", normal[f0], normal[f1]) < np.cos(np.radians(angle_deg))
-        smooth = ~sharp
-        _, self.patch = connected_components(
-            coo_matrix((np.ones(int(smooth.sum())), (f0[smooth], f1[smooth])), shape=(m, m)), directed=False)
+        normal = face_normals(vertices, faces)
+        groups = smoothing_groups(normal, faces, angle_deg)
+        self.patch, f0, f1, sharp = groups.group, groups.f0, groups.f1, groups.hard
         # Crease segments between two different patches, keyed by the (lo, hi) patch pair.
-        seg = edges[order[pair[sharp]]]
+        seg = groups.edges[sharp]
         p0, p1 = self.patch[f0[sharp]], self.patch[f1[sharp]]
         between = p0 != p1
         self.seg = seg[between]

@@ -34,6 +34,8 @@ Per pixel (what Cycles' and EEVEE's Normal Map node do, and what :func:`encode_n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Below this length a vector is treated as zero.
@@ -89,6 +91,62 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class SmoothingGroups:
+    """Triangles joined across soft edges (see :func:`smoothing_groups`).
+
+    Attributes
+    ----------
+    group : (m,) int64
+        Each triangle's group.
+    edges : (p, 2) int64
+        The edges that lie in exactly two triangles, ``(lo, hi)`` vertex indices.
+    f0, f1 : (p,) int64
+        Those two triangles.
+    hard : (p,) bool
+        Whether the edge is hard (the triangles' normals differ by more than the angle).
+    """
+
+    group: np.ndarray
+    edges: np.ndarray
+    f0: np.ndarray
+    f1: np.ndarray
+    hard: np.ndarray
+
+
+def smoothing_groups(normals: np.ndarray, faces: np.ndarray, angle_deg: float) -> SmoothingGroups:
+    """Connected sets of triangles across edges whose faces meet at no more than ``angle_deg``.
+
+    Edges in one or in three or more triangles join nothing. The bake's hard edges
+    (:func:`split_at_hard_edges`) and the artist pipeline's crease patches
+    (:mod:`backend.mesh.retopo`) are both these groups.
+
+    Parameters
+    ----------
+    normals : (m, 3) float
+        Unit face normals (:func:`face_normals`).
+    faces : (m, 3) int
+        Triangles on welded vertex indices (copies at one position share an index).
+    angle_deg : float
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = len(faces)
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)       # face f at rows 3f..3f+2
+    key = edges[:, 0] * (int(faces.max(initial=0)) + 1) + edges[:, 1]
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    pair = first[np.diff(np.r_[first, len(ks)]) == 2]
+    f0, f1 = order[pair] // 3, order[pair + 1] // 3
+    hard = np.einsum("ij,ij->i", normals[f0], normals[f1]) < np.cos(np.radians(angle_deg)) - 1e-12
+    soft = ~hard
+    _, group = connected_components(coo_matrix((np.ones(int(soft.sum())), (f0[soft], f1[soft])), shape=(m, m)),
+                                    directed=False)
+    return SmoothingGroups(group, edges[order[pair]], f0, f1, hard)
+
+
 def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: float
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split vertices along hard edges; smooth normals within each side.
@@ -116,26 +174,13 @@ def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: flo
     normals : (n', 3) float64
         Unit normals.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     m = len(faces)
     rep = weld(vertices)
     fn = face_normals(vertices, faces)
     wf = rep[faces]
-    edges = np.sort(np.stack([wf, np.roll(wf, -1, axis=1)], axis=2).reshape(-1, 2), axis=1)
-    key = edges[:, 0] * len(vertices) + edges[:, 1]
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    first = np.r_[True, ks[1:] != ks[:-1]]
-    size = np.diff(np.r_[np.flatnonzero(first), len(ks)])
-    starts = np.flatnonzero(first)[size == 2]
-    f1, f2 = order[starts] // 3, order[starts + 1] // 3
-    soft = np.einsum("ij,ij->i", fn[f1], fn[f2]) >= np.cos(np.radians(hard_angle)) - 1e-12
-    graph = coo_matrix((np.ones(int(soft.sum())), (f1[soft], f2[soft])), shape=(m, m))
-    _, group = connected_components(graph, directed=False)
+    group = smoothing_groups(fn, wf, hard_angle).group
     groups = int(group.max()) + 1 if m else 1
     corner_group = np.repeat(group, 3)
     copies, inverse = np.unique(faces.reshape(-1) * groups + corner_group, return_inverse=True)

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from backend.mesh import distance, dual, native, parallel
+from backend.mesh import distance, dual, native
 from backend.mesh import watertight as wt
 from backend.mesh.watertight import watertight
 from tests import meshes
@@ -118,20 +118,6 @@ def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
     compiled, numpy_ = results
     np.testing.assert_array_equal(compiled.faces, numpy_.faces)
     np.testing.assert_allclose(compiled.vertices, numpy_.vertices, rtol=0, atol=1e-9 * compiled.voxel_size)
-
-
-def test_threads_run_every_part_and_raise_what_a_part_raised():
-    seen = []
-    assert parallel.run_threads(lambda part, parts: (seen.append(part), part * 10)[1], 3) == [0, 10, 20]
-    assert sorted(seen) == [0, 1, 2]
-
-    def fails(part: int, parts: int) -> int:
-        if part == 2:
-            raise ValueError("part 2")
-        return part
-
-    with pytest.raises(ValueError, match="part 2"):
-        parallel.run_threads(fails, 3)
 
 
 @needs_native

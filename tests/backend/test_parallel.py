@@ -1,4 +1,4 @@
-"""Fork-based workers (backend.mesh.parallel): order, shared memory, errors, and the engine's results."""
+"""Workers (backend.mesh.parallel), forked and threaded: order, shared memory, errors, and the engine's results."""
 
 import os
 
@@ -20,15 +20,22 @@ def test_parts_come_back_in_order_and_children_write_shared_memory():
     assert pids[0] == os.getpid() and len(set(pids)) == 4          # parts 1..3 ran in other processes
 
 
-@fork_only
-def test_a_childs_exception_is_raised_here():
+def test_threads_run_every_part_in_order():
+    seen = []
+    assert parallel.run_threads(lambda part, parts: (seen.append(part), part * 10)[1], 3) == [0, 10, 20]
+    assert sorted(seen) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("run", [pytest.param("run_parts", marks=fork_only), "run_threads"])
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_parts_exception_is_raised_here(run, failing):
     def task(part, parts):
-        if part == 1:
-            raise ValueError("part one failed")
+        if part == failing:
+            raise ValueError(f"part {part} failed")
         return part
 
-    with pytest.raises(ValueError, match="part one failed"):
-        parallel.run_parts(task, 3)
+    with pytest.raises(ValueError, match=f"part {failing} failed"):
+        getattr(parallel, run)(task, 3)
 
 
 @fork_only
