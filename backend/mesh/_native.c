@@ -1,6 +1,6 @@
 /*
- * Compiled kernels of the watertight engine: the per-node and per-vertex loops that numpy
- * can only run as many passes over large temporaries.
+ * Compiled kernels of the mesh code: the per-node, per-vertex and per-edge loops that numpy
+ * can only run as many passes over large temporaries (or sorts).
  *
  * backend/mesh/native.py is the only caller: it checks dtypes, shapes and contiguity, and
  * keeps a numpy implementation of every kernel (the reference the tests compare against,
@@ -11,11 +11,14 @@
  *                    keeping a minimum and the nearest face per node (sparse 8^3 blocks)
  *   tangent_normals  the unit normal of the input face a crossing lies on, if any
  *   place_vertices   dual contouring's vertices: mean crossing, then the QEF minimizer
+ *   halfedge_links   edge numbers and twins of a polygon mesh's half-edges (the repair of
+ *                    backend.mesh.polygons asks for them several times per pass)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCK_SHIFT 3
@@ -1011,6 +1014,116 @@ static PyObject *split_quads(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* halfedge_links(src, dst, n_vertices, out_edge_of, out_twin) -> edges
+ *
+ * Undirected edges of half-edges src[i] -> dst[i] (int64, indices below n_vertices):
+ * out_edge_of (h,) int64 numbers them in (min, max) order, as np.unique of the packed keys
+ * would (a bucket per smaller end, sorted by the larger); out_twin (h,) int64 is the other
+ * half-edge of an edge run once each way, -1 on an edge with one half-edge, -2 on an edge
+ * with three or more or two the same way. Returns the number of edges. */
+static int compare_int64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static PyObject *halfedge_links(PyObject *self, PyObject *args) {
+    Py_buffer src, dst, out_edge_of, out_twin;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*y*nw*w*", &src, &dst, &n, &out_edge_of, &out_twin))
+        return NULL;
+    Py_ssize_t h = src.len / (Py_ssize_t)sizeof(int64_t);
+    const int64_t *s = src.buf, *d = dst.buf;
+    int ok = n >= 0 && dst.len == src.len && out_edge_of.len == src.len && out_twin.len == src.len;
+    for (Py_ssize_t i = 0; ok && i < h; i++)
+        ok = s[i] >= 0 && s[i] < n && d[i] >= 0 && d[i] < n;
+    int64_t *start = NULL, *slot = NULL;
+    if (ok) {
+        start = calloc((size_t)n + 1, sizeof(int64_t));
+        slot = malloc(((size_t)h + 1) * sizeof(int64_t));
+        if (!start || !slot) {
+            free(start);
+            free(slot);
+            PyBuffer_Release(&src);
+            PyBuffer_Release(&dst);
+            PyBuffer_Release(&out_edge_of);
+            PyBuffer_Release(&out_twin);
+            return PyErr_NoMemory();
+        }
+    }
+    Py_ssize_t edges = 0;
+    if (ok) {
+        int64_t *edge_of = out_edge_of.buf, *twin = out_twin.buf;
+        Py_BEGIN_ALLOW_THREADS
+        /* Bucket the half-edges by their smaller end (a counting sort). */
+        for (Py_ssize_t i = 0; i < h; i++)
+            start[(s[i] < d[i] ? s[i] : d[i]) + 1]++;
+        for (Py_ssize_t v = 0; v < n; v++)
+            start[v + 1] += start[v];
+        for (Py_ssize_t i = 0; i < h; i++) {
+            int64_t lo = s[i] < d[i] ? s[i] : d[i];
+            slot[start[lo]++] = i;
+        }
+        for (Py_ssize_t v = n; v > 0; v--)
+            start[v] = start[v - 1];
+        start[0] = 0;
+        /* In each bucket, order by the larger end (key hi * h + i keeps it stable), then
+         * number the runs of equal ends. */
+        for (Py_ssize_t v = 0; v < n; v++) {
+            int64_t a = start[v], b = start[v + 1];
+            for (int64_t j = a; j < b; j++) {
+                int64_t i = slot[j];
+                slot[j] = (s[i] > d[i] ? s[i] : d[i]) * (int64_t)h + i;
+            }
+            if (b - a > 16) {
+                qsort(slot + a, (size_t)(b - a), sizeof(int64_t), compare_int64);
+            } else {
+                for (int64_t j = a + 1; j < b; j++) {
+                    int64_t key = slot[j], k = j - 1;
+                    while (k >= a && slot[k] > key) {
+                        slot[k + 1] = slot[k];
+                        k--;
+                    }
+                    slot[k + 1] = key;
+                }
+            }
+            for (int64_t j = a; j < b;) {
+                int64_t hi = slot[j] / (int64_t)h, k = j;
+                while (k < b && slot[k] / (int64_t)h == hi)
+                    k++;
+                int64_t first = slot[j] % (int64_t)h;
+                for (int64_t m = j; m < k; m++)
+                    edge_of[slot[m] % (int64_t)h] = edges;
+                if (k - j == 1) {
+                    twin[first] = -1;
+                } else {
+                    int64_t second = slot[j + 1] % (int64_t)h;
+                    int paired = k - j == 2 && s[first] == d[second];
+                    for (int64_t m = j; m < k; m++)
+                        twin[slot[m] % (int64_t)h] = -2;
+                    if (paired) {
+                        twin[first] = second;
+                        twin[second] = first;
+                    }
+                }
+                edges++;
+                j = k;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    free(start);
+    free(slot);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&out_edge_of);
+    PyBuffer_Release(&out_twin);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "halfedge_links: buffer sizes do not match or an index is out of range");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(edges);
+}
+
 static PyMethodDef methods[] = {
     {"band_distance", band_distance, METH_VARARGS, "Exact distances at band nodes (see _native.c)."},
     {"tangent_normals", tangent_normals, METH_VARARGS, "Input normals at crossings (see _native.c)."},
@@ -1021,6 +1134,7 @@ static PyMethodDef methods[] = {
     {"exact_at_crossings", exact_at_crossings, METH_VARARGS, "Distances at sign changes off the shell (see _native.c)."},
     {"short_edge_ends", short_edge_ends, METH_VARARGS, "Ends of nearly zero-length quad edges (see _native.c)."},
     {"split_quads", split_quads, METH_VARARGS, "Quads to triangles (see _native.c)."},
+    {"halfedge_links", halfedge_links, METH_VARARGS, "Edge numbers and twins of half-edges (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };
 

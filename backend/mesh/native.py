@@ -160,3 +160,15 @@ def short_edge_ends(vertices: np.ndarray, quads: np.ndarray, min_length: float) 
     mark = np.zeros(len(vertices), dtype=np.uint8)
     _native.short_edge_ends(vertices, _c(quads, np.int64, (4,)), float(min_length), mark)
     return mark.view(bool)
+
+
+def halfedge_links(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Edge numbers, twins and the edge count of half-edges ``src -> dst``; see
+    :func:`backend.mesh.polygons.halfedge_links`."""
+    src, dst = _c(src, np.int64), _c(dst, np.int64)
+    if src.shape != dst.shape:
+        raise ValueError(f"src and dst must have the same shape, got {src.shape} and {dst.shape}")
+    edge_of = np.empty(len(src), dtype=np.int64)
+    twin = np.empty(len(src), dtype=np.int64)
+    edges = _native.halfedge_links(src, dst, int(n_vertices), edge_of, twin)
+    return edge_of, twin, edges

@@ -38,7 +38,9 @@ in turn, on any list of polygons:
 
 Steps 3-8 repeat until a pass changes nothing (at most :data:`MAX_REPAIR_PASSES`); unused
 vertices are dropped at the end. The counts of what was done come back in a
-:class:`RepairReport`.
+:class:`RepairReport`. The steps share the mesh's edges and half-edge twins
+(:func:`halfedge_links`, a compiled bucket sort with a numpy twin), found again only after a
+step changed the mesh; steps 4-5 run only where an edge is not two opposite half-edges.
 
 Subdivision (:func:`subdivide`)
 -------------------------------
@@ -212,11 +214,81 @@ def edge_counts(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     edge_of : (h,) int64
         For every half-edge of :func:`halfedges`, the row of its edge in ``edges``.
     """
-    src, dst, _, _ = halfedges(polygons)
+    links = _Links.of(polygons)
+    edges = np.empty((len(links.counts), 2), dtype=np.int64)
+    edges[links.edge_of, 0] = np.minimum(links.src, links.dst)
+    edges[links.edge_of, 1] = np.maximum(links.src, links.dst)
+    return edges, links.counts, links.edge_of
+
+
+def halfedge_links(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Edge numbers and twins of half-edges ``src -> dst`` (int64, indices below ``n_vertices``).
+
+    Returns
+    -------
+    edge_of : (h,) int64
+        The undirected edge of each half-edge, numbered in ``(min, max)`` order.
+    twin : (h,) int64
+        The other half-edge of an edge run once each way; -1 on an edge with one
+        half-edge (a border); -2 on an edge with three or more, or with two the same way.
+    edges : int
+    """
+    from backend.mesh import native
+
+    if native.available():
+        return native.halfedge_links(src, dst, n_vertices)
+    return _halfedge_links_numpy(src, dst, n_vertices)
+
+
+def _halfedge_links_numpy(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, int]:
     lo, hi = np.minimum(src, dst), np.maximum(src, dst)
-    span = int(max(hi.max(initial=0), 0)) + 1
-    keys, edge_of, counts = np.unique(lo * span + hi, return_inverse=True, return_counts=True)
-    return np.stack([keys // span, keys % span], axis=1), counts, edge_of.reshape(-1)
+    keys, edge_of, counts = np.unique(lo * max(n_vertices, 1) + hi, return_inverse=True, return_counts=True)
+    edge_of = edge_of.reshape(-1).astype(np.int64)
+    twin = np.where(counts[edge_of] == 1, -1, -2).astype(np.int64)
+    two = np.flatnonzero(counts[edge_of] == 2)
+    two = two[np.argsort(edge_of[two], kind="stable")]
+    a, b = two[0::2], two[1::2]
+    opposite = src[a] == dst[b]
+    twin[a[opposite]] = b[opposite]
+    twin[b[opposite]] = a[opposite]
+    return edge_of, twin, len(keys)
+
+
+@dataclass(frozen=True)
+class _Links:
+    """The half-edges of one polygon array with their edges and twins (:func:`halfedge_links`).
+
+    The repair's steps share one per mesh state instead of each sorting the edges again.
+    """
+
+    polygons: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    face: np.ndarray
+    corner: np.ndarray
+    edge_of: np.ndarray
+    counts: np.ndarray
+    twin: np.ndarray
+
+    @classmethod
+    def of(cls, polygons: np.ndarray, known: "_Links | None" = None) -> "_Links":
+        """The links of ``polygons``: ``known`` when it was made from this very array."""
+        if known is not None and known.polygons is polygons:
+            return known
+        src, dst, face, corner = halfedges(polygons)
+        n = int(polygons.max()) + 1 if len(polygons) else 0
+        edge_of, twin, e = halfedge_links(src, dst, n)
+        return cls(polygons, src, dst, face, corner, edge_of, np.bincount(edge_of, minlength=e), twin)
+
+    @property
+    def edges_ok(self) -> bool:
+        """Every edge in at most two polygons, wound consistently (what fans and loops need)."""
+        return not (self.twin == -2).any()
+
+    def edge_set(self) -> set[tuple[int, int]]:
+        """Every edge as ``(lo, hi)``."""
+        lo, hi = np.minimum(self.src, self.dst), np.maximum(self.src, self.dst)
+        return set(zip(lo.tolist(), hi.tolist()))
 
 
 def flip(polygons: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -314,18 +386,7 @@ def topology(polygons: np.ndarray) -> Topology:
                     oriented=bool(oriented), pinched_vertices=pinched, degenerate=degenerate)
 
 
-def _edges_ok(polygons: np.ndarray) -> bool:
-    """Every edge in at most two polygons and consistent winding (what fans and loops need)."""
-    src, dst, _, _ = halfedges(polygons)
-    span = int(polygons.max()) + 1
-    directed = np.sort(src * span + dst)
-    if (directed[1:] == directed[:-1]).any():
-        return False
-    _, counts, _ = edge_counts(polygons)
-    return bool((counts <= 2).all())
-
-
-def _corner_fans(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def _corner_fans(polygons: np.ndarray, links: _Links | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Fans of corners around each vertex, for an oriented mesh whose edges have at most two polygons.
 
     Corner ``c`` (half-edge ``c`` of :func:`halfedges`, at its ``src``) is joined to the corner
@@ -343,28 +404,18 @@ def _corner_fans(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    src, dst, _, _ = halfedges(polygons)
-    h = len(src)
-    span = int(polygons.max()) + 1
-    # The twin of src -> dst is dst -> src; in its polygon, the corner at ``src`` (our vertex)
-    # is the half-edge that *starts* at src, i.e. the one after the twin.
-    key = src * span + dst
-    order = np.argsort(key)
-    twin_key = dst * span + src
-    pos = np.searchsorted(key[order], twin_key)
-    pos = np.minimum(pos, h - 1)
-    has_twin = key[order[pos]] == twin_key
-    twin = order[pos]
-    # Next half-edge in the same polygon: corners are stored polygon by polygon, in order.
-    _, _, face, corner = halfedges(polygons)
+    links = _Links.of(polygons, links)
+    h = len(links.src)
+    # The twin of src -> dst runs dst -> src; in its polygon, the corner at ``src`` (our
+    # vertex) is the half-edge after the twin. Half-edges are stored polygon by polygon.
     sizes = polygon_sizes(polygons)
     start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    nxt = start[face] + (corner + 1) % sizes[face]
-    a = np.flatnonzero(has_twin)
-    b = nxt[twin[a]]
+    nxt = start[links.face] + (links.corner + 1) % sizes[links.face]
+    a = np.flatnonzero(links.twin >= 0)
+    b = nxt[links.twin[a]]
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(h, h))
     count, labels = connected_components(graph, directed=False)
-    return src, labels.astype(np.int64), int(count)
+    return links.src, labels.astype(np.int64), int(count)
 
 
 def _pinched(polygons: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -410,25 +461,66 @@ def repair(vertices: np.ndarray, polygons: list[list[int]] | np.ndarray, *, min_
     vertices = np.asarray(vertices, dtype=np.float64).copy()
     report = RepairReport()
     if isinstance(polygons, np.ndarray):
-        rows = [r[r != NO_CORNER].tolist() for r in np.asarray(polygons, dtype=np.int64)]
+        vertices, polys = _prepare_array(vertices, pad(np.asarray(polygons, dtype=np.int64)), min_edge, report)
     else:
         rows = [list(map(int, p)) for p in polygons]
-    vertices, rows = _collapse_short_edges(vertices, rows, min_edge, report)
-    vertices, rows = _split_ngons(vertices, _drop_degenerate(rows, report), report)
-    polys = pad(rows) if rows else np.zeros((0, 4), dtype=np.int64)
+        vertices, rows = _collapse_short_edges(vertices, rows, min_edge, report)
+        vertices, rows = _split_ngons(vertices, _drop_degenerate(rows, report), report)
+        polys = pad(rows) if rows else np.zeros((0, 4), dtype=np.int64)
     for _ in range(MAX_REPAIR_PASSES):
         report.passes += 1
         before = polys
         polys = _drop_duplicates(polys, report)
-        polys = _drop_nonmanifold_edges(vertices, polys, report)
-        polys = _orient(polys, report)
-        vertices, polys = _split_pinched(vertices, polys, report)
-        vertices, polys = _fill_holes(vertices, polys, report, max_hole, is_border)
-        vertices, polys = _dissolve_valence2(vertices, polys, report)
-        if polys.shape == before.shape and np.array_equal(polys, before):
+        links = _Links.of(polys)
+        if not links.edges_ok:
+            # Winding needs only fixing where an edge is not two opposite half-edges.
+            polys = _drop_nonmanifold_edges(vertices, polys, links, report)
+            polys = _orient(polys, _Links.of(polys, links), report)
+            links = _Links.of(polys, links)
+        vertices, polys = _split_pinched(vertices, polys, report, links)
+        links = _Links.of(polys, links)
+        vertices, polys = _fill_holes(vertices, polys, report, max_hole, is_border, links)
+        vertices, polys = _dissolve_valence2(vertices, polys, report, _Links.of(polys, links))
+        if polys is before or (polys.shape == before.shape and np.array_equal(polys, before)):
             break
     vertices, polys = unused_removed(vertices, polys)
     return vertices, polys, report
+
+
+def _prepare_array(vertices: np.ndarray, polys: np.ndarray, min_edge: float, report: RepairReport
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1 (short edges, repeated corners) on a ``(k, 4)`` array, vectorized; only the
+    few polygons with a repeated corner go through the list code."""
+    if min_edge > 0 and len(polys):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        src, dst, _, _ = halfedges(polys)
+        short = np.linalg.norm(vertices[src] - vertices[dst], axis=1) < min_edge
+        if short.any():
+            n = len(vertices)
+            graph = coo_matrix((np.ones(int(short.sum())), (src[short], dst[short])), shape=(n, n))
+            count, label = connected_components(graph, directed=False)
+            report.short_edges += n - count
+            merged = np.zeros((count, 3))
+            np.add.at(merged, label, vertices)
+            vertices = merged / np.bincount(label, minlength=count)[:, None]
+            polys = np.where(polys == NO_CORNER, NO_CORNER, label[np.maximum(polys, 0)])
+    if not len(polys):
+        return vertices, polys
+    srt = np.sort(np.where(polys == NO_CORNER, -np.arange(1, 5)[None, :] - len(vertices), polys), axis=1)
+    repeated = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    if len(repeated) == 0:
+        return vertices, polys
+    out, keep = polys.copy(), np.ones(len(polys), dtype=bool)
+    for i in repeated.tolist():
+        q = _without_repeats([a for a in polys[i].tolist() if a != NO_CORNER])
+        if q is None:
+            keep[i] = False
+            report.degenerate += 1
+        else:
+            out[i] = q + [NO_CORNER] * (4 - len(q))
+    return vertices, out[keep]
 
 
 def _collapse_short_edges(vertices: np.ndarray, rows: list[list[int]], min_edge: float, report: RepairReport
@@ -456,12 +548,19 @@ def _collapse_short_edges(vertices: np.ndarray, rows: list[list[int]], min_edge:
 def _drop_degenerate(rows: list[list[int]], report: RepairReport) -> list[list[int]]:
     out = []
     for p in rows:
-        q = [a for i, a in enumerate(p) if a != p[i - 1]] if len(p) > 1 else p   # consecutive repeats (cyclic)
-        if len(q) >= 3 and len(set(q)) == len(q):
-            out.append(q)
-        else:
+        q = _without_repeats(p)
+        if q is None:
             report.degenerate += 1
+        else:
+            out.append(q)
     return out
+
+
+def _without_repeats(p: list[int]) -> list[int] | None:
+    """``p`` less its cyclically consecutive repeats; None if fewer than three distinct corners,
+    or a corner repeated apart, are left."""
+    q = [a for i, a in enumerate(p) if a != p[i - 1]] if len(p) > 1 else p
+    return q if len(q) >= 3 and len(set(q)) == len(q) else None
 
 
 def _split_ngons(vertices: np.ndarray, rows: list[list[int]], report: RepairReport
@@ -494,22 +593,26 @@ class _RingCutter:
     of quads (and a triangle when odd) around a new vertex at its centroid.
     """
 
-    def __init__(self, vertices: np.ndarray, rows: list[list[int]] | np.ndarray):
+    def __init__(self, vertices: np.ndarray, mesh: list[list[int]] | Callable[[], set[tuple[int, int]]]):
+        """``mesh``: the polygons whose edges a cut must not repeat, as lists of corners, or a
+        function returning those edges as ``(lo, hi)`` pairs."""
         self.vertices = vertices
         self.added: list[np.ndarray] = []
-        self._rows = rows
+        self._mesh = mesh
         self._edges: set | None = None
 
     @property
     def edges(self) -> set:
         """The mesh's edges (built on the first cut: most repairs never need one)."""
         if self._edges is None:
-            self._edges = set()
-            for p in self._rows:
-                p = [a for a in p if a != NO_CORNER]
-                for i, a in enumerate(p):
-                    b = p[i - 1]
-                    self._edges.add((a, b) if a < b else (b, a))
+            if callable(self._mesh):
+                self._edges = self._mesh()
+            else:
+                self._edges = set()
+                for p in self._mesh:
+                    for i, a in enumerate(p):
+                        b = p[i - 1]
+                        self._edges.add((a, b) if a < b else (b, a))
         return self._edges
 
     def all_vertices(self) -> np.ndarray:
@@ -572,18 +675,20 @@ def _drop_duplicates(polys: np.ndarray, report: RepairReport) -> np.ndarray:
     order = np.lexsort(key.T[::-1])
     srt = key[order]
     first = order[np.concatenate([[True], (srt[1:] != srt[:-1]).any(axis=1)])]
+    if len(first) == len(polys):
+        return polys
     report.duplicates += len(polys) - len(first)
     return polys[np.sort(first)]
 
 
-def _drop_nonmanifold_edges(vertices: np.ndarray, polys: np.ndarray, report: RepairReport) -> np.ndarray:
+def _drop_nonmanifold_edges(vertices: np.ndarray, polys: np.ndarray, links: _Links, report: RepairReport
+                            ) -> np.ndarray:
     if len(polys) == 0:
         return polys
-    _, counts, edge_of = edge_counts(polys)
+    counts, edge_of, face = links.counts, links.edge_of, links.face
     bad = np.flatnonzero(counts > 2)
     if len(bad) == 0:
         return polys
-    _, _, face, _ = halfedges(polys)
     area = polygon_areas(vertices, polys)
     on_bad = np.isin(edge_of, bad)
     e, f = edge_of[on_bad], face[on_bad]
@@ -599,7 +704,7 @@ def _drop_nonmanifold_edges(vertices: np.ndarray, polys: np.ndarray, report: Rep
     return polys[keep]
 
 
-def _orient(polys: np.ndarray, report: RepairReport) -> np.ndarray:
+def _orient(polys: np.ndarray, links: _Links, report: RepairReport) -> np.ndarray:
     """Consistent winding per piece (module doc, step 5).
 
     Each polygon gets two states, as is and flipped; a manifold edge ties the states of its
@@ -613,8 +718,7 @@ def _orient(polys: np.ndarray, report: RepairReport) -> np.ndarray:
     k = len(polys)
     if k == 0:
         return polys
-    src, _, face, _ = halfedges(polys)
-    _, counts, edge_of = edge_counts(polys)
+    src, face, counts, edge_of = links.src, links.face, links.counts, links.edge_of
     shared = np.flatnonzero(counts[edge_of] == 2)
     order = shared[np.argsort(edge_of[shared], kind="stable")]
     f0, f1 = face[order[0::2]], face[order[1::2]]
@@ -637,6 +741,8 @@ def _orient(polys: np.ndarray, report: RepairReport) -> np.ndarray:
         flip_flag, drop = _orient_tangled(k, f0, f1, same.astype(bool), piece, tangled, flip_flag)
     else:
         drop = np.zeros(0, dtype=np.int64)
+    if not flip_flag.any() and len(drop) == 0:
+        return polys
     out = flip(polys, flip_flag)
     report.flipped += int(flip_flag.sum())
     if len(drop):
@@ -658,11 +764,14 @@ def _orient_tangled(k: int, f0: np.ndarray, f1: np.ndarray, same: np.ndarray, pi
     return flip_flag, np.unique(np.concatenate([f0[bad], f1[bad]]))
 
 
-def _split_pinched(vertices: np.ndarray, polys: np.ndarray, report: RepairReport
+def _split_pinched(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, links: _Links | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
-    if len(polys) == 0 or not _edges_ok(polys):
+    if len(polys) == 0:
         return vertices, polys
-    vertex, fan, count = _corner_fans(polys)
+    links = _Links.of(polys, links)
+    if not links.edges_ok:
+        return vertices, polys
+    vertex, fan, count = _corner_fans(polys, links)
     keys, first = np.unique(vertex * count + fan, return_index=True)   # one per (vertex, fan), by vertex
     owner = keys // count
     is_first = np.concatenate([[True], owner[1:] != owner[:-1]])
@@ -675,7 +784,7 @@ def _split_pinched(vertices: np.ndarray, polys: np.ndarray, report: RepairReport
     new_id[extra] = len(vertices) + np.arange(len(extra))
     vertices = np.vstack([vertices, vertices[owner[extra]]])
     target = new_id[np.searchsorted(keys, vertex * count + fan)]
-    _, _, face, corner = halfedges(polys)
+    face, corner = links.face, links.corner
     out = polys.copy()
     move = target >= 0
     out[face[move], corner[move]] = target[move]
@@ -693,13 +802,11 @@ def split_pinched(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarra
     return vertices, polygons, report.pinched_vertices
 
 
-def _boundary_loops(polys: np.ndarray) -> list[list[int]]:
-    """Boundary loops, each in the winding of the polygons along it."""
-    src, dst, _, _ = halfedges(polys)
-    span = int(polys.max()) + 1
-    key = src * span + dst
-    twin = np.isin(dst * span + src, key)
-    bsrc, bdst = src[~twin], dst[~twin]
+def _boundary_loops(links: _Links) -> list[list[int]]:
+    """Boundary loops of a mesh whose edges are fine (``links.edges_ok``), each in the winding
+    of the polygons along it."""
+    border = links.twin == -1
+    bsrc, bdst = links.src[border], links.dst[border]
     if len(bsrc) == 0:
         return []
     nxt = dict(zip(bsrc.tolist(), bdst.tolist()))
@@ -718,14 +825,18 @@ def _boundary_loops(polys: np.ndarray) -> list[list[int]]:
 
 
 def _fill_holes(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, max_hole: int | None,
-                is_border: Callable[[np.ndarray], bool] | None) -> tuple[np.ndarray, np.ndarray]:
-    if len(polys) == 0 or not _edges_ok(polys):
+                is_border: Callable[[np.ndarray], bool] | None, links: _Links | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    if len(polys) == 0:
         return vertices, polys
-    loops = [loop for loop in _boundary_loops(polys)
+    links = _Links.of(polys, links)
+    if not links.edges_ok:
+        return vertices, polys
+    loops = [loop for loop in _boundary_loops(links)
              if max_hole is None or len(loop) <= max_hole or (is_border is not None and not is_border(vertices[loop]))]
     if not loops:
         return vertices, polys
-    cutter = _RingCutter(vertices, polys)
+    cutter = _RingCutter(vertices, links.edge_set)
     added = []
     for loop in loops:
         # The hole is wound against the loop, so that its edges twin the boundary's.
@@ -738,27 +849,32 @@ def _fill_holes(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, m
     return cutter.all_vertices(), np.vstack([polys, pad(added)])
 
 
-def _dissolve_valence2(vertices: np.ndarray, polys: np.ndarray, report: RepairReport
+def _dissolve_valence2(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, links: _Links | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Merge the two polygons around each interior vertex that has only those two."""
-    if len(polys) == 0 or not _edges_ok(polys):
+    if len(polys) == 0:
         return vertices, polys
-    src, dst, face, _ = halfedges(polys)
+    links = _Links.of(polys, links)
+    if not links.edges_ok:
+        return vertices, polys
+    src, face = links.src, links.face
     degree = np.bincount(src, minlength=len(vertices))
-    _, counts, edge_of = edge_counts(polys)
     on_boundary = np.zeros(len(vertices), dtype=bool)
-    on_boundary[src[counts[edge_of] == 1]] = True
+    on_boundary[src[links.twin == -1]] = True
     candidates = np.flatnonzero((degree == 2) & ~on_boundary)
     if len(candidates) == 0:
         return vertices, polys
-    rows = [r[r != NO_CORNER].tolist() for r in polys]
     alive = np.ones(len(polys), dtype=bool)
+    is_candidate = np.zeros(len(vertices), dtype=bool)
+    is_candidate[candidates] = True
+    at = np.flatnonzero(is_candidate[src])
     faces_of: dict[int, list[int]] = {}
-    for v, f in zip(src.tolist(), face.tolist()):
-        if degree[v] == 2:
-            faces_of.setdefault(v, []).append(f)
+    for v, f in zip(src[at].tolist(), face[at].tolist()):
+        faces_of.setdefault(v, []).append(f)
+    involved = np.unique(face[at])
+    rows = dict(zip(involved.tolist(), ([a for a in r if a != NO_CORNER] for r in polys[involved].tolist())))
     new_rows = []
-    cutter = _RingCutter(vertices, polys)
+    cutter = _RingCutter(vertices, links.edge_set)
     for v in candidates.tolist():
         f, g = faces_of[v]
         if not (alive[f] and alive[g]) or v not in rows[f] or v not in rows[g]:

@@ -133,3 +133,35 @@ def test_short_edge_ends_match_numpy(monkeypatch):
     expected = dual._short_edge_ends(vertices, quads)
     np.testing.assert_array_equal(got, expected)
     assert got[:10].all() and got[30:40].all()
+
+
+@needs_native
+def test_halfedge_links_match_numpy():
+    from backend.mesh import polygons as P
+
+    # A sphere less one triangle (a border), with a fin (an edge in three faces), one face
+    # repeated in the same winding (two half-edges the same way), a fan of 29 edges at one
+    # vertex (the kernel's bucket sort changes method above 16), and a random soup.
+    v, f = meshes.uv_sphere(rings=8, segments=16)
+    n = len(v)
+    sphere = P.pad(f[1:])
+    fin = [[f[5, 0], f[5, 1], n, P.NO_CORNER]]
+    fan = [[n + 1, n + 2 + i, n + 3 + i, P.NO_CORNER] for i in range(29)]
+    soup = np.random.default_rng(3).integers(n + 32, n + 72, size=(200, 4))
+    soup[::3, 3] = P.NO_CORNER
+    polys = np.vstack([sphere, fin, sphere[7:8], fan, soup])
+    src, dst, _, _ = P.halfedges(polys)
+    got = native.halfedge_links(src, dst, n + 72)
+    expected = P._halfedge_links_numpy(src, dst, n + 72)
+    for a, b in zip(got[:2], expected[:2]):
+        np.testing.assert_array_equal(a, b)
+    assert got[2] == expected[2]
+    edge_of, twin, _ = got
+    assert {-2, -1} <= set(twin.tolist())
+    paired = np.flatnonzero(twin >= 0)
+    assert len(paired) > len(sphere)
+    np.testing.assert_array_equal(twin[twin[paired]], paired)               # twins are mutual ...
+    np.testing.assert_array_equal(src[twin[paired]], dst[paired])           # ... run the other way
+    np.testing.assert_array_equal(edge_of[twin[paired]], edge_of[paired])   # ... on one edge
+    with pytest.raises(ValueError, match="out of range"):
+        native.halfedge_links(src, dst, n)

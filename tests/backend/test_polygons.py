@@ -71,6 +71,35 @@ def test_repair_keeps_two_polygons_on_a_fin_and_splits_a_pinched_vertex():
     assert _volume(out_v, out_p) == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_repair_of_an_array_matches_repair_of_lists(monkeypatch, compiled):
+    # A (k, 4) array takes a vectorized way through short edges and repeated corners, and the
+    # passes find edges and twins in C or numpy: all must give what the list input gives.
+    if not compiled:
+        monkeypatch.setenv("MESHSMITH_NATIVE", "0")
+    v, p = _fine_cube(2)
+    n = len(v)
+    # An isolated sliver quad whose last corner sits on its first (it collapses to a
+    # triangle, then its hole closes it into a two-sided pillow of no volume).
+    v = np.vstack([v, [[3, 0, 0], [4, 0, 0], [3, 1, 0], [3, 1e-9, 0]]])
+    p = P.flip(p, np.arange(len(p)) % 7 == 3)                          # flipped faces
+    p = np.vstack([p[1:], p[10:11],                                   # a hole, a copy,
+                   [[p[20, 0], p[20, 1], p[20, 0], p[20, 2]],          # a corner twice,
+                    [n, n + 1, n + 2, n + 3]]])                       # the sliver
+    rows = [[a for a in r if a != P.NO_CORNER] for r in p.tolist()]
+    from_array = P.repair(v, p, min_edge=1e-6)
+    from_lists = P.repair(v, rows, min_edge=1e-6)
+    np.testing.assert_array_equal(from_array[0], from_lists[0])
+    np.testing.assert_array_equal(from_array[1], from_lists[1])
+    assert from_array[2] == from_lists[2]
+    report = from_array[2]
+    assert report.short_edges == 1 and report.degenerate == 1 and report.duplicates >= 1
+    assert report.flipped > 0 and report.holes == 2
+    top = P.topology(from_array[1])
+    assert top.manifold and top.closed
+    assert _volume(from_array[0], from_array[1]) == pytest.approx(1.0)
+
+
 def test_repair_leaves_long_borders_open_when_asked():
     v, p = _fine_cube(2)
     top_face = P.polygon_normals(v, p)[:, 2] > 0
@@ -94,10 +123,10 @@ def test_repair_closes_long_loops_that_are_not_borders():
         return bool((loop[:, 2] > 0.99).all())
 
     out_v, out, report = P.repair(v, open_p, max_hole=8, is_border=is_border)
-    loops = P._boundary_loops(out)
+    loops = P._boundary_loops(P._Links.of(out))
     assert report.holes == 1 and len(loops) == 1 and (out_v[loops[0]][:, 2] > 0.99).all()
     _, kept, report = P.repair(v, open_p, max_hole=8)
-    assert report.holes == 0 and len(P._boundary_loops(kept)) == 2
+    assert report.holes == 0 and len(P._boundary_loops(P._Links.of(kept))) == 2
 
 
 def test_ring_cutter_never_adds_an_edge_the_mesh_has():
