@@ -318,9 +318,10 @@ def retopo(
                ) -> tuple[list, list[int]]:
         log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
-        surface = _Surface(ref_v, ref_f, spacing=edge / 4)
-        parts = _Parts(ref_v, ref_f)
-        creases = _Creases(ref_v, ref_f, sharp_angle, surface, edge) if sharp_angle is not None else None
+        ref = _Faces(ref_v, ref_f)
+        surface = _Surface(ref, spacing=edge / 4)
+        parts = _Parts(ref)
+        creases = _Creases(ref, sharp_angle, surface, edge) if sharp_angle is not None else None
         # Loops longer than a small hole stay open only along the reference's own borders.
         holes = {"max_hole": poly.MAX_CUT_RING,
                  "is_border": _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge).follows} \
@@ -607,6 +608,32 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
     return v, p, report, snapped
 
 
+class _Faces:
+    """A triangle mesh with the per-face figures its indexes share, computed once.
+
+    Attributes
+    ----------
+    vertices : (n, 3) float64
+    faces : (m, 3) int64
+    area : (m,) float64
+    normal : (m, 3) float64
+        Unit normals, zero for degenerate faces (as :func:`backend.mesh.tangents.face_normals`).
+    centroid : (m, 3) float64
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+        from backend.mesh.tangents import EPS
+
+        self.vertices, self.faces = vertices, faces
+        a, b, c = (vertices[faces[:, i]] for i in range(3))
+        cross = np.cross(b - a, c - a)
+        length = np.linalg.norm(cross, axis=1)
+        self.area = 0.5 * length
+        ok = length > EPS
+        self.normal = np.where(ok[:, None], cross / np.where(ok, length, 1.0)[:, None], 0.0)
+        self.centroid = (a + b + c) / 3.0
+
+
 class _Parts:
     """Connected parts of a reference, to give back those a remesh lost.
 
@@ -618,17 +645,18 @@ class _Parts:
     of them, largest first); smaller specks still vanish.
     """
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray):
+    def __init__(self, ref: "_Faces"):
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
+        vertices, faces = ref.vertices, ref.faces
         n = len(vertices)
         rows = np.repeat(np.arange(len(faces)), 3)
         graph = coo_matrix((np.ones(len(rows)), (faces.reshape(-1), rows + n)), shape=(n + len(faces),) * 2)
         _, label = connected_components(graph, directed=False)
         _, self.of_face = np.unique(label[n:], return_inverse=True)
         self.vertices, self.faces = vertices, faces
-        self.area = np.bincount(self.of_face, _triangle_areas(vertices, faces))
+        self.area = np.bincount(self.of_face, ref.area)
         share = self.area / max(self.area.sum(), 1e-300)
         big = np.flatnonzero(share >= MIN_PART_AREA)
         self.candidates = big[np.argsort(-self.area[big], kind="stable")]             # largest first
@@ -707,22 +735,23 @@ class _Surface:
 
     CANDIDATES = 8
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, spacing: float):
+    def __init__(self, ref: "_Faces", spacing: float):
         from scipy.spatial import cKDTree
 
         from backend.mesh.metrics import sample_surface
 
-        self.vertices, self.faces = vertices, faces
-        area = float(_triangle_areas(vertices, faces).sum())
-        extra = int(min(area / max(spacing, 1e-12) ** 2, 20 * len(faces), 2_000_000))
-        centroid = vertices[faces].mean(axis=1)
+        self.vertices, self.faces = vertices, faces = ref.vertices, ref.faces
+        # Faces smaller than spacing^2 are found by their centroids alone (a dense remesh
+        # has only those); larger ones get samples about ``spacing`` apart.
+        big = np.flatnonzero(ref.area > max(spacing, 1e-12) ** 2)
+        extra = int(min(ref.area[big].sum() / max(spacing, 1e-12) ** 2, 20 * len(big), 2_000_000))
+        points = ref.centroid
+        self.owner = np.arange(len(faces))
         if extra > 0:
-            pts, ids = sample_surface(vertices, faces, extra, seed=0)
-            centroid = np.vstack([centroid, pts])
-            self.owner = np.concatenate([np.arange(len(faces)), ids])
-        else:
-            self.owner = np.arange(len(faces))
-        self.tree = cKDTree(centroid)
+            pts, ids = sample_surface(vertices, faces[big], extra, seed=0)
+            points = np.vstack([points, pts])
+            self.owner = np.concatenate([self.owner, big[ids]])
+        self.tree = cKDTree(points)
 
     def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Closest points ``(k, 3)`` and their faces ``(k,)``."""
@@ -747,12 +776,12 @@ class _Surface:
 class _Creases:
     """Sharp edges of the reference, the patches they bound, and snapping onto them (module doc, step 5)."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, angle_deg: float, surface: _Surface, edge: float):
-        from backend.mesh.tangents import face_normals, smoothing_groups
+    def __init__(self, ref: "_Faces", angle_deg: float, surface: _Surface, edge: float):
+        from backend.mesh.tangents import smoothing_groups
 
+        vertices, faces, normal = ref.vertices, ref.faces, ref.normal
         self.vertices, self.faces, self.surface = vertices, faces, surface
         m = len(faces)
-        normal = face_normals(vertices, faces)
         groups = smoothing_groups(normal, faces, angle_deg)
         self.patch, f0, f1, sharp = groups.group, groups.f0, groups.f1, groups.hard
         # Crease segments between two different patches, keyed by the (lo, hi) patch pair.
@@ -765,10 +794,9 @@ class _Creases:
         # Convex creases (the far face bends away from the near one's normal) make outlines;
         # a strip narrower than THIN_PATCH_EDGES quads (area over half its crease length)
         # cannot hold a row of vertices (see snap).
-        centroid = vertices[faces].mean(axis=1)
+        centroid, area = ref.centroid, ref.area
         f0s, f1s = f0[sharp][between], f1[sharp][between]
         self.convex = np.einsum("ij,ij->i", normal[f0s], centroid[f1s] - centroid[f0s]) < 0
-        area = _triangle_areas(vertices, faces)
         patches = int(self.patch.max()) + 1 if m else 0
         length = np.linalg.norm(vertices[self.seg[:, 0]] - vertices[self.seg[:, 1]], axis=1)
         rim = np.bincount(p0[between], length, patches) + np.bincount(p1[between], length, patches)
