@@ -728,12 +728,15 @@ class _Borders:
 class _Surface:
     """Closest points on a triangle mesh, for points near it (within a few ``spacing``).
 
-    Candidates are the faces of the nearest sample points: every face's centroid plus
-    area-uniform samples about ``spacing`` apart, so that long thin faces (CAD meshes) are
-    found too. The exact closest point on each candidate decides.
+    Candidates are the faces of the nearest sample points: every face's centroid, plus, on
+    a mesh with a side longer than :data:`SAMPLED_SIDE` spacings, area-uniform samples about
+    ``spacing`` apart, so that long thin faces (CAD meshes) are found too. The small, even
+    faces of a dense remesh are found by their centroids alone. The exact closest point on
+    each candidate decides.
     """
 
     CANDIDATES = 8
+    SAMPLED_SIDE = 4.0
 
     def __init__(self, ref: "_Faces", spacing: float):
         from scipy.spatial import cKDTree
@@ -741,16 +744,15 @@ class _Surface:
         from backend.mesh.metrics import sample_surface
 
         self.vertices, self.faces = vertices, faces = ref.vertices, ref.faces
-        # Faces smaller than spacing^2 are found by their centroids alone (a dense remesh
-        # has only those); larger ones get samples about ``spacing`` apart.
-        big = np.flatnonzero(ref.area > max(spacing, 1e-12) ** 2)
-        extra = int(min(ref.area[big].sum() / max(spacing, 1e-12) ** 2, 20 * len(big), 2_000_000))
-        points = ref.centroid
-        self.owner = np.arange(len(faces))
-        if extra > 0:
-            pts, ids = sample_surface(vertices, faces[big], extra, seed=0)
+        spacing = max(spacing, 1e-12)
+        points, self.owner = ref.centroid, np.arange(len(faces))
+        corners = vertices[faces]
+        longest = np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max(axis=1, initial=0.0)
+        if longest.max(initial=0.0) > self.SAMPLED_SIDE * spacing:
+            extra = int(min(ref.area.sum() / spacing ** 2, 20 * len(faces), 2_000_000))
+            pts, ids = sample_surface(vertices, faces, extra, seed=0)
             points = np.vstack([points, pts])
-            self.owner = np.concatenate([self.owner, big[ids]])
+            self.owner = np.concatenate([self.owner, ids])
         self.tree = cKDTree(points)
 
     def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
