@@ -371,17 +371,23 @@ def topology(polygons: np.ndarray) -> Topology:
     """Edge use, winding, fans and degenerate polygons of a ``(k, 4)`` polygon array."""
     if len(polygons) == 0:
         return Topology(0, 0, False, 0, 0)
-    _, counts, _ = edge_counts(polygons)
-    src, dst, _, _ = halfedges(polygons)
+    links = _Links.of(polygons)
+    counts, src, dst = links.counts, links.src, links.dst
     span = int(polygons.max()) + 1
-    directed = src * span + dst
-    oriented = len(np.unique(directed)) == len(directed)
+    if (src == dst).any():
+        # Self-loops pair with each other in the links; count repeated half-edges directly.
+        directed = src * span + dst
+        oriented = len(np.unique(directed)) == len(directed)
+    else:
+        # Three half-edges on an edge include two the same way, so no half-edge repeats
+        # exactly when every edge is one half-edge or two opposite ones.
+        oriented = links.edges_ok
     sizes = polygon_sizes(polygons)
     srt = np.sort(np.where(polygons == NO_CORNER, -np.arange(1, 5)[None, :] - span, polygons), axis=1)
     degenerate = int((srt[:, 1:] == srt[:, :-1]).any(axis=1).sum())
     pinched = 0
     if oriented and (counts <= 2).all() and degenerate == 0:
-        pinched = int(len(_pinched(polygons, sizes)))
+        pinched = int(len(_pinched(polygons, sizes, links)))
     return Topology(boundary_edges=int((counts == 1).sum()), nonmanifold_edges=int((counts > 2).sum()),
                     oriented=bool(oriented), pinched_vertices=pinched, degenerate=degenerate)
 
@@ -418,9 +424,9 @@ def _corner_fans(polygons: np.ndarray, links: _Links | None = None) -> tuple[np.
     return links.src, labels.astype(np.int64), int(count)
 
 
-def _pinched(polygons: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def _pinched(polygons: np.ndarray, sizes: np.ndarray, links: _Links | None = None) -> np.ndarray:
     """Vertices with more than one fan."""
-    vertex, fan, count = _corner_fans(polygons)
+    vertex, fan, count = _corner_fans(polygons, links)
     pairs = np.unique(vertex * count + fan)
     fans_per_vertex = np.bincount(pairs // count)
     return np.flatnonzero(fans_per_vertex > 1)
@@ -974,7 +980,7 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
     left : int
         Triangles left.
     """
-    rows = [r[r != NO_CORNER].tolist() for r in np.asarray(polygons, dtype=np.int64)]
+    rows = [[a for a in r if a != NO_CORNER] for r in np.asarray(polygons, dtype=np.int64).tolist()]
     verts = [np.asarray(vertices, dtype=np.float64)]
     extra: list[np.ndarray] = []
     owner: dict[tuple[int, int], int] = {}

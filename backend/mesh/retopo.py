@@ -270,7 +270,9 @@ def retopo(
         timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - clock - sum(timings.values()), 4)
 
     progress(0.0, "welding")
-    norm = Normalization.fit(vertices[np.unique(faces)])
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces] = True
+    norm = Normalization.fit(vertices[used])
     wv, wf = weld(norm.apply(vertices), faces)
     if len(wf) == 0:
         raise ValueError("faces are all degenerate (every triangle has a repeated or coincident corner); "
@@ -426,8 +428,10 @@ def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = WELD_TOLERA
     f = f[ok]
     keep, _ = _unique_rows(np.sort(f, axis=1))
     f = f[np.sort(keep)]
-    used, f = np.unique(f, return_inverse=True)
-    return vertices[first[used]], f.reshape(-1, 3).astype(np.int64)
+    used = np.zeros(len(first), dtype=bool)
+    used[f] = True
+    remap = np.cumsum(used) - 1
+    return vertices[first[used]], remap[f].astype(np.int64)
 
 
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -820,6 +824,8 @@ class _Creases:
     def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float, max_corner_move: float
              ) -> tuple[np.ndarray, int]:
         """Move crease vertices of a polygon mesh onto the reference's creases; returns ``(vertices, moved)``."""
+        from scipy.spatial import cKDTree
+
         if len(self.seg) == 0:
             return vertices, 0
         centroid = np.zeros((len(polygons), 3))
@@ -880,13 +886,14 @@ class _Creases:
             seen = {int(v): set(pairs[a:a + c, 1].tolist()) for v, a, c in
                     zip(near.tolist(), first.tolist(), count[near].tolist())}
             taken: set[int] = set()
-            for corner, patches in self.corners.items():
-                pos = self.vertices[corner]
-                d = np.linalg.norm(vertices[near] - pos, axis=1)
-                for j in np.argsort(d).tolist():
-                    if d[j] > max_corner_move:
-                        break
-                    vtx = int(near[j])
+            corners = list(self.corners.items())
+            position = self.vertices[[c for c, _ in corners]]
+            balls = cKDTree(vertices[near]).query_ball_point(position, r=max_corner_move) if len(near) else \
+                [[] for _ in corners]
+            for (corner, patches), pos, ball in zip(corners, position, balls):
+                ball = np.sort(np.asarray(ball, dtype=np.int64))
+                d = np.linalg.norm(vertices[near[ball]] - pos, axis=1)
+                for vtx in near[ball[np.argsort(d, kind="stable")]].tolist():
                     if vtx not in taken and seen[vtx] <= patches:
                         target[vtx] = pos
                         moved[vtx] = True
