@@ -695,11 +695,10 @@ def _drop_nonmanifold_edges(vertices: np.ndarray, polys: np.ndarray, links: _Lin
     bad = np.flatnonzero(counts > 2)
     if len(bad) == 0:
         return polys
-    area = polygon_areas(vertices, polys)
-    on_bad = np.isin(edge_of, bad)
+    on_bad = (counts > 2)[edge_of]
     e, f = edge_of[on_bad], face[on_bad]
     # Per bad edge, polygons by area, largest first: all but two go.
-    order = np.lexsort((-area[f], e))
+    order = np.lexsort((-polygon_areas(vertices, polys[f]), e))
     e, f = e[order], f[order]
     first = np.concatenate([[True], e[1:] != e[:-1]])
     rank = np.arange(len(e)) - np.maximum.accumulate(np.where(first, np.arange(len(e)), 0))
@@ -795,6 +794,42 @@ def _split_pinched(vertices: np.ndarray, polys: np.ndarray, report: RepairReport
     move = target >= 0
     out[face[move], corner[move]] = target[move]
     return vertices, out
+
+
+def mend(vertices: np.ndarray, polygons: np.ndarray, *, max_faces: int
+         ) -> tuple[np.ndarray, RepairReport, bool] | None:
+    """Steps 4-5 of :func:`repair` alone, for a mesh whose edges are clean but for a few.
+
+    Of the polygons on an edge used three or more times, the two largest stay; then windings
+    are made consistent. Nothing else changes: no vertex moves, no hole closes.
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    polygons : (k, 4) int64
+    max_faces : int
+        Give up (None) when more polygons than this touch a bad edge (an edge in three or
+        more polygons, or in two that run it the same way).
+
+    Returns
+    -------
+    (polygons, report, closed) or None
+        None also when bad edges remain. ``closed``: no edge in one polygon only.
+    """
+    report = RepairReport()
+    links = _Links.of(polygons)
+    bad = links.twin == -2
+    if bad.any():
+        if len(np.unique(links.face[bad])) > max_faces:
+            return None
+        polygons = _drop_nonmanifold_edges(vertices, polygons, links, report)
+        links = _Links.of(polygons, links)
+        if not links.edges_ok:
+            polygons = _orient(polygons, links, report)
+            links = _Links.of(polygons, links)
+        if not links.edges_ok:
+            return None
+    return polygons, report, not (links.twin == -1).any()
 
 
 def split_pinched(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

@@ -187,6 +187,22 @@ def test_broken_mesh_goes_through_the_watertight_engine():
     assert canonical_chamfer_l1(*meshes.uv_sphere(16, 32), result.vertices, tris, samples=20_000) < 0.02
 
 
+def test_a_mesh_with_a_few_bad_edges_is_mended_not_voxelized():
+    # A fin and a face wound backwards in a sphere: mended in place, the sphere's own
+    # surface is remeshed (no watertight grid), closed and outward.
+    v, f = meshes.uv_sphere(16, 32)
+    v = np.vstack([v, 1.02 * (v[f[100, 0]] + v[f[100, 1]]) / 2])
+    f = np.vstack([f, [[f[100, 0], f[100, 1], len(v) - 1]]])
+    f[7] = f[7, ::-1]
+    result = retopo(v, f, target_faces=400, mode="quads")
+    assert result.source == "input" and result.resolution is None
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400), report
+    tris, _ = result.mesh_arrays()
+    assert signed_volume(result.vertices, tris) > 0
+    assert canonical_chamfer_l1(*meshes.uv_sphere(16, 32), result.vertices, tris, samples=20_000) < 0.02
+
+
 def test_a_very_broken_torus_still_comes_out_clean():
     v, f = meshes.broken_mesh()
     result = retopo(v, f, target_faces=500, mode="quads")

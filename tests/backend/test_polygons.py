@@ -203,3 +203,19 @@ def test_polygon_report_counts_quads_and_valence():
     flipped = p.copy()
     flipped[0] = flipped[0][[0, 3, 2, 1]]
     assert not polygon_report(*P.to_mesh(v, flipped))["manifold"]
+
+
+def test_mend_fixes_a_fin_and_a_flipped_face_and_nothing_else():
+    from tests import meshes
+
+    v, f = meshes.uv_sphere(8, 16)
+    a, b = f[40, 0], f[40, 1]
+    v = np.vstack([v, 1.02 * (v[a] + v[b]) / 2])
+    polys = P.pad(np.vstack([f, [[a, b, len(v) - 1]]]))                 # a small fin on the edge a-b
+    polys = P.flip(polys, np.arange(len(polys)) == 7)                   # one face wound backwards
+    polys, report, closed = P.mend(v, polys, max_faces=10)
+    assert report.nonmanifold_faces == 1 and report.flipped == 1 and closed
+    assert len(polys) == len(f) and P.topology(polys).manifold
+    assert _volume(v, polys) > 0
+    # Too many faces on bad edges: left to the caller.
+    assert P.mend(v, P.pad(np.vstack([f, [[a, b, len(v) - 1]]])), max_faces=2) is None
