@@ -193,14 +193,19 @@ def halfedges(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         The column of ``src`` in that polygon's row.
     """
     k = len(polygons)
-    sizes = polygon_sizes(polygons)
-    cols = np.arange(4)
-    valid = cols[None, :] < sizes[:, None]
-    nxt = (cols[None, :] + 1) % sizes[:, None]
-    rows = np.broadcast_to(np.arange(k)[:, None], (k, 4))
-    src = polygons[valid]
-    dst = polygons[rows[valid], nxt[valid]]
-    return src, dst, rows[valid].astype(np.int64), np.broadcast_to(cols, (k, 4))[valid].astype(np.int64)
+    quad = polygons[:, 3] != NO_CORNER
+    quads = int(quad.sum())
+    if quads in (0, k):                                     # all one kind: plain reshapes
+        c = 4 if quads else 3
+        order = [1, 2, 3, 0] if quads else [1, 2, 0]
+        return (polygons[:, :c].reshape(-1), polygons[:, order].reshape(-1),
+                np.repeat(np.arange(k, dtype=np.int64), c), np.tile(np.arange(c, dtype=np.int64), k))
+    following = np.roll(polygons, -1, axis=1)              # the next corner, column by column ...
+    following[~quad, 2] = polygons[~quad, 0]               # ... a triangle closes at its third
+    valid = np.ones((k, 4), dtype=bool)
+    valid[:, 3] = quad
+    return (polygons[valid], following[valid], np.repeat(np.arange(k, dtype=np.int64), 3 + quad),
+            np.broadcast_to(np.arange(4, dtype=np.int64), (k, 4))[valid])
 
 
 def edge_counts(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -127,8 +127,12 @@ WELD_TOLERANCE = 1e-6
 #: its flat faces and sharp edges this way: Chamfer to it at 2,000 quads 0.0030 -> 0.0021.
 MAX_MENDED_FRACTION = 0.01
 
-#: Watertight grid voxels per target edge length when the resolution is automatic.
-VOXELS_PER_EDGE = 3.0
+#: Watertight grid voxels per target edge length when the resolution is automatic: the
+#: coarsest grid whose triangles (a voxel's side, its diagonal sqrt(2) voxels) keep most
+#: sides under half a target edge, the longest Instant Meshes takes without subdividing its
+#: input. Finer grids only cost time (beast.obj at 2,000 quads, 3 voxels per edge: 0.71 s
+#: -> 0.64 s, Chamfer 1.5% lower).
+VOXELS_PER_EDGE = 2.0 * 2.0 ** 0.5
 
 #: Automatic watertight resolutions stay within this range (multiples of 8).
 AUTO_RESOLUTION = (48, 320)
