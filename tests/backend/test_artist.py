@@ -201,9 +201,9 @@ def test_a_mesh_with_a_few_bad_edges_is_mended_not_voxelized():
     tris, _ = result.mesh_arrays()
     assert signed_volume(result.vertices, tris) > 0
     assert canonical_chamfer_l1(*meshes.uv_sphere(16, 32), result.vertices, tris, samples=20_000) < 0.02
-    # The same defects at 100 faces: more vertices than the watertight reference would have
+    # The same defects at 50 faces: more vertices than the watertight reference would have
     # (8 per target face), so the voxel remesh is the cheaper reference.
-    result = retopo(v, f, target_faces=100, mode="quads")
+    result = retopo(v, f, target_faces=50, mode="quads")
     assert result.source == "watertight" and _report(result)["closed"]
 
 
