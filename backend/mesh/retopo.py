@@ -186,7 +186,7 @@ class RetopoResult:
         (:mod:`backend.mesh.polygons`); :meth:`mesh_arrays` gives triangles + face sizes.
     mode : str
     source : str
-        ``"input"`` (the welded input was already clean) or ``"watertight"``.
+        ``"input"`` (the welded input, clean or mended in place) or ``"watertight"``.
     resolution : int or None
         Watertight grid resolution, when that step ran.
     remesher_targets : list of int
@@ -195,6 +195,9 @@ class RetopoResult:
         What :func:`backend.mesh.polygons.repair` changed on the kept result.
     creases_snapped : int
         Vertices moved onto creases.
+    mended : dict
+        What mending the input in place changed (:func:`backend.mesh.polygons.mend`'s
+        counts); empty when it was clean or went to the watertight engine.
     timings : dict
         Seconds per stage.
     """
@@ -207,6 +210,7 @@ class RetopoResult:
     remesher_targets: list[int] = field(default_factory=list)
     repair: dict = field(default_factory=dict)
     creases_snapped: int = 0
+    mended: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
     def mesh_arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -295,7 +299,7 @@ def retopo(
     edge = float(np.sqrt(area / target_faces))                           # target edge length, canonical
     lap("weld")
 
-    welded, closed = poly.pad(wf), False
+    welded, closed, mended_counts = poly.pad(wf), False, {}
     if mode == "triangles":
         # Decimation needs a closed mesh, and enough faces to decimate from.
         direct = resolution is None and is_manifold(wf) and len(wf) >= DECIMATE_HEADROOM * target_faces
@@ -311,8 +315,9 @@ def retopo(
         direct = mended is not None
         if direct:
             welded, mend_report, closed = mended
-            if mend_report.nonmanifold_faces or mend_report.flipped or mend_report.unorientable_faces:
-                log.info("retopo: input mended in place: %s", mend_report.as_dict())
+            mended_counts = {k: v for k, v in mend_report.as_dict().items() if k != "passes"}
+            if mended_counts:
+                log.info("retopo: input mended in place: %s", mended_counts)
 
     def watertight_reference() -> tuple[np.ndarray, np.ndarray, int]:
 
@@ -403,7 +408,7 @@ def retopo(
     progress(0.97, "restoring frame")
     return RetopoResult(vertices=norm.invert(v), polygons=p, mode=mode, source="input" if direct else "watertight",
                         resolution=used_res, remesher_targets=targets, repair=report.as_dict(),
-                        creases_snapped=snapped, timings=timings)
+                        creases_snapped=snapped, mended=mended_counts if direct else {}, timings=timings)
 
 
 def auto_resolution(area: float, target_faces: int, *, triangles: bool = False) -> int:

@@ -61,6 +61,7 @@ def run(inputs: dict[str, Mesh], params: ArtistParams, progress: ProgressFn) -> 
         "vertices": int(len(result.vertices)),
         "mode": params.mode,
         "source": result.source,
+        "mended": result.mended,
         "resolution": result.resolution,
         "remesher_runs": len(result.remesher_targets),
         "seconds": round(seconds, 3),

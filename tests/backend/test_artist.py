@@ -196,6 +196,7 @@ def test_a_mesh_with_a_few_bad_edges_is_mended_not_voxelized():
     f[7] = f[7, ::-1]
     result = retopo(v, f, target_faces=400, mode="quads")
     assert result.source == "input" and result.resolution is None
+    assert result.mended == {"nonmanifold_faces": 1, "flipped": 1}
     report = _report(result)
     assert report["manifold"] and report["closed"] and _within(report["faces"], 400), report
     tris, _ = result.mesh_arrays()
