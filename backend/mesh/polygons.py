@@ -500,7 +500,7 @@ def repair(vertices: np.ndarray, polygons: list[list[int]] | np.ndarray, *, min_
 
 def _prepare_array(vertices: np.ndarray, polys: np.ndarray, min_edge: float, report: RepairReport
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 1 (short edges, repeated corners) on a ``(k, 4)`` array, vectorized; only the
+    """Step 1 (short edges, repeated corners) on a ``(k, 4)`` array, vectorized; only the
     few polygons with a repeated corner go through the list code."""
     if min_edge > 0 and len(polys):
         from scipy.sparse import coo_matrix
