@@ -378,18 +378,16 @@ def topology(polygons: np.ndarray) -> Topology:
         return Topology(0, 0, False, 0, 0)
     links = _Links.of(polygons)
     counts, src, dst = links.counts, links.src, links.dst
-    span = int(polygons.max()) + 1
     if (src == dst).any():
         # Self-loops pair with each other in the links; count repeated half-edges directly.
-        directed = src * span + dst
+        directed = src * (int(polygons.max()) + 1) + dst
         oriented = len(np.unique(directed)) == len(directed)
     else:
         # Three half-edges on an edge include two the same way, so no half-edge repeats
         # exactly when every edge is one half-edge or two opposite ones.
         oriented = links.edges_ok
     sizes = polygon_sizes(polygons)
-    srt = np.sort(np.where(polygons == NO_CORNER, -np.arange(1, 5)[None, :] - span, polygons), axis=1)
-    degenerate = int((srt[:, 1:] == srt[:, :-1]).any(axis=1).sum())
+    degenerate = int(_repeats_a_corner(polygons).sum())
     pinched = 0
     if oriented and (counts <= 2).all() and degenerate == 0:
         pinched = int(len(_pinched(polygons, sizes, links)))
@@ -503,24 +501,14 @@ def _prepare_array(vertices: np.ndarray, polys: np.ndarray, min_edge: float, rep
     """Step 1 (short edges, repeated corners) on a ``(k, 4)`` array, vectorized; only the
     few polygons with a repeated corner go through the list code."""
     if min_edge > 0 and len(polys):
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
         src, dst, _, _ = halfedges(polys)
-        short = np.linalg.norm(vertices[src] - vertices[dst], axis=1) < min_edge
-        if short.any():
-            n = len(vertices)
-            graph = coo_matrix((np.ones(int(short.sum())), (src[short], dst[short])), shape=(n, n))
-            count, label = connected_components(graph, directed=False)
-            report.short_edges += n - count
-            merged = np.zeros((count, 3))
-            np.add.at(merged, label, vertices)
-            vertices = merged / np.bincount(label, minlength=count)[:, None]
+        merged = _merge_short_edges(vertices, src, dst, min_edge, report)
+        if merged is not None:
+            vertices, label = merged
             polys = np.where(polys == NO_CORNER, NO_CORNER, label[np.maximum(polys, 0)])
     if not len(polys):
         return vertices, polys
-    srt = np.sort(np.where(polys == NO_CORNER, -np.arange(1, 5)[None, :] - len(vertices), polys), axis=1)
-    repeated = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    repeated = np.flatnonzero(_repeats_a_corner(polys))
     if len(repeated) == 0:
         return vertices, polys
     out, keep = polys.copy(), np.ones(len(polys), dtype=bool)
@@ -538,22 +526,39 @@ def _collapse_short_edges(vertices: np.ndarray, rows: list[list[int]], min_edge:
                           ) -> tuple[np.ndarray, list[list[int]]]:
     if min_edge <= 0 or not rows:
         return vertices, rows
+    src = np.fromiter((a for p in rows for a in p), dtype=np.int64)
+    dst = np.fromiter((p[(i + 1) % len(p)] for p in rows for i in range(len(p))), dtype=np.int64)
+    merged = _merge_short_edges(vertices, src, dst, min_edge, report)
+    if merged is None:
+        return vertices, rows
+    vertices, label = merged
+    return vertices, [[int(label[a]) for a in p] for p in rows]
+
+
+def _merge_short_edges(vertices: np.ndarray, src: np.ndarray, dst: np.ndarray, min_edge: float,
+                       report: RepairReport) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vertices joined by edges ``src -> dst`` shorter than ``min_edge`` become one at their
+    mean: the new vertices and each old vertex's new index, or None when no edge is short."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    src = np.fromiter((a for p in rows for a in p), dtype=np.int64)
-    dst = np.fromiter((p[(i + 1) % len(p)] for p in rows for i in range(len(p))), dtype=np.int64)
     short = np.linalg.norm(vertices[src] - vertices[dst], axis=1) < min_edge
     if not short.any():
-        return vertices, rows
+        return None
     n = len(vertices)
     graph = coo_matrix((np.ones(int(short.sum())), (src[short], dst[short])), shape=(n, n))
     count, label = connected_components(graph, directed=False)
     report.short_edges += n - count
     merged = np.zeros((count, 3))
     np.add.at(merged, label, vertices)
-    merged /= np.bincount(label, minlength=count)[:, None]
-    return merged, [[int(label[a]) for a in p] for p in rows]
+    return merged / np.bincount(label, minlength=count)[:, None], label
+
+
+def _repeats_a_corner(polygons: np.ndarray) -> np.ndarray:
+    """(k,) bool: polygons with a corner listed twice."""
+    span = int(polygons.max(initial=0)) + 1
+    srt = np.sort(np.where(polygons == NO_CORNER, -np.arange(1, 5)[None, :] - span, polygons), axis=1)
+    return (srt[:, 1:] == srt[:, :-1]).any(axis=1)
 
 
 def _drop_degenerate(rows: list[list[int]], report: RepairReport) -> list[list[int]]:
@@ -697,8 +702,7 @@ def _drop_nonmanifold_edges(vertices: np.ndarray, polys: np.ndarray, links: _Lin
     if len(polys) == 0:
         return polys
     counts, edge_of, face = links.counts, links.edge_of, links.face
-    bad = np.flatnonzero(counts > 2)
-    if len(bad) == 0:
+    if not (counts > 2).any():
         return polys
     on_bad = (counts > 2)[edge_of]
     e, f = edge_of[on_bad], face[on_bad]
