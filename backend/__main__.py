@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(func=_texture)
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
-    from backend import bench
+    from backend.bench import cli as bench
 
     bench.add_arguments(b)
     b.set_defaults(func=bench.main)

@@ -8,10 +8,10 @@ as ``<stored name>.<suffix>``, and the worker loads it back with :meth:`InputKin
 ========  =====================================================  =====================================
 field     what                                                   loaded as
 ========  =====================================================  =====================================
-mesh      the mesh to work on: GLB, OBJ, PLY or STL (sniffed)    :class:`backend.mesh.io.Mesh`
-source    a coloured mesh: GLB (textures embedded), PLY with     :class:`backend.mesh.source.ColourSource`
+mesh      the mesh to work on: GLB, OBJ, PLY or STL (sniffed)    :class:`backend.mesh.types.Mesh`
+source    a coloured mesh: GLB (textures embedded), PLY with     :class:`backend.mesh.texture.source.ColourSource`
           vertex colours, or a ZIP of an OBJ + MTL + images
-views     a ZIP of a render/ views folder: cameras.json + the    :class:`backend.mesh.projection.PosedViews`
+views     a ZIP of a render/ views folder: cameras.json + the    :class:`backend.mesh.texture.projection.PosedViews`
           images it names
 ========  =====================================================  =====================================
 """
@@ -64,27 +64,27 @@ def _load_mesh(path: Path):
 
 def _check_source(data: bytes, label: str) -> str:
     from backend.mesh.io import sniff_format
-    from backend.mesh.source import load_colour_source_bytes
+    from backend.mesh.texture.source import load_colour_source_bytes
 
     load_colour_source_bytes(data, name=label)
     return "zip" if data[:4] == b"PK\x03\x04" else sniff_format(data)
 
 
 def _load_source(path: Path):
-    from backend.mesh.source import load_colour_source
+    from backend.mesh.texture.source import load_colour_source
 
     return load_colour_source(path, name=f"the source ({path.name})")
 
 
 def _check_views(data: bytes, label: str) -> str:
-    from backend.mesh.projection import load_views_bytes
+    from backend.mesh.texture.projection import load_views_bytes
 
     load_views_bytes(data, name=label)
     return "zip"
 
 
 def _load_views(path: Path):
-    from backend.mesh.projection import load_views
+    from backend.mesh.texture.projection import load_views
 
     return load_views(path)
 

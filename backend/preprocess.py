@@ -43,7 +43,8 @@ from typing import Any, Callable, Literal
 import numpy as np
 
 from backend.conventions import MESH_SUFFIXES, Normalization
-from backend.mesh.io import Mesh, load_mesh, validate_mesh, write_atomic
+from backend.mesh.io import load_mesh, validate_mesh, write_atomic
+from backend.mesh.types import Mesh
 from backend.progress import Cancelled, ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class PreprocessOptions:
     resolution : int
         Watertight grid resolution over the canonical cube, ``[16, 1024]``.
     keep, cavities : str
-        Passed to :func:`backend.mesh.watertight.watertight`.
+        Passed to :func:`backend.mesh.remesh.watertight.watertight`.
     n_surface : int
         Surface points with normals.
     n_sdf_uniform, n_sdf_near : int
@@ -149,7 +150,7 @@ def preprocess_mesh(source: str | os.PathLike | Mesh, out_dir: str | os.PathLike
     """
     from backend.mesh import sampling
     from backend.mesh.metrics import genus as mesh_genus
-    from backend.mesh.watertight import watertight
+    from backend.mesh.remesh.watertight import watertight
 
     opts = PreprocessOptions.from_kwargs(**options)
     if isinstance(source, Mesh):

@@ -163,3 +163,28 @@ def _patches(v: np.ndarray, f: np.ndarray, count: int, radius: float, seed: int)
     for c in centroids[rng.choice(len(f), count, replace=False)]:
         drop |= np.linalg.norm(centroids - c, axis=1) < radius
     return drop
+
+
+#: The unit cube as six outward quads: :data:`CUBE_VERTICES` and the corners of each quad in winding order.
+CUBE_VERTICES = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=float)
+CUBE_QUADS = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
+
+
+def quad_cube(levels: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The unit quad cube subdivided ``levels`` times: ``vertices (n, 3)``, ``polygons (k, 4)``, all quads."""
+    from backend.mesh.polygons import pad
+    from backend.mesh.retopo.quads import subdivide
+
+    v, p = CUBE_VERTICES, pad(CUBE_QUADS)
+    for _ in range(levels):
+        sub = subdivide(v, p)
+        v, p = sub.vertices, sub.polygons
+    return v, p
+
+
+def polygon_volume(vertices: np.ndarray, polygons: np.ndarray) -> float:
+    """Signed volume enclosed by a ``(k, 4)`` polygon array (positive when wound outward)."""
+    from backend.mesh.metrics import signed_volume
+    from backend.mesh.polygons import to_mesh
+
+    return signed_volume(vertices, to_mesh(vertices, polygons)[0])

@@ -350,7 +350,7 @@ static inline int32_t region_near(const RegionGrid *r, vec3 p) {
  *               slot, coarse, eps, probe_voxels, on_surface_voxels, cone, cone_cos,
  *               out_ahead, out_behind, out_facing)
  *
- * Step 5 of backend.mesh.watertight for shell nodes ijk (k, 3) int64 at distance d (k,)
+ * Step 5 of backend.mesh.remesh.watertight for shell nodes ijk (k, 3) int64 at distance d (k,)
  * float32 from their nearest face face (k,) int64 (vertices (n, 3) float64 in the grid's
  * frame, faces (m, 3) int64): the direction n from the closest point c to the node (the
  * face's normal for nodes on the input), facing = sign(n . normal), and the region of the

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from backend.mesh.io import Mesh
+from backend.mesh.types import Mesh
 
 POLYGONS_EXTENSION = "MESHSMITH_polygons"
 

@@ -11,70 +11,18 @@ import logging
 import os
 import struct
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from backend.conventions import MESH_SUFFIXES
 from backend.errors import BadMesh, UnsupportedFormat
+from backend.mesh.types import Mesh
 
 log = logging.getLogger(__name__)
 
 #: Format name -> the suffix trimesh knows it by.
 FORMATS = {"glb": "glb", "obj": "obj", "ply": "ply", "stl": "stl"}
-
-
-@dataclass(frozen=True)
-class Material:
-    """A PBR material with baked textures (PNG bytes), as results carry it.
-
-    Attributes
-    ----------
-    base_color : bytes or None
-        sRGB colour texture.
-    normal : bytes or None
-        Tangent-space normal map (glTF / Blender convention: +Y up, MikkTSpace tangents).
-    roughness : float
-    name : str
-    metallic : float
-        glTF ``metallicFactor`` (0: dielectric).
-    """
-
-    base_color: bytes | None = None
-    normal: bytes | None = None
-    roughness: float = 0.8
-    name: str = "meshsmith"
-    metallic: float = 0.0
-
-
-@dataclass(frozen=True)
-class Mesh:
-    """A triangle mesh as plain arrays, optionally with polygons, UVs and a material.
-
-    Attributes
-    ----------
-    vertices : (n, 3) float64
-    faces : (m, 3) int64, indices into ``vertices``
-    face_sizes : (k,) uint8 or None
-        Polygon sizes (3 or 4) when the mesh has quads: ``faces`` lists each polygon's
-        triangles in order, a quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)``
-        (:func:`backend.mesh.gltf.polygon_triangles` builds this). None: every face is a triangle.
-    uv : (n, 2) float64 or None
-        Per-vertex texture coordinates, origin at the bottom-left (Blender's convention).
-    material : Material or None
-    normals : (n, 3) float64 or None
-        Per-vertex unit shading normals. Results with a normal map carry the normals it was
-        baked against (a tangent-space map is only right on those); None: readers choose
-        (glTF readers shade flat).
-    """
-
-    vertices: np.ndarray
-    faces: np.ndarray
-    face_sizes: np.ndarray | None = None
-    uv: np.ndarray | None = None
-    material: Material | None = None
-    normals: np.ndarray | None = None
 
 
 def sniff_format(data: bytes) -> str:

@@ -312,7 +312,7 @@ def polygon_report(faces: np.ndarray, face_sizes: np.ndarray | None = None) -> P
     faces : (m, 3) int
         Triangles, polygon by polygon (a quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)``).
     face_sizes : (k,) int or None
-        3 or 4 per polygon (see :class:`backend.mesh.io.Mesh`); None: all triangles.
+        3 or 4 per polygon (see :class:`backend.mesh.types.Mesh`); None: all triangles.
 
     Returns
     -------

@@ -74,7 +74,7 @@ def band_distance(corners: np.ndarray, parent: np.ndarray, origin: np.ndarray, s
 
 def tangent_normals(points: np.ndarray, face_a: np.ndarray, face_b: np.ndarray, vertices: np.ndarray,
                     faces: np.ndarray, on_input: float) -> np.ndarray:
-    """Unit input normals (k, 3) at crossings ``points``; see :func:`backend.mesh.dual._tangent_normals`."""
+    """Unit input normals (k, 3) at crossings ``points``; see :func:`backend.mesh.remesh.dual._tangent_normals`."""
     points = _c(points, np.float64, (3,))
     out = np.empty_like(points)
     _native.tangent_normals(points, _c(face_a, np.int32), _c(face_b, np.int32), _c(vertices, np.float64, (3,)),
@@ -84,7 +84,7 @@ def tangent_normals(points: np.ndarray, face_a: np.ndarray, face_b: np.ndarray, 
 
 def place_vertices(quads: np.ndarray, points: np.ndarray, normals: np.ndarray | None, cell_corner: np.ndarray,
                    flat_ratio: float, cutoff: float, margin: float) -> np.ndarray:
-    """Dual contouring vertices (v, 3); see :func:`backend.mesh.dual._place_vertices`."""
+    """Dual contouring vertices (v, 3); see :func:`backend.mesh.remesh.dual._place_vertices`."""
     cell_corner = _c(cell_corner, np.int64, (3,))
     out = np.empty((len(cell_corner), 3))
     _native.place_vertices(_c(quads, np.int64, (4,)), _c(points, np.float64, (3,)),
@@ -119,7 +119,7 @@ def dual_quads(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, block_v
 
 
 def split_quads(vertices: np.ndarray, quads: np.ndarray, tie: float) -> np.ndarray:
-    """Triangles (2q, 3); see :func:`backend.mesh.dual._split_quads`."""
+    """Triangles (2q, 3); see :func:`backend.mesh.remesh.dual._split_quads`."""
     quads = _c(quads, np.int64, (4,))
     out = np.empty((2 * len(quads), 3), dtype=np.int64)
     _native.split_quads(_c(vertices, np.float64, (3,)), quads, float(tie), out)
@@ -132,7 +132,7 @@ def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, verti
                   probe_voxels: float, on_surface_voxels: float, cone: np.ndarray, cone_cos: float,
                   ahead: np.ndarray, behind: np.ndarray, facing: np.ndarray) -> None:
     """Regions ahead of and behind shell nodes, and their facing, into the given outputs;
-    see :func:`backend.mesh.watertight._probe_regions`."""
+    see :func:`backend.mesh.remesh.watertight._probe_regions`."""
     _check_outputs(ahead=(ahead, np.int32), behind=(behind, np.int32), facing=(facing, np.int8))
     _native.probe_regions(
         _c(ijk, np.int64, (3,)), _c(distance, np.float32), _c(face, np.int64), _c(vertices, np.float64, (3,)),
@@ -145,7 +145,7 @@ def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, verti
 def exact_at_crossings(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, coarse_shape: tuple[int, int, int],
                        blocks: np.ndarray, vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing: float,
                        eps: float) -> int:
-    """In place on ``field``; see :func:`backend.mesh.watertight._exact_at_crossings`. Returns nodes changed."""
+    """In place on ``field``; see :func:`backend.mesh.remesh.watertight._exact_at_crossings`. Returns nodes changed."""
     _check_outputs(field=(field, np.float32))
     return _native.exact_at_crossings(
         field.reshape(-1), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64), tuple(map(int, coarse_shape)),
@@ -155,7 +155,7 @@ def exact_at_crossings(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray,
 
 def short_edge_ends(vertices: np.ndarray, quads: np.ndarray, min_length: float) -> np.ndarray:
     """(n,) bool: ends of quad sides and diagonals shorter than ``min_length``; see
-    :func:`backend.mesh.dual._short_edge_ends`."""
+    :func:`backend.mesh.remesh.dual._short_edge_ends`."""
     vertices = _c(vertices, np.float64, (3,))
     mark = np.zeros(len(vertices), dtype=np.uint8)
     _native.short_edge_ends(vertices, _c(quads, np.int64, (4,)), float(min_length), mark)

@@ -8,7 +8,7 @@ Method
     (at least ``min_samples``). A k-d tree (``scipy.spatial.cKDTree``) over the samples gives
     each query its ``k`` nearest samples; their triangles are the candidates, and the exact
     closest point on each is computed with the Voronoi-region kernel of
-    :mod:`backend.mesh.distance`. If the best distance found is ``d``, the true nearest
+    :mod:`backend.mesh.remesh.distance`. If the best distance found is ``d``, the true nearest
     triangle has a sample within ``d + h``; when the ``k``-th neighbour is nearer than that,
     some such sample may not have been looked at, and the query is asked again with 4x more
     neighbours (up to :data:`MAX_NEIGHBOURS`). So answers are exact except in the rare case
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.mesh.distance import TriangleFrames, triangle_params
+from backend.mesh.triangles import TriangleFrames, triangle_params
 from backend.progress import ProgressFn, null_progress
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,13 @@ Conventions
   and non-manifold edge (three or more faces): those are creases of the surface as well.
   Edges next to a zero-area face have no angle and are not salient.
 - *Signed distance* needs a closed (every edge in two faces), consistently oriented mesh
-  such as :func:`backend.mesh.watertight.watertight` returns: negative inside, where
+  such as :func:`backend.mesh.remesh.watertight.watertight` returns: negative inside, where
   "inside" is the nonzero winding rule, so cavities wound inward count as outside.
 
 Signed distance, method
 -----------------------
 Unsigned distance is exact: Ericson's point-triangle kernel
-(:func:`backend.mesh.distance.triangle_params`) on every triangle that could be nearest.
+(:func:`backend.mesh.triangles.triangle_params`) on every triangle that could be nearest.
 Those are found in a complete binary tree over the triangles (median splits along the
 longest side, ``LEAF_SIZE`` triangles a leaf), walked level by level for a whole chunk of
 points at once as (point, node) pairs. Each node is bounded by a *cylinder* around its mean
@@ -49,9 +49,9 @@ from typing import Literal
 
 import numpy as np
 
-from backend.mesh.distance import TriangleFrames, triangle_params
 from backend.mesh.metrics import is_oriented, is_watertight
 from backend.mesh.metrics import sample_surface as _sample_surface_points
+from backend.mesh.triangles import TriangleFrames, triangle_params
 from backend.progress import ProgressFn, null_progress
 
 log = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ def sample_sdf(vertices: np.ndarray, faces: np.ndarray, n_uniform: int, n_near: 
     vertices : (v, 3) float
     faces : (m, 3) int
         A closed, consistently oriented mesh (outward normals), e.g. a
-        :func:`~backend.mesh.watertight.watertight` result.
+        :func:`~backend.mesh.remesh.watertight.watertight` result.
     n_uniform : int
         Points uniform in the box (>= 0).
     n_near : int
@@ -407,7 +407,7 @@ def signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
         raise ValueError(f"points must be a finite (k, 3) array, got shape {points.shape}")
     if not is_watertight(faces) or not is_oriented(faces):
         raise ValueError("faces must form a closed, consistently oriented mesh (every edge in two faces, "
-                         "opposite directions); run backend.mesh.watertight.watertight on it first")
+                         "opposite directions); run backend.mesh.remesh.watertight.watertight on it first")
     index = _DistanceIndex(vertices, faces)
     out = np.empty(len(points))
     uncertain = []

@@ -1,7 +1,7 @@
 """Shading normals, MikkTSpace-style tangents, and tangent-space normal map encoding.
 
 A tangent-space normal map is only right for the exact normals and tangents a renderer
-rebuilds, so this module states them, and :mod:`backend.mesh.bake` encodes with them.
+rebuilds, so this module states them, and :mod:`backend.mesh.texture.bake` encodes with them.
 
 Vertex normals (:func:`vertex_normals`)
     The sum of the unit normals of the faces around a vertex, each weighted by the face's
@@ -21,7 +21,7 @@ Tangents (:func:`vertex_tangents`), MikkTSpace's rules (the library Blender and 
     edges projected on the same plane). Per vertex the sum is projected on ``n`` once more
     and normalized (Gram-Schmidt); its sign ``w`` is the handedness of the faces (+1 when the
     UV area is positive). Faces with no UV area add nothing. MikkTSpace splits a vertex
-    whose faces disagree in handedness; charts from :mod:`backend.mesh.uv` never mirror
+    whose faces disagree in handedness; charts from :mod:`backend.mesh.texture.uv` never mirror
     within a chart, so a vertex copy (one per chart) has one handedness.
 
 Per pixel (what Cycles' and EEVEE's Normal Map node do, and what :func:`encode_normals` inverts)
@@ -119,7 +119,7 @@ def smoothing_groups(normals: np.ndarray, faces: np.ndarray, angle_deg: float) -
 
     Edges in one or in three or more triangles join nothing. The bake's hard edges
     (:func:`split_at_hard_edges`) and the artist pipeline's crease patches
-    (:mod:`backend.mesh.retopo`) are both these groups.
+    (:mod:`backend.mesh.retopo.artist`) are both these groups.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """The ``artist`` pipeline: any mesh in, low-poly quad-dominant (or pure-quad, or triangle) topology out.
 
-The method is :mod:`backend.mesh.retopo`; this module only maps parameters and reports.
+The method is :mod:`backend.mesh.retopo.artist`; this module only maps parameters and reports.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.mesh.io import Mesh
 from backend.mesh.metrics import canonical_chamfer_l1, polygon_report
-from backend.mesh.retopo import retopo
-from backend.pipelines import Pipeline, PipelineResult
+from backend.mesh.retopo.artist import retopo
+from backend.mesh.types import Mesh
+from backend.pipelines.pipeline import Pipeline, PipelineResult
 from backend.progress import ProgressFn
-
 
 #: Samples per surface of the optional Chamfer report: the benches' figure, comparable with
 #: their tables (Chamfer between point samples shrinks as the samples grow denser).

@@ -3,7 +3,7 @@
 Inputs: ``mesh`` (the target) and exactly one colour source: ``source`` (a coloured mesh in
 the same frame, e.g. the original of a remesh; it may be the target itself) or ``views``
 (posed images in render/'s ``cameras.json`` format). The work is
-:func:`backend.mesh.bake.bake_textures`, which an "artist + texture" preset calls directly
+:func:`backend.mesh.texture.bake.bake_textures`, which an "artist + texture" preset calls directly
 after its remesh.
 """
 
@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.mesh.bake import HARD_ANGLE, bake_textures
-from backend.mesh.io import Mesh
-from backend.pipelines import Pipeline, PipelineResult
+from backend.mesh.texture.bake import HARD_ANGLE, bake_textures
+from backend.mesh.types import Mesh
+from backend.pipelines.pipeline import Pipeline, PipelineResult
 from backend.progress import ProgressFn
 
 

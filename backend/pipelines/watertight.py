@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.mesh.io import Mesh
 from backend.mesh.metrics import is_oriented, is_watertight
-from backend.mesh.watertight import watertight
-from backend.pipelines import Pipeline, PipelineResult
+from backend.mesh.remesh.watertight import watertight
+from backend.mesh.types import Mesh
+from backend.pipelines.pipeline import Pipeline, PipelineResult
 from backend.progress import ProgressFn
 
 

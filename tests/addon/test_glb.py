@@ -243,7 +243,7 @@ def backend_mesh(polygons, uv=None, material=None, positions=CUBE_POSITIONS):
     """A result GLB as the backend writes it (backend.mesh.gltf.write_glb), from Blender-axes input."""
     np = pytest.importorskip("numpy")
     from backend.mesh.gltf import polygon_triangles, write_glb
-    from backend.mesh.io import Mesh
+    from backend.mesh.types import Mesh
 
     # The backend works in glTF axes: the add-on sends Blender (x, y, z) as (x, z, -y).
     vertices = np.asarray(positions, dtype=np.float64).reshape(-1, 3)[:, [0, 2, 1]] * [1, 1, -1]
@@ -349,7 +349,7 @@ def tiny_png(rgb: tuple[int, int, int]) -> bytes:
 
 
 def test_material_images_and_factors_come_through():
-    from backend.mesh.io import Material
+    from backend.mesh.types import Material
 
     base, normal = tiny_png((200, 40, 10)), tiny_png((128, 128, 255))
     data = backend_mesh(QUAD_CUBE, uv=[(0.5, 0.5)] * 8, material=Material(base_color=base, normal=normal, roughness=0.3))

@@ -171,7 +171,7 @@ def split_cube_result(material=None):
 
 
 def test_uvs_material_and_packed_images_of_a_textured_result(addon, tmp_path):
-    from backend.mesh.io import Material
+    from backend.mesh.types import Material
 
     base = png.encode_rgba(block_pixels(), 8, 8)
     normal = png.encode_rgba([0.5, 0.5, 1.0, 1.0] * 16, 4, 4)
@@ -509,7 +509,7 @@ def undo_steps(capfd) -> list[str]:
 
 
 def test_a_textured_result_is_one_undo_step(runtime, capfd):
-    from backend.mesh.io import Material
+    from backend.mesh.types import Material
 
     jobs = import_module(ADDON_MODULE + ".jobs")
     window = bpy.context.window_manager.windows[0]

@@ -15,8 +15,8 @@ import trimesh
 
 from backend.mesh.io import mesh_to_bytes
 from tests import meshes
+from tests.backend.mesh.texture.assets import sphere_source, synthesize_views
 from tests.backend.server_process import BackendProcess
-from tests.backend.texture_assets import sphere_source, synthesize_views
 
 pytestmark = pytest.mark.slow
 

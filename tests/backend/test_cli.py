@@ -7,7 +7,8 @@ import sys
 
 import trimesh
 
-from backend.mesh.io import Mesh, save_mesh
+from backend.mesh.io import save_mesh
+from backend.mesh.types import Mesh
 from tests import meshes
 from tests.backend.server_process import REPO
 

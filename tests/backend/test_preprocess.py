@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from backend.mesh import sampling
-from backend.mesh.io import Mesh, save_mesh
+from backend.mesh.io import save_mesh
 from backend.mesh.metrics import genus, is_oriented, is_watertight
-from backend.mesh.watertight import watertight
+from backend.mesh.remesh.watertight import watertight
+from backend.mesh.types import Mesh
 from backend.preprocess import PreprocessOptions, preprocess_dir, preprocess_mesh
 from tests import meshes
 from tests.backend.server_process import REPO

@@ -7,15 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from backend.conventions import (
-    CANONICAL_EXTENT,
-    camera_position,
-    intrinsics_from_fov,
-    intrinsics_matrix,
-    look_at,
-    matrix_world_from_opencv,
-    world_to_camera_opencv,
-)
+from backend.conventions import CANONICAL_EXTENT, camera_position, intrinsics_from_fov, intrinsics_matrix, look_at, matrix_world_from_opencv, world_to_camera_opencv
 from render.layouts import framing_radius, hammersley_sphere, make_layout
 
 

@@ -1,0 +1,362 @@
+"""Benchmark of the artist pipeline against Blender's QuadriFlow: ``python -m backend bench artist --meshes DIR``.
+
+Each (mesh, face target, method) runs in a fresh child process, so imports and earlier runs
+do not leak into the figures:
+
+- *seconds*: the remesh call alone (process start, imports and file loading excluded);
+  Meshsmith's includes everything :func:`backend.mesh.retopo.artist.retopo` does (welding, the
+  watertight step when the input needs it, every Instant Meshes run, repair), in a process
+  with the backend's allocator setting (:func:`backend.memory.keep_freed_memory`);
+- *faces* (polygons), *quad ratio* (quads / polygons), *valence-4 share* (interior vertices
+  with four edges), *manifold* (every edge in at most two polygons, consistent winding, one
+  fan per vertex), *closed*: :func:`backend.mesh.metrics.polygon_report`;
+- *Chamfer-L1* to the input with the watertight bench's convention: both in the input's
+  canonical box (longest side spans ``[-0.95, 0.95]``), mean of the two directional mean
+  nearest distances between ``--samples`` area-uniform points on each surface
+  (:func:`backend.mesh.metrics.chamfer_l1`).
+
+QuadriFlow is ``bpy.ops.object.quadriflow_remesh(target_faces=N)`` with its defaults, run
+through the ``bpy`` module on the input with coincident vertices merged (as Blender's own
+OBJ import gives it). QuadriFlow refuses non-manifold meshes, and meshes with edges shorter
+than an absolute length (it then leaves the input unchanged). A refused run is retried on
+the least changed input it takes, and the row says which (the time is QuadriFlow's alone):
+scaled up 100 times; then, if at most 1% of its faces lie on bad edges, mended (``input:
+mended``: the extra faces of fins dropped and windings made consistent by
+:func:`backend.mesh.retopo.repair.mend`, what one does by hand in Blender before QuadriFlow; also
+scaled up); then the watertight remesh Meshsmith would make
+(``input: watertight``, scaled up).
+
+The issue's goal: at least QuadriFlow's quad ratio and Chamfer, at no more than half its time.
+The JSON (``--out``) keeps every row and the per-pair ratios; a PNG next to it plots them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backend.conventions import MESH_SUFFIXES, Normalization
+from backend.memory import keep_freed_memory
+from backend.mesh.io import load_mesh
+
+log = logging.getLogger(__name__)
+
+METHODS = ("meshsmith", "quadriflow")
+MODES = ("quads", "quad_dominant", "triangles")
+
+
+# -- child side -----------------------------------------------------------------------------
+
+
+def _run_meshsmith(vertices: np.ndarray, faces: np.ndarray, target: int, mode: str) -> dict:
+    import pyinstantmeshes  # noqa: F401  (import cost is not the remesher's)
+    import scipy.sparse.csgraph  # noqa: F401
+    import scipy.spatial  # noqa: F401
+
+    from backend.mesh.retopo.artist import retopo
+
+    start = time.perf_counter()
+    result = retopo(vertices, faces, target_faces=target, mode=mode)
+    seconds = time.perf_counter() - start
+    tris, sizes = result.mesh_arrays()
+    return {"vertices": result.vertices, "faces": tris, "face_sizes": sizes, "seconds": seconds,
+            "input": result.source, "resolution": result.resolution or 0,
+            "remesher_runs": len(result.remesher_targets)}
+
+
+def _run_quadriflow(vertices: np.ndarray, faces: np.ndarray, target: int) -> dict:
+    """QuadriFlow on the welded input; if it refuses, on the same scaled up 100 times (its check
+    rejects edges shorter than an absolute length, which a fine mesh in the canonical box has),
+    then on the input mended (as is and scaled up), then on the watertight remesh Meshsmith
+    would make (scaled up too)."""
+    import bpy  # noqa: F401  (import cost is not the remesher's)
+
+    from backend.mesh import polygons as poly
+    from backend.mesh.retopo import repair
+    from backend.mesh.retopo.artist import MAX_MENDED_FRACTION, auto_resolution, weld
+
+    wv, wf = weld(vertices, faces)
+    errors = []
+    mended = repair.mend(wv, poly.pad(wf), max_faces=int(MAX_MENDED_FRACTION * len(wf)))
+    tries = [("input", wf)] + ([("mended", mended[0][:, :3])] if mended is not None else [])
+    for name, tris in tries:
+        for scale in (1.0, 100.0):
+            out = _quadriflow(wv * scale, tris, target)
+            if not out.get("error"):
+                out.update(input=name, scale=scale, vertices=out["vertices"] / scale)
+                if errors:
+                    out["first_error"] = errors[0]
+                return out
+            errors.append(out["error"])
+    from backend.mesh.remesh.watertight import watertight
+
+    area = float(0.5 * np.linalg.norm(np.cross(wv[wf[:, 1]] - wv[wf[:, 0]], wv[wf[:, 2]] - wv[wf[:, 0]]),
+                                      axis=1).sum())
+    res = auto_resolution(area, target)
+    wt = watertight(wv, wf, resolution=res)
+    out = _quadriflow(wt.vertices * 100.0, wt.faces, target)
+    out.update(input="watertight", scale=100.0, resolution=res, first_error=errors[0])
+    if "vertices" in out:
+        out["vertices"] = out["vertices"] / 100.0
+    return out
+
+
+def _quadriflow(vertices: np.ndarray, faces: np.ndarray, target: int) -> dict:
+    import bpy
+
+    from backend.bench.blender import blender_input_object
+    from backend.mesh.gltf import polygon_triangles
+
+    obj = blender_input_object(vertices, faces)
+    start = time.perf_counter()
+    try:
+        status = bpy.ops.object.quadriflow_remesh(target_faces=int(target))
+    except RuntimeError as exc:  # Blender reports operator errors this way
+        return {"error": str(exc).strip().splitlines()[-1], "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    out = obj.data
+    n = len(out.vertices)
+    co = np.empty(n * 3, np.float32)
+    out.vertices.foreach_get("co", co)
+    sizes = np.empty(len(out.polygons), np.int32)
+    out.polygons.foreach_get("loop_total", sizes)
+    loops = np.empty(len(out.loops), np.int32)
+    out.loops.foreach_get("vertex_index", loops)
+    if "FINISHED" not in status or not (sizes == 4).any():
+        # On a non-manifold mesh the operator reports an error and leaves the triangles as they were.
+        return {"error": "QuadriFlow left the mesh unchanged (it needs a manifold, consistently oriented mesh)",
+                "seconds": seconds}
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    polygons = []
+    for s, k in zip(starts.tolist(), sizes.tolist()):
+        ring = loops[s:s + k].tolist()
+        while len(ring) > 4:                     # QuadriFlow writes quads; cut anything larger for the metrics
+            polygons.append(ring[:3])
+            ring = [ring[0]] + ring[2:]
+        polygons.append(ring)
+    tris, face_sizes = polygon_triangles(polygons)
+    return {"vertices": co.reshape(-1, 3).astype(np.float64), "faces": tris, "face_sizes": face_sizes,
+            "seconds": seconds}
+
+
+def _child(method: str, mesh_path: str, target: int, mode: str, out_path: str, repeat: int = 1) -> None:
+    """Run one remesh (the fastest of ``repeat``) and write the result and figures to ``out_path`` (.npz)."""
+    mesh = load_mesh(mesh_path)
+    vertices = Normalization.fit(mesh.vertices).apply(mesh.vertices)
+    if method == "meshsmith":
+        keep_freed_memory()  # as the backend's server and command line run (backend/memory.py)
+    runs = []
+    for _ in range(repeat):
+        if method == "meshsmith":
+            runs.append(_run_meshsmith(vertices, mesh.faces, target, mode))
+        else:
+            runs.append(_run_quadriflow(vertices, mesh.faces, target))
+    best = min(runs, key=lambda r: r["seconds"])
+    meta = {k: v for k, v in best.items() if k not in ("vertices", "faces", "face_sizes")}
+    arrays = {k: best[k] for k in ("vertices", "faces", "face_sizes") if k in best}
+    np.savez(out_path, meta=json.dumps(meta), **arrays)
+
+
+# -- parent side ----------------------------------------------------------------------------
+
+
+def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: int, repeat: int = 1) -> dict:
+    """Remesh ``mesh_path`` with ``method`` in a child process and measure the result."""
+    from backend.mesh.metrics import chamfer_l1, polygon_report
+
+    row = {"method": method, "mode": mode if method == "meshsmith" else "quads", "mesh": mesh_path.name,
+           "target": target}
+    with tempfile.TemporaryDirectory(prefix="meshsmith-bench-") as tmp:
+        out = Path(tmp) / "result.npz"
+        done = subprocess.run([sys.executable, "-m", "backend.bench.artist", "_child", method, str(mesh_path),
+                               str(target), mode, str(out), str(repeat)], capture_output=True, text=True)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            return {**row, "error": " | ".join(tail)}
+        data = np.load(out)
+        meta = json.loads(str(data["meta"]))
+        row.update(meta)
+        if "faces" not in data.files:
+            return {**row, "error": meta.get("error", "no result")}
+        v, f, sizes = data["vertices"], data["faces"], data["face_sizes"]
+    source = load_mesh(mesh_path)
+    sv = Normalization.fit(source.vertices).apply(source.vertices)
+    row.update(polygon_report(f, sizes))
+    row["chamfer"] = chamfer_l1(sv, source.faces, v, f, samples=samples)
+    return row
+
+
+def pair_ratios(rows: list[dict]) -> list[dict]:
+    """Per (mesh, target, Meshsmith mode): Meshsmith / QuadriFlow time and Chamfer, quad ratios, goal met."""
+    qf = {(r["mesh"], r["target"]): r for r in rows if r["method"] == "quadriflow" and "error" not in r}
+    out = []
+    for r in rows:
+        if r["method"] != "meshsmith" or "error" in r or (r["mesh"], r["target"]) not in qf:
+            continue
+        q = qf[(r["mesh"], r["target"])]
+        entry = {
+            "mesh": r["mesh"], "target": r["target"], "mode": r["mode"], "quadriflow_input": q["input"],
+            "time_ratio": r["seconds"] / q["seconds"],
+            "chamfer_ratio": r["chamfer"] / q["chamfer"],
+            "quad_ratio": r["quad_ratio"], "quadriflow_quad_ratio": q["quad_ratio"],
+        }
+        entry["goal_met"] = bool(entry["time_ratio"] <= 0.5 and entry["chamfer_ratio"] <= 1.0
+                                 and r["quad_ratio"] >= q["quad_ratio"])
+        out.append(entry)
+    return out
+
+
+def summarize(rows: list[dict], pairs: list[dict]) -> dict:
+    by_mode: dict[str, dict] = {}
+    for mode in sorted({p["mode"] for p in pairs}):
+        ps = [p for p in pairs if p["mode"] == mode]
+        by_mode[mode] = {
+            "pairs": len(ps),
+            "median_time_ratio": statistics.median(p["time_ratio"] for p in ps),
+            "median_chamfer_ratio": statistics.median(p["chamfer_ratio"] for p in ps),
+            "goal_met": sum(p["goal_met"] for p in ps),
+        }
+    ours = [r for r in rows if r["method"] == "meshsmith" and "error" not in r]
+    return {
+        "by_mode": by_mode,
+        "all_manifold": all(r["manifold"] for r in ours),
+        "face_count_within_10_percent": all(abs(r["faces"] / r["target"] - 1) <= 0.10 for r in ours),
+        "quadriflow_failed_on_input": {r["mesh"]: r["input"] for r in rows
+                                       if r["method"] == "quadriflow" and r.get("input") in ("mended", "watertight")},
+        "errors": [f"{r['mesh']} {r['target']} {r['method']}: {r['error']}" for r in rows if "error" in r],
+    }
+
+
+def format_table(rows: list[dict], pairs: list[dict]) -> str:
+    head = (f"{'mesh':<20}{'target':>7} {'method':<24}{'faces':>7}{'quads':>7}{'val4':>7} "
+            f"{'manifold':<9}{'closed':<7}{'chamfer':>9}{'seconds':>9}")
+    lines = [head, "-" * len(head)]
+    ratio = {(p["mesh"], p["target"], p["mode"]): p for p in pairs}
+    for r in sorted(rows, key=lambda r: (r["mesh"], r["target"], r["method"] != "meshsmith", r["mode"])):
+        name = r["method"] if r["method"] == "quadriflow" else f"meshsmith {r['mode']}"
+        if r["method"] == "quadriflow" and r.get("input") in ("mended", "watertight"):
+            name += f" (on {r['input']})"
+        if "error" in r:
+            lines.append(f"{r['mesh']:<20}{r['target']:>7} {name:<24} failed: {r['error']}")
+            continue
+        line = (f"{r['mesh']:<20}{r['target']:>7} {name:<24}{r['faces']:>7}{r['quad_ratio']:>7.3f}"
+                f"{r['valence4_share']:>7.3f} {str(r['manifold']):<9}{str(r['closed']):<7}{r['chamfer']:>9.5f}"
+                f"{r['seconds']:>9.2f}")
+        p = ratio.get((r["mesh"], r["target"], r["mode"])) if r["method"] == "meshsmith" else None
+        if p:
+            line += (f"   time x{p['time_ratio']:.2f}, Chamfer x{p['chamfer_ratio']:.2f}"
+                     f"{', goal met' if p['goal_met'] else ''}")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot(pairs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    markers = {"quads": "s", "quad_dominant": "o", "triangles": "^"}
+    for mode in sorted({p["mode"] for p in pairs}):
+        ps = [p for p in pairs if p["mode"] == mode]
+        ax.scatter([p["time_ratio"] for p in ps], [p["chamfer_ratio"] for p in ps], marker=markers.get(mode, "o"),
+                   label=f"Meshsmith {mode}")
+        for p in ps:
+            ax.annotate(f"{Path(p['mesh']).stem} {p['target']}", (p["time_ratio"], p["chamfer_ratio"]), fontsize=6)
+    ax.axvline(0.5, color="grey", ls=":", label="goal: time <= 0.5x")
+    ax.axhline(1.0, color="grey", ls="--", label="goal: Chamfer <= 1x")
+    ax.set_xlabel("time / QuadriFlow's time")
+    ax.set_ylabel("Chamfer-L1 / QuadriFlow's")
+    ax.set_title("artist pipeline against QuadriFlow (lower left is better)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def bench_artist(meshes_dir: Path, targets: list[int], modes: list[str], out: Path, *, samples: int,
+                 methods: tuple[str, ...] = METHODS, repeat: int = 1) -> dict:
+    from tqdm import tqdm
+
+    paths = sorted(p for p in Path(meshes_dir).iterdir() if p.suffix.lower() in MESH_SUFFIXES)
+    if not paths:
+        raise ValueError(f"meshes_dir {meshes_dir} holds no {', '.join(MESH_SUFFIXES)} files")
+    jobs = []
+    for p in paths:
+        for t in targets:
+            if "meshsmith" in methods:
+                jobs += [("meshsmith", p, t, m) for m in modes]
+            if "quadriflow" in methods:
+                jobs.append(("quadriflow", p, t, "quads"))
+    rows = [run_one(method, path, t, mode, samples=samples, repeat=repeat)
+            for method, path, t, mode in tqdm(jobs, desc="bench artist", unit="run")]
+    pairs = pair_ratios(rows)
+    report = {"targets": targets, "modes": modes, "samples": samples, "repeat": repeat, "rows": rows,
+              "pairs": pairs, "summary": summarize(rows, pairs)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    if pairs:
+        plot(pairs, out.with_suffix(".png"))
+    return report
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser("artist", help="the artist pipeline against Blender's QuadriFlow")
+    a.add_argument("--meshes", type=Path, required=True, help="folder of GLB/OBJ/PLY/STL meshes")
+    a.add_argument("--faces", type=int, nargs="+", default=[2000, 5000], help="face targets (default 2000 5000)")
+    a.add_argument("--mode", choices=MODES, nargs="+", default=["quads", "quad_dominant"],
+                   help="Meshsmith modes to run (default quads quad_dominant)")
+    a.add_argument("--samples", type=int, default=1_000_000, help="surface samples per mesh for Chamfer (default 1M)")
+    a.add_argument("--out", type=Path, default=Path("docs/bench-artist.json"),
+                   help="JSON report; a PNG plot goes next to it (default docs/bench-artist.json)")
+    a.add_argument("--only", choices=METHODS, help="run one method only")
+    a.add_argument("--repeat", type=int, default=1, help="remesh this many times per run, keep the fastest (default 1)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        print("error: --repeat must be at least 1", file=sys.stderr)
+        return 2
+    if any(f < 100 for f in args.faces):
+        print("error: --faces must be at least 100", file=sys.stderr)
+        return 2
+    methods = (args.only,) if args.only else METHODS
+    try:
+        report = bench_artist(args.meshes, args.faces, args.mode, args.out, samples=args.samples, methods=methods,
+                              repeat=args.repeat)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report["rows"], report["pairs"]))
+    s = report["summary"]
+    for mode, m in s["by_mode"].items():
+        print(f"\n{mode}: median time ratio (Meshsmith / QuadriFlow) {m['median_time_ratio']:.2f}, median Chamfer "
+              f"ratio {m['median_chamfer_ratio']:.2f}; goal (quad ratio >=, Chamfer <=, time <= 0.5x) met on "
+              f"{m['goal_met']} of {m['pairs']}")
+    print(f"all Meshsmith results manifold: {s['all_manifold']}; face counts within 10%: "
+          f"{s['face_count_within_10_percent']}")
+    if s["quadriflow_failed_on_input"]:
+        print("QuadriFlow refused the input; it ran on: "
+              + ", ".join(f"{mesh} {how}" for mesh, how in sorted(s["quadriflow_failed_on_input"].items())))
+    for e in s["errors"]:
+        print(f"error: {e}")
+    print(f"wrote {args.out}" + (f" and {args.out.with_suffix('.png')}" if report["pairs"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) in (7, 8) and sys.argv[1] == "_child":
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], *map(int, sys.argv[7:]))
+    else:
+        sys.exit("usage: python -m backend bench artist --meshes DIR --faces 2000 5000")

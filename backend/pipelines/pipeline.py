@@ -1,0 +1,95 @@
+"""What a pipeline is: the function, its parameter schema, the inputs it takes, and what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from backend.errors import BadInputs, BadParams
+from backend.mesh.types import Mesh
+from backend.progress import ProgressFn
+
+
+@dataclass
+class PipelineResult:
+    """What a pipeline returns.
+
+    Attributes
+    ----------
+    mesh : Mesh
+        The result, in the caller's frame and scale.
+    summary : dict
+        Small JSON-able facts for people (faces, watertight, seconds, ...).
+    extras : dict[str, bytes]
+        Named extra files (e.g. a preview PNG), served next to the result.
+    """
+
+    mesh: Mesh
+    summary: dict = field(default_factory=dict)
+    extras: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline: its name, parameter schema, the inputs it takes and the function that runs it.
+
+    Inputs are named uploads (:data:`backend.inputs.INPUT_KINDS`: ``mesh``, ``source``,
+    ``views``). ``inputs`` lists every name the pipeline accepts; ``required`` those that
+    must be given; each group in ``one_of`` must be given exactly one of its names. ``run``
+    receives the loaded inputs by name (only those given).
+    """
+
+    name: str
+    title: str
+    params: type[BaseModel]
+    inputs: tuple[str, ...]
+    run: Callable[[dict[str, Any], BaseModel, ProgressFn], PipelineResult]
+    required: tuple[str, ...] = ("mesh",)
+    one_of: tuple[tuple[str, ...], ...] = ()
+
+    def parse_params(self, raw: dict) -> BaseModel:
+        """Validate ``raw`` against this pipeline's schema; raise :class:`BadParams`."""
+        try:
+            return self.params.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in exc.errors()
+            )
+            raise BadParams(f"Parameters for '{self.name}' are not valid: {problems}.") from exc
+
+    def check_inputs(self, given: Iterable[str]) -> None:
+        """Raise :class:`BadInputs` unless ``given`` (input names) fits what this pipeline takes."""
+        given = set(given)
+        unknown = sorted(given - set(self.inputs))
+        if unknown:
+            raise BadInputs(f"The '{self.name}' pipeline does not take {_names(unknown)}; it takes "
+                            f"{_names(self.inputs)}.")
+        missing = [n for n in self.required if n not in given]
+        if missing:
+            raise BadInputs(f"The '{self.name}' pipeline needs {_names(missing)}: {_describe(missing[0])}.")
+        for group in self.one_of:
+            present = [n for n in group if n in given]
+            if len(present) != 1:
+                how = "both" if len(present) == 2 else "several" if present else "none"
+                raise BadInputs(f"The '{self.name}' pipeline needs exactly one of {_names(group, 'or')}, got "
+                                f"{how}: " + "; ".join(f"'{n}' is {_describe(n)}" for n in group) + ".")
+
+    def describe_inputs(self) -> dict:
+        """What ``GET /v1/health`` says about this pipeline's inputs."""
+        from backend.inputs import INPUT_KINDS
+
+        return {"accepts": {n: INPUT_KINDS[n].description for n in self.inputs}, "required": list(self.required),
+                "one_of": [list(g) for g in self.one_of]}
+
+
+def _names(names: Iterable[str], joiner: str = "and") -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {joiner} {quoted[-1]}"
+
+
+def _describe(name: str) -> str:
+    from backend.inputs import INPUT_KINDS
+
+    return INPUT_KINDS[name].description if name in INPUT_KINDS else "an input"

@@ -1,0 +1,439 @@
+"""The artist pipeline: quad retopology at a face budget, on meshes the tests make."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from backend.errors import BadParams
+from backend.mesh.gltf import POLYGONS_EXTENSION
+from backend.mesh.io import load_mesh, mesh_to_bytes, save_mesh
+from backend.mesh.metrics import canonical_chamfer_l1, genus, polygon_report, signed_volume
+from backend.mesh.retopo import artist as retopo_module
+from backend.mesh.retopo.artist import retopo
+from backend.mesh.triangles import point_triangle_distance
+from backend.mesh.types import Mesh
+from backend.pipelines import get_pipeline, registry
+from backend.progress import Cancelled
+from tests import meshes
+from tests.backend.server_process import REPO
+
+BOX = (np.array([-0.5, -0.4, -0.3]), np.array([0.5, 0.4, 0.3]))
+
+
+def _report(result):
+    return polygon_report(*result.mesh_arrays())
+
+
+def _within(faces: int, target: int) -> bool:
+    return abs(faces / target - 1.0) <= 0.10
+
+
+@pytest.mark.parametrize("target", [300, 800])
+def test_sphere_quad_dominant_hits_the_budget_closed_and_outward(target):
+    v, f = meshes.uv_sphere(16, 32)
+    result = retopo(v, f, target_faces=target)
+    report = _report(result)
+    assert _within(report["faces"], target), report
+    # Measured 0.95 on this sphere: Instant Meshes leaves a few triangles at singularities.
+    assert report["quad_ratio"] >= 0.85 and report["triangles"] > 0
+    assert report["manifold"] and report["closed"], report
+    tris, _ = result.mesh_arrays()
+    assert signed_volume(result.vertices, tris) > 0 and genus(tris) == 0
+    # Vertices on the (faceted) sphere: radius between the facets' inradius and 1.
+    radius = np.linalg.norm(result.vertices, axis=1)
+    assert radius.max() < 1.0 + 1e-6 and radius.min() > 0.97
+    assert result.source == "input" and result.resolution is None
+
+
+def test_quads_mode_gives_only_quads_on_the_same_surface():
+    v, f = meshes.torus(1.0, 0.4, 48, 24)
+    dominant = retopo(v, f, target_faces=600)
+    quads = retopo(v, f, target_faces=600, mode="quads")
+    report = _report(quads)
+    assert report["quads"] == report["faces"] and report["triangles"] == 0
+    assert _within(report["faces"], 600) and report["manifold"] and report["closed"]
+    tris, _ = quads.mesh_arrays()
+    assert genus(tris) == 1
+    # Pairing triangles moves no vertex: as close to the input as the quad-dominant result.
+    c_quads = canonical_chamfer_l1(v, f, quads.vertices, tris, samples=20_000)
+    c_dominant = canonical_chamfer_l1(v, f, dominant.vertices, dominant.mesh_arrays()[0], samples=20_000)
+    assert c_quads < 1.1 * c_dominant
+
+
+def _box_edge_points(n: int = 20) -> np.ndarray:
+    lo, hi = BOX
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    points = []
+    for i in range(8):
+        for j in range(i + 1, 8):
+            if (corners[i] != corners[j]).sum() == 1:          # the 12 edges differ in one coordinate
+                points.append(corners[i] + t * (corners[j] - corners[i]))
+    return np.concatenate(points)
+
+
+def _distance_to(result, points: np.ndarray) -> np.ndarray:
+    """Exact distance from each point to the result's surface (every point against every triangle)."""
+    tris, _ = result.mesh_arrays()
+    corners = result.vertices[tris]                                        # (m, 3, 3)
+    p = np.repeat(points, len(tris), axis=0)
+    c = np.tile(corners, (len(points), 1, 1))
+    return point_triangle_distance(p, c[:, 0], c[:, 1], c[:, 2]).reshape(len(points), len(tris)).min(axis=1)
+
+
+@pytest.mark.parametrize("mode", ["quad_dominant", "quads"])
+def test_box_keeps_its_sharp_edges_and_corners(mode):
+    v, f = meshes.box(*BOX)
+    sharp = retopo(v, f, target_faces=600, mode=mode)
+    soft = retopo(v, f, target_faces=600, mode=mode, sharp_angle=None)
+    lo, hi = BOX
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    nearest = np.linalg.norm(sharp.vertices[None, :, :] - corners[:, None, :], axis=2).min(axis=1)
+    assert nearest.max() < 1e-9, "every corner of the box is a vertex"
+    # Points along the box's 12 edges that lie on the result: measured 96-98% (a few quads
+    # near corners fold across an edge); without sharp edges the edges are bevelled.
+    on_edge = (_distance_to(sharp, _box_edge_points()) < 1e-6).mean()
+    assert on_edge >= 0.9, f"only {on_edge:.0%} of the box's edges lie on the result"
+    assert (_distance_to(soft, _box_edge_points()) < 1e-6).mean() < 0.3, "the check can tell bevelled edges"
+    report = _report(sharp)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 600)
+    tris, _ = sharp.mesh_arrays()
+    assert signed_volume(sharp.vertices, tris) == pytest.approx(0.48, rel=2e-3)
+    assert sharp.creases_snapped >= 90
+
+
+def _box_with_a_lip(width: float = 0.015, height: float = 0.02):
+    """A 1.2-long box whose two side walls end below its floor in a lip ``width`` thick (CesiumMilkTruck's body)."""
+    zy = np.array([(-0.5, 0.5), (-0.5, -0.5), (-0.5 + width, -0.5), (-0.5 + width, -0.5 + height),
+                   (0.5 - width, -0.5 + height), (0.5 - width, -0.5), (0.5, -0.5), (0.5, 0.5)])
+    k = len(zy)
+    v = np.vstack([np.c_[np.full(k, -0.6), zy[:, 1], zy[:, 0]], np.c_[np.full(k, 0.6), zy[:, 1], zy[:, 0]]])
+    cap = [(1, 2, 3), (1, 3, 0), (0, 3, 4), (0, 4, 7), (4, 5, 6), (4, 6, 7)]
+    f = [list(t) for t in cap] + [[k + a, k + c, k + b] for a, b, c in cap]
+    for i in range(k):
+        j = (i + 1) % k
+        f += [[i, k + j, j], [i, k + i, k + j]]
+    f = np.array(f)
+    if signed_volume(v, f) < 0:
+        f = f[:, ::-1]
+    return v, f
+
+
+def test_a_lip_narrower_than_a_quad_keeps_the_outline():
+    # The lip is a fifth of a quad wide at 800 faces: no row of vertices fits on it. Its
+    # outer bottom edges are the box's outline; the remesh should put vertices on its convex
+    # creases, not on the concave one where the floor meets the lip (which pulls the outline
+    # in by the lip's width). Instant Meshes' lattice falls differently at each budget, so
+    # the mean over ten results is what is checked.
+    v, f = _box_with_a_lip()
+    outline = np.array([(x, -0.5, s * 0.5) for x in np.linspace(-0.45, 0.45, 40) for s in (-1, 1)])
+    gaps = []
+    for target in (400, 600, 800, 1000, 1200):
+        for mode in ("quads", "quad_dominant"):
+            result = retopo(v, f, target_faces=target, mode=mode)
+            assert result.source == "input" and _report(result)["manifold"]
+            tf, _ = result.mesh_arrays()
+            t = result.vertices[tf]
+            gap = point_triangle_distance(outline[:, None, :], t[None, :, 0], t[None, :, 1], t[None, :, 2])
+            gaps.append(float(np.median(gap.min(axis=1))))
+    # Measured: mean 0.0069 (0 to 0.016); with vertices left on the concave crease, 0.0158.
+    assert np.mean(gaps) < 0.011, gaps
+
+
+def test_a_part_smaller_than_a_quad_comes_back():
+    # A sphere with a small one beside it (0.16% of the area, 0.4 quads across at 400
+    # faces): Instant Meshes returns nothing for the small one, which is remeshed alone.
+    v, f = meshes.uv_sphere(24, 48)
+    sv, sf = meshes.uv_sphere(8, 16, radius=0.04, center=(1.3, 0.0, 0.0))
+    result = retopo(np.vstack([v, sv]), np.vstack([f, sf + len(v)]), target_faces=400, mode="quads")
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400)
+    small = np.linalg.norm(result.vertices - [1.3, 0.0, 0.0], axis=1) < 0.06
+    assert small.sum() >= 8
+    tf, _ = result.mesh_arrays()
+    pieces = tf[small[tf].all(axis=1)]
+    assert signed_volume(result.vertices, pieces) > 0.5 * (4 / 3) * np.pi * 0.04 ** 3   # a closed, outward blob
+    # A speck below MIN_PART_AREA still vanishes.
+    tv, tf2 = meshes.uv_sphere(8, 16, radius=0.005, center=(1.3, 0.0, 0.0))
+    result = retopo(np.vstack([v, tv]), np.vstack([f, tf2 + len(v)]), target_faces=400, mode="quads")
+    assert not (np.linalg.norm(result.vertices - [1.3, 0.0, 0.0], axis=1) < 0.06).any()
+
+
+def test_unique_rows_matches_numpy_packed_or_not():
+    rng = np.random.default_rng(0)
+    for high in (50, 2 ** 40):                                          # packs into one key; does not
+        rows = rng.integers(-high, high, size=(2000, 3))
+        rows[1000:] = rows[rng.integers(0, 1000, 1000)]
+        first, inverse = retopo_module._unique_rows(rows)
+        _, want_first, want_inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        np.testing.assert_array_equal(first, want_first)
+        np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+
+
+def test_broken_mesh_goes_through_the_watertight_engine():
+    v, f = meshes.sphere_with_holes(holes=4, radius=0.01)
+    v, f = meshes.flipped_faces(v, f, 0.3)
+    v, f = meshes.with_duplicate_faces(v, f, 0.1)
+    result = retopo(v, f, target_faces=400)
+    assert result.source == "watertight" and 16 <= result.resolution <= 320
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400), report
+    tris, _ = result.mesh_arrays()
+    assert genus(tris) == 0 and signed_volume(result.vertices, tris) > 0
+    assert canonical_chamfer_l1(*meshes.uv_sphere(16, 32), result.vertices, tris, samples=20_000) < 0.02
+
+
+def test_a_mesh_with_a_few_bad_edges_is_mended_not_voxelized():
+    # A fin and a face wound backwards in a sphere: mended in place, the sphere's own
+    # surface is remeshed (no watertight grid), closed and outward.
+    v, f = meshes.uv_sphere(16, 32)
+    v = np.vstack([v, 1.02 * (v[f[100, 0]] + v[f[100, 1]]) / 2])
+    f = np.vstack([f, [[f[100, 0], f[100, 1], len(v) - 1]]])
+    f[7] = f[7, ::-1]
+    result = retopo(v, f, target_faces=400, mode="quads")
+    assert result.source == "input" and result.resolution is None
+    assert result.mended == {"nonmanifold_faces": 1, "flipped": 1}
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400), report
+    tris, _ = result.mesh_arrays()
+    assert signed_volume(result.vertices, tris) > 0
+    assert canonical_chamfer_l1(*meshes.uv_sphere(16, 32), result.vertices, tris, samples=20_000) < 0.02
+    # The same defects at 50 faces: more vertices than the watertight reference would have
+    # (8 per target face), so the voxel remesh is the cheaper reference.
+    result = retopo(v, f, target_faces=50, mode="quads")
+    assert result.source == "watertight" and _report(result)["closed"]
+
+
+def test_a_very_broken_torus_still_comes_out_clean():
+    v, f = meshes.broken_mesh()
+    result = retopo(v, f, target_faces=500, mode="quads")
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and report["quad_ratio"] == 1.0
+    assert _within(report["faces"], 500)
+
+
+def test_open_surface_is_remeshed_as_it_is_and_stays_open():
+    v, f = meshes.open_box()
+    result = retopo(v, f, target_faces=300, sharp_angle=None)
+    assert result.source == "input"
+    report = _report(result)
+    assert report["manifold"] and not report["closed"] and _within(report["faces"], 300)
+    # The open top is not capped: no vertex inside its square, away from its border.
+    top = result.vertices[np.abs(result.vertices[:, 2] - 0.5) < 1e-3]
+    assert not ((np.abs(top[:, 0]) < 0.4) & (np.abs(top[:, 1]) < 0.4)).any()
+
+
+def test_tears_of_the_remesher_are_closed_but_borders_stay(monkeypatch):
+    v, f = meshes.open_box()
+    ring = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    borders = retopo_module._Borders(v, f, reach=0.05)
+    along_top = np.stack([0.5 * np.cos(ring) / np.maximum(np.abs(np.cos(ring)), np.abs(np.sin(ring))),
+                          0.5 * np.sin(ring) / np.maximum(np.abs(np.cos(ring)), np.abs(np.sin(ring))),
+                          np.full(24, 0.49)], axis=1)                     # the open top's square, 1% below it
+    across_side = np.stack([np.full(24, 0.5), 0.2 * np.cos(ring), 0.2 * np.sin(ring)], axis=1)
+    assert borders.follows(along_top) and not borders.follows(across_side)
+    # A remesher that tears a strip out of one side: the repair closes the tear, not the top.
+    real = retopo_module.instant_meshes
+
+    def tearing(*args, **kwargs):
+        rv, polys = real(*args, **kwargs)
+        centre = np.array([rv[p].mean(axis=0) for p in polys])
+        keep = ~((centre[:, 0] > 0.49) & (np.abs(centre[:, 2]) < 0.1))
+        return rv, [p for p, k in zip(polys, keep) if k]
+
+    monkeypatch.setattr(retopo_module, "instant_meshes", tearing)
+    result = retopo(v, f, target_faces=600, sharp_angle=None)
+    assert result.repair.get("holes", 0) >= 1
+    report = _report(result)
+    assert report["manifold"] and not report["closed"]
+    top = result.vertices[np.abs(result.vertices[:, 2] - 0.5) < 1e-3]
+    assert not ((np.abs(top[:, 0]) < 0.4) & (np.abs(top[:, 1]) < 0.4)).any()
+    side = result.vertices[result.vertices[:, 0] > 0.49]
+    assert ((np.abs(side[:, 1]) < 0.3) & (np.abs(side[:, 2]) < 0.05)).any()   # the tear's middle is covered
+
+
+def test_triangles_mode_decimates_to_the_budget():
+    v, f = meshes.torus(1.0, 0.4, 64, 32)
+    result = retopo(v, f, target_faces=500, mode="triangles")
+    report = _report(result)
+    assert report["quads"] == 0 and report["manifold"] and report["closed"]
+    assert _within(report["faces"], 500)
+    assert genus(result.mesh_arrays()[0]) == 1
+
+
+def test_given_resolution_forces_the_watertight_step():
+    v, f = meshes.uv_sphere(16, 32)
+    result = retopo(v, f, target_faces=300, resolution=40)
+    assert result.source == "watertight" and result.resolution == 40
+    assert _report(result)["closed"]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"target_faces": 10}, "target_faces must be in"),
+    ({"target_faces": 2.5}, "target_faces must be an integer"),
+    ({"mode": "hexes"}, "mode must be one of"),
+    ({"sharp_angle": 200}, "sharp_angle must be None or"),
+    ({"resolution": 8}, "resolution must be None or an integer in"),
+])
+def test_bad_arguments_name_themselves(kwargs, words):
+    v, f = meshes.cube()
+    with pytest.raises(ValueError, match=words):
+        retopo(v, f, **kwargs)
+
+
+def test_bad_arrays_are_refused_with_a_reason():
+    v, f = meshes.cube()
+    bad = v.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        retopo(bad, f)
+    with pytest.raises(ValueError, match="indices from 0 to 8"):
+        retopo(v[:8], np.vstack([f, [[0, 1, 8]]]))
+    with pytest.raises(ValueError, match="degenerate"):
+        retopo(v, np.array([[0, 0, 1], [2, 2, 2]]))
+
+
+def test_cancel_from_progress_propagates():
+    v, f = meshes.uv_sphere(16, 32)
+    stages = []
+
+    def progress(fraction: float, stage: str) -> None:
+        stages.append(stage)
+        if stage == "remeshing":
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        retopo(v, f, target_faces=300, progress=progress)
+    assert stages[0] == "welding"
+
+
+def test_face_budget_is_aimed_again_when_missed(monkeypatch):
+    # Make the first run's aim far too low: the second run must correct it.
+    monkeypatch.setitem(retopo_module.EXPECTED_RATIO, "quad_dominant", 2.0)
+    v, f = meshes.uv_sphere(16, 32)
+    result = retopo(v, f, target_faces=600)
+    assert len(result.remesher_targets) >= 2 and result.remesher_targets[1] > result.remesher_targets[0]
+    assert _within(len(result.polygons), 600)
+
+
+def test_instant_meshes_chatter_stays_out_of_stdout(capfd):
+    v, f = meshes.uv_sphere(16, 32)
+    retopo(v, f, target_faces=200)
+    out, _ = capfd.readouterr()
+    assert "Instant" not in out and "batch mode" not in out and out == ""
+
+
+# -- pipeline -------------------------------------------------------------------------------
+
+
+def test_pipeline_is_registered_with_a_strict_schema():
+    pipeline = registry()["artist"]
+    assert pipeline.inputs == ("mesh",)
+    params = pipeline.parse_params({})
+    assert (params.faces, params.mode, params.sharp_edges, params.sharp_angle, params.resolution) == \
+        (2000, "quad_dominant", True, 30.0, None)
+    for raw, words in (({"faces": 50}, "faces"), ({"mode": "ngons"}, "mode"), ({"sharp_angle": 0}, "sharp_angle"),
+                       ({"target": 5}, "target"), ({"resolution": 4}, "resolution")):
+        with pytest.raises(BadParams, match=words):
+            pipeline.parse_params(raw)
+
+
+def test_pipeline_result_carries_quads_into_the_glb():
+    pipeline = get_pipeline("artist")
+    v, f = meshes.uv_sphere(16, 32)
+    seen = []
+    result = pipeline.run({"mesh": Mesh(v, f)}, pipeline.parse_params({"faces": 400}),
+                          lambda fraction, stage: seen.append(fraction))
+    s = result.summary
+    assert s["manifold"] and s["closed"] and _within(s["faces"], 400) and s["quads"] + s["triangles"] == s["faces"]
+    assert 0.85 <= s["quad_ratio"] < 1 and 0 < s["valence4_share"] <= 1 and s["seconds"] > 0
+    assert seen and all(0.0 <= x <= 1.0 for x in seen) and seen == sorted(seen)
+    mesh = result.mesh
+    assert mesh.face_sizes is not None and len(mesh.face_sizes) == s["faces"]
+    assert int((mesh.face_sizes - 2).sum()) == len(mesh.faces)
+    glb = mesh_to_bytes(mesh, "glb")
+    length, _ = struct.unpack_from("<II", glb, 12)
+    doc = json.loads(glb[20:20 + length])
+    ext = doc["meshes"][0]["primitives"][0]["extensions"][POLYGONS_EXTENSION]
+    assert doc["accessors"][ext["faceSizes"]]["count"] == s["faces"]
+
+
+def test_pipeline_quads_mode_and_no_sharp():
+    pipeline = get_pipeline("artist")
+    v, f = meshes.box(*BOX)
+    result = pipeline.run({"mesh": Mesh(v, f)},
+                          pipeline.parse_params({"faces": 300, "mode": "quads", "sharp_edges": False}),
+                          lambda *_: None)
+    assert result.summary["quad_ratio"] == 1.0 and result.summary["triangles"] == 0
+    assert set(result.mesh.face_sizes.tolist()) == {4}
+    assert "chamfer_l1" not in result.summary                             # measured only on request
+
+
+def test_pipeline_reports_chamfer_to_the_input_on_request(monkeypatch):
+    import backend.pipelines.artist as artist_pipeline
+
+    monkeypatch.setattr(artist_pipeline, "CHAMFER_SAMPLES", 50_000)       # the real 10^6 takes seconds
+    pipeline = get_pipeline("artist")
+    v, f = meshes.uv_sphere(24, 48)
+    summary = pipeline.run({"mesh": Mesh(v, f)}, pipeline.parse_params({"faces": 300, "measure_chamfer": True}),
+                           lambda *_: None).summary
+    assert summary["chamfer_samples"] == 50_000
+    expected = canonical_chamfer_l1(v, f, v, f, samples=50_000)           # the sampling floor at that density
+    assert expected < summary["chamfer_l1"] < 3 * expected
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_writes_an_obj_with_quads(tmp_path):
+    src = save_mesh(Mesh(*meshes.uv_sphere(16, 32)), tmp_path / "in.stl")
+    out = tmp_path / "out.obj"
+    run = _cli("artist", str(src), "-o", str(out), "--faces", "400", "--mode", "quads")
+    assert run.returncode == 0, run.stderr
+    face_lines = [line.split()[1:] for line in out.read_text().splitlines() if line.startswith("f ")]
+    assert face_lines and all(len(corners) == 4 for corners in face_lines)
+    assert _within(len(face_lines), 400)
+    line = run.stdout.strip().splitlines()[-1]
+    assert f"faces {len(face_lines)}" in line and "quad_ratio 1.0" in line and "manifold True" in line
+    assert "batch mode" not in run.stdout
+    back = load_mesh(out)                                       # readable, triangulated by the loader
+    assert len(back.faces) == 2 * len(face_lines)
+
+
+def test_cli_explains_bad_options(tmp_path):
+    src = save_mesh(Mesh(*meshes.cube()), tmp_path / "in.ply")
+    run = _cli("artist", str(src), "-o", str(tmp_path / "out.obj"), "--faces", "20")
+    assert run.returncode == 2 and "faces" in run.stderr and "Traceback" not in run.stderr
+    run = _cli("artist", str(src), "-o", str(tmp_path / "out.obj"), "--sharp-angle", "-5")
+    assert run.returncode == 2 and "sharp_angle" in run.stderr
+    assert not (tmp_path / "out.obj").exists()
+
+
+def test_instant_meshes_crease_mode_failing_is_retried_without_it(monkeypatch):
+    real = retopo_module.instant_meshes
+    calls = []
+
+    def flaky(vertices, faces, *, target_faces, crease_angle=None, **kwargs):
+        calls.append(crease_angle)
+        if crease_angle is not None:                  # as on CesiumMilkTruck's body: nothing comes back
+            return np.zeros((0, 3)), []
+        return real(vertices, faces, target_faces=target_faces, crease_angle=crease_angle, **kwargs)
+
+    monkeypatch.setattr(retopo_module, "instant_meshes", flaky)
+    v, f = meshes.box(*BOX)
+    result = retopo(v, f, target_faces=400)
+    assert calls[:2] == [30.0, None] and result.source == "input"
+    report = _report(result)
+    assert report["manifold"] and report["closed"] and _within(report["faces"], 400)
+    assert result.creases_snapped > 0                 # the creases are still snapped afterwards

@@ -1,0 +1,168 @@
+"""The compiled kernels (backend/mesh/_native.c) against their numpy twins."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import numpy as np
+import pytest
+
+from backend.mesh import native
+from backend.mesh.remesh import distance, dual
+from backend.mesh.remesh import watertight as wt
+from backend.mesh.remesh.watertight import watertight
+from tests import meshes
+
+needs_native = pytest.mark.skipif(not native.available(), reason=native.why_unavailable() or "native off")
+
+
+def test_native_is_built_where_expected():
+    # `make test` sets MESHSMITH_EXPECT_NATIVE=1: a broken build must fail CI, not fall back quietly.
+    if os.environ.get("MESHSMITH_EXPECT_NATIVE") != "1":
+        pytest.skip("MESHSMITH_EXPECT_NATIVE is not 1")
+    assert native.available(), native.why_unavailable()
+
+
+def test_native_switch_is_checked(monkeypatch):
+    monkeypatch.setenv("MESHSMITH_NATIVE", "yes")
+    with pytest.raises(ValueError, match="MESHSMITH_NATIVE must be 0 or 1"):
+        native.available()
+    monkeypatch.setenv("MESHSMITH_NATIVE", "0")
+    assert not native.available()
+    assert native.why_unavailable()
+
+
+def _random_quads(seed: int, count: int = 400, quads: int = 1500):
+    rng = np.random.default_rng(seed)
+    corner = rng.integers(0, 20, size=(count, 3))
+    q = rng.integers(0, count, size=(quads, 4))
+    points = corner[q[:, 0]] + rng.uniform(0, 1, size=(quads, 3))
+    normals = rng.normal(size=(quads, 3))
+    # Mostly one plane per vertex neighbourhood (the flat branch), some creases and corners,
+    # some crossings without a plane.
+    normals[: quads // 2] = [0.0, 0.2, 1.0]
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    normals[rng.uniform(size=quads) < 0.1] = 0.0
+    return q, points, normals, corner
+
+
+@needs_native
+@pytest.mark.parametrize("sharp", [True, False])
+def test_place_vertices_matches_numpy(sharp):
+    q, points, normals, corner = _random_quads(1)
+    normals = normals if sharp else None
+    used = np.unique(q)
+    expected = dual._place_vertices(q, points, normals, corner)
+    got = native.place_vertices(q, points, normals, corner, dual.FLAT_RATIO, dual.QEF_CUTOFF, dual.QEF_MARGIN)
+    np.testing.assert_allclose(got[used], expected[used], rtol=0, atol=1e-9)
+
+
+@needs_native
+def test_split_quads_matches_numpy():
+    rng = np.random.default_rng(2)
+    vertices = rng.uniform(size=(50, 3))
+    vertices[10:20] = vertices[0:10]                       # some equal diagonals: the tie rule decides
+    quads = rng.integers(0, 50, size=(300, 4))
+    quads[:20] = [[i, i + 1, i + 10, i + 11] for i in range(20)]
+    np.testing.assert_array_equal(native.split_quads(vertices, quads, dual.DIAGONAL_TIE),
+                                  dual._split_quads(vertices, quads))
+
+
+@needs_native
+def test_tangent_normals_match_numpy():
+    v, f = meshes.two_intersecting_boxes()
+    v = np.concatenate([v, [[0, 0, 0], [1, 0, 0], [2, 0, 0]]])            # and a degenerate face
+    f = np.concatenate([f, [[len(v) - 3, len(v) - 2, len(v) - 1]]])
+    rng = np.random.default_rng(3)
+    face_a = rng.integers(-1, len(f), size=2000).astype(np.int32)
+    face_b = rng.integers(-1, len(f), size=2000).astype(np.int32)
+    # Points on their first face, on their second, or near neither.
+    which = rng.integers(0, 3, size=2000)
+    corners = v[f[np.maximum(np.where(which == 1, face_b, face_a), 0)]]
+    w = rng.dirichlet([1, 1, 1], size=2000)
+    p = np.einsum("kj,kjd->kd", w, corners) + (which == 2)[:, None] * rng.normal(scale=0.3, size=(2000, 3))
+    expected = dual._tangent_normals(p, face_a, face_b, dual._Faces.of(v, f))
+    got = native.tangent_normals(p, face_a, face_b, v, f, dual.ON_INPUT_VOXELS)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert (np.abs(got).sum(axis=1) > 0).mean() > 0.3
+
+
+@needs_native
+def test_bad_indices_are_refused_not_read():
+    q, points, normals, corner = _random_quads(4)
+    q[5, 2] = len(corner)
+    with pytest.raises(ValueError, match="out of range"):
+        native.place_vertices(q, points, normals, corner, dual.FLAT_RATIO, dual.QEF_CUTOFF, dual.QEF_MARGIN)
+    with pytest.raises(ValueError, match="out of range"):
+        native.split_quads(np.zeros((3, 3)), np.array([[0, 1, 2, 3]]), dual.DIAGONAL_TIE)
+    with pytest.raises(ValueError, match="shape"):
+        native.split_quads(np.zeros((3, 3)), np.array([[0, 1, 2]]), dual.DIAGONAL_TIE)
+
+
+@needs_native
+@pytest.mark.parametrize("stage", ["signing", "dual contouring"])
+@pytest.mark.parametrize("mesh", ["broken", "boxes", "sheet"])
+def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
+    # Every stage on numpy but one, run on each kernel: the same triangles, the same vertices
+    # up to rounding. (The distance pass is compared in test_blocks: its float32 rounding on
+    # numpy decides ties between faces differently, so whole results differ there.)
+    v, f = {"broken": meshes.broken_mesh, "boxes": meshes.two_intersecting_boxes, "sheet": meshes.plane}[mesh]()
+    off = types.SimpleNamespace(available=lambda: False)
+    for module in (distance, dual, wt):
+        monkeypatch.setattr(module, "native", off)
+    tested = wt if stage == "signing" else dual          # probes and exact crossings, or the mesher
+    results = []
+    for kernels in (native, off):
+        monkeypatch.setattr(tested, "native", kernels)
+        results.append(watertight(v, f, resolution=48))
+    compiled, numpy_ = results
+    np.testing.assert_array_equal(compiled.faces, numpy_.faces)
+    np.testing.assert_allclose(compiled.vertices, numpy_.vertices, rtol=0, atol=1e-9 * compiled.voxel_size)
+
+
+@needs_native
+def test_short_edge_ends_match_numpy(monkeypatch):
+    rng = np.random.default_rng(5)
+    vertices = rng.uniform(size=(60, 3))
+    vertices[30:40] = vertices[0:10] + 1e-4 * dual.MIN_EDGE_VOXELS       # near-coincident partners
+    quads = rng.integers(0, 60, size=(400, 4))
+    quads[:10] = [[i, i + 30, i + 11, i + 12] for i in range(10)]          # sides
+    quads[10:20] = [[i + 12, i, i + 11, i + 30] for i in range(10)]        # diagonals
+    got = native.short_edge_ends(vertices, quads, dual.MIN_EDGE_VOXELS)
+    monkeypatch.setattr(dual, "native", types.SimpleNamespace(available=lambda: False))
+    expected = dual._short_edge_ends(vertices, quads)
+    np.testing.assert_array_equal(got, expected)
+    assert got[:10].all() and got[30:40].all()
+
+
+@needs_native
+def test_halfedge_links_match_numpy():
+    from backend.mesh import polygons as P
+
+    # A sphere less one triangle (a border), with a fin (an edge in three faces), one face
+    # repeated in the same winding (two half-edges the same way), a fan of 29 edges at one
+    # vertex (the kernel's bucket sort changes method above 16), and a random soup.
+    v, f = meshes.uv_sphere(rings=8, segments=16)
+    n = len(v)
+    sphere = P.pad(f[1:])
+    fin = [[f[5, 0], f[5, 1], n, P.NO_CORNER]]
+    fan = [[n + 1, n + 2 + i, n + 3 + i, P.NO_CORNER] for i in range(29)]
+    soup = np.random.default_rng(3).integers(n + 32, n + 72, size=(200, 4))
+    soup[::3, 3] = P.NO_CORNER
+    polys = np.vstack([sphere, fin, sphere[7:8], fan, soup])
+    src, dst, _, _ = P.halfedges(polys)
+    got = native.halfedge_links(src, dst, n + 72)
+    expected = P._halfedge_links_numpy(src, dst, n + 72)
+    for a, b in zip(got[:2], expected[:2]):
+        np.testing.assert_array_equal(a, b)
+    assert got[2] == expected[2]
+    edge_of, twin, _ = got
+    assert {-2, -1} <= set(twin.tolist())
+    paired = np.flatnonzero(twin >= 0)
+    assert len(paired) > len(sphere)
+    np.testing.assert_array_equal(twin[twin[paired]], paired)               # twins are mutual ...
+    np.testing.assert_array_equal(src[twin[paired]], dst[paired])           # ... run the other way
+    np.testing.assert_array_equal(edge_of[twin[paired]], edge_of[paired])   # ... on one edge
+    with pytest.raises(ValueError, match="out of range"):
+        native.halfedge_links(src, dst, n)
