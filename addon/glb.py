@@ -34,7 +34,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _MAGIC = b"glTF"
 _VERSION = 2
@@ -108,6 +108,9 @@ class TriangleMesh:
     colors : array('f') of length 4 n, or None
         Per-vertex linear RGBA.
     material : Material or None
+    warnings : list of str
+        What the reader could not use and how it carried on (e.g. polygon sizes that do not
+        fit the triangles: those triangles are imported as triangles).
     """
 
     positions: array
@@ -117,6 +120,7 @@ class TriangleMesh:
     uvs: array | None = None
     colors: array | None = None
     material: Material | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def vertex_count(self) -> int:
@@ -536,11 +540,24 @@ def _read_floats(document: dict, binary: bytes, index: int, widths: tuple[int, .
     return array("f", (max(v / divisor, -1.0) for v in values)), width
 
 
-def _polygon_sizes(document: dict, binary: bytes, primitive: dict, faces: array, mesh_index: int) -> array | None:
-    """The primitive's ``MESHSMITH_polygons`` sizes, checked against its triangles; None when absent."""
+def _polygon_sizes(document: dict, binary: bytes, primitive: dict, faces: array, mesh_index: int
+                   ) -> tuple[array | None, str | None]:
+    """The primitive's ``MESHSMITH_polygons`` sizes, checked against its triangles.
+
+    Returns ``(sizes, None)``, ``(None, None)`` when the extension is absent, or ``(None, why)``
+    when it does not describe these triangles: the triangles are still a good mesh, so the
+    caller imports them as triangles and passes the warning on rather than losing the result.
+    """
     extension = (primitive.get("extensions") or {}).get(POLYGONS_EXTENSION)
     if extension is None:
-        return None
+        return None, None
+    try:
+        return _checked_polygon_sizes(document, binary, extension, faces, mesh_index), None
+    except ValueError as exc:
+        return None, f"{exc}; imported as triangles"
+
+
+def _checked_polygon_sizes(document: dict, binary: bytes, extension, faces: array, mesh_index: int) -> array:
     if not isinstance(extension, dict) or "faceSizes" not in extension:
         raise ValueError(f"mesh {mesh_index}: the {POLYGONS_EXTENSION} extension has no faceSizes accessor")
     raw, width = _read_accessor(document, binary, extension["faceSizes"])
@@ -651,7 +668,8 @@ def read_glb(data: bytes) -> TriangleMesh:
     ------
     ValueError
         Not a GLB, truncated, external buffers or images, required extensions, bad indices,
-        polygon sizes that do not match the triangles, or no triangles.
+        or no triangles. Polygon sizes that do not match the triangles are not an error: those
+        triangles come as triangles, with a line in ``warnings``.
     """
     document, binary = _split_chunks(data)
     required = document.get("extensionsRequired") or []
@@ -666,6 +684,7 @@ def read_glb(data: bytes) -> TriangleMesh:
     face_sizes = array("B")
     any_polygons = False
     material: Material | None = None
+    warnings: list[str] = []
     for mesh_index, world in _mesh_instances(document):
         for primitive in meshes[mesh_index].get("primitives", []):
             mode = primitive.get("mode", _MODE_TRIANGLES)
@@ -687,7 +706,10 @@ def read_glb(data: bytes) -> TriangleMesh:
             faces = _triangles(raw, mode)
             if faces and max(faces) >= count:
                 raise ValueError(f"mesh {mesh_index} has an index {max(faces)} past its {count} vertices")
-            sizes = _polygon_sizes(document, binary, primitive, faces, mesh_index) if mode == _MODE_TRIANGLES else None
+            sizes, warning = (_polygon_sizes(document, binary, primitive, faces, mesh_index)
+                              if mode == _MODE_TRIANGLES else (None, None))
+            if warning:
+                warnings.append(warning)
             if _determinant3(world) < 0:
                 faces = _reverse_faces(faces, sizes)
             any_polygons = any_polygons or sizes is not None
@@ -735,4 +757,5 @@ def read_glb(data: bytes) -> TriangleMesh:
         uvs=uvs,
         colors=colors,
         material=material,
+        warnings=warnings,
     )

@@ -113,6 +113,8 @@ class TrackedJob:
     step: int = 0
     #: A finished step's result, kept until the next step is submitted.
     intermediate: bytes | None = field(default=None, repr=False)
+    #: What the import could not use and how it carried on; added to the final message.
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.remote_id = self.remote_id or self.id
@@ -297,4 +299,4 @@ class JobTracker:
             return
         job.phase, job.progress, job.stage = Phase.IMPORTED, 1.0, "imported"
         job.imported_name = name
-        job.message = f"Imported {name}."
+        job.message = f"Imported {name}." + "".join(f" Note: {w}." for w in job.warnings)

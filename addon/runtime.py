@@ -315,6 +315,9 @@ def _import_result(job: TrackedJob, data: bytes) -> str:
         result = glb.read_glb(data)
     except ValueError as exc:
         raise MeshsmithError(f"The backend's result could not be read: {exc}.") from exc
+    for warning in result.warnings:
+        log.warning("job %s: %s", job.id, warning)
+    job.warnings.extend(result.warnings)
     source = bpy.data.objects.get(job.source_name)
     # Follow the source if it moved while the job ran; its submit-time matrix if it is gone.
     matrix = source.matrix_world.copy() if source is not None else Matrix(job.extra["matrix_world"])

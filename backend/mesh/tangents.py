@@ -114,7 +114,8 @@ class SmoothingGroups:
     hard: np.ndarray
 
 
-def smoothing_groups(normals: np.ndarray, faces: np.ndarray, angle_deg: float) -> SmoothingGroups:
+def smoothing_groups(normals: np.ndarray, faces: np.ndarray, angle_deg: float,
+                     polygon: np.ndarray | None = None) -> SmoothingGroups:
     """Connected sets of triangles across edges whose faces meet at no more than ``angle_deg``.
 
     Edges in one or in three or more triangles join nothing. The bake's hard edges
@@ -128,6 +129,9 @@ def smoothing_groups(normals: np.ndarray, faces: np.ndarray, angle_deg: float) -
     faces : (m, 3) int
         Triangles on welded vertex indices (copies at one position share an index).
     angle_deg : float
+    polygon : (m,) int or None
+        The polygon each triangle belongs to: an edge inside a polygon (a quad's diagonal)
+        is never hard, however far the polygon folds, since Blender has no edge there.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -141,14 +145,16 @@ def smoothing_groups(normals: np.ndarray, faces: np.ndarray, angle_deg: float) -
     pair = first[np.diff(np.r_[first, len(ks)]) == 2]
     f0, f1 = order[pair] // 3, order[pair + 1] // 3
     hard = np.einsum("ij,ij->i", normals[f0], normals[f1]) < np.cos(np.radians(angle_deg)) - 1e-12
+    if polygon is not None:
+        hard &= polygon[f0] != polygon[f1]
     soft = ~hard
     _, group = connected_components(coo_matrix((np.ones(int(soft.sum())), (f0[soft], f1[soft])), shape=(m, m)),
                                     directed=False)
     return SmoothingGroups(group, edges[order[pair]], f0, f1, hard)
 
 
-def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: float
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: float,
+                        face_sizes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split vertices along hard edges; smooth normals within each side.
 
     An edge is hard when its two triangles' normals differ by more than ``hard_angle``
@@ -164,6 +170,10 @@ def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: flo
     faces : (m, 3) int
     hard_angle : float
         Degrees, in ``(0, 180]``; 180 makes every shared edge soft (plain :func:`vertex_normals`).
+    face_sizes : (k,) int or None
+        Polygon sizes (3 or 4) when ``faces`` lists polygons' triangles in order (see
+        :mod:`backend.mesh.gltf`): a polygon is never split, so a quad ``(a, b, c), (a, c, d)``
+        stays two triangles of that form on the copies.
 
     Returns
     -------
@@ -180,7 +190,8 @@ def split_at_hard_edges(vertices: np.ndarray, faces: np.ndarray, hard_angle: flo
     rep = weld(vertices)
     fn = face_normals(vertices, faces)
     wf = rep[faces]
-    group = smoothing_groups(fn, wf, hard_angle).group
+    polygon = None if face_sizes is None else np.repeat(np.arange(len(face_sizes)), np.asarray(face_sizes) - 2)
+    group = smoothing_groups(fn, wf, hard_angle, polygon).group
     groups = int(group.max()) + 1 if m else 1
     corner_group = np.repeat(group, 3)
     copies, inverse = np.unique(faces.reshape(-1) * groups + corner_group, return_inverse=True)

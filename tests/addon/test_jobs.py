@@ -319,3 +319,15 @@ def test_a_failed_second_step_says_which_step_failed():
 def test_weights_must_match_the_steps():
     with pytest.raises(ValueError, match="one positive share per step"):
         TrackedJob(id="j", client=None, pipeline="artist", next_steps=[ChainStep("texture", {})], weights=(1.0,))
+
+
+def test_import_warnings_reach_the_final_message():
+    tracker, job = track(ScriptedBackend([remote("done", 1.0, "done")]))
+
+    def importer(job, data):
+        job.warnings.append("mesh 0: polygon 3 is marked a quad but ...; imported as triangles")
+        return "Cube_artist"
+
+    run(tracker, importer)
+    assert job.phase is Phase.IMPORTED
+    assert job.message == "Imported Cube_artist. Note: mesh 0: polygon 3 is marked a quad but ...; imported as triangles."

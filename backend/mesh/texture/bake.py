@@ -153,7 +153,7 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     if len(texels.pixel) == 0:
         raise ValueError("the UV layout covers no texel; the mesh is too small for this texture size")
     if hard_angle is not None:
-        copy, faces, normals = split_at_hard_edges(mesh.vertices, mesh.faces, hard_angle)
+        copy, faces, normals = split_at_hard_edges(mesh.vertices, mesh.faces, hard_angle, mesh.face_sizes)
         mesh = Mesh(mesh.vertices[copy], faces, mesh.face_sizes, uv=mesh.uv[copy])
     else:
         normals = vertex_normals(mesh.vertices, mesh.faces)

@@ -567,3 +567,51 @@ def test_cancel_from_the_progress_callback_stops_the_bake(tmp_path):
     with pytest.raises(Cancelled):
         bake_textures(Mesh(*meshes.uv_sphere(8, 16)), source=source, texture_size=64, progress=progress)
     assert "baked" not in stages and stages[-1] == "sampling the source"
+
+
+def _folded_quad_grid(n: int = 5) -> Mesh:
+    """An n x n quad grid whose corners alternate in height: every quad folds ~70 degrees along its diagonal."""
+    xs = np.linspace(-1, 1, n + 1)
+    x, y = np.meshgrid(xs, xs, indexing="ij")
+    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    v = np.stack([x.ravel(), y.ravel(), 0.4 * ((i + j) % 2).ravel()], axis=1)
+    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    quads = np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]], axis=-1).reshape(-1, 4)
+    tris, sizes = polygon_triangles(quads)
+    return Mesh(v, tris, sizes)
+
+
+def _assert_quads_are_two_triangles_on_a_diagonal(mesh: Mesh) -> None:
+    first = np.concatenate([[0], np.cumsum(mesh.face_sizes.astype(int) - 2)[:-1]])
+    for q in np.flatnonzero(mesh.face_sizes == 4):
+        a, b = mesh.faces[first[q]], mesh.faces[first[q] + 1]
+        assert a[0] == b[0] and a[2] == b[1], f"quad {q}: {a.tolist()}, {b.tolist()}"
+
+
+def test_hard_edges_never_split_a_folded_quad():
+    # Regression (field test, Artist + Texture): a quad whose triangles meet at more than the
+    # hard angle had its diagonal split, and Blender's reader refused the result.
+    grid = _folded_quad_grid()
+    fn = face_normals(grid.vertices, grid.faces)
+    assert (np.einsum("ij,ij->i", fn[0::2], fn[1::2]) < np.cos(np.radians(40.0))).all()   # every quad folds
+    copy, faces, normals = split_at_hard_edges(grid.vertices, grid.faces, 40.0, grid.face_sizes)
+    np.testing.assert_array_equal(grid.vertices[copy][faces], grid.vertices[grid.faces])
+    _assert_quads_are_two_triangles_on_a_diagonal(Mesh(grid.vertices[copy], faces, grid.face_sizes))
+    # Edges between polygons are still hard: a cube of six quads gets one copy of a corner per side.
+    v, quads = meshes.quad_cube(0)
+    tris, sizes = polygon_triangles(quads)
+    copy, faces, _ = split_at_hard_edges(v, tris, 40.0, sizes)
+    assert len(copy) == 24
+    _assert_quads_are_two_triangles_on_a_diagonal(Mesh(v[copy], faces, sizes))
+
+
+def test_bake_keeps_folded_quads_readable():
+    grid = _folded_quad_grid()
+    source, _ = sphere_source()
+    source = ColourSource(source.vertices * 2.0, source.faces, np.zeros(len(source.faces), dtype=np.int64),
+                          [ColourPart("grey", np.array([0.5, 0.5, 0.5, 1.0]))])
+    # Planar projection keeps every quad in one chart, so no UV seam splits one first.
+    baked = bake_textures(grid, source=source, texture_size=128, padding=2, hard_angle=40.0,
+                          uv_method="project").mesh
+    assert baked.face_sizes is not None and (baked.face_sizes == 4).all()
+    _assert_quads_are_two_triangles_on_a_diagonal(baked)
