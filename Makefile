@@ -10,7 +10,7 @@ PYTHON313 ?= $(call find_python,3.13)
 VENV := .venv
 VENV52 := .venv-blender52
 
-.PHONY: setup demo test test-main test-blender52 extension clean
+.PHONY: setup demo test test-main test-blender52 extension field-test clean
 
 setup: $(VENV)/.installed $(VENV52)/.installed
 
@@ -44,6 +44,13 @@ test-main:
 test-blender52:
 	MESHSMITH_EXPECT_BPY=5.2 MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python \
 		$(VENV52)/bin/python -m pytest -q tests/addon
+
+# Every Generate mode on every mesh of MESHES, through the installed add-on, in both Blender versions.
+MESHES ?= assets
+field-test: setup
+	$(VENV)/bin/python scripts/field_test.py $(MESHES) --out out/field-4.2
+	MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python $(VENV52)/bin/python scripts/field_test.py $(MESHES) \
+		--out out/field-5.2
 
 clean:
 	rm -rf out dist .pytest_cache

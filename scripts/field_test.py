@@ -1,0 +1,376 @@
+"""Field test: every Generate mode on every mesh of a folder, through the installed add-on, as a click runs it.
+
+    python scripts/field_test.py MESH_DIR [--modes watertight artist ...] [--out out/field]
+    make field-test MESHES=MESH_DIR                 (both Blender versions)
+
+Builds the extension and installs it into the real ``bpy`` module (a throw-away Blender
+user folder), starts the backend from the preferences, then for each mesh file (GLB, glTF,
+OBJ, PLY, STL; the parts of one file joined into one object, as a user would) runs each
+mode through ``bpy.ops.meshsmith.generate()`` and the timer function
+(``runtime.poll_jobs``), exactly as Blender's event loop would call them.
+
+Modes (``--modes``, default all):
+
+- ``watertight``; ``artist`` (quad-dominant), ``artist-quads``, ``artist-triangles``;
+- ``texture-object``: the artist result, active, baked from the source object (needs a
+  source with colour: image texture, colour attribute or material colour);
+- ``texture-views``: the artist result baked from posed views that ``render.views`` renders
+  of the mesh file here (in the backend's Python, which has BlenderProc's ``bpy``);
+- ``artist-texture``: the Artist + Texture preset (needs colour, like texture-object);
+- ``cancel``: a watertight job at a large resolution, cancelled once it runs: it must end
+  cancelled, with nothing imported.
+
+One row per run: mode, mesh, ``ok`` or the message, seconds, faces, quads, closed /
+manifold (Blender's own bmesh tests), whether a baked texture arrived, and the longest
+main-thread stall in ms (the longest single call of the operator or of the timer function:
+while it runs Blender draws nothing). Rows that cannot apply (a texture mode on a mesh
+without colour) say ``skip`` and why. Exit status 1 when any run failed. The table and
+``field.json`` go to ``--out``, with ``field.blend`` (every result, laid out by mesh and
+mode) and ``field.png`` (a render of it) to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-views",
+         "artist-texture", "cancel")
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
+#: Seconds one run may take before the field test calls it failed.
+RUN_TIMEOUT = 900.0
+
+
+@dataclass
+class Row:
+    mode: str
+    mesh: str
+    status: str = "ok"
+    seconds: float = 0.0
+    faces: int = 0
+    quads: int = 0
+    closed: bool | None = None
+    manifold: bool | None = None
+    texture: bool | None = None
+    stall_ms: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return not (self.status == "ok" or self.status.startswith("skip"))
+
+    @staticmethod
+    def header() -> str:
+        return (f"{'mode':<17} {'mesh':<22} {'status':<10} {'s':>6} {'faces':>7} {'quads':>6} {'closed':>6} "
+                f"{'manif.':>6} {'tex':>4} {'stall ms':>8}")
+
+    def line(self) -> str:
+        """The row under :meth:`header`; a long message goes on a line of its own."""
+        def flag(v):
+            return "-" if v is None else "yes" if v else "NO"
+
+        status = self.status if len(self.status) <= 10 else "FAILED" if self.failed else "skip"
+        line = (f"{self.mode:<17} {self.mesh:<22} {status:<10} {self.seconds:>6.1f} {self.faces:>7} {self.quads:>6} "
+                f"{flag(self.closed):>6} {flag(self.manifold):>6} {flag(self.texture):>4} {self.stall_ms:>8.0f}")
+        return line if status == self.status else line + f"\n    {self.status}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("meshes", type=Path, help="folder of mesh files (GLB, glTF, OBJ, PLY, STL)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="modes to run (default: all)")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "field", help="output folder (default out/field)")
+    parser.add_argument("--resolution", type=int, default=128, help="watertight resolution (default 128)")
+    parser.add_argument("--faces", type=int, default=2000, help="artist face budget (default 2000)")
+    parser.add_argument("--texture-size", default="1024", help="baked texture size (default 1024)")
+    parser.add_argument("--no-render", dest="render", action="store_false", help="skip field.png")
+    args = parser.parse_args()
+    paths = sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in MESH_SUFFIXES)
+    if not paths:
+        print(f"error: no mesh files ({', '.join(MESH_SUFFIXES)}) in {args.meshes}", file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    scratch = Path(tempfile.mkdtemp(prefix="meshsmith-field-"))
+    os.environ["BLENDER_USER_RESOURCES"] = str(scratch / "blender")
+    os.environ["MESHSMITH_STATE_DIR"] = str(scratch / "state")
+    os.environ["MESHSMITH_DATA_DIR"] = str(scratch / "data")
+    os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+
+    from build_extension import build, find_blender_ext
+
+    zip_path = build(scratch / "dist", find_blender_ext())
+    import bpy
+
+    print(f"Blender {bpy.app.version_string} (Python {platform.python_version()}), extension {zip_path.name}")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    import bl_ext.user_default.meshsmith.runtime as runtime
+    import bl_ext.user_default.meshsmith.scene_io as scene_io
+
+    test = FieldTest(runtime, scene_io, args, scratch)
+    bpy.ops.meshsmith.start_backend()
+    print(f"backend: {runtime.check_backend().text}\n")
+    print(Row.header())
+    rows: list[Row] = []
+    try:
+        for path in paths:
+            for row in test.run_mesh(path, args.modes):
+                print(row.line(), flush=True)
+                rows.append(row)
+    finally:
+        bpy.ops.meshsmith.stop_backend()
+    test.lay_out()
+    bpy.ops.wm.save_as_mainfile(filepath=str(out / "field.blend"))
+    if args.render:
+        test.render(out / "field.png")
+    (out / "field.json").write_text(json.dumps({"blender": bpy.app.version_string, "rows": [asdict(r) for r in rows]},
+                                               indent=1))
+    failed = [r for r in rows if r.failed]
+    stall = max((r.stall_ms for r in rows if not r.status.startswith("skip")), default=0.0)
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} runs ok; longest main-thread stall {stall:.0f} ms; "
+          f"wrote {out / 'field.json'}, {out / 'field.blend'}" + (f", {out / 'field.png'}" if args.render else ""))
+    return 1 if failed else 0
+
+
+class FieldTest:
+    """Runs the modes on one mesh at a time in the current ``bpy`` scene."""
+
+    def __init__(self, runtime, scene_io, args: argparse.Namespace, scratch: Path):
+        self.runtime, self.scene_io, self.args, self.scratch = runtime, scene_io, args, scratch
+        self.results: dict[str, dict[str, object]] = {}      # mesh -> mode -> result object
+
+    # -- one mesh ------------------------------------------------------------------------------
+
+    def run_mesh(self, path: Path, modes: list[str]) -> list[Row]:
+        import bpy
+
+        source = import_mesh(path)
+        self.results[path.name] = {"source": source}
+        has_colour = self.scene_io.colour_source(source) is not None
+        rows = []
+        for mode in modes:
+            row = Row(mode, path.name)
+            try:
+                if mode in ("texture-object", "artist-texture") and not has_colour:
+                    row.status = "skip: the source has no colour"
+                elif mode in ("texture-object", "texture-views") and "artist" not in self.results[path.name]:
+                    row.status = "skip: needs the artist mode's result"
+                else:
+                    self.run_mode(mode, path, source, row)
+            except Exception as exc:  # noqa: BLE001 - a field test reports every failure as a row and goes on
+                row.status = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            bpy.ops.object.select_all(action="DESELECT")
+        return rows
+
+    def run_mode(self, mode: str, path: Path, source, row: Row) -> None:
+        import bpy
+
+        settings = bpy.context.scene.meshsmith
+        settings.resolution = self.args.resolution
+        settings.artist_faces = self.args.faces
+        settings.texture_size = self.args.texture_size
+        settings.target_faces = 0
+        target, others = source, []
+        if mode == "watertight" or mode == "cancel":
+            settings.mode = "WATERTIGHT"
+            if mode == "cancel":
+                settings.resolution = 1024
+        elif mode.startswith("artist") and mode != "artist-texture":
+            settings.mode = "ARTIST"
+            settings.topology = {"artist": "QUAD_DOMINANT", "artist-quads": "QUADS",
+                                 "artist-triangles": "TRIANGLES"}[mode]
+        elif mode == "artist-texture":
+            settings.mode = "ARTIST_TEXTURE"
+        elif mode == "texture-object":
+            settings.mode, settings.texture_source = "TEXTURE", "OBJECT"
+            target, others = self.results[path.name]["artist"], [source]
+        elif mode == "texture-views":
+            settings.mode, settings.texture_source = "TEXTURE", "VIEWS"
+            settings.views_dir = str(self.render_views(path))
+            target = self.results[path.name]["artist"]
+        select(target, *others)
+        job, row.seconds, row.stall_ms = self.generate(cancel=mode == "cancel")
+        if mode == "cancel":
+            imported = job.imported_name is not None
+            row.status = "ok" if job.phase.value == "cancelled" and not imported else \
+                f"the job ended {job.phase.value} ({job.message}), imported: {imported}"
+            return
+        if job.imported_name is None:
+            row.status = job.message or f"the job ended {job.phase.value}"
+            return
+        result = bpy.data.objects[job.imported_name]
+        self.results[path.name][mode] = result
+        mesh = result.data
+        row.faces = len(mesh.polygons)
+        row.quads = sum(1 for p in mesh.polygons if len(p.vertices) == 4)
+        row.closed, row.manifold = closed_and_manifold(result)
+        row.texture = has_baked_texture(result)
+        if mode == "watertight" and not (row.closed and row.manifold):
+            row.status = "not closed and manifold"
+        if mode in ("texture-object", "texture-views", "artist-texture") and not row.texture:
+            row.status = "no baked texture"
+
+    def generate(self, *, cancel: bool = False):
+        """Click Generate and run the timer function until the job ends: (job, seconds, longest stall ms)."""
+        import bpy
+
+        runtime = self.runtime
+        start = time.perf_counter()
+        result = bpy.ops.meshsmith.generate()
+        stall = time.perf_counter() - start
+        if result != {"FINISHED"}:
+            raise RuntimeError(f"Generate returned {result}: {bpy.context.scene.meshsmith.job_message or 'no message'}")
+        job = runtime.get_job(bpy.context.scene.meshsmith.job_id)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        cancelled = False
+        while True:
+            t = time.perf_counter()
+            again = runtime.poll_jobs()
+            stall = max(stall, time.perf_counter() - t)
+            if cancel and not cancelled and job.phase.value == "polling" and job.progress > 0.0:
+                t = time.perf_counter()
+                bpy.ops.meshsmith.cancel()
+                stall = max(stall, time.perf_counter() - t)
+                cancelled = True
+            if again is None or job.is_final:
+                break
+            if time.monotonic() > deadline:
+                runtime.cancel_job(job.id)
+                raise TimeoutError(f"the job did not end in {RUN_TIMEOUT:g} s (at {job.stage})")
+            time.sleep(0.05)
+        return job, time.perf_counter() - start, 1000.0 * stall
+
+    def render_views(self, path: Path) -> Path:
+        """Posed views of the mesh file, rendered by render/ in the backend's Python (once per mesh)."""
+        views = self.scratch / "views" / path.stem
+        if not (views / "cameras.json").is_file():
+            done = subprocess.run([os.environ["MESHSMITH_BACKEND_PYTHON"], "-m", "render.views", "--input", str(path),
+                                   "--out", str(views), "--resolution", "256", "--samples", "8"],
+                                  cwd=REPO, capture_output=True, text=True, timeout=900)
+            if done.returncode != 0:
+                raise RuntimeError(f"render.views failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        return views
+
+    # -- pictures ----------------------------------------------------------------------------
+
+    def lay_out(self) -> None:
+        """Every mesh's source and results in a row, each scaled to a unit box, for field.blend and field.png."""
+        from mathutils import Matrix, Vector
+
+        columns = ["source", *MODES]
+        for r, (mesh, objects) in enumerate(self.results.items()):
+            for c, name in enumerate(columns):
+                obj = objects.get(name)
+                if obj is None:
+                    continue
+                corners = [obj.matrix_world @ Vector(b) for b in obj.bound_box]
+                lo = Vector([min(p[i] for p in corners) for i in range(3)])
+                hi = Vector([max(p[i] for p in corners) for i in range(3)])
+                scale = 1.0 / max(max(hi - lo), 1e-9)
+                move = Matrix.Translation((1.4 * c, 0.0, -1.4 * r)) @ Matrix.Scale(scale, 4) @ Matrix.Translation(-(lo + hi) / 2)
+                obj.matrix_world = move @ obj.matrix_world
+                obj.hide_set(False)
+                obj.hide_render = False
+
+    def render(self, path: Path) -> None:
+        import bpy
+        from mathutils import Vector
+
+        scene = bpy.context.scene
+        rows, columns = len(self.results), 1 + len(MODES)
+        cam = bpy.data.objects.new("field_camera", bpy.data.cameras.new("field_camera"))
+        scene.collection.objects.link(cam)
+        cam.data.type = "ORTHO"
+        cam.data.ortho_scale = 1.4 * max(columns, rows * 2.0)
+        centre = Vector((1.4 * (columns - 1) / 2, 0.0, -1.4 * (rows - 1) / 2))
+        cam.location = centre + Vector((0.0, -20.0, 0.0))
+        cam.rotation_euler = (1.5708, 0.0, 0.0)
+        scene.camera = cam
+        sun = bpy.data.objects.new("field_sun", bpy.data.lights.new("field_sun", "SUN"))
+        sun.rotation_euler = (0.9, 0.2, 0.5)
+        scene.collection.objects.link(sun)
+        if scene.world is None:
+            scene.world = bpy.data.worlds.new("field_world")
+        scene.world.color = (0.35, 0.35, 0.38)
+        scene.render.engine = "CYCLES"
+        scene.cycles.samples = 8
+        scene.render.resolution_x = 160 * columns
+        scene.render.resolution_y = 160 * max(rows, 1)
+        scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+
+
+def import_mesh(path: Path):
+    """Import a mesh file and join its mesh parts into one selected, active object."""
+    import bpy
+
+    before = set(bpy.data.objects)
+    suffix = path.suffix.lower()
+    if suffix in (".glb", ".gltf"):
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    elif suffix == ".obj":
+        bpy.ops.wm.obj_import(filepath=str(path))
+    elif suffix == ".ply":
+        bpy.ops.wm.ply_import(filepath=str(path))
+    else:
+        bpy.ops.wm.stl_import(filepath=str(path))
+    parts = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+    if not parts:
+        raise RuntimeError(f"{path.name}: no mesh in the file")
+    select(*parts)
+    if len(parts) > 1:
+        with bpy.context.temp_override(active_object=parts[0], selected_editable_objects=parts):
+            bpy.ops.object.join()
+    obj = parts[0]
+    obj.name = path.stem
+    return obj
+
+
+def select(active, *others) -> None:
+    import bpy
+
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(False)
+    for obj in (*others, active):
+        obj.hide_set(False)
+        obj.select_set(True)
+    bpy.context.view_layer.objects.active = active
+
+
+def closed_and_manifold(obj) -> tuple[bool, bool]:
+    """Blender's own tests: every edge in two faces; every edge manifold and contiguous, every vertex manifold."""
+    import bmesh
+
+    bm = bmesh.new()
+    bm.from_mesh(obj.data)
+    try:
+        closed = all(e.is_manifold for e in bm.edges)
+        manifold = all((e.is_manifold or e.is_boundary) and (e.is_contiguous or e.is_boundary) for e in bm.edges) \
+            and all(v.is_manifold or v.is_boundary for v in bm.verts)
+        return closed, manifold
+    finally:
+        bm.free()
+
+
+def has_baked_texture(obj) -> bool:
+    material = obj.active_material
+    if material is None or material.node_tree is None:
+        return False
+    return any(n.type == "TEX_IMAGE" and n.image is not None for n in material.node_tree.nodes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
