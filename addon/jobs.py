@@ -8,14 +8,26 @@ call it in a loop. Nothing here imports bpy: the import into the scene is a call
 A tracked job may be a chain of backend jobs (e.g. ``artist`` then ``texture``): when one
 step is done its result is downloaded and submitted as the mesh of the next
 (``downloading -> submitting -> polling``), and only the last result is imported. Progress
-and cancel cover the whole chain; the user sees one job.
+and cancel cover the whole chain; the user sees one job. A job made by :meth:`JobTracker.upload`
+starts ``submitting``: even its first upload happens in a step.
+
+Every call to the backend (poll, download, upload, cancel) is an *errand* handed to a
+:class:`Courier`. In Blender that is :class:`ThreadCourier`: the calls run on a worker thread
+and a step only looks whether its errand has come back, so Blender's main thread never waits
+on the network or on a busy backend. A backend that does not answer in time is busy, not
+gone: the job keeps waiting (and says so); only a backend that refuses connections
+:data:`MAX_POLL_FAILURES` times in a row, or reports the job failed, fails it. Tests use
+:class:`InlineCourier`, which runs each call at once, so a step is deterministic.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +38,49 @@ log = logging.getLogger(__name__)
 
 #: Consecutive "backend unreachable" polls after which a job is given up as failed.
 MAX_POLL_FAILURES = 10
+#: Seconds an errand may be out before the job's stage says it is waiting for the backend.
+SLOW_ERRAND = 2.0
+
+
+class Courier(Protocol):
+    """Runs backend calls for the tracker: ``send(fn, *args)`` returns a future of ``fn(*args)``."""
+
+    def send(self, fn: Callable[..., Any], *args: Any) -> Future: ...
+
+
+class InlineCourier:
+    """Runs every call at once, on the caller's thread (tests; scripts that may block)."""
+
+    def send(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the step that reads the future, as a thread would
+            future.set_exception(exc)
+        return future
+
+
+class ThreadCourier:
+    """Runs calls on worker threads, so that the thread that sends them (Blender's main thread) never waits."""
+
+    def __init__(self, workers: int = 4):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meshsmith-http")
+
+    def send(self, fn: Callable[..., Any], *args: Any) -> Future:
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        """Stop taking errands; calls already out finish on their own (their socket timeouts bound them)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Errand:
+    """A backend call out on the courier: what it is for, and since when."""
+
+    kind: str  # "poll", "download", "submit"
+    future: Future
+    started: float = field(default_factory=time.monotonic)
 
 
 class Phase(str, enum.Enum):
@@ -115,15 +170,21 @@ class TrackedJob:
     intermediate: bytes | None = field(default=None, repr=False)
     #: What the import could not use and how it carried on; added to the final message.
     warnings: list[str] = field(default_factory=list)
+    #: The backend id of every step submitted so far, in order (``remote_id`` is the last).
+    remote_ids: list[str] = field(default_factory=list)
+    #: The backend call out for this job, if any; and a cancel call, which may run beside it.
+    errand: Errand | None = field(default=None, repr=False)
+    cancel_errand: Errand | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.remote_id = self.remote_id or self.id
+        if self.phase is not Phase.SUBMITTING:
+            self.remote_id = self.remote_id or self.id
+            self.remote_ids = self.remote_ids or [self.remote_id]
+        steps = self.step + 1 + len(self.next_steps)
         if not self.weights:
-            self.weights = (1.0,) * (1 + len(self.next_steps))
-        if len(self.weights) != 1 + len(self.next_steps) or min(self.weights) <= 0:
-            raise ValueError(
-                f"weights must hold one positive share per step ({1 + len(self.next_steps)}), got {self.weights}"
-            )
+            self.weights = (1.0,) * steps
+        if len(self.weights) != steps or min(self.weights) <= 0:
+            raise ValueError(f"weights must hold one positive share per step ({steps}), got {self.weights}")
 
     @property
     def is_final(self) -> bool:
@@ -149,11 +210,24 @@ class TrackedJob:
 class JobTracker:
     """Every job the add-on submitted in this session, oldest first."""
 
-    def __init__(self, *, max_poll_failures: int = MAX_POLL_FAILURES):
+    def __init__(self, *, max_poll_failures: int = MAX_POLL_FAILURES, courier: Courier | None = None):
         if max_poll_failures < 1:
             raise ValueError(f"max_poll_failures must be at least 1, got {max_poll_failures}")
         self.max_poll_failures = max_poll_failures
+        self.courier: Courier = courier or InlineCourier()
         self._jobs: dict[str, TrackedJob] = {}
+
+    def upload(self, client: JobClient, mesh: bytes, steps: list[ChainStep], **fields: Any) -> TrackedJob:
+        """Track a new job whose first step is still to be sent: the upload is its first errand.
+
+        ``fields`` are :class:`TrackedJob` fields (names, ``weights``, ``extra``). The job gets a
+        local id at once; its backend id arrives with the upload.
+        """
+        if not steps:
+            raise ValueError("steps must hold at least one step")
+        job = TrackedJob(id=uuid.uuid4().hex, client=client, pipeline=steps[0].pipeline, phase=Phase.SUBMITTING,
+                         stage="uploading", step=-1, next_steps=list(steps), intermediate=mesh, **fields)
+        return self.add(job)
 
     def add(self, job: TrackedJob) -> TrackedJob:
         self._jobs[job.id] = job
@@ -194,71 +268,112 @@ class JobTracker:
         job.cancel_requested = True
         if job.phase in (Phase.DOWNLOADING, Phase.SUBMITTING):
             # No backend job is running: nothing to stop, and nothing will be imported or sent on.
+            if job.errand is not None and job.errand.kind == "submit":
+                # An upload still out would start a backend job nobody polls: stop it when it lands.
+                job.errand.future.add_done_callback(lambda f, client=job.client: _cancel_started(client, f))
+            job.errand = None
             job.intermediate = None
             job._cancelled()
             return job
-        try:
-            remote = job.client.cancel(job.remote_id)
-        except BackendUnavailable:
-            # Nothing is left to stop, and nothing will be imported.
-            job._cancelled("Cancelled (the backend is not reachable).")
-            return job
-        except BackendError as exc:
-            if exc.code == "not_found":
-                job._cancelled("Cancelled (the backend no longer knows this job).")
-                return job
-            raise
-        self._apply_remote(job, remote)
+        if job.cancel_errand is None:
+            job.cancel_errand = Errand("cancel", self.courier.send(job.client.cancel, job.remote_id))
+        self._finish_cancel(job)
         if not job.is_final:
             job.stage = "cancelling"
         return job
 
+    def _finish_cancel(self, job: TrackedJob) -> None:
+        """Read the cancel call's answer once it is back (a later poll sees the job end otherwise)."""
+        errand = job.cancel_errand
+        if errand is None or not errand.future.done():
+            return
+        job.cancel_errand = None
+        try:
+            remote = errand.future.result()
+        except BackendUnavailable:
+            # Nothing is left to stop, and nothing will be imported.
+            job._cancelled("Cancelled (the backend is not reachable).")
+            return
+        except BackendError as exc:
+            if exc.code == "not_found":
+                job._cancelled("Cancelled (the backend no longer knows this job).")
+            elif exc.code != "timeout":
+                log.warning("job %s: cancel: %s", job.id, exc.message)
+            return
+        if not job.is_final:
+            self._apply_remote(job, remote)
+
     # -- steps -----------------------------------------------------------------------------
 
     def _step(self, job: TrackedJob, on_result: ResultHandler) -> None:
-        if job.phase in (Phase.SUBMITTED, Phase.POLLING):
-            remote = self._ask(job, job.client.job)
-            if remote is None:
-                return
-            job.poll_failures = 0
-            self._apply_remote(job, remote)
-        if job.phase is Phase.DOWNLOADING:
-            data = self._ask(job, job.client.result)
-            if data is None:
-                return
-            if not job.next_steps:
-                self._import(job, data, on_result)
-                return
-            job.intermediate, job.phase = data, Phase.SUBMITTING
-            job.stage = f"sending the {job.pipeline} result to {job.next_steps[0].pipeline}"
-        if job.phase is Phase.SUBMITTING:
-            self._submit_next(job)
+        """Collect the job's errand if it is back and send the next one; never wait for one.
 
-    def _submit_next(self, job: TrackedJob) -> None:
-        step = job.next_steps[0]
+        A poll that finds the job done goes on, in the same step, to download the result (and
+        to send it to the chain's next step) as far as the courier answers at once.
+        """
+        self._finish_cancel(job)
+        while not job.is_final:
+            if job.errand is None:
+                job.errand = self._send(job)
+            if not job.errand.future.done():
+                self._show_waiting(job)
+                return
+            errand, job.errand = job.errand, None
+            if not self._finish(job, errand, on_result) or job.phase in (Phase.SUBMITTED, Phase.POLLING):
+                return
+
+    def _send(self, job: TrackedJob) -> Errand:
+        send = self.courier.send
+        if job.phase is Phase.DOWNLOADING:
+            return Errand("download", send(job.client.result, job.remote_id))
+        if job.phase is Phase.SUBMITTING:
+            step = job.next_steps[0]
+            return Errand("submit", send(_submit, job.client, step, job.intermediate or b""))
+        return Errand("poll", send(job.client.job, job.remote_id))
+
+    def _show_waiting(self, job: TrackedJob) -> None:
+        seconds = time.monotonic() - job.errand.started
+        if seconds >= SLOW_ERRAND and job.errand.kind == "poll":
+            job.stage = f"waiting for the backend ({seconds:.0f} s; it is busy)"
+
+    def _finish(self, job: TrackedJob, errand: Errand, on_result: ResultHandler) -> bool:
+        """Act on a returned errand; False when it brought no answer (the step ends there)."""
         try:
-            remote = job.client.submit(step.pipeline, step.params, job.intermediate or b"", files=step.files)
+            value = errand.future.result()
         except BackendUnavailable as exc:
             self._unreachable(job, exc)
-            return
+            return False
         except BackendError as exc:
-            job._fail(f"The {step.pipeline} step could not start: {exc.message}")
-            return
-        job.next_steps.pop(0)
+            if exc.code == "timeout":
+                # Busy, not gone: the backend holds the job on disk; ask again.
+                log.info("job %s: %s", job.id, exc.message)
+                job.stage = "waiting for the backend (it is busy)"
+                return False
+            if errand.kind == "submit":
+                job._fail(f"The {job.next_steps[0].pipeline} step could not start: {exc.message}")
+            else:
+                job._fail(exc.message)
+            return False
+        job.poll_failures = 0
+        if errand.kind == "poll":
+            self._apply_remote(job, value)
+        elif errand.kind == "download":
+            if not job.next_steps:
+                self._import(job, value, on_result)
+            else:
+                job.intermediate, job.phase = value, Phase.SUBMITTING
+                job.stage = f"sending the {job.pipeline} result to {job.next_steps[0].pipeline}"
+        else:
+            self._submitted(job, value)
+        return True
+
+    def _submitted(self, job: TrackedJob, remote: Job) -> None:
+        step = job.next_steps.pop(0)
         job.intermediate = None
         job.step += 1
         job.pipeline, job.remote_id, job.phase, job.poll_failures = step.pipeline, remote.id, Phase.POLLING, 0
+        job.remote_ids.append(remote.id)
         self._apply_remote(job, remote)
-
-    def _ask(self, job: TrackedJob, call: Callable[[str], Any]) -> Any:
-        """``call(job.remote_id)``; on a backend error the job is updated and None returned."""
-        try:
-            return call(job.remote_id)
-        except BackendUnavailable as exc:
-            self._unreachable(job, exc)
-        except BackendError as exc:
-            job._fail(exc.message)
-        return None
 
     def _apply_remote(self, job: TrackedJob, remote: Job) -> None:
         job.show_remote(remote.progress, remote.stage or remote.state)
@@ -281,6 +396,7 @@ class JobTracker:
             job._fail(f"The {job.pipeline} step failed: {message}" if job.step_count > 1 else message)
 
     def _unreachable(self, job: TrackedJob, exc: BackendUnavailable) -> None:
+        """Count a refused connection; enough of them in a row and the backend is gone."""
         job.poll_failures += 1
         log.info("job %s: backend unreachable (%d/%d): %s", job.id, job.poll_failures, self.max_poll_failures, exc)
         if job.poll_failures >= self.max_poll_failures:
@@ -300,3 +416,18 @@ class JobTracker:
         job.phase, job.progress, job.stage = Phase.IMPORTED, 1.0, "imported"
         job.imported_name = name
         job.message = f"Imported {name}." + "".join(f" Note: {w}." for w in job.warnings)
+
+
+def _submit(client: JobClient, step: ChainStep, mesh: bytes) -> Job:
+    return client.submit(step.pipeline, step.params, mesh, files=step.files)
+
+
+def _cancel_started(client: JobClient, upload: Future) -> None:
+    """Cancel the backend job an upload started (runs where the upload's future completes)."""
+    if upload.cancelled() or upload.exception() is not None:
+        return
+    remote_id = upload.result().id
+    try:
+        client.cancel(remote_id)
+    except (BackendError, BackendUnavailable) as exc:
+        log.info("cancelling backend job %s: %s", remote_id, exc)

@@ -51,6 +51,10 @@ class MESHSMITH_OT_generate(bpy.types.Operator):
         job = runtime.get_job(self._job_id)
         if job is None or job.is_final:
             self._end(context)
+            if job is not None and job.phase.value == "failed":
+                # The upload and the backend's answers arrive off the main thread: a refusal
+                # (bad parameters, a wrong token, a failed pipeline) is reported here, once.
+                self.report({"ERROR"}, job.message)
             return {"FINISHED", "PASS_THROUGH"}
         if event.type == "ESC" and event.value == "PRESS":
             self._end(context)

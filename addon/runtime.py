@@ -28,7 +28,7 @@ from .backend_process import BackendProcess, resolve_python, start_backend as sp
 from .client import Client
 from .connection import resolve_connection
 from .errors import START_HINT, BackendError, BackendStartError, BackendUnavailable, MeshsmithError
-from .jobs import ChainStep, JobTracker, TrackedJob
+from .jobs import ChainStep, JobTracker, ThreadCourier, TrackedJob
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class _Session:
     """State that lives as long as the add-on is enabled in this Blender process."""
 
     def __init__(self) -> None:
-        self.tracker = JobTracker()
+        self.tracker = JobTracker(courier=ThreadCourier())
         #: The backend process this add-on started; the only one it will ever stop.
         self.process: BackendProcess | None = None
         self.status = BackendStatus()
@@ -231,8 +231,8 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     if "views" in needs:
         uploads["views"] = ("views.zip", views.pack_views(bpy.path.abspath(settings.views_dir)))
     try:
+        # The state file, not a request: a busy backend must not hold the click up.
         client = make_client()
-        client.health()  # fail (or start the backend) before spending time on the export
     except BackendUnavailable:
         if not _pref("start_on_generate", False):
             raise
@@ -249,21 +249,17 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
             except ValueError:
                 raise MeshsmithError(f"{obj.name!r} is scaled to zero along an axis; give it a size to bake onto.") from None
         uploads["source"] = ("source.glb", scene_io.export_textured_glb(source, depsgraph, transform=transform))
-    first = steps[0]
-    remote = client.submit(first.pipeline, first.params, data, filename="mesh.glb", files={k: uploads[k] for k in first.files})
-    job = TrackedJob(
-        id=remote.id,
-        client=client,
-        pipeline=first.pipeline,
+    # The upload is the job's first errand, on the courier's thread.
+    job = _session.tracker.upload(
+        client,
+        data,
+        [ChainStep(s.pipeline, s.params, {k: uploads[k] for k in s.files}) for s in steps],
         source_name=obj.name,
         scene_name=scene.name,
         result_name=obj.name + mode.suffix,
-        next_steps=[ChainStep(s.pipeline, s.params, {k: uploads[k] for k in s.files}) for s in steps[1:]],
         weights=tuple(s.weight for s in steps),
         extra={"matrix_world": [list(row) for row in obj.matrix_world], **_shading(settings)},
     )
-    job.show_remote(remote.progress, remote.stage or remote.state)
-    _session.tracker.add(job)
     settings.job_id = job.id
     _show(job)
     ensure_timer()
@@ -452,5 +448,7 @@ def unregister() -> None:
         for window in _windows():
             if window.workspace is not None:
                 window.workspace.status_text_set(None)
-    _session.tracker.clear()
+    # Calls still out finish on their own threads, bounded by their socket timeouts.
+    _session.tracker.courier.shutdown()
+    _session.tracker = JobTracker(courier=ThreadCourier())
     _session.status_bar_set = False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from addon.errors import BackendError, BackendUnavailable
@@ -331,3 +334,89 @@ def test_import_warnings_reach_the_final_message():
     run(tracker, importer)
     assert job.phase is Phase.IMPORTED
     assert job.message == "Imported Cube_artist. Note: mesh 0: polygon 3 is marked a quad but ...; imported as triangles."
+
+
+# -- off the main thread: the courier ------------------------------------------------------------
+
+
+class GatedBackend:
+    """A backend whose calls wait at a gate until the test opens it, as a busy backend would.
+
+    ``job()`` answers ``timeout`` (the client's error for a backend that did not answer in time)
+    while ``busy`` is set, then ``done``.
+    """
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.busy = True
+        self.submitted: list[str] = []
+        self.cancelled: list[str] = []
+
+    def submit(self, pipeline, params, mesh, *, filename="mesh.glb", files=None) -> Job:
+        assert self.gate.wait(10), "the test never opened the gate"
+        self.submitted.append(pipeline)
+        return remote("queued")
+
+    def job(self, job_id: str) -> Job:
+        assert self.gate.wait(10), "the test never opened the gate"
+        if self.busy:
+            raise BackendError("timeout", "The backend did not answer GET /v1/jobs/j1 within 10 s; it may be overloaded.")
+        return remote("done", 1.0, "done")
+
+    def result(self, job_id: str, name: str | None = None) -> bytes:
+        return b"GLB"
+
+    def cancel(self, job_id: str) -> Job:
+        self.cancelled.append(job_id)
+        return remote("cancelled")
+
+
+def settle(job: TrackedJob) -> None:
+    """Wait until the job's errand is back (the courier's thread has answered)."""
+    if job.errand is not None:
+        job.errand.future.exception(timeout=10)
+
+
+def test_the_upload_and_polls_never_hold_the_caller_and_a_busy_backend_is_not_a_failure():
+    from addon.jobs import ChainStep, ThreadCourier
+
+    backend = GatedBackend()
+    tracker = JobTracker(courier=ThreadCourier())
+    job = tracker.upload(backend, b"MESH", [ChainStep("watertight", {})], result_name="Cube_watertight")
+    importer = Importer()
+    # The gate is shut: were the upload on this thread, this call would not return.
+    tracker.poll_once(importer)
+    assert job.phase is Phase.SUBMITTING and job.remote_ids == [] and backend.submitted == []
+    backend.gate.set()
+    settle(job)
+    tracker.poll_once(importer)                       # the upload came back; a poll goes out
+    assert job.remote_ids == ["j1"] and job.phase is Phase.POLLING
+    for _ in range(3):                                 # three polls time out: busy, not gone
+        settle(job)
+        tracker.poll_once(importer)
+        assert job.phase is Phase.POLLING and not job.is_final
+    assert "waiting for the backend" in job.stage
+    backend.busy = False
+    while not job.is_final:
+        settle(job)
+        tracker.poll_once(importer)
+    assert job.phase is Phase.IMPORTED and importer.calls == [(job.id, b"GLB")]
+
+
+def test_cancel_during_the_upload_cancels_the_job_the_upload_starts():
+    from addon.jobs import ChainStep, ThreadCourier
+
+    backend = GatedBackend()
+    tracker = JobTracker(courier=ThreadCourier())
+    job = tracker.upload(backend, b"MESH", [ChainStep("watertight", {})], result_name="Cube_watertight")
+    tracker.poll_once(Importer())
+    upload = job.errand.future
+    tracker.cancel(job.id)
+    assert job.phase is Phase.CANCELLED                # at once, while the upload is still out
+    backend.gate.set()
+    upload.result(timeout=10)
+    for _ in range(100):                               # the callback runs on the courier's thread
+        if backend.cancelled:
+            break
+        time.sleep(0.01)
+    assert backend.cancelled == ["j1"] and tracker.poll_once(Importer()) == []
