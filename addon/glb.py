@@ -194,6 +194,50 @@ def _pad(data: bytes, fill: bytes) -> bytes:
     return data + fill * (-len(data) % 4)
 
 
+def quads_and_triangles(loop_totals: Sequence[int], loop_vertices: Sequence[int], triangles: Sequence[int],
+                        triangle_polygons: Sequence[int]) -> tuple[array, array]:
+    """Triangles laid out for ``MESHSMITH_polygons``: quads kept, every other polygon as Blender triangulates it.
+
+    Parameters
+    ----------
+    loop_totals : int sequence, one per polygon
+        Corners per polygon (Blender's ``MeshPolygon.loop_total``), polygons in order.
+    loop_vertices : int sequence, one per corner
+        The vertex of every corner, polygon after polygon (``MeshLoop.vertex_index``).
+    triangles, triangle_polygons : int sequences, 3 per triangle and 1 per triangle
+        Blender's loop triangles (vertex indices) and the polygon each belongs to.
+
+    Returns
+    -------
+    indices : array(U32)
+        A quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)``; a triangle as itself; an n-gon
+        as Blender's own triangles of it (concave ones included), each its own face.
+    face_sizes : array('B')
+        3 or 4 per face of ``indices``.
+    """
+    by_polygon: dict[int, list[int]] = {}
+    for t, polygon in enumerate(triangle_polygons):
+        if loop_totals[polygon] > 4:
+            by_polygon.setdefault(polygon, []).extend(triangles[3 * t : 3 * t + 3])
+    indices = array(U32)
+    sizes = array("B")
+    corner = 0
+    for polygon, total in enumerate(loop_totals):
+        if total == 4:
+            a, b, c, d = loop_vertices[corner : corner + 4]
+            indices.extend((a, b, c, a, c, d))
+            sizes.append(4)
+        elif total == 3:
+            indices.extend(tuple(loop_vertices[corner : corner + 3]))
+            sizes.append(3)
+        else:
+            fan = by_polygon.get(polygon, [])
+            indices.extend(fan)
+            sizes.extend(array("B", b"\x03" * (len(fan) // 3)))
+        corner += total
+    return indices, sizes
+
+
 def write_glb(
     positions: Sequence[float],
     indices: Sequence[int],
@@ -203,6 +247,7 @@ def write_glb(
     uvs: Sequence[float] | None = None,
     colors: Sequence[float] | None = None,
     base_color: bytes | None = None,
+    face_sizes: Sequence[int] | None = None,
 ) -> bytes:
     """Encode one triangle mesh, given in Blender axes, as GLB bytes (glTF axes inside).
 
@@ -222,6 +267,9 @@ def write_glb(
         Per-vertex linear RGBA; written as ``COLOR_0``.
     base_color : bytes, optional
         A PNG image: the base colour texture of the mesh's material (needs ``uvs``).
+    face_sizes : int sequence of 3 and 4, optional
+        Polygons, written as ``MESHSMITH_polygons``: ``indices`` lists each polygon's triangles
+        in order, a quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)`` (see :func:`quads_and_triangles`).
 
     Raises
     ------
@@ -245,6 +293,11 @@ def write_glb(
     for label, values, width in (("normals", normals, 3), ("uvs", uvs, 2), ("colors", colors, 4)):
         if values is not None and len(values) != width * vertex_count:
             raise ValueError(f"{label} must hold {width} values per vertex ({width * vertex_count}); got {len(values)}")
+    if face_sizes is not None:
+        if any(size not in (3, 4) for size in face_sizes):
+            raise ValueError("face_sizes may only hold 3 and 4")
+        if sum(size - 2 for size in face_sizes) != len(indices) // 3:
+            raise ValueError(f"face_sizes describe {sum(size - 2 for size in face_sizes)} triangles, indices hold {len(indices) // 3}")
     if base_color is not None:
         if uvs is None:
             raise ValueError("base_color needs uvs: a texture cannot be placed on a mesh without UVs")
@@ -306,6 +359,11 @@ def write_glb(
     )
     primitive: dict = {"attributes": attributes, "indices": index_accessor, "mode": _MODE_TRIANGLES}
     document: dict = {"asset": {"version": "2.0", "generator": "Meshsmith Blender add-on"}}
+    if face_sizes is not None and any(size == 4 for size in face_sizes):
+        sizes = add_view(bytes(array("B", face_sizes)), None)
+        accessors.append({"bufferView": sizes, "componentType": _UBYTE, "count": len(face_sizes), "type": "SCALAR"})
+        primitive["extensions"] = {POLYGONS_EXTENSION: {"faceSizes": len(accessors) - 1}}
+        document["extensionsUsed"] = [POLYGONS_EXTENSION]
     if base_color is not None:
         document["images"] = [{"bufferView": add_view(base_color, None), "mimeType": "image/png"}]
         document["samplers"] = [{"magFilter": 9729, "minFilter": 9987}]  # linear, mipmapped; repeat

@@ -166,8 +166,9 @@ class TrackedJob:
     next_steps: list[ChainStep] = field(default_factory=list)
     weights: tuple[float, ...] = ()
     step: int = 0
-    #: A finished step's result, kept until the next step is submitted.
-    intermediate: bytes | None = field(default=None, repr=False)
+    #: A finished step's result (or, before the first upload, a function making the mesh), kept
+    #: until the next step is submitted.
+    intermediate: bytes | Callable[[], bytes] | None = field(default=None, repr=False)
     #: What the import could not use and how it carried on; added to the final message.
     warnings: list[str] = field(default_factory=list)
     #: The backend id of every step submitted so far, in order (``remote_id`` is the last).
@@ -217,11 +218,14 @@ class JobTracker:
         self.courier: Courier = courier or InlineCourier()
         self._jobs: dict[str, TrackedJob] = {}
 
-    def upload(self, client: JobClient, mesh: bytes, steps: list[ChainStep], **fields: Any) -> TrackedJob:
+    def upload(self, client: JobClient, mesh: bytes | Callable[[], bytes], steps: list[ChainStep],
+               **fields: Any) -> TrackedJob:
         """Track a new job whose first step is still to be sent: the upload is its first errand.
 
-        ``fields`` are :class:`TrackedJob` fields (names, ``weights``, ``extra``). The job gets a
-        local id at once; its backend id arrives with the upload.
+        ``mesh`` is the GLB, or a function that makes it, called on the courier's thread with
+        the upload (encoding a large mesh is then off the caller's thread too). ``fields`` are
+        :class:`TrackedJob` fields (names, ``weights``, ``extra``). The job gets a local id at
+        once; its backend id arrives with the upload.
         """
         if not steps:
             raise ValueError("steps must hold at least one step")
@@ -354,6 +358,13 @@ class JobTracker:
             else:
                 job._fail(exc.message)
             return False
+        except MeshsmithError as exc:
+            job._fail(exc.message)
+            return False
+        except Exception as exc:  # noqa: BLE001 - an errand's bug must end its job with a message, not the timer
+            log.exception("job %s: %s errand failed", job.id, errand.kind)
+            job._fail(f"The {errand.kind} failed: {exc}")
+            return False
         job.poll_failures = 0
         if errand.kind == "poll":
             self._apply_remote(job, value)
@@ -418,8 +429,8 @@ class JobTracker:
         job.message = f"Imported {name}." + "".join(f" Note: {w}." for w in job.warnings)
 
 
-def _submit(client: JobClient, step: ChainStep, mesh: bytes) -> Job:
-    return client.submit(step.pipeline, step.params, mesh, files=step.files)
+def _submit(client: JobClient, step: ChainStep, mesh: bytes | Callable[[], bytes]) -> Job:
+    return client.submit(step.pipeline, step.params, mesh() if callable(mesh) else mesh, files=step.files)
 
 
 def _cancel_started(client: JobClient, upload: Future) -> None:

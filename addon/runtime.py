@@ -239,7 +239,10 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
         start_backend()
         client = make_client()
     depsgraph = context.evaluated_depsgraph_get()
-    data = scene_io.export_object_glb(obj, depsgraph)
+    # Reading the mesh is quick C copies on this thread; encoding it runs with the upload.
+    evaluated = scene_io.read_evaluated(obj, depsgraph)
+    if not evaluated.triangles:
+        raise MeshsmithError(f"{obj.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
     if "source" in needs:
         # The source goes into the target's object space: the result is placed with the target's matrix.
         transform = None
@@ -252,7 +255,7 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     # The upload is the job's first errand, on the courier's thread.
     job = _session.tracker.upload(
         client,
-        data,
+        evaluated.glb,
         [ChainStep(s.pipeline, s.params, {k: uploads[k] for k in s.files}) for s in steps],
         source_name=obj.name,
         scene_name=scene.name,

@@ -25,14 +25,39 @@ UV_NAME = "UVMap"
 _DATA_COLORSPACES = frozenset({"Non-Color", "Raw"})
 
 
-def evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> tuple[array, array]:
-    """The object's mesh with modifiers applied, in local coordinates, as loop triangles.
+@dataclass
+class EvaluatedMesh:
+    """An object's mesh with modifiers applied, read out of Blender as flat arrays (object space).
 
-    Returns
-    -------
-    positions : array('f'), length 3 n (Blender axes, object space)
-    indices : array(glb.U32), length 3 m
+    Reading is quick C copies (``foreach_get``) and must happen on Blender's main thread;
+    :meth:`glb` encodes it and may run on any thread.
     """
+
+    name: str
+    positions: array            # 3 per vertex, Blender axes
+    loop_totals: array          # corners per polygon
+    loop_vertices: array        # vertex per corner
+    triangles: array            # Blender's loop triangles, 3 vertices each
+    triangle_polygons: array    # polygon of each loop triangle
+
+    @property
+    def polygon_count(self) -> int:
+        return len(self.loop_totals)
+
+    def glb(self) -> bytes:
+        """GLB bytes: quads as quads (``MESHSMITH_polygons``), other polygons as Blender's triangles."""
+        if not self.triangles:
+            raise MeshsmithError(f"{self.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
+        indices, sizes = glb.quads_and_triangles(self.loop_totals, self.loop_vertices, self.triangles,
+                                                 self.triangle_polygons)
+        try:
+            return glb.write_glb(self.positions, indices, name=self.name, face_sizes=sizes)
+        except ValueError as exc:
+            raise MeshsmithError(f"{self.name!r} cannot be exported: {exc}.") from exc
+
+
+def read_evaluated(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> EvaluatedMesh:
+    """The object's evaluated mesh as arrays (main thread; see :class:`EvaluatedMesh`)."""
     if obj.mode == "EDIT":
         # The evaluated mesh only sees edit-mode changes once they are written back.
         obj.update_from_editmode()
@@ -40,27 +65,30 @@ def evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -
     mesh = evaluated.to_mesh()
     try:
         mesh.calc_loop_triangles()
-        positions = array("f", bytes(4 * 3 * len(mesh.vertices)))
-        mesh.vertices.foreach_get("co", positions)
-        indices = array(glb.U32, bytes(4 * 3 * len(mesh.loop_triangles)))
-        mesh.loop_triangles.foreach_get("vertices", indices)
+
+        def read(collection, attribute: str, width: int, typecode: str) -> array:
+            out = array(typecode, bytes(array(typecode).itemsize * width * len(collection)))
+            collection.foreach_get(attribute, out)
+            return out
+
+        return EvaluatedMesh(
+            name=obj.name,
+            positions=read(mesh.vertices, "co", 3, "f"),
+            loop_totals=read(mesh.polygons, "loop_total", 1, "i"),
+            loop_vertices=read(mesh.loops, "vertex_index", 1, glb.U32),
+            triangles=read(mesh.loop_triangles, "vertices", 3, glb.U32),
+            triangle_polygons=read(mesh.loop_triangles, "polygon_index", 1, "i"),
+        )
     finally:
         evaluated.to_mesh_clear()
-    return positions, indices
 
 
 def export_object_glb(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> bytes:
     """The object's evaluated mesh as GLB bytes (object space; the world matrix stays in Blender).
 
-    Raises :class:`MeshsmithError` when the object has no faces.
+    Quads travel as quads. Raises :class:`MeshsmithError` when the object has no faces.
     """
-    positions, indices = evaluated_triangles(obj, depsgraph)
-    if not indices:
-        raise MeshsmithError(f"{obj.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
-    try:
-        return glb.write_glb(positions, indices, name=obj.name)
-    except ValueError as exc:
-        raise MeshsmithError(f"{obj.name!r} cannot be exported: {exc}.") from exc
+    return read_evaluated(obj, depsgraph).glb()
 
 
 # -- colour sources --------------------------------------------------------------------------

@@ -310,13 +310,16 @@ def cube_object(name: str) -> bpy.types.Object:
     return link_new_object(name, mesh)
 
 
-def test_export_errors_become_one_report(runtime, backend):
+def test_export_errors_end_the_job_with_a_sentence(runtime, backend):
+    # The mesh is encoded with the upload, off the main thread: the job fails, nothing is sent.
     obj = cube_object("NaNCube")
     obj.data.vertices.foreach_set("co", [math.nan] * 3 * len(obj.data.vertices))
-    with pytest.raises(RuntimeError) as reported:
-        bpy.ops.meshsmith.generate()
-    assert str(reported.value).startswith("Error: 'NaNCube' cannot be exported: positions contain NaN")
-    assert "Traceback" not in str(reported.value)
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(bpy.context.scene.meshsmith.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "failed" and job.remote_ids == []
+    assert job.message.startswith("'NaNCube' cannot be exported: positions contain NaN")
+    assert "Traceback" not in job.message
 
 
 def test_backend_error_answers_end_the_job_with_the_backends_sentence(runtime, backend, monkeypatch, tmp_path):

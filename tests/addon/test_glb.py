@@ -461,3 +461,25 @@ def test_trimesh_reads_our_uvs_colours_and_texture():
     colours = glb.write_glb(CUBE_POSITIONS, CUBE_TRIANGLES, colors=[0.0, 0.5, 1.0, 1.0] * 8)
     loaded = trimesh.load(io.BytesIO(colours), file_type="glb", force="mesh", process=False)
     assert loaded.visual.vertex_colors[0].tolist() == [0, 128, 255, 255]
+
+
+def test_quads_and_triangles_keeps_quads_and_takes_blenders_triangles_for_ngons():
+    # A quad, a triangle and a concave pentagon (Blender's triangles of it given, not a fan).
+    loop_totals = [4, 3, 5]
+    loop_vertices = [0, 1, 2, 3, 1, 4, 2, 5, 6, 7, 8, 9]
+    triangles = [0, 1, 3, 1, 2, 3, 1, 4, 2, 5, 6, 9, 6, 7, 9, 7, 8, 9]   # the quad split b-d, as Blender may
+    triangle_polygons = [0, 0, 1, 2, 2, 2]
+    indices, sizes = glb.quads_and_triangles(loop_totals, loop_vertices, triangles, triangle_polygons)
+    assert list(sizes) == [4, 3, 3, 3, 3]
+    assert list(indices) == [0, 1, 2, 0, 2, 3, 1, 4, 2, 5, 6, 9, 6, 7, 9, 7, 8, 9]
+
+
+def test_written_quads_come_back_as_quads():
+    # Regression (field test, issue 14): the add-on uploaded quads as triangles, so Texture
+    # returned a quad mesh as twice as many triangles.
+    indices, sizes = glb.quads_and_triangles([4] * 6, [i for quad in QUAD_CUBE for i in quad],
+                                             CUBE_TRIANGLES, [i // 2 for i in range(12)])
+    mesh = glb.read_glb(glb.write_glb(CUBE_POSITIONS, indices, face_sizes=sizes))
+    assert polygon_lists(mesh) == QUAD_CUBE and mesh.warnings == []
+    with pytest.raises(ValueError, match="face_sizes describe"):
+        glb.write_glb(CUBE_POSITIONS, indices, face_sizes=sizes[:5])

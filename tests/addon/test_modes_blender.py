@@ -220,6 +220,32 @@ def test_texture_mode_bakes_the_other_objects_colour(settings, runtime, offered)
     assert_red_above_blue_below(result, centre_z=1.0, band=0.3)
 
 
+def test_texture_mode_keeps_the_targets_quads(settings, runtime, offered):
+    # Regression (field test, issue 14): a 1,963-face quad mesh came back as 3,780 triangles.
+    need(offered, "texture")
+    bm = bmesh.new()
+    bmesh.ops.create_cube(bm, size=1.6)
+    bmesh.ops.subdivide_edges(bm, edges=bm.edges[:], cuts=3, use_grid_fill=True)
+    mesh = bpy.data.meshes.new("QuadBox")
+    bm.to_mesh(mesh)
+    bm.free()
+    target = link_new_object("QuadBox", mesh)
+    assert all(len(p.vertices) == 4 for p in mesh.polygons)
+    dense = icosphere("QuadBoxColour", 4, radius=1.2)
+    paint_top_red_bottom_blue(dense)
+    select(target, dense, active=target)
+    settings.mode, settings.texture_source, settings.texture_size, settings.normal_map = "TEXTURE", "OBJECT", "256", False
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(settings.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "imported", job.message
+    result = bpy.data.objects["QuadBox_textured"].data
+    quads_out = sum(len(p.vertices) == 4 for p in result.polygons)
+    # A UV seam along a quad's diagonal splits that quad in two; every other quad stays.
+    assert quads_out >= 0.9 * len(mesh.polygons)
+    assert len(result.polygons) == len(mesh.polygons) + (len(mesh.polygons) - quads_out)
+
+
 def write_ply_with_colours(obj: bpy.types.Object, path) -> None:
     """The object's mesh as an ASCII PLY (Z-up, like Blender), red vertices above z = 0, blue below."""
     vertices, polygons = obj.data.vertices, obj.data.polygons
