@@ -81,9 +81,12 @@ def default_log_path() -> Path:
     return Path(tempfile.gettempdir()) / f"meshsmith-backend-{os.getpid()}.log"
 
 
-def _tail(path: Path, lines: int = 8) -> str:
+def _tail(path: Path, lines: int = 8, start: int = 0) -> str:
+    """The last ``lines`` lines written to ``path`` after byte ``start``."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
@@ -125,6 +128,8 @@ class BackendProcess:
         self.environ = dict(os.environ if environ is None else environ)
         self._process: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
+        #: Where this start's output begins in the (shared, appended) log file.
+        self._log_start = 0
 
     @property
     def pid(self) -> int | None:
@@ -154,6 +159,7 @@ class BackendProcess:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (backend_dir, env.get("PYTHONPATH", "")) if p)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
+        self._log_start = self._log.tell()
         options: dict = {}
         if sys.platform == "win32":
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
@@ -190,7 +196,7 @@ class BackendProcess:
             if code is not None:
                 raise BackendStartError(
                     f"The backend exited with code {code} while starting. Its log ({self.log_path}) ends with:\n"
-                    + _tail(self.log_path)
+                    + _tail(self.log_path, start=self._log_start)
                 )
             try:
                 connection = resolve_connection(address_override, environ=self.environ)
@@ -202,7 +208,7 @@ class BackendProcess:
             if time.monotonic() > deadline:
                 raise BackendStartError(
                     f"The backend did not answer within {timeout:g} s. Its log ({self.log_path}) ends with:\n"
-                    + _tail(self.log_path)
+                    + _tail(self.log_path, start=self._log_start)
                 )
             time.sleep(0.2)
 

@@ -10,7 +10,7 @@ from .errors import MeshsmithError
 
 
 class MESHSMITH_OT_generate(bpy.types.Operator):
-    """Send the active mesh (modifiers applied) to the backend; the result arrives as a new object"""
+    """Send the active object (modifiers applied; curves, text and metaballs as their meshes) to the backend; the result arrives as a new object. Watertight, Artist and Artist + Texture also take every other selected object, one job each"""
 
     bl_idname = "meshsmith.generate"
     bl_label = "Generate"
@@ -23,17 +23,24 @@ class MESHSMITH_OT_generate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        obj = context.active_object
-        return obj is not None and obj.type == "MESH"
+        why = runtime.cannot_generate(context)
+        if why:
+            cls.poll_message_set(why)
+        return not why
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        jobs = []
         try:
-            job = runtime.generate(context)
+            for obj in runtime.generate_targets(context):
+                jobs.append(runtime.generate(context, obj))
         except MeshsmithError as exc:
             self.report({"ERROR"}, exc.message)
-            return {"CANCELLED"}
+            if not jobs:
+                return {"CANCELLED"}
+        job = jobs[-1]
         self._job_id = job.id
-        self.report({"INFO"}, f"Meshsmith: {job.result_name} is being generated (job {job.id[:8]}); press Esc to cancel.")
+        names = ", ".join(j.result_name for j in jobs)
+        self.report({"INFO"}, f"Meshsmith: {names} {'is' if len(jobs) == 1 else 'are'} being generated; press Esc to cancel.")
         return {"FINISHED"}
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:

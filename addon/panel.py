@@ -40,6 +40,7 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
             "ARTIST_TEXTURE": self._draw_preset,
         }[settings.mode]
         draw_mode(column, context, settings)
+        column.prop(settings, "hide_source")
         row = layout.row(align=True)
         row.scale_y = 1.4
         row.operator("meshsmith.generate", icon="MESH_ICOSPHERE")

@@ -98,6 +98,11 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
         description="Also bake the source's surface detail into a tangent-space normal map",
         default=True,
     )
+    hide_source: BoolProperty(
+        name="Hide Source",
+        description="Hide the object the result was made from when the result arrives (Undo shows it again)",
+        default=True,
+    )
     # The rest mirrors the add-on's job tracker for drawing; the poll function writes it.
     job_id: StringProperty(name="Job", description="Backend id of this scene's latest job", options=set())
     job_state: StringProperty(

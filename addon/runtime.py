@@ -170,6 +170,36 @@ def jobs() -> list[TrackedJob]:
     return _session.tracker.jobs()
 
 
+#: Object types Generate takes: meshes, and what Blender turns into one (as its own Convert does).
+GENERATE_TYPES = {"MESH": "mesh", "CURVE": "curve", "SURFACE": "surface", "FONT": "text", "META": "metaball"}
+
+
+def cannot_generate(context: bpy.types.Context) -> str:
+    """Why Generate cannot run now (the button's tooltip), or "" when it can."""
+    obj = context.active_object
+    if obj is None:
+        return "Select an object to generate from: a mesh, curve, surface, text or metaball."
+    if obj.type not in GENERATE_TYPES:
+        return (f"Meshsmith works on meshes, curves, surfaces, text and metaballs; the active object "
+                f"{obj.name!r} is a {obj.type.lower().replace('_', ' ')}.")
+    if any(job.scene_name == context.scene.name for job in _session.tracker.active()):
+        return "A Meshsmith job of this scene is running: wait for it, or Cancel it."
+    return ""
+
+
+def generate_targets(context: bpy.types.Context) -> list[bpy.types.Object]:
+    """The objects one click generates from: the active one, then (except in Texture mode, whose
+    other selected object is the colour source) every other selected object Generate takes."""
+    active = context.active_object
+    if active is None:
+        raise MeshsmithError("Select an object to generate from.")
+    if context.scene.meshsmith.mode == "TEXTURE":
+        return [active]
+    others = sorted((o for o in context.selected_objects if o != active and o.type in GENERATE_TYPES),
+                    key=lambda o: o.name)
+    return [active, *others]
+
+
 def colour_object(context: bpy.types.Context, obj: bpy.types.Object) -> bpy.types.Object | None:
     """The object whose colour the scene's mode bakes onto ``obj`` (None: the mode bakes none).
 
@@ -219,8 +249,8 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     the inputs are checked before anything is sent.
     """
     obj = obj or context.active_object
-    if obj is None or obj.type != "MESH":
-        raise MeshsmithError("Select a mesh object to generate from.")
+    if obj is None or obj.type not in GENERATE_TYPES:
+        raise MeshsmithError("Select a mesh (or a curve, surface, text or metaball) to generate from.")
     scene = context.scene
     settings = scene.meshsmith
     mode = modes.MODES[settings.mode]
@@ -328,6 +358,18 @@ def _import_result(job: TrackedJob, data: bytes) -> str:
         smooth=bool(job.extra.get("smooth", False)),
         sharp_angle=job.extra.get("sharp_angle"),
     )
+    # Blender's convention for a new object: selected and active; the source steps aside.
+    layer = bpy.context.view_layer
+    if scene == bpy.context.scene:
+        layer.update()  # the new object joins the view layer's objects here
+    if scene == bpy.context.scene and obj.name in layer.objects:
+        for other in layer.objects.values():
+            if other.select_get():
+                other.select_set(False)
+        obj.select_set(True)
+        layer.objects.active = obj
+        if source is not None and scene.meshsmith.hide_source and source.name in layer.objects:
+            source.hide_set(True)
     _push_undo()
     return obj.name
 
@@ -410,6 +452,14 @@ def _initial_status_check() -> None:
 
 @persistent
 def _on_load_post(*_args) -> None:
+    # The file the running jobs were started in is closed (File > New or Open): a scene of the
+    # same name in the new file is not theirs. Stop them; nothing will be imported.
+    for job in _session.tracker.active():
+        try:
+            _session.tracker.cancel(job.id)
+        except MeshsmithError as exc:
+            log.warning("job %s: %s", job.id, exc.message)
+        job._cancelled("Cancelled: the file it was started in was closed; nothing was imported.")
     # A loaded file may show a job from another session: mark it as such instead of "running".
     for scene in bpy.data.scenes:
         settings = scene.meshsmith
