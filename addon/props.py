@@ -47,7 +47,8 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
     )
     target_faces: IntProperty(
         name="Target Faces",
-        description="Reduce the result to about this many faces, keeping it closed; 0 keeps every face",
+        description="Reduce the result to about this many faces, keeping it closed. 0: automatic, twice the "
+        "source's faces and at least 10,000 (a large number keeps every face of the remesh)",
         default=0,
         min=0,
         soft_max=200_000,

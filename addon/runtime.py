@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -235,7 +236,8 @@ def colour_object(context: bpy.types.Context, obj: bpy.types.Object) -> bpy.type
 def _shading(settings) -> dict:
     """How the result is shaded, for :func:`scene_io.import_result` (a normal map forces smooth)."""
     if settings.mode == "WATERTIGHT":
-        return {"smooth": False, "sharp_angle": None}
+        # Smooth, with edges sharper than 30 degrees kept crisp (flat shading looks crinkly on a remesh).
+        return {"smooth": True, "sharp_angle": math.radians(30.0)}
     if settings.mode == "ARTIST" and settings.keep_sharp:
         return {"smooth": True, "sharp_angle": float(settings.sharp_angle)}
     return {"smooth": True, "sharp_angle": None}
@@ -254,7 +256,12 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     scene = context.scene
     settings = scene.meshsmith
     mode = modes.MODES[settings.mode]
-    steps = modes.plan(settings.mode, settings)
+    depsgraph = context.evaluated_depsgraph_get()
+    # Reading the mesh is quick C copies on this thread; encoding it runs with the upload.
+    evaluated = scene_io.read_evaluated(obj, depsgraph)
+    if not evaluated.triangles:
+        raise MeshsmithError(f"{obj.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
+    steps = modes.plan(settings.mode, settings, source_faces=evaluated.polygon_count)
     needs = {name for step in steps for name in step.files}
     source = colour_object(context, obj)
     uploads: dict[str, tuple[str, bytes]] = {}
@@ -268,11 +275,6 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
             raise
         start_backend()
         client = make_client()
-    depsgraph = context.evaluated_depsgraph_get()
-    # Reading the mesh is quick C copies on this thread; encoding it runs with the upload.
-    evaluated = scene_io.read_evaluated(obj, depsgraph)
-    if not evaluated.triangles:
-        raise MeshsmithError(f"{obj.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
     if "source" in needs:
         # The source goes into the target's object space: the result is placed with the target's matrix.
         transform = None

@@ -42,23 +42,27 @@ def main() -> int:
     os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", sys.executable)
 
     from build_extension import build, find_blender_ext
+    from quiet import blender_quiet
 
     zip_path = build(scratch / "dist", find_blender_ext())
     print(f"extension: {zip_path.name} built and accepted by Blender's validator")
 
     import bpy
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    with blender_quiet():
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
     # These modules exist once the extension is installed.
     import bl_ext.user_default.meshsmith.runtime as runtime
     import bl_ext.user_default.meshsmith.scene_io as scene_io
 
-    bpy.ops.meshsmith.start_backend()
+    with blender_quiet():
+        bpy.ops.meshsmith.start_backend()
     print(f"backend: {runtime.check_backend().text}")
 
     try:
-        bpy.ops.wm.obj_import(filepath=str(args.input))
+        with blender_quiet():
+            bpy.ops.wm.obj_import(filepath=str(args.input))
         source = bpy.context.selected_objects[0]
         source.location = (0.0, 0.0, 0.0)
         bpy.context.view_layer.objects.active = source
@@ -67,7 +71,8 @@ def main() -> int:
         scene = bpy.context.scene
         scene.meshsmith.resolution = args.resolution
         start = time.perf_counter()
-        bpy.ops.meshsmith.generate()  # the operator a click on Generate runs
+        with blender_quiet():
+            bpy.ops.meshsmith.generate()  # the operator a click on Generate runs
         last = ""
         deadline = time.monotonic() + 600
         while runtime.poll_jobs() is not None:  # the function Blender's timer calls
@@ -86,11 +91,13 @@ def main() -> int:
         result = bpy.data.objects[job.imported_name]
 
         report = check_closed(result)
-        bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"))
-        (out / "result.glb").write_bytes(scene_io.export_object_glb(result, bpy.context.evaluated_depsgraph_get()))
-        render_side_by_side(source, result, out / "demo.png", samples=args.samples)
+        with blender_quiet():
+            bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"))
+            (out / "result.glb").write_bytes(scene_io.export_object_glb(result, bpy.context.evaluated_depsgraph_get()))
+            render_side_by_side(source, result, out / "demo.png", samples=args.samples)
     finally:
-        bpy.ops.meshsmith.stop_backend()
+        with blender_quiet():
+            bpy.ops.meshsmith.stop_backend()
 
     import trimesh
 

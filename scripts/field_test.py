@@ -109,18 +109,21 @@ def main() -> int:
     os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", str(REPO / ".venv" / "bin" / "python"))
 
     from build_extension import build, find_blender_ext
+    from quiet import blender_quiet
 
     zip_path = build(scratch / "dist", find_blender_ext())
     import bpy
 
     print(f"Blender {bpy.app.version_string} (Python {platform.python_version()}), extension {zip_path.name}")
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    with blender_quiet():
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
     import bl_ext.user_default.meshsmith.runtime as runtime
     import bl_ext.user_default.meshsmith.scene_io as scene_io
 
     test = FieldTest(runtime, scene_io, args, scratch)
-    bpy.ops.meshsmith.start_backend()
+    with blender_quiet():
+        bpy.ops.meshsmith.start_backend()
     print(f"backend: {runtime.check_backend().text}\n")
     print(Row.header())
     rows: list[Row] = []
@@ -130,11 +133,13 @@ def main() -> int:
                 print(row.line(), flush=True)
                 rows.append(row)
     finally:
-        bpy.ops.meshsmith.stop_backend()
+        with blender_quiet():
+            bpy.ops.meshsmith.stop_backend()
     test.lay_out()
-    bpy.ops.wm.save_as_mainfile(filepath=str(out / "field.blend"))
-    if args.render:
-        test.render(out / "field.png")
+    with blender_quiet():
+        bpy.ops.wm.save_as_mainfile(filepath=str(out / "field.blend"))
+        if args.render:
+            test.render(out / "field.png")
     (out / "field.json").write_text(json.dumps({"blender": bpy.app.version_string, "rows": [asdict(r) for r in rows]},
                                                indent=1))
     failed = [r for r in rows if r.failed]
@@ -156,7 +161,10 @@ class FieldTest:
     def run_mesh(self, path: Path, modes: list[str]) -> list[Row]:
         import bpy
 
-        source = import_mesh(path)
+        from quiet import blender_quiet
+
+        with blender_quiet():
+            source = import_mesh(path)
         self.results[path.name] = {"source": source}
         has_colour = self.scene_io.colour_source(source) is not None
         rows = []
@@ -228,9 +236,12 @@ class FieldTest:
         import bpy
 
         runtime = self.runtime
-        start = time.perf_counter()
-        result = bpy.ops.meshsmith.generate()
-        stall = time.perf_counter() - start
+        from quiet import blender_quiet
+
+        with blender_quiet():               # the operator's INFO report
+            start = time.perf_counter()
+            result = bpy.ops.meshsmith.generate()
+            stall = time.perf_counter() - start
         if result != {"FINISHED"}:
             raise RuntimeError(f"Generate returned {result}: {bpy.context.scene.meshsmith.job_message or 'no message'}")
         job = runtime.get_job(bpy.context.scene.meshsmith.job_id)
@@ -241,9 +252,10 @@ class FieldTest:
             again = runtime.poll_jobs()
             stall = max(stall, time.perf_counter() - t)
             if cancel and not cancelled and job.phase.value == "polling" and job.progress > 0.0:
-                t = time.perf_counter()
-                bpy.ops.meshsmith.cancel()
-                stall = max(stall, time.perf_counter() - t)
+                with blender_quiet():
+                    t = time.perf_counter()
+                    bpy.ops.meshsmith.cancel()
+                    stall = max(stall, time.perf_counter() - t)
                 cancelled = True
             if again is None or job.is_final:
                 break

@@ -101,6 +101,9 @@ def test_the_result_is_selected_and_active_and_the_source_hidden(scene, runtime)
     result = bpy.data.objects["Shown_watertight"]
     assert bpy.context.view_layer.objects.active == result and result.select_get()
     assert not source.select_get() and source.hide_get()
+    # Shaded smooth, not flat (a remesh looks crinkly flat); the cube's own edges stay sharp.
+    assert all(p.use_smooth for p in result.data.polygons)
+    assert any(e.use_edge_sharp for e in result.data.edges)
 
     scene.meshsmith.hide_source = False
     kept = cube("Kept", location=(3.0, 0.0, 0.0))

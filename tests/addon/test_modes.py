@@ -26,6 +26,14 @@ def test_watertight_is_one_step_with_its_old_parameters():
     assert step == modes.Step("watertight", {"resolution": 128, "keep": "largest", "cavities": "fill", "target_faces": 600})
 
 
+def test_watertight_target_faces_zero_is_automatic_from_the_sources_faces():
+    # Regression (field test, issue 14): 0 kept every face of the remesh: 7-38x the source's.
+    assert modes.plan("WATERTIGHT", settings(), source_faces=1_000)[0].params["target_faces"] == modes.AUTO_MIN_FACES
+    assert modes.plan("WATERTIGHT", settings(), source_faces=60_000)[0].params["target_faces"] == 120_000
+    assert modes.plan("WATERTIGHT", settings(target_faces=600), source_faces=60_000)[0].params["target_faces"] == 600
+    assert modes.plan("WATERTIGHT", settings())[0].params["target_faces"] is None      # no count: the remesh as it is
+
+
 @pytest.mark.parametrize(("topology", "sent"), [("QUADS", "quads"), ("QUAD_DOMINANT", "quad_dominant"), ("TRIANGLES", "triangles")])
 def test_artist_sends_faces_topology_and_sharp_edges_in_degrees(topology, sent):
     (step,) = modes.plan("ARTIST", settings(artist_faces=5000, topology=topology, keep_sharp=False, sharp_angle=math.radians(45.0)))
