@@ -124,6 +124,10 @@ def _collapse_round(v: np.ndarray, f: np.ndarray, budget: int, cos_limit: float,
     opp2 = hk[twin]
 
     edge_key = u * n + w
+    # Refused edges compete for nothing, but they still join their ends: the one-rings of
+    # step 2 run over every edge. (Leaving them out let two collapses at both ends of a
+    # refused edge run in one round, which made an edge of four faces on CesiumMilkTruck.)
+    all_u, all_w = u, w
     candidate = ~np.isin(edge_key, refused, assume_unique=False)
     u, w, opp1, opp2, edge_key = u[candidate], w[candidate], opp1[candidate], opp2[candidate], edge_key[candidate]
     if len(u) == 0:
@@ -131,12 +135,12 @@ def _collapse_round(v: np.ndarray, f: np.ndarray, budget: int, cos_limit: float,
     length = np.linalg.norm(v[u] - v[w], axis=1)
     priority = np.empty(len(length), dtype=np.int64)               # distinct ranks, shortest first
     priority[np.argsort(length, kind="stable")] = np.arange(len(length))
-    m1 = np.full(n, np.iinfo(np.int64).max)
+    m1 = np.full(n, np.iinfo(np.int64).max)                        # best candidate at each vertex
     np.minimum.at(m1, u, priority)
     np.minimum.at(m1, w, priority)
-    m2 = m1.copy()
-    np.minimum.at(m2, u, m1[w])
-    np.minimum.at(m2, w, m1[u])
+    m2 = m1.copy()                                                  # ... in its closed one-ring
+    np.minimum.at(m2, all_u, m1[all_w])
+    np.minimum.at(m2, all_w, m1[all_u])
     chosen = np.flatnonzero(priority == np.minimum(m2[u], m2[w]))
 
     # Valence and link condition.
