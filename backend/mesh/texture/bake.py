@@ -215,6 +215,8 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         summary["quads_split_by_seams"] = unwrapped.quads_split
     if views is not None:
         summary["texels_unseen"] = int(unseen)
+        # The share of the surface's texels some view saw; the rest is filled across the surface.
+        summary["texels_seen_share"] = round(1.0 - unseen / max(len(texels.pixel), 1), 3)
         if normal_map and normal_u8 is None:
             summary["normal_map_skipped"] = "the views carry no normal maps (files.normal_world)"
     return BakeResult(result_mesh, summary, base_u8, normal_u8)

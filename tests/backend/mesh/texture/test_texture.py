@@ -476,6 +476,8 @@ def test_texels_no_view_sees_are_filled_from_their_surroundings(tmp_path):
     folder = synthesize_views(v, f, tmp_path / "views", n_views=6, elevations=(40.0,))   # all from above
     baked = bake_textures(Mesh(v, f), views=load_views(folder), texture_size=128, normal_map=False)
     assert baked.summary["texels_unseen"] > 0
+    seen = baked.summary["texels_seen_share"]
+    assert 0.3 < seen < 0.95                                           # the views from above see most of it
     result = load_colour_source(save_mesh(baked.mesh, tmp_path / "baked.glb"))
     face, bary, points = _random_surface_points(result.vertices, result.faces, 2000)
     c = result.colour_at(face, bary)[:, :3]
