@@ -230,6 +230,12 @@ class FieldTest:
             row.status = "not closed and manifold"
         if mode in ("texture-object", "texture-views", "artist-texture") and not row.texture:
             row.status = "no baked texture"
+        if mode in ("texture-object", "texture-views"):
+            # Texturing must not change the surface: what was closed and manifold stays so.
+            closed, manifold = closed_and_manifold(target)
+            if (closed and not row.closed) or (manifold and not row.manifold):
+                row.status = (f"the texture step broke the mesh: closed {closed} -> {row.closed}, "
+                              f"manifold {manifold} -> {row.manifold}")
 
     def generate(self, *, cancel: bool = False):
         """Click Generate and run the timer function until the job ends: (job, seconds, longest stall ms)."""
@@ -306,7 +312,8 @@ class FieldTest:
         cam = bpy.data.objects.new("field_camera", bpy.data.cameras.new("field_camera"))
         scene.collection.objects.link(cam)
         cam.data.type = "ORTHO"
-        cam.data.ortho_scale = 1.4 * max(columns, rows * 2.0)
+        # The ortho scale spans the image's wider side; the grid fills it with a small margin.
+        cam.data.ortho_scale = 1.4 * max(columns, rows) + 0.2
         centre = Vector((1.4 * (columns - 1) / 2, 0.0, -1.4 * (rows - 1) / 2))
         cam.location = centre + Vector((0.0, -20.0, 0.0))
         cam.rotation_euler = (1.5708, 0.0, 0.0)
