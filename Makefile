@@ -48,9 +48,9 @@ test-blender52:
 # Every Generate mode on every mesh of MESHES, through the installed add-on, in both Blender versions.
 MESHES ?= assets
 field-test: setup
-	$(VENV)/bin/python scripts/field_test.py $(MESHES) --out out/field-4.2
+	$(VENV)/bin/python scripts/field_test.py $(MESHES) --million --out out/field-4.2
 	MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python $(VENV52)/bin/python scripts/field_test.py $(MESHES) \
-		--out out/field-5.2
+		--million --out out/field-5.2
 
 clean:
 	rm -rf out dist .pytest_cache

@@ -259,7 +259,7 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     depsgraph = context.evaluated_depsgraph_get()
     # Reading the mesh is quick C copies on this thread; encoding it runs with the upload.
     evaluated = scene_io.read_evaluated(obj, depsgraph)
-    if not evaluated.triangles:
+    if evaluated.polygon_count == 0:
         raise MeshsmithError(f"{obj.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
     steps = modes.plan(settings.mode, settings, source_faces=evaluated.polygon_count)
     needs = {name for step in steps for name in step.files}

@@ -29,31 +29,56 @@ _DATA_COLORSPACES = frozenset({"Non-Color", "Raw"})
 class EvaluatedMesh:
     """An object's mesh with modifiers applied, read out of Blender as flat arrays (object space).
 
-    Reading is quick C copies (``foreach_get``) and must happen on Blender's main thread;
-    :meth:`glb` encodes it and may run on any thread.
+    Reading is C copies (``foreach_get``, through the attribute API where it exists: about 20x
+    faster than the per-element one on a million faces) and must happen on Blender's main
+    thread; :meth:`glb` encodes it and may run on any thread.
     """
 
     name: str
-    positions: array            # 3 per vertex, Blender axes
-    loop_totals: array          # corners per polygon
-    loop_vertices: array        # vertex per corner
-    triangles: array            # Blender's loop triangles, 3 vertices each
-    triangle_polygons: array    # polygon of each loop triangle
+    positions: array                # 3 per vertex, Blender axes
+    loop_vertices: array            # vertex per corner (U32)
+    #: Corners per polygon; None when every polygon is a triangle (not read then).
+    loop_totals: array | None
+    #: Blender's loop triangles and their polygons; read only when there are n-gons.
+    triangles: array
+    triangle_polygons: array
 
     @property
     def polygon_count(self) -> int:
-        return len(self.loop_totals)
+        return len(self.loop_vertices) // 3 if self.loop_totals is None else len(self.loop_totals)
 
     def glb(self) -> bytes:
         """GLB bytes: quads as quads (``MESHSMITH_polygons``), other polygons as Blender's triangles."""
-        if not self.triangles:
+        if self.polygon_count == 0:
             raise MeshsmithError(f"{self.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
-        indices, sizes = glb.quads_and_triangles(self.loop_totals, self.loop_vertices, self.triangles,
-                                                 self.triangle_polygons)
+        if self.loop_totals is None:
+            indices, sizes = self.loop_vertices, None
+        else:
+            indices, sizes = glb.quads_and_triangles(self.loop_totals, self.loop_vertices, self.triangles,
+                                                     self.triangle_polygons)
         try:
             return glb.write_glb(self.positions, indices, name=self.name, face_sizes=sizes)
         except ValueError as exc:
             raise MeshsmithError(f"{self.name!r} cannot be exported: {exc}.") from exc
+
+
+def _read(collection, attribute: str, width: int, typecode: str) -> array:
+    out = array(typecode, bytes(array(typecode).itemsize * width * len(collection)))
+    collection.foreach_get(attribute, out)
+    return out
+
+
+def _read_attribute(mesh: bpy.types.Mesh, name: str, value: str, width: int, typecode: str, count: int) -> array | None:
+    """A mesh attribute's values through the attribute API; None where this Blender lacks it."""
+    attribute = mesh.attributes.get(name)
+    if attribute is None or len(attribute.data) != count:
+        return None
+    out = array(typecode, bytes(array(typecode).itemsize * width * count))
+    try:
+        attribute.data.foreach_get(value, out)
+    except (TypeError, RuntimeError):
+        return None
+    return out
 
 
 def read_evaluated(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> EvaluatedMesh:
@@ -64,21 +89,21 @@ def read_evaluated(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Eva
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        mesh.calc_loop_triangles()
-
-        def read(collection, attribute: str, width: int, typecode: str) -> array:
-            out = array(typecode, bytes(array(typecode).itemsize * width * len(collection)))
-            collection.foreach_get(attribute, out)
-            return out
-
-        return EvaluatedMesh(
-            name=obj.name,
-            positions=read(mesh.vertices, "co", 3, "f"),
-            loop_totals=read(mesh.polygons, "loop_total", 1, "i"),
-            loop_vertices=read(mesh.loops, "vertex_index", 1, glb.U32),
-            triangles=read(mesh.loop_triangles, "vertices", 3, glb.U32),
-            triangle_polygons=read(mesh.loop_triangles, "polygon_index", 1, "i"),
-        )
+        n_vertices, n_loops, n_polygons = len(mesh.vertices), len(mesh.loops), len(mesh.polygons)
+        positions = _read_attribute(mesh, "position", "vector", 3, "f", n_vertices) or _read(mesh.vertices, "co", 3, "f")
+        corners = _read_attribute(mesh, ".corner_vert", "value", 1, "i", n_loops)
+        if corners is None:
+            loop_vertices = _read(mesh.loops, "vertex_index", 1, glb.U32)
+        else:
+            loop_vertices = array(glb.U32)
+            loop_vertices.frombytes(corners.tobytes())     # the same 32-bit values, unsigned
+        loop_totals = None if n_loops == 3 * n_polygons else _read(mesh.polygons, "loop_total", 1, "i")
+        triangles, triangle_polygons = array(glb.U32), array("i")
+        if loop_totals is not None and max(loop_totals, default=0) > 4:
+            mesh.calc_loop_triangles()
+            triangles = _read(mesh.loop_triangles, "vertices", 3, glb.U32)
+            triangle_polygons = _read(mesh.loop_triangles, "polygon_index", 1, "i")
+        return EvaluatedMesh(obj.name, positions, loop_vertices, loop_totals, triangles, triangle_polygons)
     finally:
         evaluated.to_mesh_clear()
 
