@@ -48,9 +48,11 @@ test-blender52:
 # Every Generate mode on every mesh of MESHES, through the installed add-on, in both Blender versions.
 MESHES ?= assets
 field-test: setup
-	$(VENV)/bin/python scripts/field_test.py $(MESHES) --million --out out/field-4.2
+	status=0; \
+	$(VENV)/bin/python scripts/field_test.py $(MESHES) --million --out out/field-4.2 || status=1; \
 	MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python $(VENV52)/bin/python scripts/field_test.py $(MESHES) \
-		--million --out out/field-5.2
+		--million --out out/field-5.2 || status=1; \
+	exit $$status
 
 clean:
 	rm -rf out dist .pytest_cache

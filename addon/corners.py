@@ -121,17 +121,21 @@ def split_by_corner(
     )
 
 
-def weld(positions: Sequence[float], corners: Sequence[int]) -> tuple[array, array]:
-    """Merge vertices whose positions are equal (exactly, no tolerance).
+def weld(positions: Sequence[float], corners: Sequence[int], ids: Sequence[int] | None = None) -> tuple[array, array]:
+    """Merge vertices whose ``ids`` are equal, or without ids, whose positions are equal (exactly).
 
-    Returns ``(positions, corners)``: the unique positions (array('f'), first occurrence
+    Ids (the result's ``vertexIds``) say which vertices are copies of one vertex split along a
+    seam; positions cannot tell such copies from distinct vertices that happen to coincide
+    (two parts touching), which welding by position would join into a non-manifold edge.
+
+    Returns ``(positions, corners)``: the kept positions (array('f'), first occurrence
     order) and ``corners`` re-indexed into them (array(U32)).
     """
-    first: dict[tuple[float, float, float], int] = {}
+    first: dict = {}
     remap = array(U32, bytes(4 * (len(positions) // 3)))
     kept = array(U32)
     for v in range(len(positions) // 3):
-        key = (positions[3 * v], positions[3 * v + 1], positions[3 * v + 2])
+        key = ids[v] if ids is not None else (positions[3 * v], positions[3 * v + 1], positions[3 * v + 2])
         index = first.get(key)
         if index is None:
             index = first[key] = len(kept)

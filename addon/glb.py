@@ -111,6 +111,9 @@ class TriangleMesh:
     warnings : list of str
         What the reader could not use and how it carried on (e.g. polygon sizes that do not
         fit the triangles: those triangles are imported as triangles).
+    vertex_ids : array(U32) of length n, or None
+        ``MESHSMITH_polygons`` ``vertexIds``: vertices that are copies of one vertex share an
+        id (see :func:`addon.corners.weld`). None when any primitive lacks them.
     """
 
     positions: array
@@ -121,6 +124,7 @@ class TriangleMesh:
     colors: array | None = None
     material: Material | None = None
     warnings: list[str] = field(default_factory=list)
+    vertex_ids: array | None = None
 
     @property
     def vertex_count(self) -> int:
@@ -615,6 +619,20 @@ def _polygon_sizes(document: dict, binary: bytes, primitive: dict, faces: array,
         return None, f"{exc}; imported as triangles"
 
 
+def _vertex_ids(document: dict, binary: bytes, primitive: dict, count: int) -> array | None:
+    """The primitive's ``MESHSMITH_polygons`` vertex ids, one per vertex; None when absent or unusable."""
+    extension = (primitive.get("extensions") or {}).get(POLYGONS_EXTENSION)
+    if not isinstance(extension, dict) or "vertexIds" not in extension:
+        return None
+    try:
+        raw, width = _read_accessor(document, binary, extension["vertexIds"])
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    if width != 1 or raw.typecode not in ("B", "H", U32) or len(raw) != count:
+        return None
+    return array(U32, raw)
+
+
 def _checked_polygon_sizes(document: dict, binary: bytes, extension, faces: array, mesh_index: int) -> array:
     if not isinstance(extension, dict) or "faceSizes" not in extension:
         raise ValueError(f"mesh {mesh_index}: the {POLYGONS_EXTENSION} extension has no faceSizes accessor")
@@ -743,6 +761,7 @@ def read_glb(data: bytes) -> TriangleMesh:
     any_polygons = False
     material: Material | None = None
     warnings: list[str] = []
+    vertex_ids: array | None = array(U32)
     for mesh_index, world in _mesh_instances(document):
         for primitive in meshes[mesh_index].get("primitives", []):
             mode = primitive.get("mode", _MODE_TRIANGLES)
@@ -773,6 +792,14 @@ def read_glb(data: bytes) -> TriangleMesh:
             any_polygons = any_polygons or sizes is not None
             face_sizes.extend(sizes if sizes is not None else array("B", b"\x03" * (len(faces) // 3)))
             offset = len(positions) // 3
+            if vertex_ids is not None:
+                ids = _vertex_ids(document, binary, primitive, count) if mode == _MODE_TRIANGLES else None
+                if ids is None:
+                    vertex_ids = None
+                else:
+                    # Ids of different primitives never meet: shift them past the ones before.
+                    shift = max(vertex_ids) + 1 if vertex_ids else 0
+                    vertex_ids.extend(array(U32, (i + shift for i in ids)) if shift else ids)
             positions.extend(_transform_points(local, world))
             indices.extend(array(U32, (i + offset for i in faces)) if offset else faces)
             if normals is not None and "NORMAL" in attributes:
@@ -816,4 +843,5 @@ def read_glb(data: bytes) -> TriangleMesh:
         colors=colors,
         material=material,
         warnings=warnings,
+        vertex_ids=vertex_ids if vertex_ids else None,
     )

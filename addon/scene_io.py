@@ -331,8 +331,9 @@ def result_collection(scene: bpy.types.Scene) -> bpy.types.Collection:
 def mesh_from_result(name: str, data: glb.TriangleMesh, *, smooth: bool = False, sharp_angle: float | None = None) -> bpy.types.Mesh:
     """A new mesh datablock from a result in Blender axes: its polygons, and its UVs as the layer ``UVMap``.
 
-    With UVs, vertices at equal positions are welded (glTF splits them along UV seams), so the
-    result is one connected mesh whose seams live in the UV layer. ``smooth`` shades smooth;
+    With UVs, the copies glTF made of a vertex along UV seams are welded (by the result's vertex
+    ids, else by equal positions), so the result is one connected mesh whose seams live in the
+    UV layer. ``smooth`` shades smooth;
     ``sharp_angle`` (radians) also marks edges sharper than it, and implies smooth. Normals the
     result carries (a normal map is baked against them) become the mesh's custom normals,
     shaded smooth, so Blender shades with exactly those.
@@ -342,7 +343,7 @@ def mesh_from_result(name: str, data: glb.TriangleMesh, *, smooth: bool = False,
     loop_uvs = corners.gather(data.uvs, loop_vertices, 2) if data.uvs is not None else None
     loop_normals = corners.gather(data.normals, loop_vertices, 3) if data.normals is not None else None
     if data.uvs is not None:
-        positions, loop_vertices = corners.weld(positions, loop_vertices)
+        positions, loop_vertices = corners.weld(positions, loop_vertices, data.vertex_ids)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(positions) // 3)
     mesh.vertices.foreach_set("co", positions)

@@ -7,6 +7,9 @@ triangles):
 ``MESHSMITH_polygons`` on the primitive: ``{"faceSizes": <accessor>}``, an UNSIGNED_BYTE
 SCALAR accessor with one entry (3 or 4) per polygon. The primitive's triangles are listed
 polygon by polygon; a quad ``(a, b, c, d)`` is the two triangles ``(a, b, c), (a, c, d)``.
+Optionally ``"vertexIds": <accessor>``, UNSIGNED_INT SCALAR, one per vertex: vertices that
+are copies of one vertex (split along UV seams or hard edges) share an id; the add-on welds
+by it (distinct vertices at one position stay distinct).
 It is named in ``extensionsUsed``, not in ``extensionsRequired``.
 
 Coordinates are written as the backend holds them (glTF axes, +Y up: the add-on converts
@@ -118,9 +121,16 @@ def write_glb(mesh: "Mesh", *, name: str = "meshsmith") -> bytes:
     primitive: dict = {"attributes": attributes, "mode": _MODE_TRIANGLES,
                        "indices": accessor(faces.reshape(-1), _UINT, "SCALAR", _ELEMENT_ARRAY_BUFFER)}
     document: dict = {"asset": {"version": "2.0", "generator": "Meshsmith backend"}}
-    if mesh.face_sizes is not None:
-        sizes = np.ascontiguousarray(mesh.face_sizes, dtype=np.uint8)
-        primitive["extensions"] = {POLYGONS_EXTENSION: {"faceSizes": accessor(sizes, _UBYTE, "SCALAR", None)}}
+    if mesh.face_sizes is not None or mesh.vertex_ids is not None:
+        sizes = (np.full(len(faces), 3, dtype=np.uint8) if mesh.face_sizes is None
+                 else np.ascontiguousarray(mesh.face_sizes, dtype=np.uint8))
+        extension = {"faceSizes": accessor(sizes, _UBYTE, "SCALAR", None)}
+        if mesh.vertex_ids is not None:
+            ids = np.ascontiguousarray(mesh.vertex_ids, dtype="<u4")
+            if ids.shape != (len(vertices),):
+                raise ValueError(f"vertex_ids must hold one id per vertex ({len(vertices)}), got shape {ids.shape}")
+            extension["vertexIds"] = accessor(ids, _UINT, "SCALAR", None)
+        primitive["extensions"] = {POLYGONS_EXTENSION: extension}
         document["extensionsUsed"] = [POLYGONS_EXTENSION]
     material = mesh.material
     if material is not None:

@@ -53,6 +53,10 @@ class Mesh:
         Per-vertex unit shading normals. Results with a normal map carry the normals it was
         baked against (a tangent-space map is only right on those); None: readers choose
         (glTF readers shade flat).
+    vertex_ids : (n,) int64 or None
+        For a mesh whose vertices were split (UV seams, hard edges), the vertex each one copies
+        in the mesh it was made from: copies share an id. A reader welds by it, not by position,
+        so distinct vertices that happen to coincide stay distinct.
     """
 
     vertices: np.ndarray
@@ -61,3 +65,4 @@ class Mesh:
     uv: np.ndarray | None = None
     material: Material | None = None
     normals: np.ndarray | None = None
+    vertex_ids: np.ndarray | None = None

@@ -483,3 +483,26 @@ def test_written_quads_come_back_as_quads():
     assert polygon_lists(mesh) == QUAD_CUBE and mesh.warnings == []
     with pytest.raises(ValueError, match="face_sizes describe"):
         glb.write_glb(CUBE_POSITIONS, indices, face_sizes=sizes[:5])
+
+
+def test_vertex_ids_keep_coincident_vertices_apart_and_join_seam_copies():
+    # Regression (field test, issue 14): welding a textured result by position joined two
+    # distinct vertices of CesiumMilkTruck that coincide, and an edge got four faces.
+    import numpy as np
+
+    from addon import corners
+    from backend.mesh.gltf import write_glb
+    from backend.mesh.types import Mesh
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0],       # triangle A
+                  [0, 0, 0], [1, 0, 0], [0, -1, 0],      # triangle B: its first two corners coincide with A's
+                  [1, 0, 0]], dtype=float)               # a seam copy of vertex 1
+    f = np.array([[0, 1, 2], [3, 4, 5]])
+    ids = np.array([0, 1, 2, 3, 4, 5, 1])
+    uv = np.zeros((7, 2))
+    mesh = glb.read_glb(write_glb(Mesh(v, f, uv=uv, vertex_ids=ids)))
+    assert list(mesh.vertex_ids) == ids.tolist()
+    positions, corners_ = corners.weld(mesh.positions, mesh.indices, mesh.vertex_ids)
+    assert len(positions) // 3 == 6                      # the seam copy joins vertex 1; A and B stay apart
+    by_position, _ = corners.weld(mesh.positions, mesh.indices)
+    assert len(by_position) // 3 == 4                    # what position alone would have done

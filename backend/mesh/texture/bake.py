@@ -152,9 +152,11 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     texels = atlas_mod.rasterize(mesh.uv, mesh.faces, size)
     if len(texels.pixel) == 0:
         raise ValueError("the UV layout covers no texel; the mesh is too small for this texture size")
+    vertex_ids = unwrapped.vertex_map                   # each vertex's vertex in the target
     if hard_angle is not None:
         copy, faces, normals = split_at_hard_edges(mesh.vertices, mesh.faces, hard_angle, mesh.face_sizes)
         mesh = Mesh(mesh.vertices[copy], faces, mesh.face_sizes, uv=mesh.uv[copy])
+        vertex_ids = vertex_ids[copy]
     else:
         normals = vertex_normals(mesh.vertices, mesh.faces)
     points = texels.interpolate(mesh.vertices, mesh.faces)
@@ -194,7 +196,7 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     material = Material(base_color=_png(base_u8), normal=None if normal_u8 is None else _png(normal_u8),
                         roughness=round(float(rough), 4), metallic=round(float(metallic), 4))
     result_mesh = Mesh(mesh.vertices, mesh.faces, mesh.face_sizes, uv=mesh.uv, material=material,
-                       normals=out_normals)
+                       normals=out_normals, vertex_ids=np.asarray(vertex_ids, dtype=np.int64))
     stage("png")
     progress(1.0, "baked")
     summary = {

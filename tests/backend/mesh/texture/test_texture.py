@@ -617,3 +617,6 @@ def test_bake_keeps_folded_quads_readable():
                           uv_method="project").mesh
     assert baked.face_sizes is not None and (baked.face_sizes == 4).all()
     _assert_quads_are_two_triangles_on_a_diagonal(baked)
+    # Every vertex says which target vertex it copies (split along seams and hard edges).
+    np.testing.assert_array_equal(baked.vertices, grid.vertices[baked.vertex_ids])
+    assert len(np.unique(baked.vertex_ids)) == len(grid.vertices) <= len(baked.vertices)
