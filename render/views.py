@@ -21,7 +21,6 @@ normalized mesh, glTF's Y-up) and ``contact_sheet.png``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +39,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 from backend.conventions import BLENDER_FROM_GLTF, intrinsics_from_fov, world_to_camera_opencv
+from render.quiet import quiet_stdout
 
 log = logging.getLogger("render.views")
 
@@ -181,31 +181,6 @@ def write_result(result: RenderResult, out: Path) -> dict:
     # cameras.json last: a folder with it is complete.
     (out / "cameras.json").write_text(json.dumps(cameras, indent=1))
     return cameras
-
-
-@contextlib.contextmanager
-def quiet_stdout(enabled: bool = True):
-    """Send what Blender, BlenderProc and the importers print to /dev/null meanwhile: file
-    descriptors 1 and 2, since they write from C as well as Python. Errors still arrive, as
-    exceptions."""
-    if not enabled:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 def render_to_folder(path: str | os.PathLike, out: str | os.PathLike, config: RenderConfig,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
@@ -42,7 +43,7 @@ def main() -> int:
     os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", sys.executable)
 
     from build_extension import build, find_blender_ext
-    from quiet import blender_quiet
+    from render.quiet import quiet_stdout as blender_quiet
 
     zip_path = build(scratch / "dist", find_blender_ext())
     print(f"extension: {zip_path.name} built and accepted by Blender's validator")

@@ -47,6 +47,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
 MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-views",
          "artist-texture", "cancel")
@@ -114,7 +115,7 @@ def main() -> int:
     os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", str(REPO / ".venv" / "bin" / "python"))
 
     from build_extension import build, find_blender_ext
-    from quiet import blender_quiet
+    from render.quiet import quiet_stdout as blender_quiet
 
     zip_path = build(scratch / "dist", find_blender_ext())
     import bpy
@@ -172,7 +173,7 @@ class FieldTest:
         """Every mode on the mesh file ``path`` (or on ``source``, an object made here, named by ``path``)."""
         import bpy
 
-        from quiet import blender_quiet
+        from render.quiet import quiet_stdout as blender_quiet
 
         if source is None:
             with blender_quiet():
@@ -256,7 +257,7 @@ class FieldTest:
         import bpy
 
         runtime = self.runtime
-        from quiet import blender_quiet
+        from render.quiet import quiet_stdout as blender_quiet
 
         with blender_quiet():               # the operator's INFO report
             start = time.perf_counter()

@@ -105,7 +105,7 @@ def _render_child(out: str, resolution: int, samples: int, seeds: str, source: s
 
     from render import scene
     from render.layouts import make_layout
-    from render.views import quiet_stdout
+    from render.quiet import quiet_stdout
 
     views = make_layout("zero123pp")
     seed_list = [int(s) for s in seeds.split(",")]
