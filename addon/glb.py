@@ -252,6 +252,7 @@ def write_glb(
     colors: Sequence[float] | None = None,
     base_color: bytes | None = None,
     face_sizes: Sequence[int] | None = None,
+    vertex_ids: Sequence[int] | None = None,
 ) -> bytes:
     """Encode one triangle mesh, given in Blender axes, as GLB bytes (glTF axes inside).
 
@@ -274,6 +275,9 @@ def write_glb(
     face_sizes : int sequence of 3 and 4, optional
         Polygons, written as ``MESHSMITH_polygons``: ``indices`` lists each polygon's triangles
         in order, a quad ``(a, b, c, d)`` as ``(a, b, c), (a, c, d)`` (see :func:`quads_and_triangles`).
+    vertex_ids : int sequence, one per vertex, optional
+        Written as ``MESHSMITH_polygons`` ``vertexIds``: vertices that copy one vertex (split
+        along UV seams) share an id.
 
     Raises
     ------
@@ -294,7 +298,7 @@ def write_glb(
     gl_positions = blender_to_gltf(positions)
     if not all(map(math.isfinite, gl_positions)):
         raise ValueError("positions contain NaN or infinite coordinates")
-    for label, values, width in (("normals", normals, 3), ("uvs", uvs, 2), ("colors", colors, 4)):
+    for label, values, width in (("normals", normals, 3), ("uvs", uvs, 2), ("colors", colors, 4), ("vertex_ids", vertex_ids, 1)):
         if values is not None and len(values) != width * vertex_count:
             raise ValueError(f"{label} must hold {width} values per vertex ({width * vertex_count}); got {len(values)}")
     if face_sizes is not None:
@@ -363,10 +367,17 @@ def write_glb(
     )
     primitive: dict = {"attributes": attributes, "indices": index_accessor, "mode": _MODE_TRIANGLES}
     document: dict = {"asset": {"version": "2.0", "generator": "Meshsmith Blender add-on"}}
+    extension: dict = {}
     if face_sizes is not None and any(size == 4 for size in face_sizes):
         sizes = add_view(bytes(array("B", face_sizes)), None)
         accessors.append({"bufferView": sizes, "componentType": _UBYTE, "count": len(face_sizes), "type": "SCALAR"})
-        primitive["extensions"] = {POLYGONS_EXTENSION: {"faceSizes": len(accessors) - 1}}
+        extension["faceSizes"] = len(accessors) - 1
+    if vertex_ids is not None:
+        ids = add_view(_little_endian_bytes(array(U32, vertex_ids)), None)
+        accessors.append({"bufferView": ids, "componentType": _UINT, "count": vertex_count, "type": "SCALAR"})
+        extension["vertexIds"] = len(accessors) - 1
+    if extension:
+        primitive["extensions"] = {POLYGONS_EXTENSION: extension}
         document["extensionsUsed"] = [POLYGONS_EXTENSION]
     if base_color is not None:
         document["images"] = [{"bufferView": add_view(base_color, None), "mimeType": "image/png"}]

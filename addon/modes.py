@@ -101,17 +101,22 @@ def artist_params(settings: Any) -> dict[str, Any]:
     }
 
 
-def texture_params(settings: Any, *, normal_map: bool | None = None) -> dict[str, Any]:
-    """The ``texture`` pipeline's parameters; ``normal_map`` overrides the setting."""
-    return {
+def texture_params(settings: Any, *, normal_map: bool | None = None, keep_uvs: bool = False) -> dict[str, Any]:
+    """The ``texture`` pipeline's parameters; ``normal_map`` overrides the setting; ``keep_uvs``
+    bakes into the UVs sent with the mesh instead of unwrapping anew."""
+    params = {
         "texture_size": int(settings.texture_size),
         "padding": int(settings.padding),
         "normal_map": bool(settings.normal_map if normal_map is None else normal_map),
     }
+    if keep_uvs:
+        params["uv_method"] = "keep"
+    return params
 
 
-def plan(mode: str, settings: Any, *, source_faces: int | None = None) -> list[Step]:
-    """The steps ``mode`` runs with these settings (``source_faces``: the object's polygon count)."""
+def plan(mode: str, settings: Any, *, source_faces: int | None = None, has_uvs: bool = False) -> list[Step]:
+    """The steps ``mode`` runs with these settings (``source_faces``: the object's polygon count;
+    ``has_uvs``: its mesh is sent with its UV map, which Texture then keeps)."""
     if mode == "WATERTIGHT":
         return [Step("watertight", watertight_params(settings, source_faces))]
     if mode == "ARTIST":
@@ -120,7 +125,8 @@ def plan(mode: str, settings: Any, *, source_faces: int | None = None) -> list[S
         source = str(settings.texture_source)
         if source not in (SOURCE_OBJECT, SOURCE_VIEWS):
             raise ValueError(f"texture_source must be {SOURCE_OBJECT!r} or {SOURCE_VIEWS!r}, got {source!r}")
-        return [Step("texture", texture_params(settings), files=("source",) if source == SOURCE_OBJECT else ("views",))]
+        params = texture_params(settings, keep_uvs=has_uvs and bool(settings.keep_uvs))
+        return [Step("texture", params, files=("source",) if source == SOURCE_OBJECT else ("views",))]
     if mode == "ARTIST_TEXTURE":
         artist = {
             "faces": int(settings.artist_faces),

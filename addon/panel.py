@@ -84,6 +84,7 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
             _wrapped_label(column, context, "Bakes from the other selected object onto the active one.", icon="INFO")
         column.prop(settings, "texture_size")
         column.prop(settings, "padding")
+        column.prop(settings, "keep_uvs")
         column.prop(settings, "normal_map")
 
     @staticmethod

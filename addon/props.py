@@ -94,6 +94,12 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
         min=0,
         max=64,
     )
+    keep_uvs: BoolProperty(
+        name="Keep UVs",
+        description="Bake into the object's own UV map (its active render map) when it has one, so a layout you made "
+        "survives; off, or without a UV map, Meshsmith unwraps the object anew",
+        default=True,
+    )
     normal_map: BoolProperty(
         name="Normal Map",
         description="Also bake the source's surface detail into a tangent-space normal map",

@@ -258,10 +258,12 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     mode = modes.MODES[settings.mode]
     depsgraph = context.evaluated_depsgraph_get()
     # Reading the mesh is quick C copies on this thread; encoding it runs with the upload.
-    evaluated = scene_io.read_evaluated(obj, depsgraph)
+    keep_uvs = settings.mode == "TEXTURE" and settings.keep_uvs
+    evaluated = scene_io.read_evaluated(obj, depsgraph, uvs=keep_uvs)
     if evaluated.polygon_count == 0:
         raise MeshsmithError(f"{obj.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
-    steps = modes.plan(settings.mode, settings, source_faces=evaluated.polygon_count)
+    steps = modes.plan(settings.mode, settings, source_faces=evaluated.polygon_count,
+                       has_uvs=evaluated.loop_uvs is not None)
     needs = {name for step in steps for name in step.files}
     source = colour_object(context, obj)
     uploads: dict[str, tuple[str, bytes]] = {}

@@ -39,25 +39,39 @@ class EvaluatedMesh:
     loop_vertices: array            # vertex per corner (U32)
     #: Corners per polygon; None when every polygon is a triangle (not read then).
     loop_totals: array | None
-    #: Blender's loop triangles and their polygons; read only when there are n-gons.
-    triangles: array
+    #: Blender's loop triangles (their corners) and their polygons; read only when there are n-gons.
+    triangle_loops: array
     triangle_polygons: array
+    #: The UV map sent with the mesh (2 per corner) and its name; None unless asked for and present.
+    loop_uvs: array | None = None
+    uv_name: str | None = None
 
     @property
     def polygon_count(self) -> int:
         return len(self.loop_vertices) // 3 if self.loop_totals is None else len(self.loop_totals)
 
     def glb(self) -> bytes:
-        """GLB bytes: quads as quads (``MESHSMITH_polygons``), other polygons as Blender's triangles."""
+        """GLB bytes: quads as quads (``MESHSMITH_polygons``), other polygons as Blender's triangles.
+
+        With a UV map, vertices are split where their corners' UVs differ (glTF keeps UVs per
+        vertex) and each copy carries its Blender vertex as ``vertexIds``, so the result can be
+        welded back into one piece.
+        """
         if self.polygon_count == 0:
             raise MeshsmithError(f"{self.name!r} has no faces (after modifiers); Meshsmith needs a surface to work on.")
+        positions, corner_vertices, uvs, ids = self.positions, self.loop_vertices, None, None
+        if self.loop_uvs is not None:
+            split = corners.split_by_corner(self.positions, self.loop_vertices, range(len(self.loop_vertices)),
+                                            loop_uvs=self.loop_uvs)
+            positions, corner_vertices, uvs, ids = split.positions, split.indices, split.uvs, split.source_vertices
         if self.loop_totals is None:
-            indices, sizes = self.loop_vertices, None
+            indices, sizes = corner_vertices, None
         else:
-            indices, sizes = glb.quads_and_triangles(self.loop_totals, self.loop_vertices, self.triangles,
+            triangles = array(glb.U32, [corner_vertices[loop] for loop in self.triangle_loops])
+            indices, sizes = glb.quads_and_triangles(self.loop_totals, corner_vertices, triangles,
                                                      self.triangle_polygons)
         try:
-            return glb.write_glb(self.positions, indices, name=self.name, face_sizes=sizes)
+            return glb.write_glb(positions, indices, name=self.name, face_sizes=sizes, uvs=uvs, vertex_ids=ids)
         except ValueError as exc:
             raise MeshsmithError(f"{self.name!r} cannot be exported: {exc}.") from exc
 
@@ -81,8 +95,9 @@ def _read_attribute(mesh: bpy.types.Mesh, name: str, value: str, width: int, typ
     return out
 
 
-def read_evaluated(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> EvaluatedMesh:
-    """The object's evaluated mesh as arrays (main thread; see :class:`EvaluatedMesh`)."""
+def read_evaluated(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, *, uvs: bool = False) -> EvaluatedMesh:
+    """The object's evaluated mesh as arrays (main thread; see :class:`EvaluatedMesh`); with
+    ``uvs``, also its active render UV map when it has one."""
     if obj.mode == "EDIT":
         # The evaluated mesh only sees edit-mode changes once they are written back.
         obj.update_from_editmode()
@@ -98,12 +113,19 @@ def read_evaluated(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Eva
             loop_vertices = array(glb.U32)
             loop_vertices.frombytes(corners.tobytes())     # the same 32-bit values, unsigned
         loop_totals = None if n_loops == 3 * n_polygons else _read(mesh.polygons, "loop_total", 1, "i")
-        triangles, triangle_polygons = array(glb.U32), array("i")
+        triangle_loops, triangle_polygons = array(glb.U32), array("i")
         if loop_totals is not None and max(loop_totals, default=0) > 4:
             mesh.calc_loop_triangles()
-            triangles = _read(mesh.loop_triangles, "vertices", 3, glb.U32)
+            triangle_loops = _read(mesh.loop_triangles, "loops", 3, glb.U32)
             triangle_polygons = _read(mesh.loop_triangles, "polygon_index", 1, "i")
-        return EvaluatedMesh(obj.name, positions, loop_vertices, loop_totals, triangles, triangle_polygons)
+        loop_uvs = uv_name = None
+        layers = mesh.uv_layers
+        layer = next((layer for layer in layers if layer.active_render), None) or layers.active
+        if uvs and layer is not None:
+            uv_name = layer.name
+            loop_uvs = _read_attribute(mesh, uv_name, "vector", 2, "f", n_loops) or _read(layer.uv, "vector", 2, "f")
+        return EvaluatedMesh(obj.name, positions, loop_vertices, loop_totals, triangle_loops, triangle_polygons,
+                             loop_uvs, uv_name)
     finally:
         evaluated.to_mesh_clear()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -175,36 +176,75 @@ def write_obj(mesh: "Mesh") -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def read_face_sizes(data: bytes, triangle_count: int) -> np.ndarray | None:
-    """The ``MESHSMITH_polygons`` face sizes (k,) uint8 of a GLB, or None.
+@dataclass(frozen=True)
+class PrimitiveExtras:
+    """What a one-primitive GLB carries beyond triangles, read by :func:`read_primitive_extras`.
+
+    Each field is None when absent or unusable (wrong type, count or values).
+    """
+
+    face_sizes: np.ndarray | None = None    # (k,) uint8, 3 or 4, summing to the triangles
+    vertex_ids: np.ndarray | None = None    # (n,) int64, MESHSMITH_polygons vertexIds
+    uv: np.ndarray | None = None            # (n, 2) float64, TEXCOORD_0, bottom-left origin
+
+
+def read_primitive_extras(data: bytes, triangle_count: int, vertex_count: int) -> PrimitiveExtras:
+    """The ``MESHSMITH_polygons`` face sizes and vertex ids and the ``TEXCOORD_0`` UVs of a GLB.
 
     Only for a GLB whose one node holds one mesh of one primitive (so a reader that
-    flattens the scene keeps its triangle order) and whose sizes account for exactly
-    ``triangle_count`` triangles; anything else (other files, damaged or foreign
-    extensions) gives None, and the mesh is read as triangles.
+    flattens the scene keeps its vertex and triangle order), and only values that fit
+    ``triangle_count`` triangles and ``vertex_count`` vertices; anything else (other files,
+    damaged or foreign extensions) gives None for that field, and the mesh is read without it.
     """
     try:
         if data[:4] != _MAGIC:
-            return None
+            return PrimitiveExtras()
         length, kind = struct.unpack_from("<II", data, 12)
         if kind != _CHUNK_JSON:
-            return None
+            return PrimitiveExtras()
         document = json.loads(data[20:20 + length])
         meshes, nodes = document.get("meshes", []), document.get("nodes", [])
         if len(meshes) != 1 or len(meshes[0].get("primitives", [])) != 1 or len(nodes) != 1:
-            return None
-        extension = meshes[0]["primitives"][0].get("extensions", {}).get(POLYGONS_EXTENSION)
-        if not extension:
-            return None
-        accessor = document["accessors"][extension["faceSizes"]]
-        view = document["bufferViews"][accessor["bufferView"]]
-        if accessor["componentType"] != _UBYTE or accessor["type"] != "SCALAR":
-            return None
+            return PrimitiveExtras()
+        primitive = meshes[0]["primitives"][0]
         binary_start = 20 + length + 8
-        start = binary_start + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
-        sizes = np.frombuffer(data, dtype=np.uint8, count=accessor["count"], offset=start).copy()
-    except (KeyError, IndexError, TypeError, ValueError, struct.error):
-        return None
-    if not np.isin(sizes, (3, 4)).all() or int(sizes.astype(np.int64).sum() - 2 * len(sizes)) != triangle_count:
-        return None
-    return sizes
+    except (KeyError, IndexError, TypeError, ValueError, struct.error, AttributeError):
+        return PrimitiveExtras()
+
+    def read(index, component: int, kind: str, dtype: str, width: int, count: int | None = None) -> np.ndarray | None:
+        """An accessor's values, (count, width) or (count,); None unless tightly packed as expected."""
+        try:
+            accessor = document["accessors"][index]
+            view = document["bufferViews"][accessor["bufferView"]]
+            if accessor["componentType"] != component or accessor["type"] != kind:
+                return None
+            if count is not None and accessor["count"] != count:
+                return None
+            if view.get("byteStride") not in (None, np.dtype(dtype).itemsize * width):
+                return None
+            start = binary_start + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+            values = np.frombuffer(data, dtype=dtype, count=int(accessor["count"]) * width, offset=start)
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+        return values.reshape(-1, width) if width > 1 else values.copy()
+
+    extensions = primitive.get("extensions")
+    extension = extensions.get(POLYGONS_EXTENSION) if isinstance(extensions, dict) else None
+    sizes = ids = None
+    if isinstance(extension, dict):
+        raw = read(extension.get("faceSizes"), _UBYTE, "SCALAR", "u1", 1)
+        if (raw is not None and np.isin(raw, (3, 4)).all()
+                and int(raw.astype(np.int64).sum() - 2 * len(raw)) == triangle_count):
+            sizes = raw.astype(np.uint8)
+        raw = read(extension.get("vertexIds"), _UINT, "SCALAR", "<u4", 1, vertex_count)
+        if raw is not None:
+            ids = raw.astype(np.int64)
+    uv = None
+    attributes = primitive.get("attributes")
+    if isinstance(attributes, dict) and "TEXCOORD_0" in attributes:
+        raw = read(attributes["TEXCOORD_0"], _FLOAT, "VEC2", "<f4", 2, vertex_count)
+        if raw is not None and np.isfinite(raw).all():
+            uv = raw.astype(np.float64)
+            uv[:, 1] = 1.0 - uv[:, 1]
+    return PrimitiveExtras(sizes, ids, uv)
+

@@ -66,8 +66,9 @@ def load_mesh_bytes(data: bytes, *, name: str = "the upload") -> Mesh:
     Scenes (several nodes or primitives) are flattened into one mesh with their node
     transforms applied; polygons are triangulated, except that a GLB of one primitive with
     the ``MESHSMITH_polygons`` extension (a Meshsmith result, e.g. an artist mesh sent on to
-    the texture pipeline) keeps its quads as ``face_sizes``. Nothing is merged or repaired
-    here: broken meshes are what the pipelines are for.
+    the texture pipeline) keeps its quads as ``face_sizes`` and its ``vertexIds``, and a GLB of
+    one primitive keeps its UVs (``TEXCOORD_0``; the texture pipeline may bake into them).
+    Nothing is merged or repaired here: broken meshes are what the pipelines are for.
 
     Raises
     ------
@@ -93,11 +94,11 @@ def load_mesh_bytes(data: bytes, *, name: str = "the upload") -> Mesh:
     faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64)
     mesh = validate_mesh(vertices, faces, name=name)
     if fmt == "glb":
-        from backend.mesh.gltf import read_face_sizes
+        from backend.mesh.gltf import read_primitive_extras
 
-        sizes = read_face_sizes(data, len(mesh.faces))
-        if sizes is not None:
-            mesh = Mesh(mesh.vertices, mesh.faces, face_sizes=sizes)
+        extras = read_primitive_extras(data, len(mesh.faces), len(mesh.vertices))
+        mesh = Mesh(mesh.vertices, mesh.faces, face_sizes=extras.face_sizes, uv=extras.uv,
+                    vertex_ids=extras.vertex_ids)
     return mesh
 
 

@@ -44,9 +44,10 @@ class TextureParams(BaseModel):
         HARD_ANGLE, gt=0.0, le=180.0, description="Edges whose faces meet at more than this many degrees shade "
                                                   "crisp (split normals); none: smooth everywhere."
     )
-    uv_method: Literal["auto", "xatlas", "project"] = Field(
+    uv_method: Literal["auto", "xatlas", "project", "keep"] = Field(
         "auto", description="UV unwrap: xatlas charts (low-poly meshes), planar projection charts (dense meshes, "
-                            "fast), or auto: xatlas up to 60,000 faces."
+                            "fast), auto: xatlas up to 60,000 faces; or keep: bake into the target's own UVs "
+                            "(TEXCOORD_0 of a one-primitive GLB, inside the 0..1 square)."
     )
 
 

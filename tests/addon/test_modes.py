@@ -15,7 +15,7 @@ def settings(**changes) -> SimpleNamespace:
     values = dict(
         resolution=128, largest_only=False, keep_cavities=False, target_faces=0,
         artist_faces=2000, topology="QUAD_DOMINANT", keep_sharp=True, sharp_angle=math.radians(30.0),
-        texture_source="OBJECT", texture_size="1024", padding=4, normal_map=True,
+        texture_source="OBJECT", texture_size="1024", padding=4, normal_map=True, keep_uvs=True,
     )  # fmt: skip
     values.update(changes)
     return SimpleNamespace(**values)
@@ -47,6 +47,14 @@ def test_texture_uploads_a_source_object_or_a_views_zip():
     assert step.params == {"texture_size": 2048, "padding": 8, "normal_map": False}
     (step,) = modes.plan("TEXTURE", settings(texture_source="VIEWS"))
     assert step.files == ("views",)
+
+
+def test_texture_keeps_the_uvs_sent_with_the_mesh_unless_told_not_to():
+    assert modes.plan("TEXTURE", settings(), has_uvs=True)[0].params["uv_method"] == "keep"
+    assert "uv_method" not in modes.plan("TEXTURE", settings(), has_uvs=False)[0].params
+    assert "uv_method" not in modes.plan("TEXTURE", settings(keep_uvs=False), has_uvs=True)[0].params
+    # The preset's artist mesh has no UVs of its own to keep.
+    assert "uv_method" not in modes.plan("ARTIST_TEXTURE", settings(), has_uvs=True)[1].params
 
 
 def test_the_preset_chains_artist_then_texture_with_a_normal_map():

@@ -42,7 +42,7 @@ def need(offered: set[str], *pipelines: str) -> None:
 def settings(runtime):
     settings = bpy.context.scene.meshsmith
     saved = {name: getattr(settings, name) for name in ("mode", "artist_faces", "topology", "keep_sharp", "texture_source",
-                                                        "texture_size", "padding", "normal_map")}
+                                                        "texture_size", "padding", "normal_map", "keep_uvs")}
     yield settings
     settings = bpy.context.scene.meshsmith  # an undo in the test frees the old reference
     for name, value in saved.items():
@@ -244,6 +244,83 @@ def test_texture_mode_keeps_the_targets_quads(settings, runtime, offered):
     # A UV seam along a quad's diagonal splits that quad in two; every other quad stays.
     assert quads_out >= 0.9 * len(mesh.polygons)
     assert len(result.polygons) == len(mesh.polygons) + (len(mesh.polygons) - quads_out)
+
+
+def _uv_box(name: str) -> bpy.types.Object:
+    """A subdivided quad box with Blender's own cube UV layout (a cross of six squares in 0..1)."""
+    bm = bmesh.new()
+    bm.loops.layers.uv.new("UVMap")
+    bmesh.ops.create_cube(bm, size=1.6, calc_uvs=True)
+    bmesh.ops.subdivide_edges(bm, edges=bm.edges[:], cuts=2, use_grid_fill=True)
+    mesh = bpy.data.meshes.new(name)
+    bm.to_mesh(mesh)
+    bm.free()
+    return link_new_object(name, mesh)
+
+
+def _corner_uvs(mesh: bpy.types.Mesh) -> list[tuple]:
+    """Every corner as (position, uv), rounded, sorted: equal for two meshes with one layout."""
+    layer = mesh.uv_layers.active
+    rows = [
+        (*(round(c, 4) for c in mesh.vertices[loop.vertex_index].co), *(round(c, 4) for c in layer.uv[loop.index].vector))
+        for loop in mesh.loops
+    ]
+    return sorted(rows)
+
+
+def test_texture_mode_keeps_the_targets_own_uvs(settings, runtime, offered):
+    # Regression (field test, issue 14): the target's UVs were replaced by a new unwrap, which
+    # broke the Artist-then-Texture route (an artist lays out UVs, then bakes).
+    need(offered, "texture")
+    target = _uv_box("UVBox")
+    mesh = target.data
+    dense = icosphere("UVBoxColour", 4, radius=1.2)
+    paint_top_red_bottom_blue(dense)
+    select(target, dense, active=target)
+    settings.mode, settings.texture_source, settings.texture_size, settings.normal_map = "TEXTURE", "OBJECT", "256", True
+    assert settings.keep_uvs  # the default
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(settings.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "imported", job.message
+    result = bpy.data.objects["UVBox_textured"].data
+    # The same polygons, welded back into one closed piece along the layout's seams ...
+    assert len(result.polygons) == len(mesh.polygons) and all(len(p.vertices) == 4 for p in result.polygons)
+    assert len(result.vertices) == len(mesh.vertices)
+    # ... and every corner keeps its UV.
+    assert _corner_uvs(result) == _corner_uvs(mesh)
+    # The colour landed where the layout says: texels of the top face (+z) are red.
+    image = next(n.image for n in result.materials[0].node_tree.nodes if n.type == "TEX_IMAGE" and n.image.name.endswith("base_color"))
+    width, height = image.size
+    pixels = list(image.pixels)
+    layer = mesh.uv_layers.active
+    top = [layer.uv[loop.index].vector for p in mesh.polygons if p.normal.z > 0.9 for loop in (mesh.loops[i] for i in p.loop_indices)]
+    u = sum(v.x for v in top) / len(top)
+    v = sum(v.y for v in top) / len(top)
+    k = 4 * (int(v * height) * width + int(u * width))
+    red, _, blue = pixels[k : k + 3]
+    assert red > 0.5 > blue, (red, blue)
+
+
+def test_texture_mode_says_what_to_do_with_uvs_it_cannot_keep(settings, runtime, offered):
+    need(offered, "texture")
+    target = _uv_box("TiledBox")
+    for data in target.data.uv_layers.active.uv:
+        data.vector = (data.vector.x + 1.0, data.vector.y)   # the second UDIM tile
+    dense = icosphere("TiledBoxColour", 3, radius=1.2)
+    paint_top_red_bottom_blue(dense)
+    select(target, dense, active=target)
+    settings.mode, settings.texture_source, settings.texture_size = "TEXTURE", "OBJECT", "256"
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(settings.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "failed" and "Pack Islands" in job.message and "Keep UVs off" in job.message, job.message
+    # Off, the same object unwraps anew and bakes.
+    settings.keep_uvs = False
+    assert bpy.ops.meshsmith.generate() == {"FINISHED"}
+    job = runtime.get_job(settings.job_id)
+    runtime.run_until_idle(timeout=JOB_TIMEOUT)
+    assert job.phase.value == "imported", job.message
 
 
 def write_ply_with_colours(obj: bpy.types.Object, path) -> None:

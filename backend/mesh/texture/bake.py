@@ -3,7 +3,8 @@
 :func:`bake_textures` is the one entry point (the ``texture`` pipeline and the command line
 call it; an "artist + texture" preset chains it after the artist remesh):
 
-1. UV unwrap the target (:mod:`backend.mesh.texture.uv`): texture size and gutter padding in texels.
+1. UV unwrap the target (:mod:`backend.mesh.texture.uv`): texture size and gutter padding in texels;
+   or keep the target's own UVs (:func:`own_layout`: an artist's layout survives the bake).
 2. Rasterize the atlas (:mod:`backend.mesh.texture.atlas`): per covered texel, its triangle and
    barycentrics, hence its 3D point, interpolated normal and tangent frame.
 3. Base colour, from exactly one source:
@@ -48,7 +49,7 @@ from backend.mesh.tangents import encode_normals, split_at_hard_edges, to_rgb8, 
 from backend.mesh.texture import atlas as atlas_mod
 from backend.mesh.texture.projection import PosedViews, bake_from_views
 from backend.mesh.texture.source import ColourSource
-from backend.mesh.texture.uv import unwrap
+from backend.mesh.texture.uv import Unwrapped, unwrap
 from backend.mesh.types import Material, Mesh
 from backend.progress import ProgressFn, null_progress, subrange
 
@@ -63,6 +64,8 @@ CAGE = 0.05
 #: Edges whose faces meet at more than this many degrees are hard: the shading normals (and
 #: the directions texels look along for the source) split there instead of bending round.
 HARD_ANGLE = 40.0
+#: Kept UVs may stray this far outside the unit square (rounding of exporters) before they are refused.
+UV_SLACK = 1e-3
 
 
 @dataclass
@@ -115,8 +118,9 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     roughness : float, optional
         The result's roughness; None: the source's (area-weighted over its glTF materials),
         else 0.8. The metallic factor follows the source the same way (else 0).
-    uv_method : {"auto", "xatlas", "project"}
-        See :mod:`backend.mesh.texture.uv`.
+    uv_method : {"auto", "xatlas", "project", "keep"}
+        See :mod:`backend.mesh.texture.uv`; ``keep`` bakes into the target's own UVs
+        (:func:`own_layout`), keeping its vertices and polygons as they are.
     hard_angle : float or None
         Edges whose faces meet at more than this many degrees are hard: the result's normals
         split there (:func:`backend.mesh.tangents.split_at_hard_edges`) and texels look for
@@ -143,8 +147,11 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         timing[name] = round(now - lap, 3)
         lap = now
 
-    unwrapped = unwrap(target, texture_size=texture_size, padding=padding, method=uv_method,
-                       progress=subrange(progress, 0.0, 0.3))
+    if uv_method == "keep":
+        unwrapped = own_layout(target, texture_size)
+    else:
+        unwrapped = unwrap(target, texture_size=texture_size, padding=padding, method=uv_method,
+                           progress=subrange(progress, 0.0, 0.3))
     mesh = unwrapped.mesh
     stage("unwrap")
     progress(0.3, "rasterizing the atlas")
@@ -152,7 +159,11 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     texels = atlas_mod.rasterize(mesh.uv, mesh.faces, size)
     if len(texels.pixel) == 0:
         raise ValueError("the UV layout covers no texel; the mesh is too small for this texture size")
-    vertex_ids = unwrapped.vertex_map                   # each vertex's vertex in the target
+    # Each vertex's vertex in the target, and through the target's own ids (seam copies it
+    # arrived with) the vertex it copies.
+    vertex_ids = unwrapped.vertex_map
+    if target.vertex_ids is not None:
+        vertex_ids = np.asarray(target.vertex_ids, dtype=np.int64)[vertex_ids]
     if hard_angle is not None:
         copy, faces, normals = split_at_hard_edges(mesh.vertices, mesh.faces, hard_angle, mesh.face_sizes)
         mesh = Mesh(mesh.vertices[copy], faces, mesh.face_sizes, uv=mesh.uv[copy])
@@ -203,7 +214,7 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         "texture_size": size,
         "uv_method": unwrapped.method,
         "charts": unwrapped.charts,
-        "utilization": round(unwrapped.utilization, 3),
+        "utilization": round(unwrapped.utilization if uv_method != "keep" else texels.inside.sum() / size ** 2, 3),
         "texels_covered": int(texels.inside.sum()),
         "vertices": int(len(mesh.vertices)),
         "faces": int(len(mesh.faces)),
@@ -222,6 +233,49 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
         if normal_map and normal_u8 is None:
             summary["normal_map_skipped"] = "the views carry no normal maps (files.normal_world)"
     return BakeResult(result_mesh, summary, base_u8, normal_u8)
+
+
+def own_layout(target: Mesh, texture_size: int) -> Unwrapped:
+    """The target's own UVs as the layout to bake into (``uv_method="keep"``).
+
+    They must exist, be finite and lie in the unit square (a baked texture covers only that
+    square: tiled and UDIM layouts cannot be kept); islands may overlap (mirrored halves then
+    share their texels). Raises ValueError with what to do otherwise.
+    """
+    if target.uv is None:
+        raise ValueError("the target has no UVs to keep; give it a UV map or let Meshsmith unwrap it "
+                         "(uv_method 'auto')")
+    uv = np.asarray(target.uv, dtype=np.float64)
+    if uv.shape != (len(target.vertices), 2) or not np.isfinite(uv).all():
+        raise ValueError("the target's UVs are not one finite (u, v) pair per vertex")
+    lo, hi = uv.min(axis=0), uv.max(axis=0)
+    if lo.min() < -UV_SLACK or hi.max() > 1.0 + UV_SLACK:
+        raise ValueError(f"the target's UVs reach outside the 0..1 square (u {lo[0]:.3g}..{hi[0]:.3g}, "
+                         f"v {lo[1]:.3g}..{hi[1]:.3g}) and one texture covers only that square; pack them into it "
+                         "(in Blender: UV > Pack Islands) or let Meshsmith unwrap (Keep UVs off)")
+    faces = np.asarray(target.faces, dtype=np.int64)
+    uv_area = 0.5 * np.abs(np.cross(uv[faces[:, 1]] - uv[faces[:, 0]], uv[faces[:, 2]] - uv[faces[:, 0]])).sum()
+    if uv_area * texture_size ** 2 < 1.0:
+        raise ValueError("the target's UV map has (almost) no area, so no texel would land on it; unwrap it "
+                         "or let Meshsmith unwrap (Keep UVs off)")
+    n = len(target.vertices)
+    mesh = Mesh(np.asarray(target.vertices, dtype=np.float64), faces, target.face_sizes, uv=np.clip(uv, 0.0, 1.0),
+                normals=target.normals)
+    islands = _islands(faces, n)
+    return Unwrapped(mesh, np.arange(n, dtype=np.int64), islands, float("nan"), float("nan"), 0, "keep")
+
+
+def _islands(faces: np.ndarray, n: int) -> int:
+    """Connected pieces of faces sharing vertices (the UV islands of a mesh split along its seams)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    used = np.zeros(n, dtype=bool)
+    used[faces.ravel()] = True
+    _, label = connected_components(graph, directed=False)
+    return int(len(np.unique(label[used])))
 
 
 def _from_source(source: ColourSource, points: np.ndarray, normals: np.ndarray, want_normals: bool,

@@ -16,7 +16,7 @@ from PIL import Image
 from backend.conventions import BLENDER_FROM_GLTF, intrinsics_from_fov
 from backend.errors import BadSource, BadViews
 from backend.mesh.gltf import polygon_triangles
-from backend.mesh.io import mesh_to_bytes, save_mesh
+from backend.mesh.io import load_mesh_bytes, mesh_to_bytes, save_mesh
 from backend.mesh.nearest import SurfaceIndex
 from backend.mesh.tangents import (
     decode_normals,
@@ -620,3 +620,46 @@ def test_bake_keeps_folded_quads_readable():
     # Every vertex says which target vertex it copies (split along seams and hard edges).
     np.testing.assert_array_equal(baked.vertices, grid.vertices[baked.vertex_ids])
     assert len(np.unique(baked.vertex_ids)) == len(grid.vertices) <= len(baked.vertices)
+
+
+def test_keep_bakes_into_the_targets_own_uvs(tmp_path):
+    # Regression (field test, Texture after Artist): the target's own UVs were always replaced.
+    # A sphere with its equirectangular UVs, sent as GLB, baked from itself with uv_method="keep":
+    # the layout comes back untouched and the texture is the checker it was made with.
+    src_mesh, pixels = sphere_source()
+    source = load_colour_source(save_mesh(src_mesh, tmp_path / "source.glb"))
+    target = load_mesh_bytes(mesh_to_bytes(Mesh(src_mesh.vertices, src_mesh.faces, uv=src_mesh.uv), "glb"))
+    np.testing.assert_allclose(target.uv, src_mesh.uv, atol=1e-6)
+    baked = bake_textures(target, source=source, texture_size=256, normal_map=False, hard_angle=None,
+                          uv_method="keep")
+    assert baked.summary["uv_method"] == "keep" and baked.summary["charts"] == 1
+    np.testing.assert_array_equal(baked.mesh.faces, src_mesh.faces)
+    np.testing.assert_allclose(baked.mesh.uv, src_mesh.uv, atol=1e-6)
+    np.testing.assert_array_equal(baked.mesh.vertex_ids, np.arange(len(src_mesh.vertices)))
+    # Texels away from the checker's cell edges and the poles hold the checker's colour.
+    texels = atlas.rasterize(baked.mesh.uv, baked.mesh.faces, 256)
+    rows, cols = np.divmod(texels.pixel, 256)
+    u, v = (cols + 0.5) / 256, 1.0 - (rows + 0.5) / 256
+    cell = np.stack([u, v], axis=1) * 8 % 1.0
+    central = (np.abs(cell - 0.5) < 0.3).all(axis=1) & (np.abs(v - 0.5) < 0.4)
+    want = pixels[((1.0 - v[central]) * pixels.shape[0]).astype(int), (u[central] * pixels.shape[1]).astype(int)]
+    got = baked.base_color[rows[central], cols[central]]
+    assert central.sum() > 10_000
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 8
+
+
+@pytest.mark.parametrize("uv, words", [
+    (None, "has no UVs to keep"),
+    ("outside", "outside the 0..1 square"),
+    ("collapsed", "no area"),
+])
+def test_keep_refuses_uvs_it_cannot_bake_into_with_a_sentence(uv, words):
+    v, f = meshes.uv_sphere(6, 12)
+    if uv == "outside":
+        uv = np.c_[v[:, 0], v[:, 1]] + 1.5                # a second UDIM tile
+    elif uv == "collapsed":
+        uv = np.full((len(v), 2), 0.5)
+    source = ColourSource(v * 1.01, f, np.zeros(len(f), dtype=np.int64),
+                          [ColourPart("grey", np.array([0.5, 0.5, 0.5, 1.0]))])
+    with pytest.raises(ValueError, match=words):
+        bake_textures(Mesh(v, f, uv=uv), source=source, texture_size=64, uv_method="keep")
