@@ -6,6 +6,7 @@ found through the state file and used, never terminated.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -74,6 +76,41 @@ def guess_backend_dir(python: str) -> str:
         if (checkout / "backend" / "__main__.py").is_file():
             return str(checkout)
     return ""
+
+
+@dataclass(frozen=True)
+class PythonProbe:
+    """What :func:`probe_python` found out about an interpreter."""
+
+    executable: str          # the real interpreter (a pyenv or conda shim resolves to it); "" if it did not run
+    has_backend: bool        # ``import backend`` would work where Start runs it
+    error: str = ""          # why it did not run, when it did not
+
+
+_PROBE = ("import importlib.util, json, sys; "
+          "print(json.dumps([sys.executable, importlib.util.find_spec('backend') is not None]))")
+
+
+def probe_python(python: str, backend_dir: str = "", timeout: float = 15.0) -> PythonProbe:
+    """Run ``python`` once to learn its real executable and whether it can import the backend,
+    with the working directory and ``PYTHONPATH`` that :meth:`BackendProcess.start` would give it.
+
+    Blocks up to ``timeout`` seconds: call it off Blender's main thread.
+    """
+    backend_dir = backend_dir.strip() or guess_backend_dir(python)
+    env = dict(os.environ)
+    if backend_dir:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (backend_dir, env.get("PYTHONPATH", "")) if p)
+    options: dict = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
+    try:
+        done = subprocess.run([python, "-c", _PROBE], cwd=backend_dir or None, env=env, capture_output=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, **options)
+        executable, has_backend = json.loads(done.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return PythonProbe("", False, f"it did not answer within {timeout:.0f} s")
+    except (OSError, ValueError, IndexError, TypeError) as exc:
+        return PythonProbe("", False, f"it could not be run ({type(exc).__name__}: {exc})")
+    return PythonProbe(str(executable), bool(has_backend))
 
 
 def default_log_path() -> Path:

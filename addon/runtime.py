@@ -17,6 +17,8 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -24,7 +26,7 @@ import bpy
 from bpy.app.handlers import persistent
 from mathutils import Matrix
 
-from . import glb, modes, scene_io, views
+from . import backend_process, glb, modes, scene_io, views
 from .backend_process import BackendProcess, resolve_python, start_backend as spawn_backend
 from .client import Client
 from .connection import resolve_connection
@@ -84,13 +86,55 @@ def make_client(**options: float) -> Client:
 
 
 def python_hint(prefs: bpy.types.AddonPreferences) -> str:
-    """One line saying which Python the Start button will use."""
+    """One line saying which Python the Start button will use, and whether it has the backend.
+
+    The check runs that Python once (:func:`backend_process.probe_python`) on a thread; until
+    it answers the line says so, and the preferences redraw when it does.
+    """
     try:
         python = resolve_python(prefs.backend_python)
     except BackendStartError:
         return "No Python found: set Backend Python, or $MESHSMITH_BACKEND_PYTHON"
     source = "preferences" if prefs.backend_python.strip() else "$MESHSMITH_BACKEND_PYTHON or PATH"
-    return f"Start uses {python} (from {source})"
+    backend_dir = bpy.path.abspath(prefs.backend_dir) if prefs.backend_dir.strip() else ""
+    probe = _probe(python, backend_dir)
+    if probe is None:
+        return f"Start uses {python} (from {source}); checking it ..."
+    if not probe.executable:
+        return f"Start uses {python} (from {source}), but {probe.error}: set Backend Python"
+    shown = probe.executable if os.path.realpath(probe.executable) != os.path.realpath(python) else python
+    if not probe.has_backend:
+        return (f"{shown} (from {source}) has no Meshsmith backend: set Backend Python to the environment "
+                "where it is installed, or Backend Folder to a checkout")
+    return f"Start uses {shown} (from {source})"
+
+
+_probes: dict[tuple[str, str], backend_process.PythonProbe | None] = {}
+
+
+def _probe(python: str, backend_dir: str) -> backend_process.PythonProbe | None:
+    """The cached probe of ``python``; None while it runs (started here on first ask)."""
+    key = (python, backend_dir)
+    if key in _probes:
+        return _probes[key]
+    _probes[key] = None
+
+    def run() -> None:
+        _probes[key] = backend_process.probe_python(python, backend_dir)
+
+    def redraw_when_done() -> float | None:
+        """Main-thread timer: redraw the preferences once the probe has answered."""
+        if _probes.get(key) is None and key in _probes:
+            return 0.25
+        for window in bpy.context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "PREFERENCES":
+                    area.tag_redraw()
+        return None
+
+    threading.Thread(target=run, name="meshsmith-probe", daemon=True).start()
+    bpy.app.timers.register(redraw_when_done, first_interval=0.25)
+    return None
 
 
 # -- backend process ----------------------------------------------------------------------

@@ -14,6 +14,8 @@ Modes (``--modes``, default all):
 - ``watertight``; ``artist`` (quad-dominant), ``artist-quads``, ``artist-triangles``;
 - ``texture-object``: the artist result, active, baked from the source object (needs a
   source with colour: image texture, colour attribute or material colour);
+- ``texture-keep``: the texture-object result baked again from the source with Keep UVs
+  (the default): its UV map must come back corner for corner;
 - ``texture-views``: the artist result baked from posed views that ``render.views`` renders
   of the mesh file here (in the backend's Python, which has BlenderProc's ``bpy``);
 - ``artist-texture``: the Artist + Texture preset (needs colour, like texture-object);
@@ -49,8 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-views",
-         "artist-texture", "cancel")
+MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-keep",
+         "texture-views", "artist-texture", "cancel")
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
 #: Seconds one run may take before the field test calls it failed.
 RUN_TIMEOUT = 900.0
@@ -184,10 +186,12 @@ class FieldTest:
         for mode in modes:
             row = Row(mode, path.name)
             try:
-                if mode in ("texture-object", "artist-texture") and not has_colour:
+                if mode in ("texture-object", "texture-keep", "artist-texture") and not has_colour:
                     row.status = "skip: the source has no colour"
                 elif mode in ("texture-object", "texture-views") and "artist" not in self.results[path.name]:
                     row.status = "skip: needs the artist mode's result"
+                elif mode == "texture-keep" and "texture-object" not in self.results[path.name]:
+                    row.status = "skip: needs the texture-object mode's result"
                 elif mode == "texture-views" and not path.is_file():
                     row.status = "skip: no file to render views of"
                 else:
@@ -206,6 +210,7 @@ class FieldTest:
         settings.artist_faces = self.args.faces
         settings.texture_size = self.args.texture_size
         settings.target_faces = 0
+        settings.keep_uvs = True
         target, others = source, []
         if mode == "watertight" or mode == "cancel":
             settings.mode = "WATERTIGHT"
@@ -220,6 +225,9 @@ class FieldTest:
         elif mode == "texture-object":
             settings.mode, settings.texture_source = "TEXTURE", "OBJECT"
             target, others = self.results[path.name]["artist"], [source]
+        elif mode == "texture-keep":
+            settings.mode, settings.texture_source = "TEXTURE", "OBJECT"
+            target, others = self.results[path.name]["texture-object"], [source]
         elif mode == "texture-views":
             settings.mode, settings.texture_source = "TEXTURE", "VIEWS"
             settings.views_dir = str(self.render_views(path))
@@ -243,9 +251,11 @@ class FieldTest:
         row.texture = has_baked_texture(result)
         if mode == "watertight" and not (row.closed and row.manifold):
             row.status = "not closed and manifold"
-        if mode in ("texture-object", "texture-views", "artist-texture") and not row.texture:
+        if mode in ("texture-object", "texture-keep", "texture-views", "artist-texture") and not row.texture:
             row.status = "no baked texture"
-        if mode in ("texture-object", "texture-views"):
+        if mode == "texture-keep" and not same_corner_uvs(mesh, target.data):
+            row.status = "the target's UV map did not come back as it was"
+        if mode in ("texture-object", "texture-keep", "texture-views"):
             # Texturing must not change the surface: what was closed and manifold stays so.
             closed, manifold = closed_and_manifold(target)
             if (closed and not row.closed) or (manifold and not row.manifold):
@@ -397,6 +407,25 @@ def select(active, *others) -> None:
         obj.hide_set(False)
         obj.select_set(True)
     bpy.context.view_layer.objects.active = active
+
+
+def same_corner_uvs(a, b) -> bool:
+    """Whether two meshes have the same corners, each with the same UV (within float32 round trips)."""
+    ca, cb = corner_uvs(a), corner_uvs(b)
+    return len(ca) == len(cb) > 0 and all(abs(x - y) <= 2e-4 for p, q in zip(ca, cb) for x, y in zip(p, q))
+
+
+def corner_uvs(mesh) -> list[tuple]:
+    """Every corner as (position, UV), rounded and sorted: equal for one surface with one UV layout."""
+    layer = mesh.uv_layers.active
+    if layer is None:
+        return []
+    co = [0.0] * (3 * len(mesh.vertices))
+    mesh.vertices.foreach_get("co", co)
+    uv = [0.0] * (2 * len(mesh.loops))
+    layer.uv.foreach_get("vector", uv)
+    return sorted((*(round(c, 4) for c in co[3 * loop.vertex_index:3 * loop.vertex_index + 3]),
+                   round(uv[2 * loop.index], 4), round(uv[2 * loop.index + 1], 4)) for loop in mesh.loops)
 
 
 def closed_and_manifold(obj) -> tuple[bool, bool]:

@@ -358,6 +358,39 @@ def test_start_and_stop_backend_from_the_preferences(runtime, monkeypatch, tmp_p
     assert runtime.check_backend().text == "not running"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the stand-in interpreter is a POSIX shell script")
+def test_the_python_hint_says_when_starts_python_has_no_backend(runtime, monkeypatch, tmp_path):
+    import venv
+
+    from .conftest import backend_python
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    venv.create(tmp_path / "bare", with_pip=False)
+    shim = tmp_path / "shims" / "python3"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{tmp_path / "bare" / "bin" / "python"}" "$@"\n')
+    shim.chmod(0o755)
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    saved = prefs.backend_python
+
+    def settled_hint() -> str:
+        deadline = time.monotonic() + 30
+        while "checking" in (hint := runtime.python_hint(prefs)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return hint
+
+    try:
+        prefs.backend_python = str(shim)
+        assert "checking" in runtime.python_hint(prefs)       # the draw never waits for the probe
+        hint = settled_hint()
+        assert "has no Meshsmith backend" in hint and str(tmp_path / "bare") in hint and "shims" not in hint, hint
+        prefs.backend_python = backend_python()
+        assert settled_hint().startswith("Start uses "), settled_hint()
+    finally:
+        prefs.backend_python = saved
+
+
 QUIT_SCRIPT = """
 import importlib, json, os, sys
 import bpy

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from addon import glb
-from addon.backend_process import BackendProcess, guess_backend_dir, resolve_python, start_backend
+from addon.backend_process import BackendProcess, guess_backend_dir, probe_python, resolve_python, start_backend
 from addon.client import Client
 from addon.connection import normalize_address, resolve_connection, state_dir
 from addon.errors import START_HINT, BackendError, BackendStartError, BackendUnavailable
@@ -247,6 +247,30 @@ def test_resolve_python_order(tmp_path):
 def test_guess_backend_dir_from_a_checkout_venv(tmp_path):
     assert guess_backend_dir(str(REPO / ".venv" / "bin" / "python")) == str(REPO)
     assert guess_backend_dir(str(tmp_path / "bin" / "python")) == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the shim is a POSIX shell script")
+def test_probe_sees_through_a_shim_and_tells_whether_the_backend_imports(tmp_path, monkeypatch):
+    # Regression (field test, issue 14): the preferences said "Start uses ~/.pyenv/shims/python3",
+    # an interpreter without the backend, and Start then failed with "No module named backend".
+    import venv
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    venv.create(tmp_path / "bare", with_pip=False)
+    bare = next(p for p in ((tmp_path / "bare" / "bin" / name) for name in ("python3", "python")) if p.exists())
+    shim = tmp_path / "shims" / "python3"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{bare}" "$@"\n')
+    shim.chmod(0o755)
+    found = probe_python(str(shim))
+    assert os.path.realpath(found.executable) == os.path.realpath(bare) and not found.has_backend, found
+    assert probe_python(backend_python()).has_backend
+    broken = tmp_path / "shims" / "broken"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    found = probe_python(str(broken))
+    assert found.executable == "" and not found.has_backend and "could not be run" in found.error, found
 
 
 def test_start_failure_reports_the_log(tmp_path):
