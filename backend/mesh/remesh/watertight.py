@@ -58,8 +58,10 @@ sheets do not matter.
    negative end to its positive end: outer surfaces face outward, kept cavities inward
    (negative volume). The window's outer layer is positive, so the surface is closed;
    edges where a pinch of the level joins four faces are separated, so it is manifold.
-7. **keep="largest"**: of the result's connected surfaces, the one enclosing the largest
-   volume is kept, with the inward-facing cavity surfaces inside it (by winding number).
+7. **Parts**: with ``keep="largest"`` the connected surface enclosing the largest volume
+   is kept, with the inward-facing cavity surfaces inside it (by winding number); with
+   ``cavities="fill"`` no inward-facing surface is kept at all (a pocket of a few voxels
+   signed empty in the solid is the only way to get one).
 8. **target_faces** (optional): edge-collapse decimation that keeps the surface closed,
    manifold and oriented (:mod:`backend.mesh.remesh.decimate`), in grid index coordinates.
 9. **Back** to index -> canonical -> the caller's frame with :meth:`Normalization.invert`.
@@ -291,8 +293,9 @@ def watertight(
     index_vertices, tris = _mesh(field, nearest, blocks, block_value, NUDGE_VOXELS * h, (canonical - window.origin) / h,
                                  faces, sharp_features, subrange(progress, 0.7, mesh_stop))
     del field
-    if keep == "largest":
-        index_vertices, tris = _keep_largest(index_vertices, tris)
+    if keep == "largest" or cavities == "fill":
+        index_vertices, tris = _select_parts(index_vertices, tris, largest=keep == "largest",
+                                             cavities=cavities == "keep")
     lap("meshing")
     del nearest
     if target_faces is not None and len(tris) > target_faces:
@@ -653,12 +656,17 @@ def _exact_at_crossings(field: np.ndarray, nearest: np.ndarray, blocks: BlockGri
     flat[unique] = np.copysign(np.maximum(best, eps), flat[unique]).astype(np.float32)
 
 
-def _keep_largest(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The connected surface of largest enclosed volume, with the cavities inside it.
+def _select_parts(vertices: np.ndarray, faces: np.ndarray, *, largest: bool, cavities: bool
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The outer surfaces (all, or the one of largest enclosed volume), and with ``cavities``
+    the inward-facing surfaces inside them.
 
-    Components are joined by shared vertices (the surface is manifold). Inner surfaces
-    (negative volume, kept cavities) stay when their first vertex lies inside the kept
-    surface, by its winding number.
+    Components are joined by shared vertices (the surface is manifold); a component's
+    signed volume tells outer (positive) from inward-facing (negative). Without
+    ``cavities`` no inward-facing surface stays: with cavities filled, one can only be a
+    pocket of a few voxels whose nodes were signed empty (seen on a cartoon head and a
+    teapot: closed shells of 20 faces, 2 voxels). With ``cavities`` one stays when its first
+    vertex lies inside a kept outer surface, by its winding number.
     """
     from backend.mesh.metrics import connected_components
     from backend.mesh.sampling import winding_number
@@ -668,14 +676,16 @@ def _keep_largest(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
         return vertices, faces
     t = vertices[faces]
     volume = np.bincount(part, np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])) / 6.0, minlength=count)
-    kept = int(volume.argmax())
-    keep_part = np.zeros(count, dtype=bool)
-    keep_part[kept] = True
-    cavities = np.flatnonzero(volume < 0)
-    if len(cavities):
+    keep_part = volume > 0
+    if largest:
+        keep_part[:] = False
+        keep_part[int(volume.argmax())] = True
+    inward = np.flatnonzero(volume < 0)
+    if cavities and len(inward) and keep_part.any():
         first_face = np.unique(part, return_index=True)[1]       # per component
-        probes = vertices[faces[first_face[cavities], 0]]
-        keep_part[cavities] = np.abs(winding_number(vertices, faces[part == kept], probes)) > 0.5
+        probes = vertices[faces[first_face[inward], 0]]
+        outer = faces[keep_part[part]]
+        keep_part[inward] = np.abs(winding_number(vertices, outer, probes)) > 0.5
     faces = faces[keep_part[part]]
     used, faces = np.unique(faces, return_inverse=True)
     return vertices[used], faces.reshape(-1, 3)

@@ -241,6 +241,46 @@ def test_keep_largest_keeps_its_cavity():
     assert connected_components(result.faces)[0] == 2
 
 
+def _blender_monkey() -> meshes.Mesh:
+    """Blender's Suzanne, made by the real ``bpy`` (open eyes, touching parts: a hard input)."""
+    bpy = pytest.importorskip("bpy")
+    mesh = bpy.data.meshes.new("suzanne")
+    import bmesh
+
+    bm = bmesh.new()
+    bmesh.ops.create_monkey(bm)
+    bmesh.ops.triangulate(bm, faces=bm.faces[:])
+    v = np.array([vert.co[:] for vert in bm.verts])
+    f = np.array([[vert.index for vert in face.verts] for face in bm.faces])
+    bm.free()
+    bpy.data.meshes.remove(mesh)
+    return v, f
+
+
+@pytest.mark.parametrize("resolution", [64, 192, 256])
+@pytest.mark.parametrize("keep", ["all", "largest"])
+def test_filled_cavities_leave_no_inward_facing_pockets(resolution, keep):
+    # Regression (field test, issue 14): a cow's remesh with Largest Part Only and cavities
+    # filled carried closed inward-facing shells of 20 and 4 faces; Suzanne gave 2-5 of them.
+    result = watertight(*_blender_monkey(), resolution=resolution, keep=keep)
+    _assert_clean_closed_surface(result)
+    count, part = connected_components(result.faces)
+    t = result.vertices[result.faces]
+    volume = np.bincount(part, np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])) / 6.0)
+    assert (volume > 0).all(), volume
+    if keep == "largest":
+        assert count == 1
+
+
+def test_kept_cavities_inside_any_kept_solid_stay():
+    outer, inner = meshes.nested_spheres(), meshes.uv_sphere(radius=0.3, center=(3.0, 0.0, 0.0))
+    v, f = np.vstack([outer[0], inner[0]]), np.vstack([outer[1], inner[1] + len(outer[0])])
+    result = watertight(v, f, resolution=RESOLUTION, cavities="keep")
+    assert connected_components(result.faces)[0] == 3          # two solids, one cavity
+    filled = watertight(v, f, resolution=RESOLUTION, cavities="fill")
+    assert connected_components(filled.faces)[0] == 2
+
+
 def test_open_sheet_becomes_a_thin_closed_slab():
     v, f = meshes.plane(size=1.0)
     for shift in (0.0, 0.3):  # lattice-aligned (nodes on the plane) and not
