@@ -49,9 +49,9 @@ test-blender52:
 MESHES ?= assets
 field-test: setup
 	status=0; \
-	$(VENV)/bin/python scripts/field_test.py $(MESHES) --million --out out/field-4.2 || status=1; \
+	$(VENV)/bin/python scripts/field_test.py $(MESHES) --million --made --out out/field-4.2 || status=1; \
 	MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python $(VENV52)/bin/python scripts/field_test.py $(MESHES) \
-		--million --out out/field-5.2 || status=1; \
+		--million --made --out out/field-5.2 || status=1; \
 	exit $$status
 
 clean:

@@ -24,6 +24,9 @@ Modes (``--modes``, default all):
 
 ``--million`` adds Watertight and Artist on an icosphere of 1.3 million faces made in
 Blender: the main-thread stall of a Generate on a mesh that large (goal: <= 100 ms).
+``--made`` adds a mesh made here, so that a folder without coloured meshes (CI's ``assets/``)
+still runs every mode: Blender's Suzanne, subdivided once (open eyes, touching parts),
+painted by position and written as a vertex-coloured PLY.
 
 One row per run: mode, mesh, ``ok`` or the message, seconds, faces, quads, closed /
 manifold (Blender's own bmesh tests), whether a baked texture arrived, and the longest
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -102,6 +106,8 @@ def main() -> int:
     parser.add_argument("--no-render", dest="render", action="store_false", help="skip field.png")
     parser.add_argument("--million", action="store_true",
                         help="also Watertight and Artist on an icosphere of 1.3 million faces made here (the stall test)")
+    parser.add_argument("--made", action="store_true",
+                        help="also every mode on a painted Suzanne made here (a mesh with colour)")
     args = parser.parse_args()
     paths = sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in MESH_SUFFIXES)
     if not paths:
@@ -129,6 +135,8 @@ def main() -> int:
     import bl_ext.user_default.meshsmith.runtime as runtime
     import bl_ext.user_default.meshsmith.scene_io as scene_io
 
+    if args.made:
+        paths.append(painted_suzanne(scratch / "made" / "painted_suzanne.ply"))
     test = FieldTest(runtime, scene_io, args, scratch)
     with blender_quiet():
         bpy.ops.meshsmith.start_backend()
@@ -381,6 +389,29 @@ def import_mesh(path: Path):
     obj = parts[0]
     obj.name = path.stem
     return obj
+
+
+def painted_suzanne(path: Path) -> Path:
+    """Blender's Suzanne, subdivided once, coloured by position, written to ``path`` as ASCII PLY (Z up)."""
+    import bmesh
+
+    bm = bmesh.new()
+    bmesh.ops.create_monkey(bm)
+    bmesh.ops.subdivide_edges(bm, edges=bm.edges[:], cuts=1, use_grid_fill=True)
+    lines = ["ply", "format ascii 1.0", "comment Meshsmith field test: Blender's Suzanne, painted",
+             f"element vertex {len(bm.verts)}", *(f"property float {a}" for a in "xyz"),
+             *(f"property uchar {c}" for c in ("red", "green", "blue")),
+             f"element face {len(bm.faces)}", "property list uchar int vertex_indices", "end_header"]
+    for v in bm.verts:
+        x, y, z = v.co
+        rgb = (int(127 + 120 * math.sin(3 * x)), int(127 + 120 * math.cos(3 * z)), int(127 + 120 * math.sin(2 * y + 1)))
+        lines.append(f"{x:.6f} {y:.6f} {z:.6f} {rgb[0]} {rgb[1]} {rgb[2]}")
+    bm.verts.index_update()
+    lines += [f"{len(f.verts)} " + " ".join(str(v.index) for v in f.verts) for f in bm.faces]
+    bm.free()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def big_sphere():
