@@ -396,6 +396,8 @@ class JobTracker:
             else:
                 job.phase = Phase.DOWNLOADING
                 job.show_remote(1.0, "downloading")
+                if remote.result is not None:
+                    job.warnings.extend(summary_notes(remote.result.summary))
         elif remote.state == "cancelled":
             job._cancelled()
         else:  # failed
@@ -427,6 +429,20 @@ class JobTracker:
         job.phase, job.progress, job.stage = Phase.IMPORTED, 1.0, "imported"
         job.imported_name = name
         job.message = f"Imported {name}." + "".join(f" Note: {w}." for w in job.warnings)
+
+
+#: Below this share of the surface seen by posed views, the result's message says so.
+SEEN_SHARE_NOTE = 0.6
+
+
+def summary_notes(summary: dict) -> list[str]:
+    """What a finished step's summary says that the artist should know (sentences without a full stop)."""
+    notes = []
+    seen = summary.get("texels_seen_share")
+    if isinstance(seen, (int, float)) and seen < SEEN_SHARE_NOTE:
+        notes.append(f"the views saw {seen:.0%} of the surface; the rest takes the colours seen nearest to it "
+                     "across the surface (more views, or views from other sides, would cover it)")
+    return notes
 
 
 def _submit(client: JobClient, step: ChainStep, mesh: bytes | Callable[[], bytes]) -> Job:

@@ -336,6 +336,18 @@ def test_import_warnings_reach_the_final_message():
     assert job.message == "Imported Cube_artist. Note: mesh 0: polygon 3 is marked a quad but ...; imported as triangles."
 
 
+@pytest.mark.parametrize(("seen", "noted"), [(0.25, True), (0.95, False)])
+def test_a_texture_from_views_that_saw_little_of_the_surface_says_so(seen, noted):
+    # Regression (field test, issue 14): posed images that saw ~25% of a bottle gave a green
+    # smear and no word about it.
+    done = Job.from_json({"id": "j1", "pipeline": "texture", "state": "done", "progress": 1.0,
+                          "result": {"files": ["result.glb"], "summary": {"texels_seen_share": seen}}})
+    tracker, job = track(ScriptedBackend([done]))
+    run(tracker, lambda job, data: "Bottle_textured")
+    assert job.phase is Phase.IMPORTED
+    assert ("the views saw 25% of the surface" in job.message) is noted, job.message
+
+
 # -- off the main thread: the courier ------------------------------------------------------------
 
 
