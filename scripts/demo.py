@@ -25,6 +25,14 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as the README shows it)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "out", help="output folder (default: out/)")
@@ -110,7 +118,7 @@ def main() -> int:
         f"{seconds:.1f} s from click to import\n"
         f"result.glb: watertight={glb.is_watertight}, winding consistent={glb.is_winding_consistent}, "
         f"volume={glb.volume:.4f}\n"
-        f"wrote {out / 'demo.blend'}, {out / 'result.glb'}, {out / 'demo.png'}"
+        "wrote " + ", ".join(_shown(out / name) for name in ("demo.blend", "result.glb", "demo.png"))
     )
     return 0 if report["closed"] and report["oriented"] and glb.is_watertight else 1
 
