@@ -33,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = ServerSettings.from_env(
             host=args.host, port=args.port, data_dir=args.data_dir, state_dir=args.state_dir,
-            token=args.token, max_upload_mb=args.max_upload_mb,
+            token=args.token, max_upload_mb=args.max_upload_mb, job_workers=args.job_workers,
+            max_job_memory_gb=args.max_job_memory_gb, max_job_minutes=args.max_job_minutes,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -142,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--state-dir", type=Path, help="where backend.json (port + token) is written")
     s.add_argument("--token", help="bearer token (default: a new random one each start)")
     s.add_argument("--max-upload-mb", type=float, help="largest accepted upload (default 200)")
+    s.add_argument("--job-workers", type=int, help="worker processes, i.e. jobs run at once (default 1)")
+    s.add_argument("--max-job-memory-gb", type=float,
+                   help="hard memory limit of each worker process (default 3/4 of this machine's RAM; 0: none)")
+    s.add_argument("--max-job-minutes", type=float, help="time limit of one job (default 60; 0: none)")
     s.set_defaults(func=_serve)
 
     w = sub.add_parser("watertight", help="remesh IN into a closed, manifold, oriented mesh")

@@ -1,11 +1,11 @@
-"""Jobs on disk and the worker that runs them one at a time.
+"""Jobs on disk, and the runner that hands them to worker processes (:mod:`backend.workers`).
 
 Each job is a folder ``<data_dir>/jobs/<id>/`` holding its uploads (``input.<fmt>`` for the
 ``mesh``; ``source.<fmt>``, ``views.zip`` for the other inputs of :mod:`backend.inputs`),
 ``job.json`` (params, inputs, state, progress, error, result summary), ``log.txt`` and, once
 done, ``result.glb`` plus any named extras. ``job.json`` is always replaced atomically, so a
-crash leaves the previous state, never a torn file. On start-up a job found ``running``
-is marked failed (its process died) and ``queued`` jobs are queued again.
+crash leaves the previous state, never a torn file. On start-up ``queued`` jobs are queued
+again, and a job found ``running`` (the backend died under it) is queued once more.
 """
 
 from __future__ import annotations
@@ -19,20 +19,18 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from backend.errors import MeshsmithError
 from backend.inputs import INPUT_KINDS
-from backend.memory import keep_freed_memory, release_freed_memory
-from backend.mesh.io import mesh_to_bytes, write_atomic
-from backend.pipelines import get_pipeline
-from backend.progress import Cancelled
+from backend.mesh.io import write_atomic
+from backend.workers import RESULT_NAME, Worker
 
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
-RESULT_NAME = "result.glb"
 #: Progress is written to disk at most this often; state changes are written at once.
 PROGRESS_WRITE_INTERVAL = 0.25
+#: A job found running at start-up this many times (each start of it ended in a crash) is failed, not rerun.
+MAX_ATTEMPTS = 2
 
 
 @dataclass
@@ -51,6 +49,8 @@ class Job:
     result: dict | None = None
     #: Input name -> file name in the job folder (None in records written before inputs had names).
     inputs: dict | None = None
+    #: How many times a worker started this job (a job interrupted by a stop or crash runs again).
+    attempts: int = 0
 
     def input_files(self) -> dict[str, str]:
         """Input name -> file name in the job folder."""
@@ -84,16 +84,23 @@ class JobStore:
             self._jobs[job.id] = job
 
     def recover(self) -> list[Job]:
-        """Mark jobs that were running when the process died as failed; return queued ones."""
+        """Jobs to run after a start: the queued ones, and those found ``running`` (the process
+        died under them) once more; a job that was running at :data:`MAX_ATTEMPTS` crashes fails."""
         requeue = []
         for job in self.list():
             if job.state == "running":
-                job.state, job.finished = "failed", time.time()
-                job.error = {
-                    "code": "interrupted",
-                    "message": "The backend stopped while this job was running. Submit it again.",
-                }
+                if job.attempts >= MAX_ATTEMPTS:
+                    job.state, job.stage, job.finished = "failed", "failed", time.time()
+                    job.error = {
+                        "code": "interrupted",
+                        "message": f"The backend stopped {job.attempts} times while this job was running, so it is "
+                                   "not run again. Lower its size (resolution, faces, texture size) and submit it again.",
+                    }
+                    self.save(job)
+                    continue
+                job.state, job.stage, job.progress, job.started = "queued", "queued (interrupted)", 0.0, None
                 self.save(job)
+                requeue.append(job)
             elif job.state == "queued":
                 requeue.append(job)
         return sorted(requeue, key=lambda j: j.created)
@@ -133,55 +140,56 @@ class JobStore:
         write_atomic(self.dir(job.id) / "job.json", payload)
 
 
-class _JobLogHandler(logging.Handler):
-    """Copies log records made on the worker thread into the running job's log.txt."""
-
-    def __init__(self, worker: threading.Thread):
-        super().__init__(logging.INFO)
-        self.worker = worker
-        self.path: Path | None = None
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.path is None or threading.current_thread() is not self.worker:
-            return
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(self.format(record) + "\n")
-
-
 class JobRunner:
-    """One worker thread that runs queued jobs in order; cancel is cooperative."""
+    """Runs queued jobs in worker processes (:mod:`backend.workers`), one slot thread per worker.
 
-    def __init__(self, store: JobStore):
+    A slot thread hands its worker one job at a time and relays progress into the store; it
+    sends cancel, and kills (and replaces) a worker that does not stop within
+    ``cancel_grace`` seconds, passes ``time_limit`` seconds on one job or dies. The
+    server's threads never run pipeline code.
+
+    A clean :meth:`stop` leaves queued jobs queued and puts the running ones back in the
+    queue (re-running a job is safe: its inputs are on disk and its outputs are written
+    atomically), so they run after a restart; see :meth:`JobStore.recover` for a crash.
+    """
+
+    #: How often a slot looks at its worker, for cancel and time limits.
+    TICK = 0.05
+
+    def __init__(self, store: JobStore, *, workers: int = 1, memory_limit_bytes: int | None = None,
+                 time_limit: float | None = None, cancel_grace: float = 1.0):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.store = store
+        self.memory_limit_bytes, self.time_limit, self.cancel_grace = memory_limit_bytes, time_limit, cancel_grace
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name="meshsmith-worker", daemon=True)
-        self._log_handler = _JobLogHandler(self._thread)
+        self._stopping = threading.Event()
+        self._slots = [threading.Thread(target=self._slot, args=(i,), name=f"meshsmith-slot-{i}", daemon=True)
+                       for i in range(workers)]
+        #: Slot index -> its worker's pid, for tests and the health answer.
+        self.worker_pids: dict[int, int] = {}
 
     def start(self) -> None:
-        keep_freed_memory()
-        logging.getLogger().addHandler(self._log_handler)
         for job in self.store.recover():
             self._queue.put(job.id)
-        self._thread.start()
+        for slot in self._slots:
+            slot.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel the running job and end the worker."""
-        for job in self.store.list():
-            if job.state in ("queued", "running"):
-                with self._lock:
-                    self._cancelled.add(job.id)
-        self._queue.put(None)
-        self._thread.join(timeout)
-        logging.getLogger().removeHandler(self._log_handler)
+        """End the workers; running jobs go back to the queue, queued ones stay queued."""
+        self._stopping.set()
+        for _ in self._slots:
+            self._queue.put(None)
+        for slot in self._slots:
+            slot.join(timeout)
 
     def submit(self, job: Job) -> None:
         self._queue.put(job.id)
 
     def cancel(self, job_id: str) -> Job | None:
-        """Cancel a job: a queued one ends now, a running one at its next progress point."""
+        """Cancel a job: a queued one ends now, a running one within the cancel grace."""
         job = self.store.get(job_id)
         if job is None or job.state in FINAL_STATES:
             return job
@@ -192,62 +200,123 @@ class JobRunner:
             self.store.save(job)
         return job
 
-    def _work(self) -> None:
-        while True:
-            job_id = self._queue.get()
-            if job_id is None:
-                return
-            job = self.store.get(job_id)
-            if job is None or job.state != "queued":
-                continue
-            self._log_handler.path = self.store.dir(job_id) / "log.txt"
-            try:
-                self._run(job)
-            finally:
-                self._log_handler.path = None
-                release_freed_memory()
+    # -- slots ------------------------------------------------------------------------------
 
-    def _run(self, job: Job) -> None:
-        job.state, job.stage, job.started = "running", "loading input", time.time()
-        self.store.save(job)
-        log.info("job %s: %s %s", job.id, job.pipeline, job.params)
+    def _spawn(self, index: int) -> Worker:
+        worker = Worker(self.memory_limit_bytes)
+        self.worker_pids[index] = worker.process.pid
+        return worker
 
-        def progress(fraction: float, stage: str) -> None:
-            with self._lock:
-                if job.id in self._cancelled:
-                    raise Cancelled(job.id)
-            job.progress, job.stage = round(float(fraction), 4), stage
-            self.store.save(job, throttle=True)
-
+    def _slot(self, index: int) -> None:
+        worker = self._spawn(index)          # ready (imports done) before the first job arrives
         try:
-            pipeline = get_pipeline(job.pipeline)
-            params = pipeline.parse_params(job.params)
-            files = job.input_files()
-            pipeline.check_inputs(files)
-            inputs = {name: INPUT_KINDS[name].load(self.store.dir(job.id) / file) for name, file in files.items()}
-            progress(0.0, "starting")
-            result = pipeline.run(inputs, params, progress)
-            progress(1.0, "writing result")
-            out = self.store.dir(job.id)
-            write_atomic(out / RESULT_NAME, mesh_to_bytes(result.mesh, "glb"))
-            for name, data in result.extras.items():
-                write_atomic(out / name, data)
-            job.result = {"files": [RESULT_NAME, *result.extras], "summary": result.summary}
-            job.state, job.stage = "done", "done"
-            log.info("job %s done: %s", job.id, result.summary)
-        except Cancelled:
-            job.state, job.stage = "cancelled", "cancelled"
-            log.info("job %s cancelled", job.id)
-        except MeshsmithError as exc:
-            job.state, job.stage, job.error = "failed", "failed", {"code": exc.code, "message": exc.message}
-            log.info("job %s failed: %s", job.id, exc.message)
-        except Exception as exc:  # a bug in a pipeline must fail the job, not kill the worker
-            log.exception("job %s crashed", job.id)
-            job.state, job.stage = "failed", "failed"
-            job.error = {
-                "code": "internal",
-                "message": f"The {job.pipeline} pipeline failed ({type(exc).__name__}: {exc}). "
-                "The job's log.txt has the details.",
-            }
-        job.finished = time.time()
+            while True:
+                job_id = self._queue.get()
+                if job_id is None:
+                    return
+                job = self.store.get(job_id)
+                if job is None or job.state != "queued":
+                    continue
+                if not worker.alive:
+                    worker.kill()
+                    worker = self._spawn(index)
+                if not self._run(worker, job):
+                    worker.kill()
+                    if self._stopping.is_set():
+                        return
+                    worker = self._spawn(index)
+        finally:
+            worker.stop()
+            self.worker_pids.pop(index, None)
+
+    def _run(self, worker: Worker, job: Job) -> bool:
+        """Run ``job`` on ``worker`` until it ends; False when the worker must be replaced."""
+        job.state, job.stage, job.progress, job.started = "running", "starting a worker", 0.0, time.time()
+        job.attempts += 1
         self.store.save(job)
+        if not worker.wait_ready(WORKER_START_TIMEOUT):
+            self._end(job, "failed", error=("internal", "The backend could not start a worker process "
+                                            f"({worker.exit_description()}); see the backend's log."))
+            return False
+        worker.conn.send(("run", job.id, job.pipeline, job.params, job.input_files(), str(self.store.dir(job.id))))
+        started = time.monotonic()
+        cancel_sent: float | None = None
+        while True:
+            try:
+                message = worker.conn.recv() if worker.conn.poll(self.TICK) else None
+            except (EOFError, OSError):
+                message = None
+                worker.process.join(1.0)
+            if message is not None and message[0] == "progress":
+                job.progress, job.stage = message[1], message[2]
+                self.store.save(job, throttle=True)
+            elif message is not None:
+                kind = message[0]
+                if kind == "done":
+                    job.result = {"files": message[1], "summary": message[2]}
+                    self._end(job, "done")
+                elif kind == "cancelled":
+                    self._end(job, "cancelled")
+                else:
+                    self._end(job, "failed", error=(message[1], message[2]))
+                return True
+            now = time.monotonic()
+            if not worker.alive:
+                self._note(job, f"worker {worker.process.pid} ended: {worker.exit_description()}")
+                if job.id in self._cancelled:
+                    self._end(job, "cancelled")
+                else:
+                    self._end(job, "failed", error=(
+                        "worker_died", f"The worker process running this job stopped: {worker.exit_description()}. "
+                                       "Other jobs are not affected; lower the job's size and submit it again."))
+                return False
+            if self._stopping.is_set():
+                self._note(job, "the backend is stopping: the job goes back to the queue")
+                job.state, job.stage, job.progress, job.started = "queued", "queued (interrupted by a restart)", 0.0, None
+                job.attempts -= 1                        # a clean stop does not count against the job
+                self.store.save(job)
+                return False
+            with self._lock:
+                cancel = job.id in self._cancelled
+            if cancel and cancel_sent is None:
+                try:
+                    worker.conn.send(("cancel",))
+                except OSError:
+                    pass                                  # it died: the next tick sees that
+                cancel_sent = now
+            elif cancel and now - cancel_sent > self.cancel_grace:
+                self._note(job, f"the worker did not stop within {self.cancel_grace:g} s of the cancel: killed")
+                self._end(job, "cancelled")
+                return False
+            if self.time_limit is not None and now - started > self.time_limit:
+                self._note(job, f"time limit of {self.time_limit:g} s reached: worker killed")
+                self._end(job, "failed", error=(
+                    "time_limit", f"The {job.pipeline} job ran longer than this backend's limit of "
+                                  f"{_duration(self.time_limit)} per job. Lower the resolution, the face count or the "
+                                  "texture size, or start the backend with a higher --max-job-minutes."))
+                return False
+
+    def _end(self, job: Job, state: str, *, error: tuple[str, str] | None = None) -> None:
+        job.state, job.stage, job.finished = state, state, time.time()
+        if error is not None:
+            job.error = {"code": error[0], "message": error[1]}
+        self.store.save(job)
+        with self._lock:
+            self._cancelled.discard(job.id)
+
+    def _note(self, job: Job, text: str) -> None:
+        """A line in the job's log.txt from the server's side."""
+        log.info("job %s: %s", job.id, text)
+        try:
+            with (self.store.dir(job.id) / "log.txt").open("a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} server: {text}\n")
+        except OSError:
+            pass
+
+
+#: Seconds a new worker may take to import the pipelines before the job fails.
+WORKER_START_TIMEOUT = 120.0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} s"

@@ -1,7 +1,8 @@
 """The server's one typed configuration: defaults, then environment, then command line.
 
 Environment variables: ``MESHSMITH_HOST``, ``MESHSMITH_PORT``, ``MESHSMITH_DATA_DIR``,
-``MESHSMITH_STATE_DIR``, ``MESHSMITH_TOKEN``, ``MESHSMITH_MAX_UPLOAD_MB``. Unknown
+``MESHSMITH_STATE_DIR``, ``MESHSMITH_TOKEN``, ``MESHSMITH_MAX_UPLOAD_MB``,
+``MESHSMITH_JOB_WORKERS``, ``MESHSMITH_MAX_JOB_MEMORY_GB``, ``MESHSMITH_MAX_JOB_MINUTES``. Unknown
 ``MESHSMITH_*`` variables are errors, so a typo is not silently ignored.
 """
 
@@ -49,10 +50,24 @@ class ServerSettings:
     state_dir: Path = field(default_factory=default_state_dir)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     max_upload_mb: float = 200.0
+    #: Worker processes, i.e. jobs that run at once.
+    job_workers: int = 1
+    #: Hard memory limit of each worker process; 0: none. Default: 3/4 of this machine's RAM.
+    max_job_memory_gb: float = field(default_factory=lambda: round(0.75 * total_memory_bytes() / 2**30, 1))
+    #: Wall-clock limit of one job, in minutes; 0: none.
+    max_job_minutes: float = 60.0
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def job_memory_bytes(self) -> int | None:
+        return int(self.max_job_memory_gb * 2**30) if self.max_job_memory_gb > 0 else None
+
+    @property
+    def job_time_limit(self) -> float | None:
+        return 60.0 * self.max_job_minutes if self.max_job_minutes > 0 else None
 
     @property
     def state_file(self) -> Path:
@@ -80,6 +95,10 @@ class ServerSettings:
             raise ValueError(f"max_upload_mb must be positive, got {settings.max_upload_mb}")
         if not 0 <= settings.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {settings.port}")
+        if settings.job_workers < 1:
+            raise ValueError(f"job_workers must be at least 1, got {settings.job_workers}")
+        if settings.max_job_memory_gb < 0 or settings.max_job_minutes < 0:
+            raise ValueError("max_job_memory_gb and max_job_minutes must be >= 0 (0: no limit)")
         return settings
 
 
@@ -95,6 +114,28 @@ def _coerce(kind, name: str, value):
     except ValueError:
         raise ValueError(f"setting {name} must be a {kind}, got {value!r}") from None
     return str(value)
+
+
+def total_memory_bytes() -> int:
+    """This machine's physical memory (8 GB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        pass
+    if sys.platform == "win32":
+        import ctypes
+
+        class _Status(ctypes.Structure):
+            _fields_ = [("length", ctypes.c_ulong), ("load", ctypes.c_ulong), ("total", ctypes.c_ulonglong),
+                        ("avail", ctypes.c_ulonglong), ("page_total", ctypes.c_ulonglong),
+                        ("page_avail", ctypes.c_ulonglong), ("virtual_total", ctypes.c_ulonglong),
+                        ("virtual_avail", ctypes.c_ulonglong), ("extended", ctypes.c_ulonglong)]
+
+        status = _Status()
+        status.length = ctypes.sizeof(_Status)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+            return int(status.total)
+    return 8 * 2**30
 
 
 def write_state_file(settings: ServerSettings, port: int, version: str) -> Path:

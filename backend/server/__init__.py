@@ -29,7 +29,8 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store = JobStore(settings.data_dir)
-        runner = JobRunner(store)
+        runner = JobRunner(store, workers=settings.job_workers, memory_limit_bytes=settings.job_memory_bytes,
+                           time_limit=settings.job_time_limit)
         runner.start()
         app.state.store, app.state.runner = store, runner
         app.state.device = detect_device()

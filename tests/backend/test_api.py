@@ -162,7 +162,7 @@ def test_bad_params_get_a_message(client, spec, words):
     assert words in answer.json()["message"]
 
 
-def test_jobs_survive_a_restart_and_a_killed_job_is_reported_failed(tmp_path):
+def test_jobs_survive_a_restart_and_a_killed_job_runs_again(tmp_path):
     backend = BackendProcess(tmp_path, tmp_path / "data").start()
     try:
         with backend.client() as c:
@@ -181,8 +181,9 @@ def test_jobs_survive_a_restart_and_a_killed_job_is_reported_failed(tmp_path):
             assert jobs[done["id"]]["state"] == "done"
             assert c.get(f"/v1/jobs/{done['id']}/result").status_code == 200
             killed = jobs[running["id"]]
-            assert killed["state"] == "failed" and killed["error"]["code"] == "interrupted"
-            assert "Submit it again" in killed["error"]["message"]
+            assert killed["state"] in ("queued", "running") and killed["error"] is None, killed
+            assert killed["attempts"] >= 1
+            c.delete(f"/v1/jobs/{running['id']}")
     finally:
         backend.stop()
 

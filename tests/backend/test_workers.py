@@ -1,0 +1,173 @@
+"""Jobs run in worker processes: the API answers while they work, cancel and limits kill them,
+a dying worker fails only its job, and stops and crashes keep the queue (real servers on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import meshes
+from tests.backend.server_process import REPO, BackendProcess
+from tests.backend.test_api import _glb, _submit, _wait
+
+pytestmark = pytest.mark.slow
+
+#: An artist job that runs for minutes on this machine (the issue measured 99-286 s): the API
+#: went silent for all of it when pipelines ran in the server's threads.
+HEAVY = {"pipeline": "artist", "params": {"faces": 100000, "resolution": 1024}}
+
+
+def _heavy(client) -> dict:
+    data = (REPO / "assets" / "spot_broken.obj").read_bytes()
+    answer = client.post("/v1/jobs", data={"params": json.dumps(HEAVY)},
+                         files={"mesh": ("spot_broken.obj", data, "application/octet-stream")})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _small(client) -> dict:
+    answer = _submit(client, _glb(*meshes.cube()), {"resolution": 32})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes ``pid`` started (Linux /proc; not multiprocessing's resource tracker)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command:
+                out.append(int(child))
+    return out
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def backend(tmp_path):
+    server = BackendProcess(tmp_path / "state", tmp_path / "data").start()
+    yield server
+    server.stop()
+
+
+def test_the_api_answers_while_a_heavy_job_runs_and_cancel_kills_it_within_seconds(backend):
+    with backend.client() as c:
+        job = _heavy(c)
+        _wait(c, job["id"], states=("running",))
+        time.sleep(2.0)                                    # well inside the pipeline's compiled work
+        # Before workers, /v1/health went unanswered for 99-286 s here; now every call answers.
+        with httpx.Client(base_url=backend.url, headers=c.headers, timeout=5) as quick:
+            for _ in range(20):
+                assert quick.get("/v1/health").status_code == 200
+                assert quick.get(f"/v1/jobs/{job['id']}").json()["state"] == "running"
+        worker = _children(backend.proc.pid)
+        assert worker, "no worker process"
+        start = time.monotonic()
+        assert c.delete(f"/v1/jobs/{job['id']}").status_code == 200
+        ended = _wait(c, job["id"], timeout=30)
+        assert ended["state"] == "cancelled", ended
+        assert time.monotonic() - start < 10.0            # the issue measured 99.5 s
+        # The next job runs on a fresh worker.
+        assert _wait(c, _small(c)["id"])["state"] == "done"
+
+
+def test_a_worker_that_dies_fails_only_its_job(backend):
+    with backend.client() as c:
+        job = _heavy(c)
+        _wait(c, job["id"], states=("running",))
+        (worker,) = _children(backend.proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        failed = _wait(c, job["id"], timeout=30)
+        assert failed["state"] == "failed" and failed["error"]["code"] == "worker_died", failed
+        assert "SIGKILL" in failed["error"]["message"], failed
+        assert _wait(c, _small(c)["id"])["state"] == "done"
+
+
+def test_a_job_past_the_time_limit_fails_with_a_message_that_names_the_limit(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--max-job-minutes", "0.05").start()
+    try:
+        with backend.client() as c:
+            failed = _wait(c, _heavy(c)["id"], timeout=60)
+            assert failed["state"] == "failed" and failed["error"]["code"] == "time_limit", failed
+            assert "3 s" in failed["error"]["message"] and "--max-job-minutes" in failed["error"]["message"]
+            assert _wait(c, _small(c)["id"])["state"] == "done"
+    finally:
+        backend.stop()
+
+
+def test_a_job_past_the_memory_limit_fails_with_a_message_that_names_the_limit(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--max-job-memory-gb", "0.6").start()
+    try:
+        with backend.client() as c:
+            v, f = meshes.uv_sphere(32, 64)
+            failed = _wait(c, _submit(c, _glb(v, f), {"resolution": 1024}).json()["id"], timeout=120)
+            assert failed["state"] == "failed" and failed["error"]["code"] == "out_of_memory", failed
+            assert "0.6 GB" in failed["error"]["message"] and "--max-job-memory-gb" in failed["error"]["message"]
+            assert _wait(c, _small(c)["id"])["state"] == "done"
+    finally:
+        backend.stop()
+
+
+def test_a_clean_stop_keeps_the_queue_and_reruns_the_interrupted_job(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data").start()
+    try:
+        with backend.client() as c:
+            heavy = _heavy(c)
+            _wait(c, heavy["id"], states=("running",))
+            queued = [_small(c)["id"] for _ in range(4)]
+            assert {c.get(f"/v1/jobs/{j}").json()["state"] for j in queued} == {"queued"}
+    finally:
+        backend.stop(signal.SIGTERM)
+    assert "Application shutdown complete" in backend.read_log()      # a clean stop, not a kill
+    backend.start()
+    try:
+        with backend.client() as c:
+            again = c.get(f"/v1/jobs/{heavy['id']}").json()
+            assert again["state"] in ("queued", "running") and again["error"] is None, again
+            c.delete(f"/v1/jobs/{heavy['id']}")           # let the four run
+            for job_id in queued:
+                assert _wait(c, job_id)["state"] == "done"
+    finally:
+        backend.stop()
+
+
+def test_a_job_the_backend_died_under_runs_once_more_then_fails(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data")
+    heavy = None
+    for crash in range(2):
+        backend.start()
+        try:
+            with backend.client() as c:
+                heavy = heavy or _heavy(c)
+                assert _wait(c, heavy["id"], states=("running",))["error"] is None
+                workers = _children(backend.proc.pid)
+        finally:
+            backend.stop(signal.SIGKILL)
+        # The worker does not outlive its server.
+        assert all(_gone(w) for w in workers), workers
+    backend.start()
+    try:
+        with backend.client() as c:
+            failed = c.get(f"/v1/jobs/{heavy['id']}").json()
+            assert failed["state"] == "failed" and failed["error"]["code"] == "interrupted", failed
+            assert "2 times" in failed["error"]["message"]
+    finally:
+        backend.stop()
