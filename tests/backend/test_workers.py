@@ -18,9 +18,10 @@ from tests.backend.test_api import _glb, _submit, _wait
 
 pytestmark = pytest.mark.slow
 
-#: An artist job that runs for minutes on this machine (the issue measured 99-286 s): the API
-#: went silent for all of it when pipelines ran in the server's threads.
-HEAVY = {"pipeline": "artist", "params": {"faces": 100000, "resolution": 1024}}
+#: An artist job of about 25 s here, most of it in Instant Meshes' compiled remeshing: when
+#: pipelines ran in the server's threads the API reset connections and went silent through it
+#: (the issue measured 99-286 s of silence at resolution 1024).
+HEAVY = {"pipeline": "artist", "params": {"faces": 100000, "resolution": 256}}
 
 
 def _heavy(client) -> dict:
@@ -71,13 +72,17 @@ def backend(tmp_path):
 def test_the_api_answers_while_a_heavy_job_runs_and_cancel_kills_it_within_seconds(backend):
     with backend.client() as c:
         job = _heavy(c)
-        _wait(c, job["id"], states=("running",))
-        time.sleep(2.0)                                    # well inside the pipeline's compiled work
-        # Before workers, /v1/health went unanswered for 99-286 s here; now every call answers.
+        # Every call answers, through the remeshing too (before workers: a connection reset
+        # or minutes of silence once it began).
+        remeshing_since = None
         with httpx.Client(base_url=backend.url, headers=c.headers, timeout=5) as quick:
-            for _ in range(20):
+            while remeshing_since is None or time.monotonic() - remeshing_since < 3.0:
                 assert quick.get("/v1/health").status_code == 200
-                assert quick.get(f"/v1/jobs/{job['id']}").json()["state"] == "running"
+                now = quick.get(f"/v1/jobs/{job['id']}").json()
+                assert now["state"] in ("queued", "running"), now
+                if now["stage"] == "remeshing" and remeshing_since is None:
+                    remeshing_since = time.monotonic()
+                time.sleep(0.05)
         worker = _children(backend.proc.pid)
         assert worker, "no worker process"
         start = time.monotonic()

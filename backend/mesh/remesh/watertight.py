@@ -312,7 +312,7 @@ def watertight(
         len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks,
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()),
     )
-    progress(1.0, "done")
+    progress(1.0, "remeshed")
     return WatertightResult(
         vertices=out_vertices,
         faces=np.ascontiguousarray(tris, dtype=np.int64),

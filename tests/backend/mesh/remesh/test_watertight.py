@@ -426,7 +426,7 @@ def test_progress_is_reported_and_cancel_stops_it():
     fractions = [x for x, _ in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     stages = [s for _, s in seen]
-    assert {"distance", "flood fill", "signing", "dual contouring", "done"} <= set(stages)
+    assert {"distance", "flood fill", "signing", "dual contouring", "remeshed"} <= set(stages)
     assert stages.count("distance") > 2  # between triangle chunks, not only around the stage
 
     for stop_at in ("distance", "flood fill", "signing", "dual contouring"):
