@@ -61,3 +61,10 @@ class BadInputs(MeshsmithError, ValueError):
 
     code = "bad_inputs"
     status = 422
+
+
+class OverBudget(MeshsmithError, ValueError):
+    """A job whose memory estimate is over the backend's budget per job."""
+
+    code = "over_budget"
+    status = 422

@@ -34,8 +34,9 @@ class InputKind:
     description : str
         For people (``GET /v1/health``, error messages).
     check : callable
-        ``check(data: bytes, label: str) -> suffix``: raises a :class:`backend.errors.MeshsmithError`
-        (4xx) for a file that cannot be used, else the file suffix to store it under.
+        ``check(data: bytes, label: str) -> Checked``: raises a :class:`backend.errors.MeshsmithError`
+        (4xx) for a file that cannot be used, else the file suffix to store it under and the
+        facts a pipeline's memory estimate needs (:class:`Checked`).
     load : callable
         ``load(path: Path) -> object`` for the pipeline.
     stored_as : str
@@ -49,11 +50,36 @@ class InputKind:
     stored_as: str
 
 
-def _check_mesh(data: bytes, label: str) -> str:
+@dataclass(frozen=True)
+class Checked:
+    """A checked upload: the suffix it is stored under and facts about it.
+
+    ``facts``: for meshes ``faces``, ``vertices`` and ``area_ratio`` (surface area over the
+    square of the bounding box's longest side: how much of a voxel grid the surface
+    crosses); for views ``views`` and ``pixels`` (all images together).
+    """
+
+    suffix: str
+    facts: dict[str, float]
+
+
+def mesh_facts(vertices, faces) -> dict[str, float]:
+    import numpy as np
+
+    vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces)
+    t = vertices[faces]
+    area = 0.5 * float(np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum())
+    used = vertices[np.unique(faces)]
+    side = float((used.max(axis=0) - used.min(axis=0)).max()) if len(used) else 0.0
+    return {"faces": int(len(faces)), "vertices": int(len(vertices)),
+            "area_ratio": round(area / side**2, 4) if side > 0 else 0.0}
+
+
+def _check_mesh(data: bytes, label: str) -> Checked:
     from backend.mesh.io import load_mesh_bytes, sniff_format
 
-    load_mesh_bytes(data, name=label)
-    return sniff_format(data)
+    mesh = load_mesh_bytes(data, name=label)
+    return Checked(sniff_format(data), mesh_facts(mesh.vertices, mesh.faces))
 
 
 def _load_mesh(path: Path):
@@ -62,12 +88,13 @@ def _load_mesh(path: Path):
     return load_mesh(path)
 
 
-def _check_source(data: bytes, label: str) -> str:
+def _check_source(data: bytes, label: str) -> Checked:
     from backend.mesh.io import sniff_format
     from backend.mesh.texture.source import load_colour_source_bytes
 
-    load_colour_source_bytes(data, name=label)
-    return "zip" if data[:4] == b"PK\x03\x04" else sniff_format(data)
+    source = load_colour_source_bytes(data, name=label)
+    return Checked("zip" if data[:4] == b"PK\x03\x04" else sniff_format(data),
+                   mesh_facts(source.vertices, source.faces))
 
 
 def _load_source(path: Path):
@@ -76,11 +103,11 @@ def _load_source(path: Path):
     return load_colour_source(path, name=f"the source ({path.name})")
 
 
-def _check_views(data: bytes, label: str) -> str:
+def _check_views(data: bytes, label: str) -> Checked:
     from backend.mesh.texture.projection import load_views_bytes
 
-    load_views_bytes(data, name=label)
-    return "zip"
+    views = load_views_bytes(data, name=label).views
+    return Checked("zip", {"views": len(views), "pixels": int(sum(v.image.shape[0] * v.image.shape[1] for v in views))})
 
 
 def _load_views(path: Path):

@@ -51,6 +51,8 @@ class Job:
     inputs: dict | None = None
     #: How many times a worker started this job (a job interrupted by a stop or crash runs again).
     attempts: int = 0
+    #: Estimated peak memory in bytes (worker included), checked against the budget at submit.
+    memory_estimate: int | None = None
 
     def input_files(self) -> dict[str, str]:
         """Input name -> file name in the job folder."""
@@ -105,14 +107,15 @@ class JobStore:
                 requeue.append(job)
         return sorted(requeue, key=lambda j: j.created)
 
-    def create(self, pipeline: str, params: dict, files: dict[str, tuple[bytes, str]]) -> Job:
+    def create(self, pipeline: str, params: dict, files: dict[str, tuple[bytes, str]],
+               memory_estimate: int | None = None) -> Job:
         """A queued job whose uploads ``files`` (input name -> (bytes, suffix)) are on disk first.
 
         ``job.json`` is written last: a crash in between leaves no job, never a job without inputs.
         """
         names = {name: f"{INPUT_KINDS[name].stored_as}.{suffix}" for name, (_, suffix) in files.items()}
         job = Job(id=uuid.uuid4().hex, pipeline=pipeline, params=params,
-                  input_name=names.get("mesh", ""), inputs=names)
+                  input_name=names.get("mesh", ""), inputs=names, memory_estimate=memory_estimate)
         for name, (data, _) in files.items():
             write_atomic(self.dir(job.id) / names[name], data)
         self.save(job)

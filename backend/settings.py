@@ -2,7 +2,8 @@
 
 Environment variables: ``MESHSMITH_HOST``, ``MESHSMITH_PORT``, ``MESHSMITH_DATA_DIR``,
 ``MESHSMITH_STATE_DIR``, ``MESHSMITH_TOKEN``, ``MESHSMITH_MAX_UPLOAD_MB``,
-``MESHSMITH_JOB_WORKERS``, ``MESHSMITH_MAX_JOB_MEMORY_GB``, ``MESHSMITH_MAX_JOB_MINUTES``. Unknown
+``MESHSMITH_MAX_FACES``, ``MESHSMITH_JOB_WORKERS``, ``MESHSMITH_MAX_JOB_MEMORY_GB``,
+``MESHSMITH_MAX_JOB_MINUTES``. Unknown
 ``MESHSMITH_*`` variables are errors, so a typo is not silently ignored.
 """
 
@@ -50,6 +51,8 @@ class ServerSettings:
     state_dir: Path = field(default_factory=default_state_dir)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     max_upload_mb: float = 200.0
+    #: Most faces an uploaded mesh (or colour source) may have, beside the byte cap.
+    max_faces: int = 5_000_000
     #: Worker processes, i.e. jobs that run at once.
     job_workers: int = 1
     #: Hard memory limit of each worker process; 0: none. Default: 3/4 of this machine's RAM.
@@ -95,6 +98,8 @@ class ServerSettings:
             raise ValueError(f"max_upload_mb must be positive, got {settings.max_upload_mb}")
         if not 0 <= settings.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {settings.port}")
+        if settings.max_faces < 1:
+            raise ValueError(f"max_faces must be positive, got {settings.max_faces}")
         if settings.job_workers < 1:
             raise ValueError(f"job_workers must be at least 1, got {settings.job_workers}")
         if settings.max_job_memory_gb < 0 or settings.max_job_minutes < 0:

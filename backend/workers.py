@@ -203,8 +203,8 @@ def run_job(conn: Connection, job_id: str, pipeline_name: str, params: dict, fil
                 "the texture size, or start the backend with a higher --max-job-memory-gb.")
     except Exception as exc:  # a bug in a pipeline fails its job, not the worker
         log.exception("job %s crashed", job_id)
-        return ("failed", "internal", f"The {pipeline_name} pipeline hit an internal error ({type(exc).__name__}). "
-                                      "The job's log.txt has the details.")
+        return ("failed", "internal", f"The {pipeline_name} pipeline hit an internal error (a bug, not your input's "
+                                      "fault as far as it can tell). The job's log.txt has the details; please report it.")
     finally:
         root.removeHandler(handler)
         handler.close()

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.mesh.metrics import canonical_chamfer_l1, polygon_report
 from backend.mesh.retopo.artist import retopo
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import Pipeline, PipelineResult
+from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult
 from backend.progress import ProgressFn
 
 #: Samples per surface of the optional Chamfer report: the benches' figure, comparable with
@@ -75,10 +75,29 @@ def run(inputs: dict[str, Mesh], params: ArtistParams, progress: ProgressFn) -> 
     return PipelineResult(mesh=Mesh(result.vertices, faces, face_sizes), summary=summary)
 
 
+#: Peak bytes per unit of ``area_ratio * resolution^2`` of the watertight step (its remesh is
+#: also the remesher's input), per face asked for (Instant Meshes' fields) and per input face;
+#: checked against measured runs by ``python -m backend bench budget``.
+BYTES_PER_BAND_CELL = 3500
+BYTES_PER_RESULT_FACE = 8000
+BYTES_PER_INPUT_FACE = 3000
+
+
+def estimate(facts: dict[str, dict], params: ArtistParams) -> MemoryEstimate:
+    from backend.mesh.retopo.artist import AUTO_RESOLUTION
+
+    mesh = facts["mesh"]
+    resolution = params.resolution or AUTO_RESOLUTION[1]
+    band = max(float(mesh.get("area_ratio", 3.0)), 0.5) * resolution ** 2
+    return MemoryEstimate(int(BYTES_PER_BAND_CELL * band + BYTES_PER_RESULT_FACE * params.faces
+                              + BYTES_PER_INPUT_FACE * mesh["faces"]), "the resolution or the face count")
+
+
 PIPELINE = Pipeline(
     name="artist",
     title="Artist topology",
     params=ArtistParams,
     inputs=("mesh",),
     run=run,
+    estimate=estimate,
 )

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from backend.errors import BadInputs, BadParams
+from backend.errors import BadInputs, BadParams, OverBudget
 from backend.mesh.types import Mesh
 from backend.progress import ProgressFn
 
@@ -31,6 +31,23 @@ class PipelineResult:
     extras: dict[str, bytes] = field(default_factory=dict)
 
 
+#: Memory a worker holds before a job's own work (interpreter, numpy, scipy, trimesh; measured
+#: 105-140 MB by ``python -m backend bench budget``).
+WORKER_BASE_BYTES = 160 * 2**20
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A job's peak memory above the worker's base, and which parameters drive it (for the message)."""
+
+    bytes: int
+    lower: str
+
+
+#: ``estimate(facts, params)``: facts are the inputs' :class:`backend.inputs.Checked` facts by input name.
+EstimateFn = Callable[[dict[str, dict], BaseModel], MemoryEstimate]
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """A pipeline: its name, parameter schema, the inputs it takes and the function that runs it.
@@ -48,6 +65,7 @@ class Pipeline:
     run: Callable[[dict[str, Any], BaseModel, ProgressFn], PipelineResult]
     required: tuple[str, ...] = ("mesh",)
     one_of: tuple[tuple[str, ...], ...] = ()
+    estimate: EstimateFn | None = None
 
     def parse_params(self, raw: dict) -> BaseModel:
         """Validate ``raw`` against this pipeline's schema; raise :class:`BadParams`."""
@@ -58,6 +76,19 @@ class Pipeline:
                 f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in exc.errors()
             )
             raise BadParams(f"Parameters for '{self.name}' are not valid: {problems}.") from exc
+
+    def check_budget(self, facts: dict[str, dict], params: BaseModel, budget_bytes: int | None) -> int | None:
+        """The job's estimated peak memory in bytes (worker included); raise :class:`OverBudget`
+        when it is over ``budget_bytes`` (None: no budget)."""
+        if self.estimate is None:
+            return None
+        estimate = self.estimate(facts, params)
+        total = WORKER_BASE_BYTES + int(estimate.bytes)
+        if budget_bytes is not None and total > budget_bytes:
+            raise OverBudget(
+                f"This {self.name} job would need about {total / 2**30:.1f} GB of memory, more than this backend's "
+                f"budget of {budget_bytes / 2**30:.1f} GB per job (--max-job-memory-gb). Lower {estimate.lower}.")
+        return total
 
     def check_inputs(self, given: Iterable[str]) -> None:
         """Raise :class:`BadInputs` unless ``given`` (input names) fits what this pipeline takes."""

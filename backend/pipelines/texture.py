@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.mesh.texture.bake import HARD_ANGLE, bake_textures
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import Pipeline, PipelineResult
+from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult
 from backend.progress import ProgressFn
 
 
@@ -67,6 +67,25 @@ def run(inputs: dict, params: TextureParams, progress: ProgressFn) -> PipelineRe
     return PipelineResult(mesh=mesh, summary=summary, extras=extras)
 
 
+#: Peak bytes per texel (each covered texel's point, normal, colour and frame in float64;
+#: measured 265 at 2,048 px by ``python -m backend bench budget``), per pixel of posed views,
+#: per face of the target and the source.
+BYTES_PER_TEXEL = 300
+#: Fixed cost of a bake (the unwrap's and the colour source's structures).
+BAKE_BYTES = 64 * 2**20
+BYTES_PER_VIEW_PIXEL = 96
+BYTES_PER_FACE = 4000
+
+
+def estimate(facts: dict[str, dict], params: TextureParams) -> MemoryEstimate:
+    faces = sum(facts.get(name, {}).get("faces", 0) for name in ("mesh", "source"))
+    pixels = facts.get("views", {}).get("pixels", 0)
+    largest = max((s for s in (512, 1024, 2048, 4096) if s < params.texture_size), default=None)
+    return MemoryEstimate(int(BAKE_BYTES + BYTES_PER_TEXEL * params.texture_size ** 2 + BYTES_PER_VIEW_PIXEL * pixels
+                              + BYTES_PER_FACE * faces),
+                          f"texture_size (e.g. to {largest})" if largest else "the mesh's face count")
+
+
 PIPELINE = Pipeline(
     name="texture",
     title="Texture",
@@ -75,4 +94,5 @@ PIPELINE = Pipeline(
     run=run,
     required=("mesh",),
     one_of=(("source", "views"),),
+    estimate=estimate,
 )

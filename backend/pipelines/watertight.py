@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.mesh.metrics import is_oriented, is_watertight
 from backend.mesh.remesh.watertight import watertight
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import Pipeline, PipelineResult
+from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult
 from backend.progress import ProgressFn
 
 
@@ -56,10 +56,27 @@ def run(inputs: dict[str, Mesh], params: WatertightParams, progress: ProgressFn)
     return PipelineResult(mesh=Mesh(result.vertices, result.faces), summary=summary)
 
 
+#: Peak bytes per unit of ``area_ratio * resolution^2`` (the narrow band's nodes and the mesh
+#: made from them; with ``target_faces`` also the decimation of that mesh) and per input face;
+#: ``python -m backend bench budget`` checks every estimate covers its measured run.
+BYTES_PER_BAND_CELL = 1600
+BYTES_PER_BAND_CELL_DECIMATED = 3000
+BYTES_PER_INPUT_FACE = 2000
+
+
+def estimate(facts: dict[str, dict], params: WatertightParams) -> MemoryEstimate:
+    mesh = facts["mesh"]
+    band = max(float(mesh.get("area_ratio", 3.0)), 0.5) * params.resolution ** 2
+    per_cell = BYTES_PER_BAND_CELL if params.target_faces is None else BYTES_PER_BAND_CELL_DECIMATED
+    return MemoryEstimate(int(per_cell * band + BYTES_PER_INPUT_FACE * mesh["faces"]),
+                          "the resolution (memory grows with its square)")
+
+
 PIPELINE = Pipeline(
     name="watertight",
     title="Watertight",
     params=WatertightParams,
     inputs=("mesh",),
     run=run,
+    estimate=estimate,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 
 from fastapi import FastAPI, Request
@@ -43,8 +44,23 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
             remove_state_file(settings)
             runner.stop()
 
-    app = FastAPI(title="Meshsmith backend", version=__version__, lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: docs/api.md is the reference, and an open schema
+    # endpoint only helps a page that probes this port.
+    app = FastAPI(title="Meshsmith backend", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.settings = settings
+    allowed_hosts = {"127.0.0.1", "localhost", "::1", settings.host.lower()}
+    # Listening on every interface (0.0.0.0, ::) is a choice to be reached by any name; the token still holds.
+    check_hosts = settings.host not in ("0.0.0.0", "::")
+
+    @app.middleware("http")
+    async def check_host(request: Request, call_next):
+        # A DNS-rebinding page reaches 127.0.0.1 under its own name: answer only requests
+        # addressed to a loopback name or the configured host.
+        if check_hosts and _host_name(request.headers.get("host", "")) not in allowed_hosts:
+            return JSONResponse({"code": "bad_host", "message": "This backend answers only requests addressed to "
+                                 f"{', '.join(sorted(allowed_hosts))} (the Host header)."}, 421)
+        return await call_next(request)
     app.include_router(health.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
 
@@ -76,22 +92,41 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
     return app
 
 
+def _host_name(header: str) -> str:
+    """The host part of a Host header, lower case: ``[::1]:8765`` -> ``::1``, ``Localhost:80`` -> ``localhost``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free one); SystemExit with a sentence if taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
+    # (without it a kept-alive connection waited ~40 ms per request on delayed ACKs).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"Cannot listen on {host}:{port} ({exc.strerror}). "
+            "Is another backend running? Pick another port with --port, or --port 0 for any free one."
+        ) from None
+    return sock
+
+
 def serve(settings: ServerSettings) -> None:
     """Bind, write the state file and serve until interrupted."""
     import uvicorn
 
     if settings.host not in LOOPBACK_HOSTS:
         log.warning("listening on %s: other machines can reach this backend (token still required)", settings.host)
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        raise SystemExit(
-            f"Cannot listen on {settings.host}:{settings.port} ({exc.strerror}). "
-            "Is another backend running? Pick another port with --port, or --port 0 for any free one."
-        ) from None
+    # Files the server and its workers write (job folders, logs, results) are this user's only.
+    os.umask(0o077)
+    sock = listening_socket(settings.host, settings.port)
     port = sock.getsockname()[1]
     app = create_app(settings, port=port)
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=5)

@@ -79,13 +79,22 @@ async def submit_job(request: Request) -> dict:
         contents[name] = await _read_capped(upload, budget, settings.max_upload_mb)
         budget -= len(contents[name])
     files: dict[str, tuple[bytes, str]] = {}
+    facts: dict[str, dict] = {}
     for name, upload in uploads:
         # Reject a broken file now, with a message, rather than as a failed job later.
         label = (f"The uploaded file {upload.filename or ''}".rstrip() if name == "mesh"
                  else f"The uploaded {name} file {upload.filename or ''}".rstrip())
-        suffix = await run_in_threadpool(INPUT_KINDS[name].check, contents[name], label)
-        files[name] = (contents[name], suffix)
-    job = await run_in_threadpool(request.app.state.store.create, pipeline.name, checked.model_dump(), files)
+        found = await run_in_threadpool(INPUT_KINDS[name].check, contents[name], label)
+        files[name] = (contents[name], found.suffix)
+        facts[name] = found.facts
+        faces = int(found.facts.get("faces", 0))
+        if faces > settings.max_faces:
+            raise TooLarge(f"{label} has {faces:,} faces; this backend takes at most {settings.max_faces:,} "
+                           "(--max-faces). Decimate it first (in Blender: the Decimate modifier).")
+    # ... and a job that would not fit in a worker's memory now, rather than minutes later.
+    memory = pipeline.check_budget(facts, checked, settings.job_memory_bytes)
+    job = await run_in_threadpool(request.app.state.store.create, pipeline.name, checked.model_dump(), files,
+                                  memory)
     request.app.state.runner.submit(job)
     return job.to_json()
 

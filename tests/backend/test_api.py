@@ -344,3 +344,47 @@ def test_a_queued_texture_job_runs_after_a_restart_from_its_stored_inputs(tmp_pa
             assert c.get(f"/v1/jobs/{queued['id']}/result").status_code == 200
     finally:
         backend.stop()
+
+
+# -- hardening -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.evil.example"])
+def test_requests_addressed_to_another_host_are_refused(server, host):
+    # A DNS-rebinding page reaches 127.0.0.1 under its own name; its requests carry that name.
+    with server.client(token="") as anonymous:
+        answer = anonymous.get("/v1/health", headers={"Host": host})
+    assert answer.status_code == 421 and answer.json()["code"] == "bad_host", answer.text
+    with server.client(token="") as anonymous:
+        for good in ("127.0.0.1", "localhost:1234", "LOCALHOST"):
+            assert anonymous.get("/v1/health", headers={"Host": good}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_no_schema_or_docs_pages(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_a_slash_in_a_job_id_is_a_404_with_a_message(client):
+    answer = client.get("/v1/jobs/%2F")
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found", answer.text
+
+
+def test_job_files_and_folders_are_private(client, server):
+    job = _wait(client, _submit(client, _glb(*meshes.cube()), {"resolution": 32}).json()["id"])
+    folder = server.data_dir / "jobs" / job["id"]
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_the_listening_socket_says_tcp_so_asyncio_sets_nodelay():
+    import socket
+
+    from backend.server import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

@@ -118,17 +118,27 @@ def test_a_job_past_the_time_limit_fails_with_a_message_that_names_the_limit(tmp
         backend.stop()
 
 
-def test_a_job_past_the_memory_limit_fails_with_a_message_that_names_the_limit(tmp_path):
-    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--max-job-memory-gb", "0.6").start()
+def test_a_worker_past_its_memory_limit_fails_the_job_with_a_message_that_names_the_limit(tmp_path):
+    # The server refuses jobs whose estimate is over the limit (below); this is the hard limit
+    # under it, for a job that needs more than estimated: a real worker process at 0.4 GB.
+    from backend.workers import Worker
+
+    (tmp_path / "input.glb").write_bytes(_glb(*meshes.uv_sphere(32, 64)))
+    (tmp_path / "log.txt").touch()
+    worker = Worker(memory_limit_bytes=int(0.4 * 2**30))
     try:
-        with backend.client() as c:
-            v, f = meshes.uv_sphere(32, 64)
-            failed = _wait(c, _submit(c, _glb(v, f), {"resolution": 1024}).json()["id"], timeout=120)
-            assert failed["state"] == "failed" and failed["error"]["code"] == "out_of_memory", failed
-            assert "0.6 GB" in failed["error"]["message"] and "--max-job-memory-gb" in failed["error"]["message"]
-            assert _wait(c, _small(c)["id"])["state"] == "done"
+        assert worker.wait_ready(60)
+        worker.conn.send(("run", "j1", "watertight", {"resolution": 1024}, {"mesh": "input.glb"}, str(tmp_path)))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            message = worker.conn.recv()
+            if message[0] != "progress":
+                break
+        assert message[0] == "failed" and message[1] == "out_of_memory", message
+        assert "0.4 GB" in message[2] and "--max-job-memory-gb" in message[2]
+        assert worker.alive                                # it stays usable for the next job
     finally:
-        backend.stop()
+        worker.stop()
 
 
 def test_a_clean_stop_keeps_the_queue_and_reruns_the_interrupted_job(tmp_path):
@@ -174,5 +184,40 @@ def test_a_job_the_backend_died_under_runs_once_more_then_fails(tmp_path):
             failed = c.get(f"/v1/jobs/{heavy['id']}").json()
             assert failed["state"] == "failed" and failed["error"]["code"] == "interrupted", failed
             assert "2 times" in failed["error"]["message"]
+    finally:
+        backend.stop()
+
+
+def test_a_job_over_the_memory_budget_is_refused_at_submit_with_what_to_lower(tmp_path):
+    from tests.backend.test_api import _submit_texture, _texture_files
+
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--max-job-memory-gb", "4").start()
+    try:
+        with backend.client() as c:
+            source, target = _texture_files()
+            # The case: 8192 px passed 16 GB before it was killed, ~10 minutes in.
+            answer = _submit_texture(c, {"mesh": target, "source": source}, {"texture_size": 8192})
+            assert answer.status_code == 422, answer.text
+            body = answer.json()
+            assert body["code"] == "over_budget", body
+            assert "4.0 GB" in body["message"] and "texture_size (e.g. to 4096)" in body["message"], body
+            answer = _submit(c, _glb(*meshes.uv_sphere(32, 64)), {"resolution": 1024})
+            assert answer.status_code == 422 and "resolution" in answer.json()["message"], answer.text
+            assert c.get("/v1/jobs").json()["jobs"] == []                      # nothing was stored
+            accepted = _submit_texture(c, {"mesh": target, "source": source}, {"texture_size": 1024}).json()
+            assert accepted["memory_estimate"] < 4 * 2**30
+            assert _wait(c, accepted["id"])["state"] == "done"
+    finally:
+        backend.stop()
+
+
+def test_a_mesh_over_the_face_cap_is_refused_with_the_setting_to_raise(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--max-faces", "1000").start()
+    try:
+        with backend.client() as c:
+            answer = _submit(c, _glb(*meshes.uv_sphere(32, 64)), {"resolution": 32})
+            assert answer.status_code == 413 and answer.json()["code"] == "too_large", answer.text
+            assert "--max-faces" in answer.json()["message"] and "1,000" in answer.json()["message"]
+            assert _submit(c, _glb(*meshes.cube()), {"resolution": 32}).status_code == 201
     finally:
         backend.stop()
