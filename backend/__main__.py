@@ -34,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = ServerSettings.from_env(
             host=args.host, port=args.port, data_dir=args.data_dir, state_dir=args.state_dir,
             token=args.token, max_upload_mb=args.max_upload_mb, max_faces=args.max_faces, job_workers=args.job_workers,
+            max_queued_jobs=args.max_queued_jobs, keep_jobs_days=args.keep_jobs_days,
+            max_jobs_disk_gb=args.max_jobs_disk_gb,
             max_job_memory_gb=args.max_job_memory_gb, max_job_minutes=args.max_job_minutes,
         )
     except ValueError as exc:
@@ -144,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--token", help="bearer token (default: a new random one each start)")
     s.add_argument("--max-upload-mb", type=float, help="largest accepted upload (default 200)")
     s.add_argument("--max-faces", type=int, help="most faces an uploaded mesh may have (default 5,000,000)")
+    s.add_argument("--max-queued-jobs", type=int, help="jobs waiting to run, at most (default 100; more: 429)")
+    s.add_argument("--keep-jobs-days", type=float, help="finished jobs are removed after this many days (default 7; 0: kept)")
+    s.add_argument("--max-jobs-disk-gb", type=float,
+                   help="oldest finished jobs are removed to keep all jobs under this (default 20; 0: no budget)")
     s.add_argument("--job-workers", type=int, help="worker processes, i.e. jobs run at once (default 1)")
     s.add_argument("--max-job-memory-gb", type=float,
                    help="hard memory limit of each worker process (default 3/4 of this machine's RAM; 0: none)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -84,6 +85,56 @@ class JobStore:
                 log.warning("skipping unreadable job record %s: %s", path, exc)
                 continue
             self._jobs[job.id] = job
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job and its folder; False when there is no such finished job."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state not in FINAL_STATES:
+                return False
+            del self._jobs[job_id]
+            self._written.pop(job_id, None)
+        shutil.rmtree(self.dir(job_id), ignore_errors=True)
+        return True
+
+    def remove_orphans(self) -> int:
+        """Remove job folders without a readable record (an upload cut short by a kill leaves
+        one with only a ``.part`` file); call it before anything is submitted. Returns how many."""
+        removed = 0
+        for folder in self.root.iterdir():
+            if folder.is_dir() and folder.name not in self._jobs:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def clean(self, max_age: float | None, max_bytes: int | None, now: float | None = None) -> list[str]:
+        """Remove finished jobs older than ``max_age`` seconds, then the oldest finished ones
+        while all jobs together take more than ``max_bytes`` on disk. Returns the removed ids."""
+        now = time.time() if now is None else now
+        finished = sorted((j for j in self.list() if j.state in FINAL_STATES), key=lambda j: j.finished or j.created)
+        removed = []
+        if max_age is not None:
+            for job in finished:
+                if now - (job.finished or job.created) > max_age and self.delete(job.id):
+                    removed.append(job.id)
+        if max_bytes is not None:
+            sizes = {j.id: _folder_bytes(self.dir(j.id)) for j in self.list()}
+            total = sum(sizes.values())
+            for job in finished:
+                if total <= max_bytes:
+                    break
+                if job.id not in removed and self.delete(job.id):
+                    removed.append(job.id)
+                    total -= sizes.get(job.id, 0)
+        if removed:
+            log.info("removed %d finished jobs (older than the retention, or over the disk budget)", len(removed))
+        return removed
+
+    def count(self, *states: str) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state in states)
 
     def recover(self) -> list[Job]:
         """Jobs to run after a start: the queued ones, and those found ``running`` (the process
@@ -319,6 +370,13 @@ class JobRunner:
 
 #: Seconds a new worker may take to import the pipelines before the job fails.
 WORKER_START_TIMEOUT = 120.0
+
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    except OSError:
+        return 0
 
 
 def _duration(seconds: float) -> str:

@@ -2,7 +2,8 @@
 
 Environment variables: ``MESHSMITH_HOST``, ``MESHSMITH_PORT``, ``MESHSMITH_DATA_DIR``,
 ``MESHSMITH_STATE_DIR``, ``MESHSMITH_TOKEN``, ``MESHSMITH_MAX_UPLOAD_MB``,
-``MESHSMITH_MAX_FACES``, ``MESHSMITH_JOB_WORKERS``, ``MESHSMITH_MAX_JOB_MEMORY_GB``,
+``MESHSMITH_MAX_FACES``, ``MESHSMITH_MAX_QUEUED_JOBS``, ``MESHSMITH_KEEP_JOBS_DAYS``,
+``MESHSMITH_MAX_JOBS_DISK_GB``, ``MESHSMITH_JOB_WORKERS``, ``MESHSMITH_MAX_JOB_MEMORY_GB``,
 ``MESHSMITH_MAX_JOB_MINUTES``. Unknown
 ``MESHSMITH_*`` variables are errors, so a typo is not silently ignored.
 """
@@ -53,6 +54,12 @@ class ServerSettings:
     max_upload_mb: float = 200.0
     #: Most faces an uploaded mesh (or colour source) may have, beside the byte cap.
     max_faces: int = 5_000_000
+    #: Jobs waiting to run, at most; more are refused (429) until some have run.
+    max_queued_jobs: int = 100
+    #: Finished jobs are removed after this many days (0: kept until the disk budget needs the room).
+    keep_jobs_days: float = 7.0
+    #: All job folders together are kept under this many GB by removing the oldest finished jobs (0: no budget).
+    max_jobs_disk_gb: float = 20.0
     #: Worker processes, i.e. jobs that run at once.
     job_workers: int = 1
     #: Hard memory limit of each worker process; 0: none. Default: 3/4 of this machine's RAM.
@@ -71,6 +78,14 @@ class ServerSettings:
     @property
     def job_time_limit(self) -> float | None:
         return 60.0 * self.max_job_minutes if self.max_job_minutes > 0 else None
+
+    @property
+    def job_max_age(self) -> float | None:
+        return 86400.0 * self.keep_jobs_days if self.keep_jobs_days > 0 else None
+
+    @property
+    def jobs_disk_bytes(self) -> int | None:
+        return int(self.max_jobs_disk_gb * 2**30) if self.max_jobs_disk_gb > 0 else None
 
     @property
     def state_file(self) -> Path:
@@ -98,6 +113,10 @@ class ServerSettings:
             raise ValueError(f"max_upload_mb must be positive, got {settings.max_upload_mb}")
         if not 0 <= settings.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {settings.port}")
+        if settings.max_queued_jobs < 1:
+            raise ValueError(f"max_queued_jobs must be positive, got {settings.max_queued_jobs}")
+        if settings.keep_jobs_days < 0 or settings.max_jobs_disk_gb < 0:
+            raise ValueError("keep_jobs_days and max_jobs_disk_gb must be >= 0 (0: no limit)")
         if settings.max_faces < 1:
             raise ValueError(f"max_faces must be positive, got {settings.max_faces}")
         if settings.job_workers < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -21,7 +22,8 @@ from backend.settings import LOOPBACK_HOSTS, ServerSettings, remove_state_file, 
 
 log = logging.getLogger(__name__)
 
-_STATUS_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "not_ready", 413: "too_large"}
+_STATUS_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "not_ready", 413: "too_large",
+                 429: "queue_full"}
 
 
 def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
@@ -30,9 +32,14 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store = JobStore(settings.data_dir)
+        orphans = store.remove_orphans()
+        if orphans:
+            log.info("removed %d job folders without a job record (uploads cut short)", orphans)
+        store.clean(settings.job_max_age, settings.jobs_disk_bytes)
         runner = JobRunner(store, workers=settings.job_workers, memory_limit_bytes=settings.job_memory_bytes,
                            time_limit=settings.job_time_limit)
         runner.start()
+        cleaner = asyncio.create_task(_clean_hourly(store, settings))
         app.state.store, app.state.runner = store, runner
         app.state.device = detect_device()
         if port is not None:
@@ -41,6 +48,7 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
         try:
             yield
         finally:
+            cleaner.cancel()
             remove_state_file(settings)
             runner.stop()
 
@@ -90,6 +98,16 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
         )
 
     return app
+
+
+#: Seconds between two retention passes while the server runs.
+CLEAN_INTERVAL = 3600.0
+
+
+async def _clean_hourly(store: JobStore, settings: ServerSettings) -> None:
+    while True:
+        await asyncio.sleep(CLEAN_INTERVAL)
+        await asyncio.to_thread(store.clean, settings.job_max_age, settings.jobs_disk_bytes)
 
 
 def _host_name(header: str) -> str:

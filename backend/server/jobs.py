@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from backend.errors import BadInputs, BadParams, TooLarge
 from backend.inputs import INPUT_KINDS
-from backend.jobs import RESULT_NAME, Job
+from backend.jobs import FINAL_STATES, RESULT_NAME, Job
 from backend.pipelines import get_pipeline
 from backend.server.auth import require_token
 
@@ -93,6 +93,10 @@ async def submit_job(request: Request) -> dict:
                            "(--max-faces). Decimate it first (in Blender: the Decimate modifier).")
     # ... and a job that would not fit in a worker's memory now, rather than minutes later.
     memory = pipeline.check_budget(facts, checked, settings.job_memory_bytes)
+    if request.app.state.store.count("queued") >= settings.max_queued_jobs:
+        raise HTTPException(429, {"code": "queue_full", "message": (
+            f"{settings.max_queued_jobs} jobs are already waiting (--max-queued-jobs). Submit this one when some "
+            "have run, or cancel some.")})
     job = await run_in_threadpool(request.app.state.store.create, pipeline.name, checked.model_dump(), files,
                                   memory)
     request.app.state.runner.submit(job)
@@ -144,5 +148,10 @@ def get_result(request: Request, job_id: str, name: str = RESULT_NAME) -> FileRe
 
 @router.delete("/{job_id}")
 def cancel_job(request: Request, job_id: str) -> dict:
-    _job_or_404(request, job_id)
+    """Cancel a queued or running job; delete a finished one (its folder too): answers the job,
+    with ``"deleted": true`` for a deleted one."""
+    job = _job_or_404(request, job_id)
+    if job.state in FINAL_STATES:
+        request.app.state.store.delete(job_id)
+        return {**job.to_json(), "deleted": True}
     return request.app.state.runner.cancel(job_id).to_json()

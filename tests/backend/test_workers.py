@@ -221,3 +221,74 @@ def test_a_mesh_over_the_face_cap_is_refused_with_the_setting_to_raise(tmp_path)
             assert _submit(c, _glb(*meshes.cube()), {"resolution": 32}).status_code == 201
     finally:
         backend.stop()
+
+
+# -- retention and the queue ---------------------------------------------------------------------
+
+
+def test_delete_removes_a_finished_job_and_its_folder(backend):
+    with backend.client() as c:
+        job = _wait(c, _small(c)["id"])
+        folder = backend.data_dir / "jobs" / job["id"]
+        assert folder.is_dir()
+        answer = c.delete(f"/v1/jobs/{job['id']}")
+        assert answer.status_code == 200 and answer.json()["deleted"] is True
+        assert not folder.exists()
+        assert c.get(f"/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_a_full_queue_answers_429_with_a_sentence(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--max-queued-jobs", "2").start()
+    try:
+        with backend.client() as c:
+            heavy = _heavy(c)
+            _wait(c, heavy["id"], states=("running",))
+            waiting = [_small(c) for _ in range(2)]
+            answer = _submit(c, _glb(*meshes.cube()), {"resolution": 32})
+            assert answer.status_code == 429 and answer.json()["code"] == "queue_full", answer.text
+            assert "--max-queued-jobs" in answer.json()["message"]
+            c.delete(f"/v1/jobs/{heavy['id']}")
+            assert all(_wait(c, j["id"])["state"] == "done" for j in waiting)
+            assert _submit(c, _glb(*meshes.cube()), {"resolution": 32}).status_code == 201
+    finally:
+        backend.stop()
+
+
+def test_start_up_removes_cut_uploads_and_finished_jobs_past_retention(tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--keep-jobs-days", "1").start()
+    try:
+        with backend.client() as c:
+            old, recent = (_wait(c, _small(c)["id"]) for _ in range(2))
+    finally:
+        backend.stop()
+    record = tmp_path / "data" / "jobs" / old["id"] / "job.json"
+    data = json.loads(record.read_text())
+    data["finished"] -= 2 * 86400                           # finished two days ago
+    record.write_text(json.dumps(data))
+    cut = tmp_path / "data" / "jobs" / "0123456789abcdef"     # a kill during an upload leaves this
+    cut.mkdir()
+    (cut / "input.glb.part").write_bytes(b"glTF")
+    backend.start()
+    try:
+        with backend.client() as c:
+            assert c.get(f"/v1/jobs/{old['id']}").status_code == 404
+            assert c.get(f"/v1/jobs/{recent['id']}").json()["state"] == "done"
+        assert not cut.exists() and not record.parent.exists()
+    finally:
+        backend.stop()
+
+
+def test_the_disk_budget_removes_the_oldest_finished_jobs_first(tmp_path):
+    from backend.jobs import JobStore
+
+    store = JobStore(tmp_path)
+    jobs = []
+    for k in range(4):
+        job = store.create("watertight", {}, {"mesh": (b"x" * 1000, "obj")})
+        job.state, job.finished = "done", 1000.0 + k
+        store.save(job)
+        jobs.append(job)
+    running = store.create("watertight", {}, {"mesh": (b"x" * 5000, "obj")})
+    assert store.clean(None, 9500, now=2000.0) == [jobs[0].id]       # 4 x ~1.4 KB + 5.4 KB: one must go
+    assert store.clean(None, 1, now=2000.0) == [j.id for j in jobs[1:]]  # never the unfinished one
+    assert store.get(running.id) is not None and store.dir(running.id).is_dir()
