@@ -75,11 +75,37 @@ def mesh_facts(vertices, faces) -> dict[str, float]:
             "area_ratio": round(area / side**2, 4) if side > 0 else 0.0}
 
 
+#: A mesh whose size is below this share of its distance from the origin is refused: its
+#: coordinates cannot tell its points apart (float32 files keep ~7 significant digits).
+MIN_SPAN_SHARE = 1e-5
+
+
+def check_surface(vertices, faces, facts: dict, label: str) -> None:
+    """Refuse, with a sentence, a mesh no pipeline can work on: no area, or too far out for its size."""
+    import numpy as np
+
+    from backend.errors import BadMesh
+
+    if facts["area_ratio"] <= 0.0:
+        raise BadMesh(f"{label} has no surface: all its {facts['faces']:,} triangles have zero area (their corners "
+                      "coincide or lie on one line, or the object is scaled to zero). Check the object's scale and "
+                      "export it again.")
+    used = np.asarray(vertices, dtype=np.float64)[np.unique(np.asarray(faces))]
+    span = float((used.max(axis=0) - used.min(axis=0)).max())
+    far = float(np.abs(used).max())
+    if span < MIN_SPAN_SHARE * far:
+        raise BadMesh(f"{label} is {span:.3g} across but lies {far:.3g} from the origin: too far for its coordinates "
+                      "to tell its points apart. Move it to the origin (in Blender: Object > Clear > Location, or "
+                      "Apply > Location) and export it again.")
+
+
 def _check_mesh(data: bytes, label: str) -> Checked:
     from backend.mesh.io import load_mesh_bytes, sniff_format
 
     mesh = load_mesh_bytes(data, name=label)
-    return Checked(sniff_format(data), mesh_facts(mesh.vertices, mesh.faces))
+    facts = mesh_facts(mesh.vertices, mesh.faces)
+    check_surface(mesh.vertices, mesh.faces, facts, label)
+    return Checked(sniff_format(data), facts)
 
 
 def _load_mesh(path: Path):

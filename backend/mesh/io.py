@@ -90,8 +90,9 @@ def load_mesh_bytes(data: bytes, *, name: str = "the upload") -> Mesh:
     except Exception as exc:  # trimesh raises many types on malformed files
         log.info("trimesh failed on %s: %r", name, exc)
         raise BadMesh(
-            f"{name} looks like {fmt.upper()} but could not be read ({type(exc).__name__}: {exc}). "
-            "Re-export it from your modelling tool."
+            f"{name} looks like {fmt.upper()} but could not be read: it is damaged, cut short, or uses a part of "
+            f"the format Meshsmith does not read. Re-export it from your modelling tool (plain {fmt.upper()}, "
+            "no external files)."
         ) from exc
     vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64)
     faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
-from backend.errors import MeshsmithError
+from backend.errors import MeshsmithError, TooLarge
 from backend.jobs import JobRunner, JobStore
 from backend.server import health, jobs
 from backend.server.device import detect_device
@@ -57,20 +57,16 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
     app = FastAPI(title="Meshsmith backend", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.settings = settings
-    allowed_hosts = {"127.0.0.1", "localhost", "::1", settings.host.lower()}
     # Listening on every interface (0.0.0.0, ::) is a choice to be reached by any name; the token still holds.
-    check_hosts = settings.host not in ("0.0.0.0", "::")
-
-    @app.middleware("http")
-    async def check_host(request: Request, call_next):
-        # A DNS-rebinding page reaches 127.0.0.1 under its own name: answer only requests
-        # addressed to a loopback name or the configured host.
-        if check_hosts and _host_name(request.headers.get("host", "")) not in allowed_hosts:
-            return JSONResponse({"code": "bad_host", "message": "This backend answers only requests addressed to "
-                                 f"{', '.join(sorted(allowed_hosts))} (the Host header)."}, 421)
-        return await call_next(request)
+    if settings.host not in ("0.0.0.0", "::"):
+        app.add_middleware(HostCheck, allowed={"127.0.0.1", "localhost", "::1", settings.host.lower()})
     app.include_router(health.router, prefix="/v1")
     app.include_router(jobs.router, prefix="/v1")
+
+    # The upload cap holds while a body streams in (a chunked one has no Content-Length to
+    # check first): the request is refused once it passes the cap, before it is stored.
+    app.add_middleware(UploadCap, limit_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD,
+                       limit_mb=settings.max_upload_mb)
 
     @app.exception_handler(MeshsmithError)
     async def meshsmith_error(request: Request, exc: MeshsmithError):
@@ -98,6 +94,60 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
         )
 
     return app
+
+
+#: Bytes of multipart framing and the ``params`` field allowed beside the files' own cap.
+UPLOAD_OVERHEAD = 1 << 20
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests addressed (Host header) to one of ``allowed``.
+
+    A DNS-rebinding page reaches 127.0.0.1 under its own name; its requests carry that name.
+    (Plain ASGI rather than Starlette's BaseHTTPMiddleware, which would run the app in a task
+    of its own and turn :class:`UploadCap`'s 413 into a 500.)
+    """
+
+    def __init__(self, app, allowed: set[str]):
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if _host_name(host) not in self.allowed:
+                response = JSONResponse({"code": "bad_host", "message": "This backend answers only requests "
+                                         f"addressed to {', '.join(sorted(self.allowed))} (the Host header)."}, 421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class UploadCap:
+    """ASGI middleware: a request body that passes ``limit_bytes`` raises :class:`TooLarge`
+    (answered 413 by the app's handler) as soon as it does, whatever its framing."""
+
+    def __init__(self, app, limit_bytes: int, limit_mb: float):
+        self.app, self.limit, self.limit_mb = app, limit_bytes, limit_mb
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+
+        async def capped():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise TooLarge(
+                        f"The upload is larger than this backend's limit of {self.limit_mb:.0f} MB (all files "
+                        "together). Decimate the mesh or use smaller textures first, or start the backend with a "
+                        "higher --max-upload-mb.")
+            return message
+
+        await self.app(scope, capped, send)
 
 
 #: Seconds between two retention passes while the server runs.

@@ -110,6 +110,8 @@ def _parse_spec(values: list) -> dict:
         raise BadParams("Send the 'params' field once.")
     try:
         spec = json.loads(values[0])
+    except RecursionError:
+        raise BadParams("The 'params' field is nested too deeply; parameters are a flat JSON object.") from None
     except ValueError as exc:
         raise BadParams(f"The 'params' field must be JSON ({exc}).") from exc
     if not isinstance(spec, dict) or not isinstance(spec.get("pipeline"), str):

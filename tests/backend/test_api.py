@@ -388,3 +388,79 @@ def test_the_listening_socket_says_tcp_so_asyncio_sets_nodelay():
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+# -- validation at the door ------------------------------------------------------------------
+
+
+def _gltf_with(primitive_extra: dict, scale=None) -> bytes:
+    """A one-triangle GLB whose primitive (and node) carry the given odd fields."""
+    import struct
+
+    positions = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
+    doc = {"asset": {"version": "2.0"}, "buffers": [{"byteLength": 36}],
+           "bufferViews": [{"buffer": 0, "byteLength": 36}],
+           "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                          "min": [0, 0, 0], "max": [1, 1, 0]}],
+           "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, **primitive_extra}]}],
+           "nodes": [{"mesh": 0, **({"scale": scale} if scale else {})}], "scenes": [{"nodes": [0]}], "scene": 0}
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", 36, 0x004E4942) + positions
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+@pytest.mark.parametrize("data,words", [
+    (_obj("v 0 0 0\nv 0 0 0\nv 0 0 0\nf 1 2 3\n"), "no surface"),
+    (_obj("v 0 0 0\nv 1 1 1\nv 2 2 2\nf 1 2 3\n"), "no surface"),                  # collinear
+    (_gltf_with({}, scale=[0, 0, 0]), "no surface"),                                  # a zero-scale node
+    (_obj("v 1e12 0 0\nv 1000000000000.01 0 0\nv 1e12 0.01 0\nf 1 2 3\n"), "too far"),
+])
+def test_meshes_no_pipeline_can_work_on_are_refused_at_upload(client, data, words):
+    # Before: accepted (201), then failed as `internal` ("vertices span 0.0", "faces have zero total area").
+    answer = _submit(client, data)
+    assert answer.status_code == 422 and answer.json()["code"] == "bad_mesh", answer.text
+    assert words in answer.json()["message"]
+
+
+@pytest.mark.parametrize("extensions", [[], None, "x"])
+def test_odd_glb_extension_fields_are_read_not_a_500(client, extensions):
+    answer = _submit(client, _gltf_with({"extensions": extensions}))
+    assert answer.status_code in (201, 422), answer.text
+    if answer.status_code == 201:
+        assert _wait(client, answer.json()["id"])["state"] == "done"
+
+
+def test_deeply_nested_params_are_a_422(client):
+    answer = _submit(client, _glb(*meshes.cube()), raw_params="[" * 100_000 + "]" * 100_000)
+    assert answer.status_code == 422 and answer.json()["code"] == "bad_params", answer.text
+
+
+def test_a_deeply_nested_cameras_json_is_a_422(client):
+    views = _zip_bytes({"cameras.json": b'{"views": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"})
+    source, target = _texture_files()
+    answer = _submit_texture(client, {"mesh": target, "views": views})
+    assert answer.status_code == 422 and answer.json()["code"] == "bad_views", answer.text
+
+
+def test_a_chunked_upload_is_refused_once_it_passes_the_cap_not_after_it_arrived(server):
+    # Before: a 2 GB chunked body (no Content-Length) was written to a temp file whole, then 413.
+    # Here the body never ends; the answer must come once ~2 MB (the test server's cap) are in.
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: {url.hostname}\r\nAuthorization: Bearer {server.token}\r\n"
+            "Content-Type: multipart/form-data; boundary=b0undary\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    part = b'--b0undary\r\nContent-Disposition: form-data; name="mesh"; filename="m.obj"\r\n\r\n'
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head + f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        chunk = b"v 0 0 0\n" * (1 << 17)                     # 1 MB
+        for _ in range(4):
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        answer = b""
+        while b'"message"' not in answer and (data := sock.recv(65536)):
+            answer += data
+        answer = answer.decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert '"too_large"' in answer and "--max-upload-mb" in answer

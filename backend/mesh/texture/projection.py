@@ -189,6 +189,8 @@ def load_views_bytes(data: bytes, *, name: str = "the views upload") -> PosedVie
 def _parse(cameras_bytes: bytes, read, name: str) -> PosedViews:
     try:
         doc = json.loads(cameras_bytes)
+    except RecursionError:
+        raise BadViews(f"{CAMERAS_FILE} in {name} is nested too deeply to be a camera file.") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadViews(f"{CAMERAS_FILE} in {name} is not valid JSON ({exc}).") from exc
     entries = doc.get("views") if isinstance(doc, dict) else None

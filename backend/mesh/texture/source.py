@@ -280,8 +280,8 @@ def _load_path(path: Path, name: str) -> ColourSource:
         scene = trimesh.load(str(path), force="scene", process=False)
     except Exception as exc:  # trimesh raises many types on malformed files
         log.info("trimesh failed on %s: %r", name, exc)
-        raise BadSource(f"{name} could not be read as a mesh ({type(exc).__name__}: {exc}). "
-                        "Re-export it from your modelling tool.") from exc
+        raise BadSource(f"{name} could not be read as a mesh: it is damaged, cut short, or uses a part of the "
+                        "format Meshsmith does not read. Re-export it from your modelling tool.") from exc
     linear_vertex_colours = suffix in (".glb", ".gltf")
     verts, faces, normals, has_n, parts, part_of_face = [], [], [], [], [], []
     uvs, vcols, fcols = [], [], []
