@@ -31,8 +31,9 @@ class PipelineResult:
     extras: dict[str, bytes] = field(default_factory=dict)
 
 
-#: Memory a worker holds before a job's own work (interpreter, numpy, scipy, trimesh; measured
-#: 105-140 MB by ``python -m backend bench budget``).
+#: Memory a worker holds before a job's own work (interpreter, numpy, scipy, trimesh: the
+#: children of ``python -m backend bench budget`` reach 62 MB after the imports; this leaves
+#: room for the worker's own state).
 WORKER_BASE_BYTES = 160 * 2**20
 
 

@@ -72,7 +72,7 @@ def run(inputs: dict, params: TextureParams, progress: ProgressFn) -> PipelineRe
 #: per face of the target and the source.
 BYTES_PER_TEXEL = 300
 #: Fixed cost of a bake (the unwrap's and the colour source's structures).
-BAKE_BYTES = 64 * 2**20
+BAKE_BYTES = 96 * 2**20
 BYTES_PER_VIEW_PIXEL = 96
 BYTES_PER_FACE = 4000
 
