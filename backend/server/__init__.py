@@ -22,7 +22,7 @@ from backend.settings import LOOPBACK_HOSTS, ServerSettings, remove_state_file, 
 
 log = logging.getLogger(__name__)
 
-_STATUS_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "not_ready", 413: "too_large",
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 409: "not_ready", 413: "too_large",
                  429: "queue_full"}
 
 

@@ -464,3 +464,10 @@ def test_a_chunked_upload_is_refused_once_it_passes_the_cap_not_after_it_arrived
         answer = answer.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
     assert '"too_large"' in answer and "--max-upload-mb" in answer
+
+
+def test_too_many_form_parts_have_a_documented_code(client):
+    files = [("mesh", (f"m{k}.obj", b"v 0 0 0\n", "application/octet-stream")) for k in range(8)]
+    answer = client.post("/v1/jobs", data={"params": json.dumps({"pipeline": "watertight"})}, files=files)
+    assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    assert answer.json()["message"]

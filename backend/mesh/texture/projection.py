@@ -177,7 +177,7 @@ def load_views_bytes(data: bytes, *, name: str = "the views upload") -> PosedVie
     def read(rel: str) -> bytes:
         key = str(base / rel) if str(base) != "." else str(PurePosixPath(rel))
         if key not in members:
-            raise BadViews(f"{CAMERAS_FILE} in {name} names {rel!r}, but the ZIP has no such file.")
+            raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} names {rel!r}, but the ZIP has no such file.")
         try:
             return archive.read(members[key])
         except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as exc:
@@ -186,28 +186,33 @@ def load_views_bytes(data: bytes, *, name: str = "the views upload") -> PosedVie
     return _parse(read(CAMERAS_FILE), read, name)
 
 
+def _mid(name: str) -> str:
+    """``name`` inside a sentence: "The uploaded views file" -> "the uploaded views file"."""
+    return name[0].lower() + name[1:] if name.startswith("The ") else name
+
+
 def _parse(cameras_bytes: bytes, read, name: str) -> PosedViews:
     try:
         doc = json.loads(cameras_bytes)
     except RecursionError:
-        raise BadViews(f"{CAMERAS_FILE} in {name} is nested too deeply to be a camera file.") from None
+        raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} is nested too deeply to be a camera file.") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadViews(f"{CAMERAS_FILE} in {name} is not valid JSON ({exc}).") from exc
+        raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} is not valid JSON ({exc}).") from exc
     entries = doc.get("views") if isinstance(doc, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise BadViews(f"{CAMERAS_FILE} in {name} must hold a non-empty list 'views' (render/'s format).")
+        raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} must hold a non-empty list 'views' (render/'s format).")
     if len(entries) > MAX_VIEWS:
-        raise BadViews(f"{CAMERAS_FILE} in {name} lists {len(entries)} views; at most {MAX_VIEWS} are accepted.")
+        raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} lists {len(entries)} views; at most {MAX_VIEWS} are accepted.")
     views = [_parse_view(k, entry, read, name) for k, entry in enumerate(entries)]
     file_to_world = None
     norm = doc.get("normalization")
     if isinstance(norm, dict) and norm.get("file_to_world") is not None:
-        file_to_world = _matrix(norm["file_to_world"], f"normalization.file_to_world in {name}")
+        file_to_world = _matrix(norm["file_to_world"], f"normalization.file_to_world in {_mid(name)}")
     return PosedViews(views, file_to_world)
 
 
 def _parse_view(k: int, entry, read, name: str) -> View:
-    where = f"view {k} of {CAMERAS_FILE} in {name}"
+    where = f"view {k} of {CAMERAS_FILE} in {_mid(name)}"
     if not isinstance(entry, dict):
         raise BadViews(f"{where} must be an object, got {type(entry).__name__}.")
     intr = entry.get("intrinsics")
@@ -234,7 +239,7 @@ def _parse_view(k: int, entry, read, name: str) -> View:
         raise BadViews(f"{where} needs 'files': {{'rgb': IMAGE}} naming its image.")
     image = _decode_image(read(rgb_name), rgb_name, name)
     if image.shape[:2] != (intr["height"], intr["width"]):
-        raise BadViews(f"{rgb_name} in {name} is {image.shape[1]} x {image.shape[0]} px but its intrinsics say "
+        raise BadViews(f"{rgb_name} in {_mid(name)} is {image.shape[1]} x {image.shape[0]} px but its intrinsics say "
                        f"{intr['width']} x {intr['height']}.")
     normal = None
     normal_name = files.get("normal_world")
@@ -244,9 +249,9 @@ def _parse_view(k: int, entry, read, name: str) -> View:
         except BadViews:
             normal = None  # normals are optional: a folder without them still bakes colour
         except (ValueError, OSError) as exc:
-            raise BadViews(f"{normal_name} in {name} is not a readable .npy array ({exc}).") from exc
+            raise BadViews(f"{normal_name} in {_mid(name)} is not a readable .npy array ({exc}).") from exc
         if normal is not None and normal.shape != (*image.shape[:2], 3):
-            raise BadViews(f"{normal_name} in {name} has shape {normal.shape}; expected "
+            raise BadViews(f"{normal_name} in {_mid(name)} has shape {normal.shape}; expected "
                            f"({image.shape[0]}, {image.shape[1]}, 3).")
     return View(image, intr, w2c, normal, rgb_name)
 
@@ -267,12 +272,12 @@ def _decode_image(data: bytes, rel: str, name: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             if max(im.size) > MAX_IMAGE_SIDE:
-                raise BadViews(f"{rel} in {name} is {im.size[0]} x {im.size[1]} px; at most {MAX_IMAGE_SIDE} "
+                raise BadViews(f"{rel} in {_mid(name)} is {im.size[0]} x {im.size[1]} px; at most {MAX_IMAGE_SIDE} "
                                "px a side are accepted.")
             rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadViews(f"{rel} in {name} is not an image Meshsmith can decode ({type(exc).__name__}). "
-                       "Use 8-bit PNG or JPEG images.") from exc
+        raise BadViews(f"{rel} in {_mid(name)} is not an image Meshsmith can decode (damaged, or not a common "
+                       "format). Use 8-bit PNG or JPEG images.") from exc
     return rgba
 
 
