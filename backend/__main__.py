@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = ServerSettings.from_env(
             host=args.host, port=args.port, data_dir=args.data_dir, state_dir=args.state_dir,
             token=args.token, max_upload_mb=args.max_upload_mb, max_faces=args.max_faces, job_workers=args.job_workers,
+            upload_stall_seconds=args.upload_stall_seconds,
             max_queued_jobs=args.max_queued_jobs, keep_jobs_days=args.keep_jobs_days,
             max_jobs_disk_gb=args.max_jobs_disk_gb,
             max_job_memory_gb=args.max_job_memory_gb, max_job_minutes=args.max_job_minutes,
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--state-dir", type=Path, help="where backend.json (port + token) is written")
     s.add_argument("--token", help="bearer token (default: a new random one each start)")
     s.add_argument("--max-upload-mb", type=float, help="largest accepted upload (default 200)")
+    s.add_argument("--upload-stall-seconds", type=float,
+                   help="an upload that stops arriving this long is answered 408 (default 30)")
     s.add_argument("--max-faces", type=int, help="most faces an uploaded mesh may have (default 5,000,000)")
     s.add_argument("--max-queued-jobs", type=int, help="jobs waiting to run, at most (default 100; more: 429)")
     s.add_argument("--keep-jobs-days", type=float, help="finished jobs are removed after this many days (default 7; 0: kept)")

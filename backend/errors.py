@@ -68,3 +68,10 @@ class OverBudget(MeshsmithError, ValueError):
 
     code = "over_budget"
     status = 422
+
+
+class UploadStalled(MeshsmithError):
+    """A request body that stopped arriving."""
+
+    code = "upload_stalled"
+    status = 408

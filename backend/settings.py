@@ -2,7 +2,7 @@
 
 Environment variables: ``MESHSMITH_HOST``, ``MESHSMITH_PORT``, ``MESHSMITH_DATA_DIR``,
 ``MESHSMITH_STATE_DIR``, ``MESHSMITH_TOKEN``, ``MESHSMITH_MAX_UPLOAD_MB``,
-``MESHSMITH_MAX_FACES``, ``MESHSMITH_MAX_QUEUED_JOBS``, ``MESHSMITH_KEEP_JOBS_DAYS``,
+``MESHSMITH_UPLOAD_STALL_SECONDS``, ``MESHSMITH_MAX_FACES``, ``MESHSMITH_MAX_QUEUED_JOBS``, ``MESHSMITH_KEEP_JOBS_DAYS``,
 ``MESHSMITH_MAX_JOBS_DISK_GB``, ``MESHSMITH_JOB_WORKERS``, ``MESHSMITH_MAX_JOB_MEMORY_GB``,
 ``MESHSMITH_MAX_JOB_MINUTES``. Unknown
 ``MESHSMITH_*`` variables are errors, so a typo is not silently ignored.
@@ -52,6 +52,8 @@ class ServerSettings:
     state_dir: Path = field(default_factory=default_state_dir)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     max_upload_mb: float = 200.0
+    #: An upload whose body stops arriving for this many seconds is answered 408.
+    upload_stall_seconds: float = 30.0
     #: Most faces an uploaded mesh (or colour source) may have, beside the byte cap.
     max_faces: int = 5_000_000
     #: Jobs waiting to run, at most; more are refused (429) until some have run.
@@ -113,6 +115,8 @@ class ServerSettings:
             raise ValueError(f"max_upload_mb must be positive, got {settings.max_upload_mb}")
         if not 0 <= settings.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {settings.port}")
+        if settings.upload_stall_seconds <= 0:
+            raise ValueError(f"upload_stall_seconds must be positive, got {settings.upload_stall_seconds}")
         if settings.max_queued_jobs < 1:
             raise ValueError(f"max_queued_jobs must be positive, got {settings.max_queued_jobs}")
         if settings.keep_jobs_days < 0 or settings.max_jobs_disk_gb < 0:

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
-from backend.errors import MeshsmithError, TooLarge
+from backend.errors import MeshsmithError, TooLarge, UploadStalled
 from backend.jobs import JobRunner, JobStore
 from backend.server import health, jobs
 from backend.server.device import detect_device
@@ -66,7 +66,7 @@ def create_app(settings: ServerSettings, *, port: int | None = None) -> FastAPI:
     # The upload cap holds while a body streams in (a chunked one has no Content-Length to
     # check first): the request is refused once it passes the cap, before it is stored.
     app.add_middleware(UploadCap, limit_bytes=settings.max_upload_bytes + UPLOAD_OVERHEAD,
-                       limit_mb=settings.max_upload_mb)
+                       limit_mb=settings.max_upload_mb, stall_seconds=settings.upload_stall_seconds)
 
     @app.exception_handler(MeshsmithError)
     async def meshsmith_error(request: Request, exc: MeshsmithError):
@@ -124,20 +124,27 @@ class HostCheck:
 
 class UploadCap:
     """ASGI middleware: a request body that passes ``limit_bytes`` raises :class:`TooLarge`
-    (answered 413 by the app's handler) as soon as it does, whatever its framing."""
+    (answered 413 by the app's handler) as soon as it does, whatever its framing; one that
+    stops arriving for ``stall_seconds`` raises :class:`UploadStalled` (408)."""
 
-    def __init__(self, app, limit_bytes: int, limit_mb: float):
-        self.app, self.limit, self.limit_mb = app, limit_bytes, limit_mb
+    def __init__(self, app, limit_bytes: int, limit_mb: float, stall_seconds: float = 30.0):
+        self.app, self.limit, self.limit_mb, self.stall = app, limit_bytes, limit_mb, stall_seconds
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        seen = 0
+        seen, complete = 0, False
 
         async def capped():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:                       # after the body: e.g. waiting for a disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.stall)
+            except asyncio.TimeoutError:
+                raise UploadStalled(f"The upload stopped arriving for {self.stall:g} s; send it again.") from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:

@@ -471,3 +471,24 @@ def test_too_many_form_parts_have_a_documented_code(client):
     answer = client.post("/v1/jobs", data={"params": json.dumps({"pipeline": "watertight"})}, files=files)
     assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
     assert answer.json()["message"]
+
+
+def test_an_upload_that_stops_arriving_is_closed_with_a_408(tmp_path):
+    # Before: a request whose body stalled stayed open for more than 90 s.
+    import socket
+    from urllib.parse import urlsplit
+
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", "--upload-stall-seconds", "1").start()
+    try:
+        url = urlsplit(backend.url)
+        with socket.create_connection((url.hostname, url.port), timeout=20) as sock:
+            sock.sendall((f"POST /v1/jobs HTTP/1.1\r\nHost: {url.hostname}\r\nAuthorization: Bearer {backend.token}\r\n"
+                          "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n").encode())
+            start = time.monotonic()
+            answer = b""
+            while b'"message"' not in answer and (data := sock.recv(65536)):
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 408") and b"upload_stalled" in answer, answer[:300]
+        assert time.monotonic() - start < 10
+    finally:
+        backend.stop()
