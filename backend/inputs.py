@@ -63,13 +63,27 @@ class Checked:
     facts: dict[str, float]
 
 
-def mesh_facts(vertices, faces) -> dict[str, float]:
+#: Coordinates beyond this are refused: squares of them (areas) would overflow.
+MAX_COORDINATE = 1e30
+
+
+def mesh_facts(vertices, faces, label: str = "the mesh") -> dict[str, float]:
+    """Faces, vertices and area ratio of a mesh; BadMesh for indices out of range or absurd coordinates."""
     import numpy as np
 
-    vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces)
+    from backend.errors import BadMesh
+
+    vertices, faces = np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise BadMesh(f"{label} has face indices beyond its {len(vertices)} vertices: the file is damaged. "
+                      "Export it again.")
+    used = vertices[np.unique(faces)]
+    far = float(np.abs(used).max()) if len(used) else 0.0
+    if not far <= MAX_COORDINATE:
+        raise BadMesh(f"{label} has coordinates as large as {far:.3g}: too large to work with. Scale it down (or "
+                      "fix the stray vertices) and export it again.")
     t = vertices[faces]
     area = 0.5 * float(np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum())
-    used = vertices[np.unique(faces)]
     side = float((used.max(axis=0) - used.min(axis=0)).max()) if len(used) else 0.0
     return {"faces": int(len(faces)), "vertices": int(len(vertices)),
             "area_ratio": round(area / side**2, 4) if side > 0 else 0.0}
@@ -103,7 +117,7 @@ def _check_mesh(data: bytes, label: str) -> Checked:
     from backend.mesh.io import load_mesh_bytes, sniff_format
 
     mesh = load_mesh_bytes(data, name=label)
-    facts = mesh_facts(mesh.vertices, mesh.faces)
+    facts = mesh_facts(mesh.vertices, mesh.faces, label)
     check_surface(mesh.vertices, mesh.faces, facts, label)
     return Checked(sniff_format(data), facts)
 
@@ -118,9 +132,14 @@ def _check_source(data: bytes, label: str) -> Checked:
     from backend.mesh.io import sniff_format
     from backend.mesh.texture.source import load_colour_source_bytes
 
+    from backend.errors import BadMesh, BadSource
+
     source = load_colour_source_bytes(data, name=label)
-    return Checked("zip" if data[:4] == b"PK\x03\x04" else sniff_format(data),
-                   mesh_facts(source.vertices, source.faces))
+    try:
+        facts = mesh_facts(source.vertices, source.faces, label)
+    except BadMesh as exc:
+        raise BadSource(exc.message) from None
+    return Checked("zip" if data[:4] == b"PK\x03\x04" else sniff_format(data), facts)
 
 
 def _load_source(path: Path):

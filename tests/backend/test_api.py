@@ -280,7 +280,7 @@ def _views_zip_without(name_to_drop: str | None = None, extra: dict | None = Non
 
 
 @pytest.mark.parametrize("files,status,code,words", [
-    ({"views": b"this is not a zip"}, 422, "bad_views", "not a ZIP"),
+    ({"views": b"this is not a zip"}, 422, "bad_views", "not a readable ZIP"),
     ({"views": "no-cameras"}, 422, "bad_views", "no cameras.json"),
     ({"views": "traversal"}, 422, "bad_views", "outside the archive"),
     ({"views": "bad-image"}, 422, "bad_views", "not an image"),

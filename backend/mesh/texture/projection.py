@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -152,9 +153,10 @@ def load_views_bytes(data: bytes, *, name: str = "the views upload") -> PosedVie
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError) as exc:
-        raise BadViews(f"{name} is not a ZIP archive ({exc}). Zip the folder of views (cameras.json + images) "
-                       "and upload the .zip.") from exc
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, OSError, EOFError) as exc:
+        log.info("opening %s as a ZIP failed: %r", name, exc)
+        raise BadViews(f"{name} is not a readable ZIP archive. Zip the folder of views (cameras.json + images) "
+                       "again and upload the .zip.") from exc
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         raw = info.filename.replace("\\", "/")
@@ -180,8 +182,11 @@ def load_views_bytes(data: bytes, *, name: str = "the views upload") -> PosedVie
             raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} names {rel!r}, but the ZIP has no such file.")
         try:
             return archive.read(members[key])
-        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as exc:
-            raise BadViews(f"{name}: {rel!r} cannot be unpacked ({exc}).") from exc
+        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError, NotImplementedError,
+                zlib.error) as exc:
+            log.info("unpacking %s from %s failed: %r", rel, name, exc)
+            raise BadViews(f"{name}: {rel!r} cannot be unpacked (the ZIP is damaged or uses an unusual "
+                           "compression). Zip the folder again.") from exc
 
     return _parse(read(CAMERAS_FILE), read, name)
 

@@ -27,6 +27,7 @@ import logging
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,8 +235,9 @@ def _unpack_zip(data: bytes, into: Path, name: str) -> Path:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError) as exc:
-        raise BadSource(f"{name} is not a readable ZIP archive ({exc}). Zip the mesh and its files again.") from exc
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, OSError, EOFError) as exc:
+        log.info("opening %s as a ZIP failed: %r", name, exc)
+        raise BadSource(f"{name} is not a readable ZIP archive. Zip the mesh and its files again.") from exc
     total = sum(i.file_size for i in infos)
     if total > ZIP_MAX_RATIO * max(len(data), 1 << 20):
         raise BadSource(f"{name} unpacks to {total / 2**20:.0f} MB, too much for its size; upload the files unzipped "
@@ -249,8 +251,11 @@ def _unpack_zip(data: bytes, into: Path, name: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             target.write_bytes(archive.read(info))
-        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as exc:
-            raise BadSource(f"{name}: the file {info.filename!r} in the ZIP cannot be unpacked ({exc}).") from exc
+        except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError, NotImplementedError,
+                zlib.error) as exc:
+            log.info("unpacking %s from %s failed: %r", info.filename, name, exc)
+            raise BadSource(f"{name}: the file {info.filename!r} in the ZIP cannot be unpacked (the ZIP is damaged "
+                            "or uses an unusual compression). Zip the files again.") from exc
         if target.suffix.lower() in ZIP_MESH_SUFFIXES:
             meshes.append(target)
     if len(meshes) != 1:

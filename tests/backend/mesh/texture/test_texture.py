@@ -518,7 +518,7 @@ def test_views_with_a_broken_image_or_a_missing_file_are_refused(tmp_path):
         load_views_bytes(_zip(good), name="views.zip")
     with pytest.raises(BadViews, match="not an image"):
         load_views_bytes(_zip({**good, "001_rgb.png": b"\x89PNG garbage"}), name="views.zip")
-    with pytest.raises(BadViews, match="not a ZIP"):
+    with pytest.raises(BadViews, match="not a readable ZIP"):
         load_views_bytes(b"plain bytes", name="views.zip")
     # The same folder, zipped inside a subfolder, loads.
     nested = {f"shot/{k}": d for k, d in {**good, "001_rgb.png": (folder / "001_rgb.png").read_bytes()}.items()}
