@@ -30,6 +30,8 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 #: Progress is written to disk at most this often; state changes are written at once.
 PROGRESS_WRITE_INTERVAL = 0.25
+#: Seconds a worker has to stop after a cancel before it is killed (the cancel ends within ~1 s).
+CANCEL_GRACE = 0.75
 #: A job found running at start-up this many times (each start of it ended in a crash) is failed, not rerun.
 MAX_ATTEMPTS = 2
 
@@ -211,7 +213,7 @@ class JobRunner:
     TICK = 0.05
 
     def __init__(self, store: JobStore, *, workers: int = 1, memory_limit_bytes: int | None = None,
-                 time_limit: float | None = None, cancel_grace: float = 1.0):
+                 time_limit: float | None = None, cancel_grace: float = CANCEL_GRACE):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.store = store

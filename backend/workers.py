@@ -35,6 +35,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: How much lower a worker's CPU priority is than the server's (POSIX ``nice``).
+WORKER_NICENESS = 10
 #: Progress is sent to the server at most this often (a change of stage is sent at once).
 PROGRESS_INTERVAL = 0.1
 RESULT_NAME = "result.glb"
@@ -111,6 +113,13 @@ def worker_main(conn: Connection, memory_limit_bytes: int | None, server_pid: in
     # process group, and must not kill a job halfway (the server requeues it on a clean stop).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(server_pid)
+    # Below the server (and Blender) in CPU priority: on a busy machine the API still answers
+    # at once and the job takes the time that is left.
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:
+            pass
     _limit_memory(memory_limit_bytes)
     from backend.memory import keep_freed_memory, release_freed_memory
 

@@ -123,12 +123,12 @@ def _parse_spec(values: list) -> dict:
 
 
 @router.get("")
-def list_jobs(request: Request) -> dict:
+async def list_jobs(request: Request) -> dict:
     return {"jobs": [job.to_json() for job in request.app.state.store.list()]}
 
 
 @router.get("/{job_id}")
-def get_job(request: Request, job_id: str) -> dict:
+async def get_job(request: Request, job_id: str) -> dict:
     return _job_or_404(request, job_id).to_json()
 
 
