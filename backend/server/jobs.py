@@ -113,7 +113,8 @@ def _parse_spec(values: list) -> dict:
     except RecursionError:
         raise BadParams("The 'params' field is nested too deeply; parameters are a flat JSON object.") from None
     except ValueError as exc:
-        raise BadParams(f"The 'params' field must be JSON ({exc}).") from exc
+        where = f" (it stops being JSON at line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        raise BadParams(f"The 'params' field must be JSON{where}.") from exc
     if not isinstance(spec, dict) or not isinstance(spec.get("pipeline"), str):
         raise BadParams('The \'params\' field must be a JSON object like {"pipeline": "watertight", "params": {...}}.')
     unknown = set(spec) - {"pipeline", "params"}

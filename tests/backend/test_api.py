@@ -492,3 +492,22 @@ def test_an_upload_that_stops_arriving_is_closed_with_a_408(tmp_path):
         assert time.monotonic() - start < 10
     finally:
         backend.stop()
+
+
+def test_a_glb_with_an_external_buffer_gets_a_sentence_not_a_python_error(client):
+    # Before: "TypeError: 'NoneType' object is not subscriptable".
+    from backend.reliability import RAW_TEXT
+
+    glb = _gltf_with({})
+    length = int.from_bytes(glb[12:16], "little")
+    doc = json.loads(glb[20:20 + length])
+    doc["buffers"][0]["uri"] = "mesh.bin"
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    import struct
+
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text
+    answer = _submit(client, struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+    assert answer.status_code == 422, answer.text
+    message = answer.json()["message"]
+    assert not RAW_TEXT.search(message), message

@@ -202,7 +202,8 @@ def _parse(cameras_bytes: bytes, read, name: str) -> PosedViews:
     except RecursionError:
         raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} is nested too deeply to be a camera file.") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} is not valid JSON ({exc}).") from exc
+        where = f" (it stops being JSON at line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
+        raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} is not valid JSON{where}.") from exc
     entries = doc.get("views") if isinstance(doc, dict) else None
     if not isinstance(entries, list) or not entries:
         raise BadViews(f"{CAMERAS_FILE} in {_mid(name)} must hold a non-empty list 'views' (render/'s format).")
