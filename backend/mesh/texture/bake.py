@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from backend.errors import BadMesh
 from backend.mesh.nearest import SurfaceIndex
 from backend.mesh.tangents import encode_normals, split_at_hard_edges, to_rgb8, vertex_normals, vertex_tangents, weld
 from backend.mesh.texture import atlas as atlas_mod
@@ -158,7 +159,8 @@ def bake_textures(target: Mesh, *, source: ColourSource | None = None, views: Po
     size = int(texture_size)
     texels = atlas_mod.rasterize(mesh.uv, mesh.faces, size)
     if len(texels.pixel) == 0:
-        raise ValueError("the UV layout covers no texel; the mesh is too small for this texture size")
+        raise BadMesh("The UV layout covers no texel: the mesh is too small for this texture size. Use a larger "
+                      "texture size.")
     # Each vertex's vertex in the target, and through the target's own ids (seam copies it
     # arrived with) the vertex it copies.
     vertex_ids = unwrapped.vertex_map
@@ -243,21 +245,21 @@ def own_layout(target: Mesh, texture_size: int) -> Unwrapped:
     share their texels). Raises ValueError with what to do otherwise.
     """
     if target.uv is None:
-        raise ValueError("the target has no UVs to keep; give it a UV map or let Meshsmith unwrap it "
-                         "(uv_method 'auto')")
+        raise BadMesh("The target has no UVs to keep; give it a UV map or let Meshsmith unwrap it "
+                      "(Keep UVs off; uv_method 'auto').")
     uv = np.asarray(target.uv, dtype=np.float64)
     if uv.shape != (len(target.vertices), 2) or not np.isfinite(uv).all():
-        raise ValueError("the target's UVs are not one finite (u, v) pair per vertex")
+        raise BadMesh("The target's UVs are not one finite (u, v) pair per vertex; unwrap it again.")
     lo, hi = uv.min(axis=0), uv.max(axis=0)
     if lo.min() < -UV_SLACK or hi.max() > 1.0 + UV_SLACK:
-        raise ValueError(f"the target's UVs reach outside the 0..1 square (u {lo[0]:.3g}..{hi[0]:.3g}, "
-                         f"v {lo[1]:.3g}..{hi[1]:.3g}) and one texture covers only that square; pack them into it "
-                         "(in Blender: UV > Pack Islands) or let Meshsmith unwrap (Keep UVs off)")
+        raise BadMesh(f"The target's UVs reach outside the 0..1 square (u {lo[0]:.3g}..{hi[0]:.3g}, "
+                      f"v {lo[1]:.3g}..{hi[1]:.3g}) and one texture covers only that square; pack them into it "
+                      "(in Blender: UV > Pack Islands) or let Meshsmith unwrap (Keep UVs off).")
     faces = np.asarray(target.faces, dtype=np.int64)
     uv_area = 0.5 * np.abs(np.cross(uv[faces[:, 1]] - uv[faces[:, 0]], uv[faces[:, 2]] - uv[faces[:, 0]])).sum()
     if uv_area * texture_size ** 2 < 1.0:
-        raise ValueError("the target's UV map has (almost) no area, so no texel would land on it; unwrap it "
-                         "or let Meshsmith unwrap (Keep UVs off)")
+        raise BadMesh("The target's UV map has (almost) no area, so no texel would land on it; unwrap it "
+                      "or let Meshsmith unwrap (Keep UVs off).")
     n = len(target.vertices)
     mesh = Mesh(np.asarray(target.vertices, dtype=np.float64), faces, target.face_sizes, uv=np.clip(uv, 0.0, 1.0),
                 normals=target.normals)
