@@ -1,0 +1,269 @@
+"""Asset corpora for training: a manifest of meshes with credit, licence and a fixed split.
+
+    python -m training.data furniture --deb sweethome3d-furniture_1.8-1_all.deb --out data/furniture
+    python -m training.data folder DIR --out data/mine
+
+A corpus is a folder holding ``manifest.jsonl`` (one asset per line) and the assets' files.
+Each record: ``id`` (stable, unique), ``path`` (the mesh file, relative to the corpus),
+``name``, ``category``, ``tags``, ``credit`` (who made it), ``licence`` (SPDX-like id),
+``source`` (where it came from) and ``split`` (``train``, ``val`` or ``test``).
+
+Splits are by asset and fixed by a seeded hash of the asset's id (:func:`split_of`): an
+asset keeps its split whatever else is in the corpus, so corpora can grow without moving
+assets between splits. The test split is never used for training or model selection.
+
+Sweet Home 3D furniture
+    Debian's ``sweethome3d-furniture`` package (get it offline-friendly with ``apt-get download
+    sweethome3d-furniture``) holds five ``.sh3f`` catalogues: zip files of OBJ + MTL + texture
+    models, described in ``PluginFurnitureCatalog.properties`` (Java properties: ``name#N``,
+    ``category#N``, ``tags#N``, ``creator#N``, ``model#N`` per model). Licences are per
+    catalogue; they are read from the package's machine-readable ``copyright`` file
+    (``Files: Scopia/*`` -> ``License: CC-BY-3.0``), else from the catalogue's own
+    ``license`` property. Each model's folder is unpacked under ``assets/<catalogue>/``; paths
+    that would leave it are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+#: Shares of the assets in the train and val splits; the rest is test.
+SPLITS = (("train", 0.90), ("val", 0.05), ("test", 0.05))
+DEFAULT_SEED = 0
+MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
+CATALOG_FILE = "PluginFurnitureCatalog.properties"
+
+
+@dataclass
+class Asset:
+    """One asset of a corpus (a line of ``manifest.jsonl``)."""
+
+    id: str
+    path: str
+    name: str
+    split: str
+    category: str = ""
+    tags: list[str] = field(default_factory=list)
+    credit: str = ""
+    licence: str = ""
+    source: str = ""
+
+
+def split_of(asset_id: str, seed: int = DEFAULT_SEED) -> str:
+    """The split of an asset: a seeded hash of its id into [0, 1), cut at :data:`SPLITS`' shares."""
+    digest = hashlib.sha256(f"{seed}:{asset_id}".encode()).digest()
+    value = int.from_bytes(digest[:8], "big") / 2**64
+    edge = 0.0
+    for name, share in SPLITS:
+        edge += share
+        if value < edge:
+            return name
+    return SPLITS[-1][0]
+
+
+def write_manifest(assets: list[Asset], out: Path) -> Path:
+    """Write ``out/manifest.jsonl`` (sorted by id) atomically; returns its path."""
+    ids = [a.id for a in assets]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"asset ids must be unique; repeated: {', '.join(twice[:5])}")
+    path = out / "manifest.jsonl"
+    part = path.with_suffix(".jsonl.part")
+    part.write_text("".join(json.dumps(asdict(a), ensure_ascii=False) + "\n" for a in sorted(assets, key=lambda a: a.id)),
+                    encoding="utf-8")
+    part.replace(path)
+    return path
+
+
+def read_manifest(corpus: Path, split: str | None = None) -> list[Asset]:
+    """The assets of a corpus (optionally of one split)."""
+    lines = (Path(corpus) / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    assets = [Asset(**json.loads(line)) for line in lines if line.strip()]
+    return [a for a in assets if split is None or a.split == split]
+
+
+# -- any folder of meshes ----------------------------------------------------------------------
+
+
+def from_folder(folder: Path, out: Path, *, licence: str = "", credit: str = "", seed: int = DEFAULT_SEED) -> list[Asset]:
+    """A corpus over the mesh files under ``folder`` (kept where they are; paths relative to ``out``)."""
+    folder, out = Path(folder).resolve(), Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    assets = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MESH_SUFFIXES and p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        asset_id = f"{folder.name}/{rel}"
+        assets.append(Asset(id=asset_id, path=_relative(path, out), name=path.stem, split=split_of(asset_id, seed),
+                            credit=credit, licence=licence, source=str(folder)))
+    write_manifest(assets, out)
+    return assets
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+# -- Sweet Home 3D furniture -------------------------------------------------------------------
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Java ``.properties``: ``key=value`` / ``key: value`` / ``key value`` lines, ``#`` and ``!``
+    comments, backslash line continuations and escapes (``\\uXXXX``, ``\\t``, ``\\n``, ...)."""
+    out: dict[str, str] = {}
+    lines = iter(text.splitlines())
+    for line in lines:
+        line = line.lstrip()
+        if not line or line[0] in "#!":
+            continue
+        while _continues(line):
+            line = line[:-1] + next(lines, "").lstrip()
+        match = re.match(r"((?:\\.|[^=:\s\\])*)\s*[=:\s]?\s*(.*)", line, re.S)
+        key, value = match.group(1), match.group(2)
+        out[_unescape(key)] = _unescape(value)
+    return out
+
+
+def _continues(line: str) -> bool:
+    backslashes = len(line) - len(line.rstrip("\\"))
+    return backslashes % 2 == 1
+
+
+def _unescape(text: str) -> str:
+    def one(m: re.Match) -> str:
+        c = m.group(1)
+        if c.startswith("u"):
+            return chr(int(c[1:], 16))
+        return {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}.get(c, c)
+
+    return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", one, text)
+
+
+def debian_licences(copyright_text: str) -> dict[str, str]:
+    """``Files: <dir>/*`` -> ``License: <id>`` from a machine-readable Debian copyright file."""
+    licences, files = {}, None
+    for line in copyright_text.splitlines():
+        if line.startswith("Files:"):
+            files = line.split(":", 1)[1].strip()
+        elif line.startswith("License:") and files:
+            for pattern in files.split():
+                licences[pattern.split("/")[0]] = line.split(":", 1)[1].strip()
+            files = None
+    return licences
+
+
+def catalogue_assets(catalogue: Path, out: Path, licence: str, seed: int = DEFAULT_SEED) -> list[Asset]:
+    """Unpack one ``.sh3f`` catalogue's models under ``out/assets/<catalogue>/`` and describe them."""
+    stem = catalogue.stem
+    target = out / "assets" / stem
+    with zipfile.ZipFile(catalogue) as archive:
+        props = parse_properties(archive.read(CATALOG_FILE).decode("utf-8", "replace"))
+        licence = licence or props.get("license", "")
+        provider = props.get("provider", "")
+        names = archive.namelist()
+        assets = []
+        indices = sorted({int(k.split("#", 1)[1]) for k in props if k.startswith("model#") and k[6:].isdigit()})
+        for n in indices:
+            model = props[f"model#{n}"].lstrip("/")
+            folder = PurePosixPath(model).parent
+            members = [m for m in names if PurePosixPath(m).parent == folder or folder in PurePosixPath(m).parents]
+            for member in members:
+                dest = _safe_destination(target, member)
+                if dest is None or member.endswith("/"):
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if not dest.exists():
+                    dest.write_bytes(archive.read(member))
+            mesh = _safe_destination(target, model)
+            if mesh is None or not mesh.is_file():
+                continue
+            asset_id = f"{stem}/{props.get(f'id#{n}', model)}"
+            creator = props.get(f"creator#{n}", "")
+            assets.append(Asset(
+                id=asset_id,
+                path=mesh.relative_to(out).as_posix(),
+                name=props.get(f"name#{n}", PurePosixPath(model).stem),
+                split=split_of(asset_id, seed),
+                category=props.get(f"category#{n}", ""),
+                tags=[t.strip() for t in props.get(f"tags#{n}", "").split(",") if t.strip()],
+                credit=", ".join(x for x in (creator, provider and f"via {provider}") if x),
+                licence=licence,
+                source=f"sweethome3d-furniture:{catalogue.name}",
+            ))
+    return assets
+
+
+def _safe_destination(root: Path, member: str) -> Path | None:
+    """``root / member`` unless the member is absolute or climbs out of ``root``."""
+    parts = PurePosixPath(member.replace("\\", "/")).parts
+    if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:
+        return None
+    return root.joinpath(*parts)
+
+
+def furniture(source: Path, out: Path, *, seed: int = DEFAULT_SEED) -> list[Asset]:
+    """Build the furniture corpus from the ``.deb`` file or from a folder holding ``.sh3f`` catalogues."""
+    from tqdm import tqdm
+
+    source, out = Path(source), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="meshsmith-furniture-") as tmp:
+        root = source
+        if source.suffix == ".deb":
+            subprocess.run(["dpkg-deb", "-x", str(source), tmp], check=True)
+            root = Path(tmp)
+        catalogues = sorted(root.rglob("*.sh3f"))
+        if not catalogues:
+            raise FileNotFoundError(f"no .sh3f catalogues in {source}")
+        copyright_files = sorted(root.rglob("copyright"))
+        licences = debian_licences(copyright_files[0].read_text(errors="replace")) if copyright_files else {}
+        assets = []
+        for catalogue in tqdm(catalogues, desc="catalogues", leave=False):
+            assets += catalogue_assets(catalogue, out, licences.get(catalogue.stem, ""), seed)
+    write_manifest(assets, out)
+    return assets
+
+
+def summary(assets: list[Asset]) -> str:
+    counts = {name: sum(a.split == name for a in assets) for name, _ in SPLITS}
+    licences: dict[str, int] = {}
+    for a in assets:
+        licences[a.licence or "unknown"] = licences.get(a.licence or "unknown", 0) + 1
+    return (f"{len(assets)} assets ({', '.join(f'{k} {v}' for k, v in counts.items())}); licences: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(licences.items())))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("furniture", help="Sweet Home 3D's furniture catalogues (Debian's sweethome3d-furniture)")
+    f.add_argument("--deb", type=Path, required=True, help="the .deb file, or a folder holding .sh3f catalogues")
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split seed (default 0)")
+    d = sub.add_parser("folder", help="any folder of meshes")
+    d.add_argument("folder", type=Path)
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--licence", default="", help="licence of every mesh in it")
+    d.add_argument("--credit", default="", help="who made them")
+    d.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = parser.parse_args(argv)
+    if args.command == "furniture":
+        assets = furniture(args.deb, args.out, seed=args.seed)
+    else:
+        assets = from_folder(args.folder, args.out, licence=args.licence, credit=args.credit, seed=args.seed)
+    print(f"{args.out / 'manifest.jsonl'}: {summary(assets)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
