@@ -2,6 +2,16 @@
 
     python -m training.data furniture --deb sweethome3d-furniture_1.8-1_all.deb --out data/furniture
     python -m training.data folder DIR --out data/mine
+    python -m training.data views data/furniture --out data/furniture-views [--workers 2]
+    python -m training.data samples data/furniture --views data/furniture-views --out data/furniture-train
+
+After a corpus, two resumable steps make the training examples of the views-to-mesh model:
+``views`` renders every asset with ``render.dataset`` (six ``zero123pp`` views at 320 px:
+RGBA, normals, depth, masks, cameras; local processes or ``--ray-address``), and ``samples``
+runs ``backend preprocess`` on each render's ``mesh.glb`` (watertight remesh, exact SDF
+samples) and packs inputs and supervision per asset (:mod:`training.dataset`), in a pool of
+local processes. ``samples`` writes ``index.jsonl``: one line per packed asset with its render
+name, split and manifest record; failures go to ``failures.jsonl`` and the run goes on.
 
 A corpus is a folder holding ``manifest.jsonl`` (one asset per line) and the assets' files.
 Each record: ``id`` (stable, unique), ``path`` (the mesh file, relative to the corpus),
@@ -243,6 +253,108 @@ def summary(assets: list[Asset]) -> str:
             + ", ".join(f"{k} {v}" for k, v in sorted(licences.items())))
 
 
+# -- training examples: renders, SDF samples, packs ---------------------------------------------
+
+
+def asset_root(corpus: Path, assets: list[Asset]) -> Path:
+    """The folder that holds every asset file of a corpus (render.dataset's ``--input-dir``)."""
+    import os
+
+    paths = [str((Path(corpus) / a.path).resolve().parent) for a in assets]
+    return Path(os.path.commonpath(paths))
+
+
+def render_names(corpus: Path, assets: list[Asset]) -> dict[str, Asset]:
+    """Assets by the folder name render.dataset gives their renders (path under :func:`asset_root`)."""
+    from render.dataset import find_assets
+
+    root = asset_root(corpus, assets)
+    by_path = {(Path(corpus) / a.path).resolve(): a for a in assets}
+    return {name: by_path[p.resolve()] for name, p in find_assets(root).items() if p.resolve() in by_path}
+
+
+def render_views(corpus: Path, out: Path, *, workers: int = 1, ray_address: str | None = None,
+                 samples: int = 8) -> dict:
+    """Render every asset of the corpus into ``out`` (resumable; see :mod:`render.dataset`)."""
+    from render.dataset import run
+    from render.views import RenderConfig
+
+    assets = read_manifest(corpus)
+    config = RenderConfig(samples=samples, threads=1 if workers > 1 else 0)
+    return run(asset_root(corpus, assets), Path(out), config, workers=workers, ray_address=ray_address)
+
+
+#: What ``samples`` asks of ``backend preprocess`` per asset (SDF only: no salient edges).
+PREPROCESS = {"resolution": 192, "n_surface": 0, "n_sdf_uniform": 8000, "n_sdf_near": 24000,
+              "sigmas": (0.005, 0.03), "n_salient": 0}
+
+
+def sample_one(name: str, views: str, out: str, image_size: int, seed: int) -> dict:
+    """Preprocess and pack one asset; never raises (a failure comes back as a record)."""
+    import time
+    import traceback
+
+    from backend.preprocess import preprocess_mesh
+    from training.dataset import pack_asset
+
+    t = time.perf_counter()
+    try:
+        sdf_dir = Path(out) / "sdf"
+        sdf = sdf_dir / f"{name}.npz"
+        if not sdf.is_file():
+            preprocess_mesh(Path(views) / name / "mesh.glb", sdf_dir, name=name, seed=seed, **PREPROCESS)
+        sizes = pack_asset(Path(views) / name, sdf, Path(out) / f"packs-{image_size}" / f"{name}.npz",
+                           image_size=image_size, seed=seed)
+        return {"name": name, "ok": True, "seconds": round(time.perf_counter() - t, 2), **sizes}
+    except Exception as exc:  # one broken asset must not stop the run
+        return {"name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=-3)}
+
+
+def make_samples(corpus: Path, views: Path, out: Path, *, workers: int = 1, image_size: int = 128,
+                 seed: int = 0) -> dict:
+    """SDF samples and packs for every rendered asset of the corpus (resumable); writes ``index.jsonl``."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    corpus, views, out = Path(corpus), Path(views), Path(out)
+    named = render_names(corpus, read_manifest(corpus))
+    rendered = {n: a for n, a in named.items() if (views / n / "cameras.json").is_file()}
+    packs = out / f"packs-{image_size}"
+    todo = [n for n in sorted(rendered) if not (packs / f"{n}.npz").is_file()]
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    with tqdm(total=len(rendered), initial=len(rendered) - len(todo), unit="asset", desc="samples") as bar:
+        if workers <= 1:
+            results = (sample_one(n, str(views), str(out), image_size, seed) for n in todo)
+            for rec in results:
+                bar.update(1)
+                failures += [] if rec["ok"] else [rec]
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(sample_one, n, str(views), str(out), image_size, seed) for n in todo]
+                for fut in as_completed(futures):
+                    rec = fut.result()
+                    bar.update(1)
+                    if not rec["ok"]:
+                        failures.append(rec)
+                        bar.write(f"failed: {rec['name']}: {rec['error']}")
+    lines = [json.dumps({"name": n, "split": a.split, "asset": asdict(a)}, ensure_ascii=False)
+             for n, a in sorted(rendered.items()) if (packs / f"{n}.npz").is_file()]
+    (out / "index.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (out / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in failures), encoding="utf-8")
+    return {"rendered": len(rendered), "corpus": len(named), "packed": len(lines), "failed": len(failures)}
+
+
+def read_index(train_dir: Path, split: str | None = None) -> list[dict]:
+    """The packed assets of a ``samples`` folder (optionally of one split)."""
+    lines = (Path(train_dir) / "index.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in rows if split is None or r["split"] == split]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,7 +368,32 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--licence", default="", help="licence of every mesh in it")
     d.add_argument("--credit", default="", help="who made them")
     d.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    v = sub.add_parser("views", help="render every asset of a corpus (render.dataset; resumable)")
+    v.add_argument("corpus", type=Path)
+    v.add_argument("--out", type=Path, required=True)
+    v.add_argument("--workers", type=int, default=1)
+    v.add_argument("--ray-address", default=None)
+    v.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (default 8)")
+    s = sub.add_parser("samples", help="SDF samples (backend preprocess) and packs of the rendered assets")
+    s.add_argument("corpus", type=Path)
+    s.add_argument("--views", type=Path, required=True, help="the folder `views` rendered into")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--image-size", type=int, default=128, help="pixels a side of the packed views (default 128)")
+    s.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "views":
+        result = render_views(args.corpus, args.out, workers=args.workers, ray_address=args.ray_address,
+                              samples=args.samples)
+        print(f"{result['assets']} assets: {result['rendered']} rendered, {result['skipped']} already done, "
+              f"{result['failed']} failed; {args.out / 'manifest.jsonl'}")
+        return 3 if result["failed"] else 0
+    if args.command == "samples":
+        result = make_samples(args.corpus, args.views, args.out, workers=args.workers, image_size=args.image_size,
+                              seed=args.seed)
+        print(f"{result['packed']} of {result['corpus']} assets packed ({result['rendered']} rendered, "
+              f"{result['failed']} failed); {args.out / 'index.jsonl'}")
+        return 3 if result["failed"] else 0
     if args.command == "furniture":
         assets = furniture(args.deb, args.out, seed=args.seed)
     else:

@@ -1,0 +1,491 @@
+"""Train the views-to-mesh model: one loop, from a laptop CPU to a multi-GPU node.
+
+    python -m training.train --config training/configs/views_cpu.json [--key=value ...]
+    torchrun --nproc_per_node 2 -m training.train --config ... [--key=value ...]
+
+Configuration: the fields of :class:`TrainConfig` (and ``model.<field>`` of
+:class:`~training.model.ModelConfig`), read from a JSON file and then from ``--key=value``
+overrides, in that order. The run writes into ``out``:
+
+- ``ckpt/``: the last checkpoint: ``model.safetensors`` (weights), ``config.json`` (the model
+  config, enough to rebuild the model alone, and the run's config), ``state.pt`` (optimizer,
+  scheduler, RNG, step). A run whose ``out`` holds a checkpoint resumes from it exactly: the same
+  examples in the same order with the same augmentations, so an interrupted run and an
+  uninterrupted one give the same losses.
+- ``best/``: the checkpoint with the lowest validation Chamfer so far (model selection uses the
+  val split only; the test split is never read here).
+- ``metrics.csv`` (one row per logged step or validation), ``curves.png``, ``val/step_N.png``
+  (validation reconstructions beside their references).
+
+``--max_minutes`` stops cleanly (after a checkpoint) once that much wall time has passed, so a
+long run proceeds in chunks: run the same command again to go on. Distributed data parallel
+runs under ``torchrun`` (gloo on CPU, nccl on GPU); bf16 autocast on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.model import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; see the module doc for how they are given."""
+
+    data: str = "data/furniture-train"        # a `training.data samples` folder
+    out: str = "runs/views"
+    image_size: int = 128                     # packs-<image_size> under data
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batch_size: int = 4                       # per process
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    max_steps: int = 5000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    sdf_points: int = 4096
+    colour_points: int = 1024
+    colour_weight: float = 0.2
+    normal_dropout: float = 0.3
+    log_interval: int = 10
+    eval_interval: int = 250
+    eval_assets: int = 8                      # val assets meshed for Chamfer / F-score
+    eval_resolution: int = 64
+    ckpt_interval: int = 50
+    max_minutes: float = 0.0                  # 0: no limit
+    seed: int = 0
+    threads: int = 0                          # torch intra-op threads; 0: torch's default
+    device: str = "auto"                      # auto, cpu, cuda
+    dtype: str = "bfloat16"                   # autocast dtype on GPU (CPU runs float32)
+    limit_train: int = 0                      # use only the first N train assets (0: all)
+    progress: bool = True
+
+
+def parse_config(argv: list[str]) -> TrainConfig:
+    """``--config FILE`` then ``--key=value`` (or ``--key value``) overrides; unknown keys are errors."""
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0],
+                                     add_help=True)
+    parser.add_argument("--config", type=Path, default=None, help="a JSON file of TrainConfig fields")
+    args, rest = parser.parse_known_args(argv)
+    data: dict = json.loads(args.config.read_text()) if args.config else {}
+    model: dict = dict(data.pop("model", {}))
+    overrides: dict = {}
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--"):
+            raise SystemExit(f"error: unexpected argument {item!r} (overrides are --key=value)")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise SystemExit(f"error: --{key} needs a value")
+            value = rest[i + 1]
+            i += 1
+        overrides[key.replace("-", "_")] = value
+        i += 1
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    model_fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    for key, text in overrides.items():
+        if key.startswith("model."):
+            name = key[len("model."):]
+            if name not in model_fields:
+                raise SystemExit(f"error: unknown model setting {name!r}; known: {', '.join(model_fields)}")
+            model[name] = _parse_value(text, getattr(ModelConfig(), name))
+        elif key in fields and key != "model":
+            data[key] = _parse_value(text, getattr(TrainConfig(), key))
+        else:
+            raise SystemExit(f"error: unknown setting {key!r}; known: {', '.join(fields)}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SystemExit(f"error: unknown setting(s) in {args.config}: {', '.join(unknown)}")
+    try:
+        return TrainConfig(**data, model=ModelConfig.from_dict(model))
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _parse_value(text: str, default):
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SystemExit(f"error: expected true/false, got {text!r}")
+    if isinstance(default, (tuple, list)):
+        return tuple(json.loads(text if text.startswith("[") else f"[{text}]"))
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise SystemExit(f"error: expected {type(default).__name__}, got {text!r}") from None
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+# -- schedule and data order -----------------------------------------------------------------
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr`` at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def batch_indices(step: int, n: int, global_batch: int, seed: int) -> list[tuple[int, int]]:
+    """The (epoch, index) pairs of the global batch at ``step``: a seeded permutation per epoch.
+
+    The data position is a function of the step alone, so resuming at a step resumes the data.
+    """
+    out = []
+    for position in range(step * global_batch, (step + 1) * global_batch):
+        epoch, offset = divmod(position, n)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append((epoch, int(order[offset])))
+    return out
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def save_checkpoint(folder: Path, model, cfg: TrainConfig, state: dict | None = None, extra: dict | None = None) -> None:
+    """Weights (safetensors) + config.json (+ state.pt), written to a temporary folder then renamed in."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
+    record = {"architecture": "ViewsToSDF", "model": model.config.to_dict(), "train": config_dict(cfg),
+              **(extra or {})}
+    (tmp / "config.json").write_text(json.dumps(record, indent=1))
+    if state is not None:
+        torch.save(state, tmp / "state.pt")
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_model(folder: str | os.PathLike, device: str = "cpu"):
+    """Rebuild a :class:`~training.model.ViewsToSDF` from a checkpoint folder (config.json alone) and its weights."""
+    from safetensors.torch import load_file
+
+    from training.model import ViewsToSDF
+
+    folder = Path(folder)
+    record = json.loads((folder / "config.json").read_text())
+    if record.get("architecture") != "ViewsToSDF":
+        raise ValueError(f"{folder}: not a ViewsToSDF checkpoint (architecture {record.get('architecture')!r})")
+    model = ViewsToSDF(ModelConfig.from_dict(record["model"]))
+    model.load_state_dict(load_file(folder / "model.safetensors", device=device))
+    return model.to(device).eval(), record
+
+
+# -- metrics, curves, pictures ---------------------------------------------------------------
+
+CSV_FIELDS = ["step", "seconds", "lr", "loss", "sdf_loss", "colour_loss", "val_loss", "val_chamfer",
+              "val_fscore", "examples_per_s"]
+
+
+class MetricsLog:
+    """``metrics.csv``, truncated to the resumed step so a resumed run writes no row twice."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows = []
+        if path.is_file() and resume_step > 0:
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) < resume_step
+                        or (int(r["step"]) == resume_step and r.get("val_loss"))]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, CSV_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+    def write(self, **row) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, CSV_FIELDS).writerow({k: row.get(k, "") for k in CSV_FIELDS})
+
+    def rows(self) -> list[dict]:
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
+    """Training loss (and its running mean), validation loss and Chamfer against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key):
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in ("", None)]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    s, loss = series("loss")
+    if s:
+        axes[0].plot(s, loss, color="0.75", lw=0.8, label="train loss")
+        k = max(1, len(loss) // 30)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        axes[0].plot(s[k - 1:], smooth, color="C0", label=f"train loss (mean of {k})")
+    s, val = series("val_loss")
+    if s:
+        axes[0].plot(s, val, "o-", color="C1", label="val loss")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].legend()
+    axes[0].set_title("loss (truncated SDF L1 + colour)")
+    s, ch = series("val_chamfer")
+    if s:
+        axes[1].plot(s, ch, "o-", color="C2", label="val Chamfer-L1 (median)")
+        axes[1].set_ylabel("Chamfer-L1")
+        twin = axes[1].twinx()
+        s2, f = series("val_fscore")
+        twin.plot(s2, f, "s--", color="C3", label="val F-score @2%")
+        twin.set_ylabel("F-score")
+        axes[1].legend(loc="upper left")
+        twin.legend(loc="upper right")
+    axes[1].set_xlabel("step")
+    axes[1].set_title("validation meshes")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+def evaluate(model, val_set, names: list[str], cfg: TrainConfig, device, data_dir: Path, step: int,
+             out_png: Path | None) -> dict:
+    """Validation loss over the val split, and meshes of the first ``eval_assets``: Chamfer-L1 and F-score."""
+    import torch
+
+    from training.dataset import collate
+    from training.metrics import mesh_metrics, reference_mesh
+    from training.visual import comparison_sheet
+
+    model.eval()
+    losses, chamfers, fscores, panels = [], [], [], []
+    with torch.no_grad():
+        for i in range(len(val_set)):
+            batch = {k: v.to(device) for k, v in collate([val_set[i]]).items()}
+            loss, _, _ = compute_loss(model, batch, cfg)
+            losses.append(float(loss))
+        for i, name in enumerate(names[:cfg.eval_assets]):
+            batch = {k: v.to(device) for k, v in collate([val_set[i]]).items()}
+            from training.infer import mesh_from_state
+
+            state = model.encode(batch["images"], batch["world_to_camera"], batch["intrinsics"])
+            vertices, faces = mesh_from_state(model, state, cfg.eval_resolution)
+            ref_v, ref_f = reference_mesh(data_dir, name)
+            m = mesh_metrics(vertices, faces, ref_v, ref_f)
+            chamfers.append(m["chamfer_l1"])
+            fscores.append(m["fscore_2"])
+            panels.append((name, vertices, faces, ref_v, ref_f))
+    model.train()
+    if out_png is not None and panels:
+        comparison_sheet(panels, out_png, title=f"validation, step {step}")
+    return {"val_loss": float(np.mean(losses)), "val_chamfer": float(np.median(chamfers)) if chamfers else float("nan"),
+            "val_fscore": float(np.median(fscores)) if fscores else float("nan")}
+
+
+def compute_loss(model, batch: dict, cfg: TrainConfig):
+    """Truncated-SDF L1 (near-surface points weigh as much as the rest) plus colour L1 on surface points."""
+    import torch
+
+    trunc = cfg.model.truncation
+    points = torch.cat([batch["points"], batch["colour_points"]], 1)
+    sdf, colour = model(batch["images"], batch["world_to_camera"], batch["intrinsics"], points)
+    n = batch["points"].shape[1]
+    target = batch["sdf"].clamp(-trunc, trunc)
+    sdf_loss = (sdf[:, :n] - target).abs().mean() / trunc
+    weight = batch["colour_weight"][:, None, None]
+    colour_loss = ((colour[:, n:] - batch["colour"]).abs() * weight).sum() / (weight.sum() * colour[:, n:].numel()
+                                                                              / len(weight) + 1e-8)
+    return sdf_loss + cfg.colour_weight * colour_loss, sdf_loss, colour_loss
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    from training.data import read_index
+    from training.dataset import Augment, ViewsDataset, collate
+    from training.model import ViewsToSDF
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world > 1
+    device_name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if distributed:
+        dist.init_process_group("nccl" if device_name == "cuda" else "gloo")
+    if device_name == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    main_process = rank == 0
+    out = Path(cfg.out)
+    data_dir = Path(cfg.data)
+    pack_dir = data_dir / f"packs-{cfg.image_size}"
+    train_names = [r["name"] for r in read_index(data_dir, "train")]
+    if cfg.limit_train:
+        train_names = train_names[:cfg.limit_train]
+    val_names = [r["name"] for r in read_index(data_dir, "val")]
+    if not train_names:
+        raise SystemExit(f"error: no train assets in {data_dir / 'index.jsonl'}")
+    augment = Augment(normal_dropout=cfg.normal_dropout)
+    train_set = ViewsDataset(pack_dir, train_names, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
+                             augment=augment, seed=cfg.seed)
+    val_set = ViewsDataset(pack_dir, val_names, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
+                           augment=Augment.none(), seed=cfg.seed) if val_names else None
+
+    torch.manual_seed(cfg.seed)
+    model = ViewsToSDF(cfg.model).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "position" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(s, cfg) / cfg.lr)
+
+    step, best, elapsed_before = 0, float("inf"), 0.0
+    ckpt = out / "ckpt"
+    if (ckpt / "state.pt").is_file():
+        from safetensors.torch import load_file
+
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(load_file(ckpt / "model.safetensors", device=str(device)))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        step, best, elapsed_before = state["step"], state["best"], state["seconds"]
+        if main_process:
+            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "val").mkdir(exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config_dict(cfg), indent=1))
+    log = MetricsLog(out / "metrics.csv", step) if main_process else None
+    autocast = (torch.autocast("cuda", dtype=getattr(torch, cfg.dtype)) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+
+    def checkpoint(path: Path, with_state: bool, **extra) -> None:
+        state = None
+        if with_state:
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "rng": torch.get_rng_state(), "step": step, "best": best,
+                     "seconds": elapsed_before + time.perf_counter() - start}
+        save_checkpoint(path, model, cfg, state, {"step": step, **extra})
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train",
+               disable=not (cfg.progress and main_process), dynamic_ncols=True)
+    start = time.perf_counter()
+    stopped = "finished"
+    global_batch = cfg.batch_size * world
+    window: list[float] = []
+    window_t = time.perf_counter()
+    while step < cfg.max_steps:
+        if cfg.max_minutes and time.perf_counter() - start > 60.0 * cfg.max_minutes:
+            stopped = "time"
+            break
+        pairs = batch_indices(step, len(train_set), global_batch, cfg.seed)[rank::world]
+        examples = []
+        for epoch, index in pairs:
+            train_set.set_epoch(epoch)
+            examples.append(train_set[index])
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(examples).items()}
+        with autocast:
+            loss, sdf_loss, colour_loss = compute_loss(net, batch, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        value = float(loss.detach())
+        if distributed:
+            t = torch.tensor([value], device=device)
+            dist.all_reduce(t)
+            value = float(t) / world
+        window.append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if main_process and (step % cfg.log_interval == 0 or step == cfg.max_steps):
+            rate = len(window) * global_batch / max(time.perf_counter() - window_t, 1e-9)
+            log.write(step=step, seconds=round(elapsed_before + time.perf_counter() - start, 1), lr=f"{lr:.3e}",
+                      loss=f"{value:.5f}", sdf_loss=f"{float(sdf_loss.detach()):.5f}", colour_loss=f"{float(colour_loss.detach()):.5f}",
+                      examples_per_s=f"{rate:.2f}")
+            window, window_t = [], time.perf_counter()
+        if main_process and val_set is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
+            metrics = evaluate(model, val_set, val_names, cfg, device, data_dir, step, out / "val" / f"step_{step}.png")
+            log.write(step=step, seconds=round(elapsed_before + time.perf_counter() - start, 1),
+                      **{k: f"{v:.5f}" for k, v in metrics.items()})
+            bar.write(f"step {step}: val loss {metrics['val_loss']:.4f}, Chamfer-L1 {metrics['val_chamfer']:.4f}, "
+                      f"F@2% {metrics['val_fscore']:.3f}")
+            if metrics["val_chamfer"] < best:
+                best = metrics["val_chamfer"]
+                checkpoint(out / "best", False, val=metrics)
+            plot_curves(log.rows(), out / "curves.png", title=f"{out.name}: {step} steps")
+        if main_process and (step % cfg.ckpt_interval == 0 or step == cfg.max_steps):
+            checkpoint(ckpt, True)
+    bar.close()
+    if main_process:
+        checkpoint(ckpt, True)
+        plot_curves(log.rows(), out / "curves.png", title=f"{out.name}: {step} steps")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    seconds = elapsed_before + time.perf_counter() - start
+    return {"step": step, "stopped": stopped, "seconds": seconds, "best_val_chamfer": best}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(sys.argv[1:] if argv is None else argv)
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if result["stopped"] == "time":
+            print(f"stopped after --max_minutes {cfg.max_minutes:g} at step {result['step']} of {cfg.max_steps}; "
+                  f"run the same command again to resume from {Path(cfg.out) / 'ckpt'}")
+        else:
+            print(f"finished {result['step']} steps in {result['seconds'] / 60:.1f} min (all sessions); "
+                  f"best val Chamfer-L1 {result['best_val_chamfer']:.4f}; weights: {Path(cfg.out) / 'best'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
