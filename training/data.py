@@ -289,7 +289,7 @@ PREPROCESS = {"resolution": 192, "n_surface": 0, "n_sdf_uniform": 8000, "n_sdf_n
               "sigmas": (0.005, 0.03), "n_salient": 0}
 
 
-def sample_one(name: str, views: str, out: str, image_size: int, seed: int) -> dict:
+def sample_one(name: str, views: str, out: str, image_size: int, seed: int, preprocess: dict | None = None) -> dict:
     """Preprocess and pack one asset; never raises (a failure comes back as a record)."""
     import time
     import traceback
@@ -302,7 +302,8 @@ def sample_one(name: str, views: str, out: str, image_size: int, seed: int) -> d
         sdf_dir = Path(out) / "sdf"
         sdf = sdf_dir / f"{name}.npz"
         if not sdf.is_file():
-            preprocess_mesh(Path(views) / name / "mesh.glb", sdf_dir, name=name, seed=seed, **PREPROCESS)
+            preprocess_mesh(Path(views) / name / "mesh.glb", sdf_dir, name=name, seed=seed,
+                            **(PREPROCESS if preprocess is None else preprocess))
         sizes = pack_asset(Path(views) / name, sdf, Path(out) / f"packs-{image_size}" / f"{name}.npz",
                            image_size=image_size, seed=seed)
         return {"name": name, "ok": True, "seconds": round(time.perf_counter() - t, 2), **sizes}
@@ -312,7 +313,7 @@ def sample_one(name: str, views: str, out: str, image_size: int, seed: int) -> d
 
 
 def make_samples(corpus: Path, views: Path, out: Path, *, workers: int = 1, image_size: int = 128,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, preprocess: dict | None = None) -> dict:
     """SDF samples and packs for every rendered asset of the corpus (resumable); writes ``index.jsonl``."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -328,13 +329,13 @@ def make_samples(corpus: Path, views: Path, out: Path, *, workers: int = 1, imag
     failures = []
     with tqdm(total=len(rendered), initial=len(rendered) - len(todo), unit="asset", desc="samples") as bar:
         if workers <= 1:
-            results = (sample_one(n, str(views), str(out), image_size, seed) for n in todo)
+            results = (sample_one(n, str(views), str(out), image_size, seed, preprocess) for n in todo)
             for rec in results:
                 bar.update(1)
                 failures += [] if rec["ok"] else [rec]
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(sample_one, n, str(views), str(out), image_size, seed) for n in todo]
+                futures = [pool.submit(sample_one, n, str(views), str(out), image_size, seed, preprocess) for n in todo]
                 for fut in as_completed(futures):
                     rec = fut.result()
                     bar.update(1)

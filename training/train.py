@@ -65,7 +65,8 @@ class TrainConfig:
     eval_assets: int = 8                      # val assets meshed for Chamfer / F-score
     eval_resolution: int = 64
     ckpt_interval: int = 50
-    max_minutes: float = 0.0                  # 0: no limit
+    max_minutes: float = 0.0                  # stop (and checkpoint) after this wall time; 0: no limit
+    steps_this_run: int = 0                   # stop (and checkpoint) after this many steps; 0: no limit
     seed: int = 0
     threads: int = 0                          # torch intra-op threads; 0: torch's default
     device: str = "auto"                      # auto, cpu, cuda
@@ -209,15 +210,14 @@ CSV_FIELDS = ["step", "seconds", "lr", "loss", "sdf_loss", "colour_loss", "val_l
 
 
 class MetricsLog:
-    """``metrics.csv``, truncated to the resumed step so a resumed run writes no row twice."""
+    """``metrics.csv``, cut after the resumed step (rows a killed run wrote past its last checkpoint go)."""
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
         rows = []
         if path.is_file() and resume_step > 0:
             with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) < resume_step
-                        or (int(r["step"]) == resume_step and r.get("val_loss"))]
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, CSV_FIELDS)
             w.writeheader()
@@ -413,6 +413,7 @@ def train(cfg: TrainConfig) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, unit="step", desc="train",
                disable=not (cfg.progress and main_process), dynamic_ncols=True)
     start = time.perf_counter()
+    first_step = step
     stopped = "finished"
     global_batch = cfg.batch_size * world
     window: list[float] = []
@@ -420,6 +421,9 @@ def train(cfg: TrainConfig) -> dict:
     while step < cfg.max_steps:
         if cfg.max_minutes and time.perf_counter() - start > 60.0 * cfg.max_minutes:
             stopped = "time"
+            break
+        if cfg.steps_this_run and step - first_step >= cfg.steps_this_run:
+            stopped = "steps"
             break
         pairs = batch_indices(step, len(train_set), global_batch, cfg.seed)[rank::world]
         examples = []
@@ -478,8 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(sys.argv[1:] if argv is None else argv)
     result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        if result["stopped"] == "time":
-            print(f"stopped after --max_minutes {cfg.max_minutes:g} at step {result['step']} of {cfg.max_steps}; "
+        if result["stopped"] != "finished":
+            limit = f"--max_minutes {cfg.max_minutes:g}" if result["stopped"] == "time" else \
+                f"--steps_this_run {cfg.steps_this_run}"
+            print(f"stopped after {limit} at step {result['step']} of {cfg.max_steps}; "
                   f"run the same command again to resume from {Path(cfg.out) / 'ckpt'}")
         else:
             print(f"finished {result['step']} steps in {result['seconds'] / 60:.1f} min (all sessions); "
