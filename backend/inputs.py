@@ -13,6 +13,7 @@ source    a coloured mesh: GLB (textures embedded), PLY with     :class:`backend
           vertex colours, or a ZIP of an OBJ + MTL + images
 views     a ZIP of a render/ views folder: cameras.json + the    :class:`backend.mesh.texture.projection.PosedViews`
           images it names
+grid      an image of six views in Zero123++'s 3 x 2 grid        :class:`backend.mesh.texture.projection.PosedViews`
 ========  =====================================================  =====================================
 """
 
@@ -161,6 +162,20 @@ def _load_views(path: Path):
     return load_views(path)
 
 
+def _check_grid(data: bytes, label: str) -> Checked:
+    from backend.mesh.texture.grid import grid_views_bytes
+
+    views = grid_views_bytes(data, name=label).views
+    suffix = "png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "jpg" if data[:3] == b"\xff\xd8\xff" else "img"
+    return Checked(suffix, {"views": len(views), "pixels": int(sum(v.image.shape[0] * v.image.shape[1] for v in views))})
+
+
+def _load_grid(path: Path):
+    from backend.mesh.texture.grid import grid_views_bytes
+
+    return grid_views_bytes(path.read_bytes(), name=path.name)
+
+
 INPUT_KINDS: dict[str, InputKind] = {
     kind.name: kind for kind in (
         InputKind("mesh", "the mesh to work on: GLB, OBJ, PLY or STL", _check_mesh, _load_mesh, "input"),
@@ -168,5 +183,7 @@ INPUT_KINDS: dict[str, InputKind] = {
                   "or a ZIP of an OBJ with its MTL and images", _check_source, _load_source, "source"),
         InputKind("views", "a ZIP of posed views: cameras.json (render/'s format) and the images it names",
                   _check_views, _load_views, "views"),
+        InputKind("grid", "an image of six views in a 3 x 2 grid with Zero123++'s fixed poses (PNG, JPEG or "
+                  "WebP; grey or transparent background)", _check_grid, _load_grid, "grid"),
     )
 }
