@@ -20,6 +20,7 @@ def _classes() -> tuple[type, ...]:
         operators.MESHSMITH_OT_start_backend,
         operators.MESHSMITH_OT_stop_backend,
         operators.MESHSMITH_OT_refresh_status,
+        operators.MESHSMITH_OT_render_views,
         panel.VIEW3D_PT_meshsmith,
     )
 

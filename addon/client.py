@@ -100,7 +100,7 @@ class Client:
         self,
         pipeline: str,
         params: Mapping[str, Any],
-        mesh: bytes,
+        mesh: bytes | None,
         *,
         filename: str = "mesh.glb",
         files: Mapping[str, tuple[str, bytes]] | None = None,
@@ -108,19 +108,24 @@ class Client:
         """``POST /v1/jobs``: upload ``mesh`` (GLB, OBJ, PLY or STL bytes) for ``pipeline``.
 
         ``files`` adds more uploads by field name, each ``(file name, bytes)``: e.g.
-        ``{"source": ("source.glb", data)}`` or ``{"views": ("views.zip", data)}``.
+        ``{"source": ("source.glb", data)}`` or ``{"views": ("views.zip", data)}``. A pipeline
+        that makes a mesh from other inputs (``views_to_mesh``) takes no ``mesh``: pass None.
         """
         if not pipeline:
             raise ValueError("pipeline is empty; give a pipeline name such as 'watertight'")
-        if not mesh:
+        if mesh is not None and not mesh:
             raise ValueError("mesh is empty (0 bytes); nothing to upload")
-        uploads = {"mesh": (filename, mesh, "application/octet-stream")}
+        if mesh is None and not files:
+            raise ValueError("nothing to upload: give a mesh or files")
+        uploads = {"mesh": (filename, mesh, "application/octet-stream")} if mesh is not None else {}
         for field, (name, data) in (files or {}).items():
             if field in uploads or field == "params":
                 raise ValueError(f"files may not use the field name {field!r}; it is taken")
             if not data:
                 raise ValueError(f"files[{field!r}] is empty (0 bytes); nothing to upload")
-            uploads[field] = (name, data, "application/zip" if name.endswith(".zip") else "application/octet-stream")
+            content = ("application/zip" if name.endswith(".zip") else "image/png" if name.endswith(".png")
+                       else "application/octet-stream")
+            uploads[field] = (name, data, content)
         body, content_type = _encode_multipart(
             {"params": json.dumps({"pipeline": pipeline, "params": dict(params)})}, uploads
         )

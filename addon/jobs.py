@@ -110,7 +110,7 @@ class JobClient(Protocol):
         self,
         pipeline: str,
         params: dict[str, Any],
-        mesh: bytes,
+        mesh: bytes | None,
         *,
         filename: str = "mesh.glb",
         files: dict[str, tuple[str, bytes]] | None = None,
@@ -218,7 +218,7 @@ class JobTracker:
         self.courier: Courier = courier or InlineCourier()
         self._jobs: dict[str, TrackedJob] = {}
 
-    def upload(self, client: JobClient, mesh: bytes | Callable[[], bytes], steps: list[ChainStep],
+    def upload(self, client: JobClient, mesh: bytes | Callable[[], bytes] | None, steps: list[ChainStep],
                **fields: Any) -> TrackedJob:
         """Track a new job whose first step is still to be sent: the upload is its first errand.
 
@@ -332,7 +332,7 @@ class JobTracker:
             return Errand("download", send(job.client.result, job.remote_id))
         if job.phase is Phase.SUBMITTING:
             step = job.next_steps[0]
-            return Errand("submit", send(_submit, job.client, step, job.intermediate or b""))
+            return Errand("submit", send(_submit, job.client, step, job.intermediate))
         return Errand("poll", send(job.client.job, job.remote_id))
 
     def _show_waiting(self, job: TrackedJob) -> None:
@@ -445,7 +445,8 @@ def summary_notes(summary: dict) -> list[str]:
     return notes
 
 
-def _submit(client: JobClient, step: ChainStep, mesh: bytes | Callable[[], bytes]) -> Job:
+def _submit(client: JobClient, step: ChainStep, mesh: bytes | Callable[[], bytes] | None) -> Job:
+    """Submit ``step``; ``mesh`` None for a pipeline that takes none (its inputs are ``step.files``)."""
     return client.submit(step.pipeline, step.params, mesh() if callable(mesh) else mesh, files=step.files)
 
 

@@ -22,6 +22,10 @@ TOPOLOGIES = {"QUADS": "quads", "QUAD_DOMINANT": "quad_dominant", "TRIANGLES": "
 #: source (a 1,000-face bottle gave 38,340 at resolution 128), more than anyone wants by default.
 AUTO_FACES_PER_SOURCE_FACE = 2
 AUTO_MIN_FACES = 10_000
+#: Where From Views reads its views (``settings.views_input``): a render/ folder or a grid image.
+VIEWS_FOLDER, VIEWS_GRID = "FOLDER", "GRID"
+#: ``settings.views_method`` -> the views_to_mesh pipeline's ``method``.
+VIEWS_METHODS = {"MODEL": "model", "HULL": "hull"}
 #: What the Artist + Texture preset fixes (only faces and texture size are its settings).
 PRESET_TOPOLOGY = "quad_dominant"
 PRESET_SHARP_ANGLE = 30.0
@@ -53,8 +57,17 @@ MODES: dict[str, Mode] = {
             "Remesh to a face budget, then bake the original's colour and normal map onto the result",
             "_artist_textured",
         ),
+        Mode(
+            "VIEWS",
+            "From Views",
+            "A textured, closed mesh reconstructed from posed views (a render/ folder) or a Zero123++ grid image",
+            "_from_views",
+        ),
     )
 }
+
+#: Modes that make a mesh from nothing in the scene (no active object is sent).
+NO_OBJECT_MODES = frozenset({"VIEWS"})
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,20 @@ def texture_params(settings: Any, *, normal_map: bool | None = None, keep_uvs: b
     return params
 
 
+def views_params(settings: Any) -> dict[str, Any]:
+    """The ``views_to_mesh`` pipeline's parameters."""
+    method = str(settings.views_method)
+    if method not in VIEWS_METHODS:
+        raise ValueError(f"views_method must be one of {', '.join(VIEWS_METHODS)}, got {method!r}")
+    return {
+        "method": VIEWS_METHODS[method],
+        "resolution": int(settings.views_resolution),
+        "use_normals": bool(settings.use_normals),
+        "texture": True,
+        "texture_size": int(settings.texture_size),
+    }
+
+
 def plan(mode: str, settings: Any, *, source_faces: int | None = None, has_uvs: bool = False) -> list[Step]:
     """The steps ``mode`` runs with these settings (``source_faces``: the object's polygon count;
     ``has_uvs``: its mesh is sent with its UV map, which Texture then keeps)."""
@@ -138,4 +165,7 @@ def plan(mode: str, settings: Any, *, source_faces: int | None = None, has_uvs: 
             Step("artist", artist, weight=1.0),
             Step("texture", texture_params(settings, normal_map=True), files=("source",), weight=1.0),
         ]
+    if mode == "VIEWS":
+        field_name = "grid" if str(settings.views_input) == VIEWS_GRID else "views"
+        return [Step("views_to_mesh", views_params(settings), files=(field_name,))]
     raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -147,3 +147,92 @@ class MESHSMITH_OT_refresh_status(bpy.types.Operator):
         status = runtime.check_backend()
         self.report({"INFO"}, f"Meshsmith backend: {status.text}.")
         return {"FINISHED"}
+
+
+class MESHSMITH_OT_render_views(bpy.types.Operator):
+    """Render the active object's six Zero123++ views (colour and normal maps) into a folder and use it as From Views' input, to try From Views on any object"""
+
+    bl_idname = "meshsmith.render_views"
+    bl_label = "Render Views of Active Object"
+    bl_options = {"REGISTER"}
+
+    _steps = None
+    _timer: bpy.types.Timer | None = None
+    _folder: str = ""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        obj = context.active_object
+        if obj is None or obj.type not in runtime.GENERATE_TYPES:
+            cls.poll_message_set("Select the object whose views to render.")
+            return False
+        return True
+
+    def _start(self, context: bpy.types.Context) -> None:
+        from . import capture
+
+        obj = context.active_object
+        self._folder = capture.default_folder(obj)
+        self._steps = capture.render_views(context, obj, self._folder)
+
+    def _finish(self, context: bpy.types.Context) -> None:
+        settings = context.scene.meshsmith
+        settings.views_dir = self._folder
+        settings.views_input = "FOLDER"
+        self.report({"INFO"}, f"Meshsmith: six views rendered into {self._folder}; Generate makes a mesh from them.")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Everything at once (scripts, background mode)."""
+        try:
+            self._start(context)
+            for _ in self._steps:
+                pass
+        except MeshsmithError as exc:
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        self._finish(context)
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if context.window is None:
+            return self.execute(context)
+        try:
+            self._start(context)
+        except MeshsmithError as exc:
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        wm = context.window_manager
+        wm.progress_begin(0, 6)
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC":
+            self._steps.close()  # the generator's cleanup removes the temporary scene
+            self._end(context)
+            self.report({"INFO"}, "Meshsmith: rendering views cancelled.")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            done, total = next(self._steps)
+        except StopIteration:
+            self._end(context)
+            self._finish(context)
+            return {"FINISHED"}
+        except MeshsmithError as exc:
+            self._end(context)
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        context.window_manager.progress_update(done)
+        context.workspace.status_text_set(f"Meshsmith: rendering views {done}/{total} (Esc cancels)")
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        context.workspace.status_text_set(None)

@@ -38,9 +38,11 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
             "ARTIST": self._draw_artist,
             "TEXTURE": self._draw_texture,
             "ARTIST_TEXTURE": self._draw_preset,
+            "VIEWS": self._draw_views,
         }[settings.mode]
         draw_mode(column, context, settings)
-        column.prop(settings, "hide_source")
+        if settings.mode != "VIEWS":
+            column.prop(settings, "hide_source")
         row = layout.row(align=True)
         row.scale_y = 1.4
         row.operator("meshsmith.generate", icon="MESH_ICOSPHERE")
@@ -95,6 +97,21 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
             column, context, "Quad-dominant remesh of the active object, then its colour and normal map baked onto it.",
             icon="INFO",
         )
+
+    @staticmethod
+    def _draw_views(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "views_input")
+        if settings.views_input == "GRID":
+            column.prop(settings, "grid_image")
+        else:
+            column.prop(settings, "views_dir")
+            column.operator("meshsmith.render_views", icon="RENDER_STILL")
+        column.prop(settings, "views_method")
+        column.prop(settings, "views_resolution")
+        row = column.row()
+        row.active = settings.views_method == "MODEL" and settings.views_input != "GRID"
+        row.prop(settings, "use_normals")
+        column.prop(settings, "texture_size")
 
     @staticmethod
     def _draw_job(layout: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:

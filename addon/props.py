@@ -20,6 +20,16 @@ _SOURCE_ITEMS = [
     (modes.SOURCE_OBJECT, "Selected Object", "Bake from the other selected object (textured or vertex-coloured) onto the active one"),
     (modes.SOURCE_VIEWS, "Posed Images", "Project the colour images of a render/ views folder (cameras.json) onto the active mesh"),
 ]
+_VIEWS_INPUT_ITEMS = [
+    (modes.VIEWS_FOLDER, "Views Folder", "A folder of posed views written by render/ or by Render Views: cameras.json, "
+     "colour images and, if present, normal maps"),
+    (modes.VIEWS_GRID, "Grid Image", "One image of six views in Zero123++'s 3 x 2 grid (fixed poses; grey or transparent "
+     "background)"),
+]
+_VIEWS_METHOD_ITEMS = [
+    ("MODEL", "Learned", "The trained views-to-mesh model: carves what the silhouettes cannot, using the normal maps"),
+    ("HULL", "Visual Hull", "No learning: the shape every silhouette allows; hollows no view shows stay filled"),
+]
 _TEXTURE_SIZES = [(str(s), f"{s} px", f"Bake {s} x {s} pixel textures") for s in (256, 512, 1024, 2048, 4096)]
 
 
@@ -103,6 +113,29 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
     normal_map: BoolProperty(
         name="Normal Map",
         description="Also bake the source's surface detail into a tangent-space normal map",
+        default=True,
+    )
+    # -- From Views
+    views_input: EnumProperty(name="Input", description="Where the views come from", items=_VIEWS_INPUT_ITEMS,
+                              default=modes.VIEWS_FOLDER)
+    grid_image: StringProperty(
+        name="Grid Image",
+        description="An image of six views in a 3 x 2 grid with Zero123++'s poses (e.g. Zero123++ v1.2's output)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    views_method: EnumProperty(name="Method", description="How the shape is reconstructed", items=_VIEWS_METHOD_ITEMS,
+                               default="MODEL")
+    views_resolution: IntProperty(
+        name="Resolution",
+        description="Grid nodes along each side of the reconstruction's box: finer detail, more time",
+        default=128,
+        min=32,
+        max=384,
+    )
+    use_normals: BoolProperty(
+        name="Use Normal Maps",
+        description="Let the learned model use the views' normal maps when they have them",
         default=True,
     )
     hide_source: BoolProperty(

@@ -221,6 +221,10 @@ GENERATE_TYPES = {"MESH": "mesh", "CURVE": "curve", "SURFACE": "surface", "FONT"
 
 def cannot_generate(context: bpy.types.Context) -> str:
     """Why Generate cannot run now (the button's tooltip), or "" when it can."""
+    if context.scene.meshsmith.mode in modes.NO_OBJECT_MODES:
+        if any(job.scene_name == context.scene.name for job in _session.tracker.active()):
+            return "A Meshsmith job of this scene is running: wait for it, or Cancel it."
+        return ""
     obj = context.active_object
     if obj is None:
         return "Select an object to generate from: a mesh, curve, surface, text or metaball."
@@ -232,9 +236,11 @@ def cannot_generate(context: bpy.types.Context) -> str:
     return ""
 
 
-def generate_targets(context: bpy.types.Context) -> list[bpy.types.Object]:
+def generate_targets(context: bpy.types.Context) -> list[bpy.types.Object | None]:
     """The objects one click generates from: the active one, then (except in Texture mode, whose
     other selected object is the colour source) every other selected object Generate takes."""
+    if context.scene.meshsmith.mode in modes.NO_OBJECT_MODES:
+        return [None]
     active = context.active_object
     if active is None:
         raise MeshsmithError("Select an object to generate from.")
@@ -294,6 +300,8 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     Starts the backend first when none runs and the preferences ask for it. The selection and
     the inputs are checked before anything is sent.
     """
+    if context.scene.meshsmith.mode in modes.NO_OBJECT_MODES:
+        return generate_from_views(context)
     obj = obj or context.active_object
     if obj is None or obj.type not in GENERATE_TYPES:
         raise MeshsmithError("Select a mesh (or a curve, surface, text or metaball) to generate from.")
@@ -340,6 +348,54 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
         result_name=obj.name + mode.suffix,
         weights=tuple(s.weight for s in steps),
         extra={"matrix_world": [list(row) for row in obj.matrix_world], **_shading(settings)},
+    )
+    settings.job_id = job.id
+    _show(job)
+    ensure_timer()
+    return job
+
+
+def generate_from_views(context: bpy.types.Context) -> TrackedJob:
+    """From Views: send the views folder (zipped) or the grid image; the result is a new object.
+
+    A folder written by Render Views says where its object is, and the result is placed over
+    it; any other views put the result in the cameras' world (at the origin for render/'s).
+    """
+    scene = context.scene
+    settings = scene.meshsmith
+    (step,) = modes.plan("VIEWS", settings)
+    if step.files == ("grid",):
+        path = bpy.path.abspath(settings.grid_image)
+        if not settings.grid_image.strip():
+            raise MeshsmithError("Choose the grid image in the Meshsmith panel (six views, three rows of two).")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise MeshsmithError(f"The grid image {path!r} cannot be read ({exc.strerror or exc}).") from None
+        upload = ("grid.png", data)
+        name, placement = os.path.splitext(os.path.basename(path))[0] or "grid", None
+    else:
+        folder = bpy.path.abspath(settings.views_dir)
+        upload = ("views.zip", views.pack_views(folder))
+        name = os.path.basename(os.path.normpath(folder)) or "views"
+        placement = views.placement(folder)
+    try:
+        client = make_client()
+    except BackendUnavailable:
+        if not _pref("start_on_generate", False):
+            raise
+        start_backend()
+        client = make_client()
+    matrix = placement or [list(row) for row in Matrix.Identity(4)]
+    job = _session.tracker.upload(
+        client,
+        None,
+        [ChainStep(step.pipeline, step.params, {step.files[0]: upload})],
+        source_name="",
+        scene_name=scene.name,
+        result_name=name + modes.MODES["VIEWS"].suffix,
+        extra={"matrix_world": matrix, "smooth": True, "sharp_angle": None},
     )
     settings.job_id = job.id
     _show(job)
@@ -395,7 +451,7 @@ def _import_result(job: TrackedJob, data: bytes) -> str:
     for warning in result.warnings:
         log.warning("job %s: %s", job.id, warning)
     job.warnings.extend(result.warnings)
-    source = bpy.data.objects.get(job.source_name)
+    source = bpy.data.objects.get(job.source_name) if job.source_name else None
     # Follow the source if it moved while the job ran; its submit-time matrix if it is gone.
     matrix = source.matrix_world.copy() if source is not None else Matrix(job.extra["matrix_world"])
     obj = scene_io.import_result(

@@ -116,3 +116,23 @@ def pack_views(folder: str | Path) -> bytes:
             stored = PurePosixPath(name).suffix.lower() in _STORED_SUFFIXES
             archive.write(root / name, name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
+
+
+#: The key of ``cameras.json`` under which Render Views records where its object is.
+PLACEMENT = "blender_placement"
+
+
+def placement(folder: str | Path) -> list[list[float]] | None:
+    """The 4 x 4 matrix taking the views' world to the Blender scene, when Render Views wrote the folder.
+
+    Render Views frames an object in the canonical box (centred, longest side 1.9) and records
+    ``{"object": name, "matrix_world": ...}``; a result made from the views, placed with this
+    matrix, lands over the object. None for any other folder (the result stays in the cameras' world).
+    """
+    try:
+        cameras = json.loads((Path(folder) / CAMERAS).read_text(encoding="utf-8"))
+        matrix = cameras[PLACEMENT]["matrix_world"]
+        rows = [[float(v) for v in row] for row in matrix]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows if len(rows) == 4 and all(len(r) == 4 for r in rows) else None
