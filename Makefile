@@ -10,7 +10,7 @@ PYTHON313 ?= $(call find_python,3.13)
 VENV := .venv
 VENV52 := .venv-blender52
 
-.PHONY: setup demo test test-main test-blender52 extension field-test clean
+.PHONY: setup demo test test-main test-blender52 extension field-test train-data train clean
 
 setup: $(VENV)/.installed $(VENV52)/.installed
 
@@ -53,6 +53,26 @@ field-test: setup
 	MESHSMITH_BACKEND_PYTHON=$(CURDIR)/$(VENV)/bin/python $(VENV52)/bin/python scripts/field_test.py $(MESHES) \
 		--million --made --out out/field-5.2 || status=1; \
 	exit $$status
+
+# The views-to-mesh training set (about 50 minutes on 2 cores, resumable): Debian's Sweet Home 3D
+# furniture -> corpus with licences and splits -> six views per asset -> SDF samples and packs.
+DATA ?= data
+FURNITURE_DEB := $(DATA)/debs/sweethome3d-furniture_1.8-1_all.deb
+train-data: setup
+	mkdir -p $(DATA)/debs
+	test -f $(FURNITURE_DEB) || (cd $(DATA)/debs && apt-get download sweethome3d-furniture=1.8-1)
+	$(VENV)/bin/python -m training.data furniture --deb $(FURNITURE_DEB) --out $(DATA)/furniture
+	$(VENV)/bin/python -m training.data views $(DATA)/furniture --out $(DATA)/furniture-views --workers 2
+	$(VENV)/bin/python -m training.data samples $(DATA)/furniture --views $(DATA)/furniture-views \
+		--out $(DATA)/furniture-train --workers 2
+
+# Train (or resume) the shipped CPU model for at most MINUTES minutes; run again to go on.
+MINUTES ?= 60
+RUN ?= runs/views-cpu
+train: setup
+	test -d $(RUN)/ckpt || ! test -d training/checkpoints/views-cpu || { mkdir -p $(RUN) && cp -r training/checkpoints/views-cpu $(RUN)/ckpt; }
+	$(VENV)/bin/python -m training.train --config training/configs/views_cpu.json --data=$(DATA)/furniture-train \
+		--out=$(RUN) --max_minutes=$(MINUTES)
 
 clean:
 	rm -rf out dist .pytest_cache

@@ -9,7 +9,8 @@ overrides, in that order. The run writes into ``out``:
 
 - ``ckpt/``: the last checkpoint: ``model.safetensors`` (weights), ``config.json`` (the model
   config, enough to rebuild the model alone, and the run's config), ``state.pt`` (optimizer,
-  scheduler, RNG, step). A run whose ``out`` holds a checkpoint resumes from it exactly: the same
+  scheduler, RNG, step) and a copy of ``metrics.csv`` (so a checkpoint carried to another
+  machine resumes its curves too). A run whose ``out`` holds a checkpoint resumes from it exactly: the same
   examples in the same order with the same augmentations, so an interrupted run and an
   uninterrupted one give the same losses.
 - ``best/``: the checkpoint with the lowest validation Chamfer so far (model selection uses the
@@ -396,6 +397,8 @@ def train(cfg: TrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "val").mkdir(exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_dict(cfg), indent=1))
+    if main_process and not (out / "metrics.csv").is_file() and (ckpt / "metrics.csv").is_file():
+        shutil.copy(ckpt / "metrics.csv", out / "metrics.csv")        # a checkpoint carried to a new machine
     log = MetricsLog(out / "metrics.csv", step) if main_process else None
     autocast = (torch.autocast("cuda", dtype=getattr(torch, cfg.dtype)) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
@@ -407,6 +410,8 @@ def train(cfg: TrainConfig) -> dict:
                      "rng": torch.get_rng_state(), "step": step, "best": best,
                      "seconds": elapsed_before + time.perf_counter() - start}
         save_checkpoint(path, model, cfg, state, {"step": step, **extra})
+        if with_state:   # the curves travel with the checkpoint that resumes them
+            shutil.copy(out / "metrics.csv", path / "metrics.csv")
 
     from tqdm import tqdm
 

@@ -65,3 +65,33 @@ def comparison_sheet(panels: list[tuple], path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def methods_sheet(panels: list[tuple], path: Path, title: str = "") -> None:
+    """A PNG: one row per asset, one column per method, then the reference.
+
+    ``panels``: ``(name, {label: (vertices, faces)}, (ref_vertices, ref_faces))``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(panels[0][1]) + ["reference"]
+    fig, axes = plt.subplots(len(panels), len(labels), figsize=(2.2 * len(labels), 2.2 * len(panels) + 0.4),
+                             squeeze=False)
+    for r, (name, results, reference) in enumerate(panels):
+        for c, label in enumerate(labels):
+            v, f = reference if label == "reference" else results[label]
+            ax = axes[r][c]
+            ax.imshow(shade(v, f), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name.split("__")[-1][:24], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

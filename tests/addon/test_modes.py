@@ -16,6 +16,7 @@ def settings(**changes) -> SimpleNamespace:
         resolution=128, largest_only=False, keep_cavities=False, target_faces=0,
         artist_faces=2000, topology="QUAD_DOMINANT", keep_sharp=True, sharp_angle=math.radians(30.0),
         texture_source="OBJECT", texture_size="1024", padding=4, normal_map=True, keep_uvs=True,
+        views_input="FOLDER", views_method="MODEL", views_resolution=128, use_normals=True,
     )  # fmt: skip
     values.update(changes)
     return SimpleNamespace(**values)
@@ -62,6 +63,17 @@ def test_the_preset_chains_artist_then_texture_with_a_normal_map():
     assert artist == modes.Step("artist", {"faces": 1500, "mode": "quad_dominant", "sharp_edges": True, "sharp_angle": 30.0})
     assert texture.pipeline == "texture" and texture.files == ("source",)
     assert texture.params == {"texture_size": 512, "padding": 4, "normal_map": True}
+
+
+def test_from_views_uploads_a_views_zip_or_a_grid_image_and_no_mesh():
+    (step,) = modes.plan("VIEWS", settings(views_method="HULL", views_resolution=96, texture_size="512"))
+    assert step == modes.Step("views_to_mesh", {"method": "hull", "resolution": 96, "use_normals": True,
+                                                "texture": True, "texture_size": 512}, files=("views",))
+    (step,) = modes.plan("VIEWS", settings(views_input="GRID"))
+    assert step.files == ("grid",) and step.params["method"] == "model"
+    assert "VIEWS" in modes.NO_OBJECT_MODES
+    with pytest.raises(ValueError, match="views_method"):
+        modes.plan("VIEWS", settings(views_method="GUESS"))
 
 
 def test_every_mode_has_a_plan_and_a_distinct_suffix():

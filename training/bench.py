@@ -1,0 +1,151 @@
+"""Benchmarks of the learned pipelines against their no-learning baselines.
+
+    python -m training.bench views --meshes DIR [--out OUT] [--weights SPEC] [--resolution 128]
+    python -m training.bench views --views data/furniture-views --index data/furniture-train --split test
+
+``views`` renders every mesh of ``--meshes`` with render/ (six ``zero123pp`` views at 320 px,
+as the training data; resumable, under ``OUT/views``), or takes the renders of a ``training.data``
+split, and reconstructs each asset three ways: the visual hull (the baseline), the model with
+RGB + masks + normal maps, and the model with RGB + masks only. Against the rendered mesh
+(``mesh.glb``, the asset in the canonical box) it prints, per asset and as medians,
+Chamfer-L1, F-score at 1% and 2% of the box, normal consistency and seconds, writes
+``OUT/views.json`` and a picture of some results beside their references (``OUT/views.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("hull", "model", "model_rgb")
+LABELS = {"hull": "hull (baseline)", "model": "model", "model_rgb": "model, no normals"}
+METRICS = ("chamfer_l1", "fscore_1", "fscore_2", "normal", "seconds")
+
+
+def _render(meshes: Path, out: Path) -> dict[str, Path]:
+    from render.dataset import find_assets, is_complete, run
+    from render.views import RenderConfig
+
+    summary = run(meshes, out, RenderConfig(samples=8), workers=1)
+    if summary["failed"]:
+        for r in summary["records"]:
+            if not r["ok"]:
+                print(f"render failed: {r['name']}: {r['error']}", file=sys.stderr)
+    return {n: out / n for n in find_assets(meshes) if is_complete(out / n)}
+
+
+def reconstruct_all(folder: Path, model, resolution: int) -> dict:
+    """Every method on one rendered asset: {method: (vertices, faces, seconds)} in the world frame."""
+    from backend.mesh.texture.projection import load_views
+    from training.baseline import visual_hull
+    from training.infer import reconstruct
+
+    views = load_views(folder)
+    out = {}
+    t = time.perf_counter()
+    v, f = visual_hull(views, resolution)
+    out["hull"] = (v, f, time.perf_counter() - t)
+    if model is not None:
+        for method, normals in (("model", True), ("model_rgb", False)):
+            t = time.perf_counter()
+            v, f = reconstruct(model, views, resolution, use_normals=normals)
+            out[method] = (v, f, time.perf_counter() - t)
+    return out
+
+
+def bench_views(folders: dict[str, Path], out: Path, *, weights: str | None, resolution: int,
+                picture_rows: int = 6) -> dict:
+    import torch
+
+    from backend.mesh.io import load_mesh
+    from training.metrics import glb_to_world, mesh_metrics
+    from training.registry import load_views_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model, record = load_views_model(weights) if weights != "none" else (None, {})
+    rows, panels = [], []
+    methods = [m for m in METHODS if model is not None or m == "hull"]
+    header = f"{'asset':40s} " + " ".join(f"{LABELS[m][:17]:>17s}" for m in methods)
+    print(f"Chamfer-L1 (lower is better) / F@2% / normal consistency / seconds, per asset; resolution {resolution}")
+    print(header)
+    for name, folder in sorted(folders.items()):
+        ref = load_mesh(folder / "mesh.glb")
+        ref_v, ref_f = glb_to_world(ref.vertices), ref.faces
+        results = reconstruct_all(folder, model, resolution)
+        row = {"asset": name}
+        for method, (v, f, seconds) in results.items():
+            m = mesh_metrics(v, f, ref_v, ref_f)
+            row[method] = {**m, "seconds": seconds, "faces": int(len(f))}
+        rows.append(row)
+        print(f"{name[-40:]:40s} " + " ".join(
+            f"{row[m]['chamfer_l1']:.4f}/{row[m]['fscore_2']:.2f}/{row[m]['normal']:.2f}/{row[m]['seconds']:4.1f}"
+            .rjust(17) for m in methods), flush=True)
+        if len(panels) < picture_rows:
+            panels.append((name, {LABELS[m]: results[m][:2] for m in methods}, (ref_v, ref_f)))
+    medians = {m: {k: float(np.median([r[m][k] for r in rows])) for k in METRICS} for m in methods}
+    print("median".ljust(40) + " " + " ".join(
+        f"{medians[m]['chamfer_l1']:.4f}/{medians[m]['fscore_2']:.2f}/{medians[m]['normal']:.2f}/"
+        f"{medians[m]['seconds']:4.1f}".rjust(17) for m in methods))
+    summary = {"assets": len(rows), "resolution": resolution, "weights": str(weights or "default"),
+               "weights_step": record.get("step"), "medians": medians, "rows": rows}
+    if model is not None:
+        hull, ours, rgb = medians["hull"], medians["model"], medians["model_rgb"]
+        summary["model_vs_hull"] = {
+            "chamfer_reduction": 1.0 - ours["chamfer_l1"] / hull["chamfer_l1"],
+            "chamfer_reduction_rgb_only": 1.0 - rgb["chamfer_l1"] / hull["chamfer_l1"],
+            "normal_gain": ours["normal"] - hull["normal"],
+        }
+        g = summary["model_vs_hull"]
+        print(f"model vs hull at the median: Chamfer-L1 {-100 * g['chamfer_reduction']:+.1f}% "
+              f"(RGB + masks only: {-100 * g['chamfer_reduction_rgb_only']:+.1f}%), normal consistency "
+              f"{g['normal_gain']:+.3f}; model seconds per asset (median): {ours['seconds']:.1f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "views.json").write_text(json.dumps(summary, indent=1))
+    if panels:
+        from training.visual import methods_sheet
+
+        methods_sheet(panels, out / "views.png", title=f"views_to_mesh: {len(rows)} assets, resolution {resolution}")
+    print(f"wrote {out / 'views.json'} and {out / 'views.png'}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("views", help="views_to_mesh: model against the visual hull")
+    v.add_argument("--meshes", type=Path, help="a folder of meshes to render and reconstruct")
+    v.add_argument("--views", type=Path, help="rendered assets (training.data views) instead of --meshes")
+    v.add_argument("--index", type=Path, help="with --views: a training.data samples folder (its index.jsonl)")
+    v.add_argument("--split", default="test", help="with --views/--index: the split to bench (default test)")
+    v.add_argument("--limit", type=int, default=0, help="at most this many assets (0: all)")
+    v.add_argument("--out", type=Path, default=Path("out/bench-views"))
+    v.add_argument("--weights", default=None, help="a checkpoint folder or hub repo id; none: hull only")
+    v.add_argument("--resolution", type=int, default=128)
+    args = parser.parse_args(argv)
+    if bool(args.meshes) == bool(args.views):
+        parser.error("give --meshes DIR, or --views DIR with --index DIR")
+    if args.meshes:
+        folders = _render(args.meshes, args.out / "views")
+    else:
+        if not args.index:
+            parser.error("--views needs --index (a training.data samples folder)")
+        from training.data import read_index
+
+        names = [r["name"] for r in read_index(args.index, args.split)]
+        folders = {n: args.views / n for n in names if (args.views / n / "cameras.json").is_file()}
+    if args.limit:
+        folders = dict(sorted(folders.items())[:args.limit])
+    if not folders:
+        print("error: no rendered assets to bench", file=sys.stderr)
+        return 2
+    bench_views(folders, args.out, weights=args.weights, resolution=args.resolution)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
