@@ -19,6 +19,10 @@ Modes (``--modes``, default all):
 - ``texture-views``: the artist result baked from posed views that ``render.views`` renders
   of the mesh file here (in the backend's Python, which has BlenderProc's ``bpy``);
 - ``artist-texture``: the Artist + Texture preset (needs colour, like texture-object);
+- ``views-hull``, ``views-model``: From Views on the folder that Render Views (the add-on's
+  helper) renders of the source object, by the visual hull and by the shipped model: the
+  result must be closed, textured, and land over the source (its box within 15% of the
+  source's size on every side);
 - ``cancel``: a watertight job at a large resolution, cancelled once it runs: it must end
   cancelled, with nothing imported.
 
@@ -56,7 +60,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
 MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-keep",
-         "texture-views", "artist-texture", "cancel")
+         "texture-views", "artist-texture", "views-hull", "views-model", "cancel")
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
 #: Seconds one run may take before the field test calls it failed.
 RUN_TIMEOUT = 900.0
@@ -240,6 +244,11 @@ class FieldTest:
             settings.mode, settings.texture_source = "TEXTURE", "VIEWS"
             settings.views_dir = str(self.render_views(path))
             target = self.results[path.name]["artist"]
+        elif mode in ("views-hull", "views-model"):
+            settings.mode, settings.views_input = "VIEWS", "FOLDER"
+            settings.views_method = "HULL" if mode == "views-hull" else "MODEL"
+            settings.views_resolution = 128
+            settings.views_dir = self.helper_views(source)
         select(target, *others)
         job, row.seconds, row.stall_ms = self.generate(cancel=mode == "cancel")
         if mode == "cancel":
@@ -259,8 +268,18 @@ class FieldTest:
         row.texture = has_baked_texture(result)
         if mode == "watertight" and not (row.closed and row.manifold):
             row.status = "not closed and manifold"
-        if mode in ("texture-object", "texture-keep", "texture-views", "artist-texture") and not row.texture:
+        if mode in ("texture-object", "texture-keep", "texture-views", "artist-texture", "views-hull",
+                    "views-model") and not row.texture:
             row.status = "no baked texture"
+        if mode in ("views-hull", "views-model"):
+            if not (row.closed and row.manifold):
+                row.status = "not closed and manifold"
+            low, high = world_box(source)
+            r_low, r_high = world_box(result)
+            size = max(h - lo for lo, h in zip(low, high))
+            off = max(max(abs(a - b) for a, b in zip(low, r_low)), max(abs(a - b) for a, b in zip(high, r_high)))
+            if off > 0.15 * size:
+                row.status = f"the result is off the source by {off / size:.0%} of its size"
         if mode == "texture-keep" and not same_corner_uvs(mesh, target.data):
             row.status = "the target's UV map did not come back as it was"
         if mode in ("texture-object", "texture-keep", "texture-views"):
@@ -303,6 +322,26 @@ class FieldTest:
                 raise TimeoutError(f"the job did not end in {RUN_TIMEOUT:g} s (at {job.stage})")
             time.sleep(0.05)
         return job, time.perf_counter() - start, 1000.0 * stall
+
+    def helper_views(self, source) -> str:
+        """The add-on's Render Views of ``source`` (once per object), as a user clicks it."""
+        import bpy
+
+        from render.quiet import quiet_stdout as blender_quiet
+
+        settings = bpy.context.scene.meshsmith
+        folder = self.scratch / "helper-views" / source.name
+        if not (folder / "cameras.json").is_file():
+            select(source)
+            with blender_quiet():
+                result = bpy.ops.meshsmith.render_views()
+            if result != {"FINISHED"}:
+                raise RuntimeError(f"Render Views returned {result}")
+            # The helper writes next to the .blend or in the temp folder; keep a copy per object.
+            import shutil
+
+            shutil.copytree(bpy.path.abspath(settings.views_dir), folder, dirs_exist_ok=True)
+        return str(folder)
 
     def render_views(self, path: Path) -> Path:
         """Posed views of the mesh file, rendered by render/ in the backend's Python (once per mesh)."""
@@ -457,6 +496,11 @@ def corner_uvs(mesh) -> list[tuple]:
     layer.uv.foreach_get("vector", uv)
     return sorted((*(round(c, 4) for c in co[3 * loop.vertex_index:3 * loop.vertex_index + 3]),
                    round(uv[2 * loop.index], 4), round(uv[2 * loop.index + 1], 4)) for loop in mesh.loops)
+
+
+def world_box(obj) -> tuple[list[float], list[float]]:
+    points = [obj.matrix_world @ v.co for v in obj.data.vertices]
+    return [min(p[i] for p in points) for i in range(3)], [max(p[i] for p in points) for i in range(3)]
 
 
 def closed_and_manifold(obj) -> tuple[bool, bool]:

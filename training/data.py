@@ -2,6 +2,7 @@
 
     python -m training.data furniture --deb sweethome3d-furniture_1.8-1_all.deb --out data/furniture
     python -m training.data folder DIR --out data/mine
+    python -m training.data shapes --count 240 --out data/shapes     (procedural shapes: training.shapes)
     python -m training.data views data/furniture --out data/furniture-views [--workers 2]
     python -m training.data samples data/furniture --views data/furniture-views --out data/furniture-train
 
@@ -369,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--licence", default="", help="licence of every mesh in it")
     d.add_argument("--credit", default="", help="who made them")
     d.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p = sub.add_parser("shapes", help="procedural shapes (training.shapes) as a corpus")
+    p.add_argument("--count", type=int, default=240)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     v = sub.add_parser("views", help="render every asset of a corpus (render.dataset; resumable)")
     v.add_argument("corpus", type=Path)
     v.add_argument("--out", type=Path, required=True)
@@ -395,6 +400,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{result['packed']} of {result['corpus']} assets packed ({result['rendered']} rendered, "
               f"{result['failed']} failed); {args.out / 'index.jsonl'}")
         return 3 if result["failed"] else 0
+    if args.command == "shapes":
+        from training.shapes import make_shapes
+
+        make_shapes(args.out, args.count, seed=args.seed)
+        assets = from_folder(args.out / "meshes", args.out, licence="CC0", credit="Meshsmith procedural shapes",
+                             seed=args.seed)
+        print(f"{args.out / 'manifest.jsonl'}: {summary(assets)}")
+        return 0
     if args.command == "furniture":
         assets = furniture(args.deb, args.out, seed=args.seed)
     else:

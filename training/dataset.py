@@ -181,20 +181,23 @@ class Augment:
 
 
 class ViewsDataset:
-    """Examples from a folder of packs, for the names given (one split).
+    """Examples from folders of packs, for the names given (one split).
+
+    ``names`` are pack names in ``pack_dir``, or ``(pack folder, name)`` pairs (several corpora
+    in one dataset).
 
     ``dataset[i]`` with ``set_epoch`` decides the augmentation: the random draws derive from
     ``(seed, epoch, i)`` only. Packs are read once and kept in memory (uint8 / float16: about
     1 MB an asset at 128 px).
     """
 
-    def __init__(self, pack_dir: Path, names: list[str], *, sdf_points: int = 4096, colour_points: int = 1024,
+    def __init__(self, pack_dir: Path | None, names: list, *, sdf_points: int = 4096, colour_points: int = 1024,
                  near_share: float = 0.75, augment: Augment | None = None, seed: int = 0, cache: bool = True):
-        self.pack_dir = Path(pack_dir)
-        self.names = list(names)
-        missing = [n for n in self.names if not (self.pack_dir / f"{n}.npz").is_file()]
+        self.items = [(Path(n[0]), n[1]) if isinstance(n, tuple) else (Path(pack_dir), n) for n in names]
+        self.names = [name for _, name in self.items]
+        missing = [folder / f"{n}.npz" for folder, n in self.items if not (folder / f"{n}.npz").is_file()]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} pack(s) missing in {self.pack_dir}, e.g. {missing[0]}.npz")
+            raise FileNotFoundError(f"{len(missing)} pack(s) missing, e.g. {missing[0]}")
         self.sdf_points = sdf_points
         self.colour_points = colour_points
         self.near_share = near_share
@@ -209,23 +212,25 @@ class ViewsDataset:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def load(self, name: str) -> dict:
-        if self._cache is not None and name in self._cache:
-            return self._cache[name]
-        with np.load(self.pack_dir / f"{name}.npz") as z:
+    def load(self, index: int) -> dict:
+        folder, name = self.items[index]
+        key = f"{folder}/{name}"
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        with np.load(folder / f"{name}.npz") as z:
             pack = {k: z[k] for k in z.files}
         # Near-surface samples first, then the rest, so examples can pick a share of each.
         near = np.abs(pack["sdf_values"].astype(np.float32)) < 0.05
         pack["near"] = np.nonzero(near)[0]
         pack["far"] = np.nonzero(~near)[0]
         if self._cache is not None:
-            self._cache[name] = pack
+            self._cache[key] = pack
         return pack
 
     def __getitem__(self, index: int) -> dict:
         import torch
 
-        pack = self.load(self.names[index])
+        pack = self.load(index)
         aug = self.augment
         rng = np.random.default_rng([self.seed, self.epoch, index])
         v = len(pack["rgb"])

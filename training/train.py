@@ -46,7 +46,7 @@ from training.model import ModelConfig
 class TrainConfig:
     """Every setting of a run; see the module doc for how they are given."""
 
-    data: str = "data/furniture-train"        # a `training.data samples` folder
+    data: str = "data/furniture-train"        # `training.data samples` folders, comma-separated
     out: str = "runs/views"
     image_size: int = 128                     # packs-<image_size> under data
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -279,8 +279,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
 # -- validation --------------------------------------------------------------------------------
 
 
-def evaluate(model, val_set, names: list[str], cfg: TrainConfig, device, data_dir: Path, step: int,
-             out_png: Path | None) -> dict:
+def evaluate(model, val_set, cfg: TrainConfig, device, step: int, out_png: Path | None) -> dict:
     """Validation loss over the val split, and meshes of the first ``eval_assets``: Chamfer-L1 and F-score."""
     import torch
 
@@ -295,13 +294,16 @@ def evaluate(model, val_set, names: list[str], cfg: TrainConfig, device, data_di
             batch = {k: v.to(device) for k, v in collate([val_set[i]]).items()}
             loss, _, _ = compute_loss(model, batch, cfg)
             losses.append(float(loss))
-        for i, name in enumerate(names[:cfg.eval_assets]):
+        # Spread the meshed assets over the val split (every corpus in it), in a fixed order.
+        picks = np.linspace(0, len(val_set) - 1, min(cfg.eval_assets, len(val_set))).round().astype(int)
+        for i in sorted(set(picks.tolist())):
+            pack_dir, name = val_set.items[i]
             batch = {k: v.to(device) for k, v in collate([val_set[i]]).items()}
             from training.infer import mesh_from_state
 
             state = model.encode(batch["images"], batch["world_to_camera"], batch["intrinsics"])
             vertices, faces = mesh_from_state(model, state, cfg.eval_resolution)
-            ref_v, ref_f = reference_mesh(data_dir, name)
+            ref_v, ref_f = reference_mesh(pack_dir.parent, name)
             m = mesh_metrics(vertices, faces, ref_v, ref_f)
             chamfers.append(m["chamfer_l1"])
             fscores.append(m["fscore_2"])
@@ -356,19 +358,22 @@ def train(cfg: TrainConfig) -> dict:
         torch.set_num_threads(cfg.threads)
     main_process = rank == 0
     out = Path(cfg.out)
-    data_dir = Path(cfg.data)
-    pack_dir = data_dir / f"packs-{cfg.image_size}"
-    train_names = [r["name"] for r in read_index(data_dir, "train")]
+    data_dirs = [Path(d) for d in cfg.data.split(",") if d.strip()]
+
+    def items(split: str) -> list[tuple[Path, str]]:
+        return [(d / f"packs-{cfg.image_size}", r["name"]) for d in data_dirs for r in read_index(d, split)]
+
+    train_items = items("train")
     if cfg.limit_train:
-        train_names = train_names[:cfg.limit_train]
-    val_names = [r["name"] for r in read_index(data_dir, "val")]
-    if not train_names:
-        raise SystemExit(f"error: no train assets in {data_dir / 'index.jsonl'}")
+        train_items = train_items[:cfg.limit_train]
+    val_items = items("val")
+    if not train_items:
+        raise SystemExit(f"error: no train assets in {', '.join(str(d / 'index.jsonl') for d in data_dirs)}")
     augment = Augment(normal_dropout=cfg.normal_dropout)
-    train_set = ViewsDataset(pack_dir, train_names, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
+    train_set = ViewsDataset(None, train_items, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
                              augment=augment, seed=cfg.seed)
-    val_set = ViewsDataset(pack_dir, val_names, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
-                           augment=Augment.none(), seed=cfg.seed) if val_names else None
+    val_set = ViewsDataset(None, val_items, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
+                           augment=Augment.none(), seed=cfg.seed) if val_items else None
 
     torch.manual_seed(cfg.seed)
     model = ViewsToSDF(cfg.model).to(device)
@@ -391,6 +396,12 @@ def train(cfg: TrainConfig) -> dict:
         step, best, elapsed_before = state["step"], state["best"], state["seconds"]
         if main_process:
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+        if state.get("data", cfg.data) != cfg.data:
+            # Other data, other validation assets: earlier bests are not comparable.
+            best = float("inf")
+            if main_process:
+                print(f"the data changed ({state.get('data')} -> {cfg.data}): model selection starts afresh",
+                      file=sys.stderr)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
 
     if main_process:
@@ -407,7 +418,7 @@ def train(cfg: TrainConfig) -> dict:
         state = None
         if with_state:
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "rng": torch.get_rng_state(), "step": step, "best": best,
+                     "rng": torch.get_rng_state(), "step": step, "best": best, "data": cfg.data,
                      "seconds": elapsed_before + time.perf_counter() - start}
         save_checkpoint(path, model, cfg, state, {"step": step, **extra})
         if with_state:   # the curves travel with the checkpoint that resumes them
@@ -461,7 +472,7 @@ def train(cfg: TrainConfig) -> dict:
                       examples_per_s=f"{rate:.2f}")
             window, window_t = [], time.perf_counter()
         if main_process and val_set is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
-            metrics = evaluate(model, val_set, val_names, cfg, device, data_dir, step, out / "val" / f"step_{step}.png")
+            metrics = evaluate(model, val_set, cfg, device, step, out / "val" / f"step_{step}.png")
             log.write(step=step, seconds=round(elapsed_before + time.perf_counter() - start, 1),
                       **{k: f"{v:.5f}" for k, v in metrics.items()})
             bar.write(f"step {step}: val loss {metrics['val_loss']:.4f}, Chamfer-L1 {metrics['val_chamfer']:.4f}, "

@@ -14,7 +14,7 @@ import pytest
 
 from tests.backend.server_process import REPO
 
-PACKAGES = ("backend", "addon", "render")
+PACKAGES = ("backend", "addon", "render", "training")
 
 
 def module_names(package: str) -> dict[str, Path]:

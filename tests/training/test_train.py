@@ -117,6 +117,21 @@ def test_torchrun_two_processes_gloo(tiny_training_set, tmp_path):
     assert len(_losses(tmp_path / "ddp")) == 2
 
 
+def test_several_corpora_train_together(tiny_training_set, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_training_set, other)
+    result = _train(f"{tiny_training_set},{other}", tmp_path / "run", max_steps=2, eval_interval=2, eval_assets=2,
+                    eval_resolution=16)
+    assert result["step"] == 2
+    from training.dataset import ViewsDataset
+    from training.data import read_index
+
+    items = [(d / "packs-32", r["name"]) for d in (tiny_training_set, other) for r in read_index(d, "train")]
+    assert len(ViewsDataset(None, items)) == 4
+
+
 def test_unknown_settings_are_refused_with_their_name(tmp_path):
     from training.train import parse_config
 
