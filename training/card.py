@@ -22,8 +22,8 @@ from pathlib import Path
 
 def _table(bench: dict) -> str:
     lines = ["| method | Chamfer-L1 | F@1% | F@2% | normal consistency | seconds |", "|---|---|---|---|---|---|"]
-    names = {"hull": "visual hull (baseline)", "model": "model (RGB + masks + normals)",
-             "model_rgb": "model (RGB + masks only)"}
+    names = {"hull": "visual hull of the masks", "hull_normals": "visual hull refined by the normal maps",
+             "model": "model (RGB + masks + normals)", "model_rgb": "model (RGB + masks only)"}
     for method, m in bench["medians"].items():
         lines.append(f"| {names.get(method, method)} | {m['chamfer_l1']:.4f} | {m['fscore_1']:.3f} | "
                      f"{m['fscore_2']:.3f} | {m['normal']:.3f} | {m['seconds']:.1f} |")
@@ -95,9 +95,10 @@ def write_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
         parts += ["", f"### {label}: {bench['assets']} assets", "", _table(bench)]
         if "model_vs_hull" in bench:
             g = bench["model_vs_hull"]
-            parts.append(f"\nModel against the hull: Chamfer-L1 {-100 * g['chamfer_reduction']:+.1f}% "
-                         f"(RGB + masks only: {-100 * g['chamfer_reduction_rgb_only']:+.1f}%), normal consistency "
-                         f"{g['normal_gain']:+.3f}.")
+            parts.append(f"\nModel against the baseline ({g['baseline']}): Chamfer-L1 "
+                         f"{-100 * g['chamfer_reduction']:+.1f}%; RGB + masks only against the masks' hull: "
+                         f"{-100 * g['chamfer_reduction_rgb_only']:+.1f}%; normal consistency {g['normal_gain']:+.3f} "
+                         f"against the better hull.")
     card = weights / "README.md"
     card.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return card

@@ -7,7 +7,8 @@ optional normal maps) or ``grid`` (a Zero123++-style 3 x 2 grid image with its f
 - ``model``: the learned reconstruction (:mod:`training.model`, weights through
   :mod:`training.registry`: the shipped ones by default, or a folder / hub repo id);
   needs PyTorch;
-- ``hull``: the visual hull of the masks (:mod:`training.baseline`), no learning, no torch.
+- ``hull``: the visual hull of the masks, refined by the views' normal maps when they have
+  them (:mod:`training.baseline`), no learning, no torch.
 
 The surface is closed by construction (marching cubes over a padded grid); small floating
 pieces are dropped, and a result that is still not a closed, oriented manifold goes through
@@ -41,10 +42,10 @@ class ViewsToMeshParams(BaseModel):
 
     method: Literal["model", "hull"] = Field(
         "model", description="model: the learned reconstruction (needs PyTorch and weights); hull: the visual hull "
-                             "of the masks (no learning: concavities no silhouette shows stay filled).")
+                             "of the masks, refined by the normal maps when the views have them (no learning).")
     resolution: int = Field(128, ge=32, le=384, description="Grid nodes along each side of the box the surface is "
                                                             "extracted from; detail and time grow with it.")
-    use_normals: bool = Field(True, description="Model only: use the views' normal maps when they have them.")
+    use_normals: bool = Field(True, description="Use the views' normal maps when they have them.")
     weights: str | None = Field(None, max_length=300, description="Model only: a checkpoint folder or a Hugging Face "
                                                                   "repo id (owner/name); none: the shipped weights.")
     texture: bool = Field(True, description="Bake a base colour texture from the views onto the result.")
@@ -96,10 +97,11 @@ def run(inputs: dict, params: ViewsToMeshParams, progress: ProgressFn) -> Pipeli
         from training.baseline import visual_hull
 
         try:
-            vertices, faces = visual_hull(views, params.resolution)
+            vertices, faces = visual_hull(views, params.resolution, refine=params.use_normals)
         except ValueError as exc:
             raise BadParams(str(exc)) from None
-        method = {"method": "hull", "normals_used": False}
+        method = {"method": "hull",
+                  "normals_used": params.use_normals and all(v.normal_world is not None for v in views.views)}
     seconds_shape = time.perf_counter() - start
     if len(faces) == 0:
         raise BadParams("The reconstruction is empty: the views' masks and cameras do not agree on an object "

@@ -62,3 +62,41 @@ def test_masks_that_share_nothing_are_refused(tmp_path):
         view.image[..., 3] = 0.0
     with pytest.raises(ValueError, match="share no region"):
         visual_hull(views, resolution=16)
+
+
+def _cup(tmp_path):
+    """A square cup (a box with a pit open at the top), meshed from its signed distance; file Y-up."""
+    import mcubes
+
+    from backend.mesh.io import mesh_to_bytes
+    from backend.mesh.types import Mesh
+
+    axis = np.linspace(-1.0, 1.0, 80)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+
+    def box(cx, cy, cz, hx, hy, hz):
+        q = np.stack([np.abs(x - cx) - hx, np.abs(y - cy) - hy, np.abs(z - cz) - hz])
+        return np.linalg.norm(np.maximum(q, 0), axis=0) + np.minimum(q.max(0), 0)
+
+    field = np.maximum(box(0, 0, 0, 0.8, 0.5, 0.8), -box(0, 0.35, 0, 0.6, 0.5, 0.6))
+    v, f = mcubes.marching_cubes(-np.pad(field, 1, constant_values=1.0), 0.0)
+    v = (v - 1.0) * (2.0 / 79) - 1.0
+    f = np.asarray(f, dtype=np.int64)
+    (tmp_path / "cup.obj").write_bytes(mesh_to_bytes(Mesh(v, f), "obj"))
+    return tmp_path / "cup.obj"
+
+
+def test_the_normal_map_refinement_only_carves_and_stays_closed(tmp_path):
+    """A cup rendered by Blender (render.views): refining by the normal maps removes hull space
+    (never adds any), gives a closed mesh, and without normal maps changes nothing."""
+    from backend.mesh.metrics import is_watertight
+    from render.views import RenderConfig, render_to_folder
+    from training.baseline import refined_hull_field
+
+    render_to_folder(_cup(tmp_path), tmp_path / "views", RenderConfig(width=128, height=128, samples=1, threads=1))
+    views = load_views(tmp_path / "views")
+    plain, refined = hull_field(views, 64), refined_hull_field(views, 64)
+    assert (refined <= plain).all() and (refined > 0.5).sum() < (plain > 0.5).sum()
+    assert is_watertight(visual_hull(views, 64)[1])
+    bare = type(views)([type(v)(v.image, v.intrinsics, v.world_to_camera, None, v.name) for v in views.views])
+    assert np.array_equal(hull_field(bare, 32), refined_hull_field(bare, 32))
