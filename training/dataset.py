@@ -26,7 +26,10 @@ colour_points    (C, 3)            float16  world frame, on the surface
 colour_values    (C, 3)            uint8    sRGB
 ================ ================= ======== =================================================
 
-:class:`ViewsDataset` turns packs into model inputs, with augmentations applied to the views
+:class:`ViewsDataset` turns packs into model inputs. Each example draws its SDF points from three
+strata: half near the surface (``|sdf| < 0.05``), a quarter deep inside, the rest far outside:
+a thin-walled object has almost no deep-inside samples among uniform ones, and without them a
+model learns shells. Augmentations are applied to the views
 and the supervision alike (a rotation about the up axis by a multiple of 90 degrees, a
 uniform scale, a permutation of the views, a brightness / colour gain, and normal-map
 dropout), all drawn from ``(seed, epoch, index)`` so that a resumed run sees the same examples.
@@ -192,7 +195,8 @@ class ViewsDataset:
     """
 
     def __init__(self, pack_dir: Path | None, names: list, *, sdf_points: int = 4096, colour_points: int = 1024,
-                 near_share: float = 0.75, augment: Augment | None = None, seed: int = 0, cache: bool = True):
+                 near_share: float = 0.5, inside_share: float = 0.25, augment: Augment | None = None, seed: int = 0,
+                 cache: bool = True):
         self.items = [(Path(n[0]), n[1]) if isinstance(n, tuple) else (Path(pack_dir), n) for n in names]
         self.names = [name for _, name in self.items]
         missing = [folder / f"{n}.npz" for folder, n in self.items if not (folder / f"{n}.npz").is_file()]
@@ -201,6 +205,7 @@ class ViewsDataset:
         self.sdf_points = sdf_points
         self.colour_points = colour_points
         self.near_share = near_share
+        self.inside_share = inside_share
         self.augment = augment if augment is not None else Augment()
         self.seed = seed
         self.epoch = 0
@@ -219,10 +224,14 @@ class ViewsDataset:
             return self._cache[key]
         with np.load(folder / f"{name}.npz") as z:
             pack = {k: z[k] for k in z.files}
-        # Near-surface samples first, then the rest, so examples can pick a share of each.
-        near = np.abs(pack["sdf_values"].astype(np.float32)) < 0.05
+        # Three strata: near the surface, deep inside, far outside. Deep-inside samples are rare
+        # (a thin-walled object has almost none among uniform samples) but they are what tells
+        # a solid from a shell, so every example draws a fixed share of them.
+        values = pack["sdf_values"].astype(np.float32)
+        near = np.abs(values) < 0.05
         pack["near"] = np.nonzero(near)[0]
-        pack["far"] = np.nonzero(~near)[0]
+        pack["inside"] = np.nonzero(~near & (values < 0))[0]
+        pack["far"] = np.nonzero(~near & (values >= 0))[0]
         if self._cache is not None:
             self._cache[key] = pack
         return pack
@@ -258,10 +267,13 @@ class ViewsDataset:
         flag = np.full(mask.shape, 1.0 if with_normals else 0.0, dtype=np.float32)
         images = np.concatenate([rgb, normal, mask[..., None], flag[..., None]], -1).transpose(0, 3, 1, 2)
 
-        n_near = min(int(round(self.sdf_points * self.near_share)), len(pack["near"]))
-        pick = np.concatenate([rng.choice(pack["near"], n_near) if n_near else np.zeros(0, np.int64),
-                               rng.choice(pack["far"], self.sdf_points - n_near) if len(pack["far"])
-                               else rng.choice(pack["near"], self.sdf_points - n_near)])
+        n_inside = int(round(self.sdf_points * self.inside_share)) if len(pack["inside"]) else 0
+        n_near = int(round(self.sdf_points * self.near_share))
+        n_far = self.sdf_points - n_near - n_inside
+        strata = [(pack["near"], n_near), (pack["inside"], n_inside), (pack["far"], n_far)]
+        fallback = pack["near"] if len(pack["near"]) else np.arange(len(pack["sdf_values"]))
+        pick = np.concatenate([rng.choice(pool if len(pool) else fallback, count) for pool, count in strata
+                               if count > 0]).astype(np.int64)
         points = pack["sdf_points"][pick].astype(np.float64) @ rot.T * scale
         values = pack["sdf_values"][pick].astype(np.float64) * scale
         cpick = rng.choice(len(pack["colour_points"]), self.colour_points) if len(pack["colour_points"]) else None
