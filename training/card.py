@@ -48,13 +48,21 @@ def write_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
         with open(metrics, newline="") as f:
             rows = list(csv.DictReader(f))
         seconds = max((float(r["seconds"]) for r in rows if r.get("seconds")), default=0.0)
-    index = Path(state_cfg["data"]) / "index.jsonl"
-    licences, splits = Counter(), Counter()
-    if index.is_file():
-        for line in index.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            splits[row["split"]] += 1
-            licences[row["asset"].get("licence") or "unknown"] += 1
+    corpora = []
+    for data_dir in state_cfg["data"].split(","):
+        index = Path(data_dir) / "index.jsonl"
+        licences, splits = Counter(), Counter()
+        if index.is_file():
+            for line in index.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                splits[row["split"]] += 1
+                licences[row["asset"].get("licence") or "unknown"] += 1
+        source = ("Debian's `sweethome3d-furniture` 1.8-1 (Sweet Home 3D's furniture catalogues): artist-made models"
+                  if "furniture" in Path(data_dir).name else
+                  "procedural shapes (`training/shapes.py`)" if "shapes" in Path(data_dir).name else f"`{data_dir}`")
+        corpora.append(f"- {source}: {sum(splits.values())} assets, split by a seeded hash of each id ("
+                       + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())) + "); licences: "
+                       + ", ".join(f"{k} {v}" for k, v in sorted(licences.items())) + ".")
     parts = [
         "# Meshsmith views-to-mesh, CPU model",
         "",
@@ -64,12 +72,11 @@ def write_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
         "(`training/model.py`). Trained on this project's CPU, in chunks across sessions.",
         "",
         "## Data",
-        f"Debian's `sweethome3d-furniture` 1.8-1 (Sweet Home 3D's furniture catalogues): {sum(splits.values())} "
-        f"artist-made models, split by a seeded hash of each id: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())) + ". Licences of the models: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(licences.items()))
-        + ". Each model's credit and licence is in the corpus manifest (`python -m training.data furniture`); "
-          "the weights are derived from CC-BY models and carry their attribution through that manifest.",
+        *corpora,
+        "",
+        "Each model's credit and licence is in its corpus manifest (`python -m training.data furniture`); the "
+        "weights are derived from CC-BY models among others and carry their attribution through that manifest.",
+        "",
         "Inputs: six views at 320 px by render/ (Cycles, 8 samples), shrunk to "
         f"{record['model']['image_size']} px; supervision: exact SDF samples of the backend's watertight remesh "
         "(resolution 192) and surface colours lifted from the views by their depth.",

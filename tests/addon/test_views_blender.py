@@ -102,8 +102,9 @@ def test_from_views_lands_a_closed_textured_mesh_over_the_object(settings, runti
     r_low, r_high = world_bounds(result)
     size = max(high - low)
     # The hull of six views bulges a little where no silhouette cuts; the box is the object's.
+    tolerance = 0.12 if method == "HULL" else 0.2
     for axis in range(3):
-        assert abs(r_low[axis] - low[axis]) < 0.12 * size and abs(r_high[axis] - high[axis]) < 0.12 * size, \
+        assert abs(r_low[axis] - low[axis]) < tolerance * size and abs(r_high[axis] - high[axis]) < tolerance * size, \
             (method, tuple(r_low), tuple(r_high), tuple(low), tuple(high))
     assert result.data.materials and result.data.uv_layers
 

@@ -110,8 +110,9 @@ def test_posed_views_give_a_closed_textured_mesh_in_the_cameras_world(client, re
     vertices, faces = _result_mesh(client, job, tmp_path)
     assert is_watertight(faces) and is_oriented(faces)
     world = vertices @ BLENDER_FROM_GLTF.T
-    # The surface lies on the torus to within a few voxels of the 64-node grid (2 / 63 = 0.032).
-    assert np.median(np.abs(_torus_distance(world))) < 0.05, method
+    # The hull's surface lies on the torus to within a few voxels of the 64-node grid (2 / 63 =
+    # 0.032); the shipped model's, trained on furniture and shapes at 128 px, within a few more.
+    assert np.median(np.abs(_torus_distance(world))) < (0.05 if method == "hull" else 0.1), method
     png = client.get(f"/v1/jobs/{job['id']}/result", params={"name": "base_color.png"})
     assert png.status_code == 200
 
