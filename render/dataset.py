@@ -112,10 +112,26 @@ def _run_local(tasks: dict[str, Path], out: Path, config: RenderConfig, workers:
     return records
 
 
+def forget_blender_script_paths() -> None:
+    """Drop Blender's script folders from ``sys.path`` (a pool worker's initializer).
+
+    A spawned worker starts with its parent's ``sys.path``; when the parent has imported
+    ``bpy``, that holds ``bpy/<version>/scripts/modules``, whose pure-Python ``bpy`` package
+    shadows the real module (``No module named '_bpy'``). Without them ``import bpy`` finds the
+    real one, which adds them back.
+    """
+    def is_blender_scripts(entry: str) -> bool:
+        parts = Path(entry).parts
+        return "scripts" in parts and ("bpy" in parts or any(p.lower() == "blender" for p in parts))
+
+    sys.path[:] = [p for p in sys.path if not is_blender_scripts(p)]
+
+
 def _pool_pass(tasks: dict[str, Path], out: Path, config: RenderConfig, workers: int, progress, task):
     """One pool over ``tasks``: (records, names whose worker died)."""
     records, crashed = [], []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:  # bpy is not fork-safe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),  # bpy is not fork-safe
+                             initializer=forget_blender_script_paths) as pool:
         futures = {pool.submit(task, str(p), str(out / n), config): n for n, p in tasks.items()}
         not_done = set(futures)
         while not_done:

@@ -38,3 +38,21 @@ def test_asset_names_are_unique_and_skip_hidden_and_output(tmp_path):
     assert sorted(found) == ["a_glb", "a_obj", "sub__b", "sub__c"]
     with pytest.raises(ValueError, match="not a folder"):
         find_assets(tmp_path / "missing")
+
+
+def test_a_worker_renders_after_this_process_imported_bpy(tmp_path):
+    """Regression: a spawned worker inherits sys.path, which after ``import bpy`` holds Blender's
+    script folders; their pure-Python ``bpy`` shadowed the real one (No module named '_bpy')."""
+    import bpy  # noqa: F401  (the parent state that broke the workers)
+
+    from backend.mesh.io import mesh_to_bytes
+    from backend.mesh.types import Mesh
+    from render.dataset import run
+    from tests import meshes
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ball.obj").write_bytes(mesh_to_bytes(Mesh(*meshes.uv_sphere(8, 16, radius=0.5)), "obj"))
+    summary = run(tmp_path / "in", tmp_path / "out", RenderConfig(width=32, height=32, samples=1, threads=1),
+                  workers=1, show_progress=False)
+    assert summary["failed"] == 0, [r.get("error") for r in summary["records"]]
+    assert (tmp_path / "out" / "ball" / "cameras.json").is_file()
