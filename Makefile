@@ -54,8 +54,9 @@ field-test: setup
 		--million --made --out out/field-5.2 || status=1; \
 	exit $$status
 
-# The views-to-mesh training set (about 50 minutes on 2 cores, resumable): Debian's Sweet Home 3D
-# furniture -> corpus with licences and splits -> six views per asset -> SDF samples and packs.
+# The views-to-mesh training set (about 70 minutes on 2 cores, resumable): Debian's Sweet Home 3D
+# furniture and 240 procedural shapes -> corpora with licences and splits -> six views per asset
+# -> SDF samples and packs.
 DATA ?= data
 FURNITURE_DEB := $(DATA)/debs/sweethome3d-furniture_1.8-1_all.deb
 train-data: setup
@@ -65,14 +66,18 @@ train-data: setup
 	$(VENV)/bin/python -m training.data views $(DATA)/furniture --out $(DATA)/furniture-views --workers 2
 	$(VENV)/bin/python -m training.data samples $(DATA)/furniture --views $(DATA)/furniture-views \
 		--out $(DATA)/furniture-train --workers 2
+	$(VENV)/bin/python -m training.data shapes --count 240 --out $(DATA)/shapes
+	$(VENV)/bin/python -m training.data views $(DATA)/shapes --out $(DATA)/shapes-views --workers 2
+	$(VENV)/bin/python -m training.data samples $(DATA)/shapes --views $(DATA)/shapes-views \
+		--out $(DATA)/shapes-train --workers 2
 
 # Train (or resume) the shipped CPU model for at most MINUTES minutes; run again to go on.
 MINUTES ?= 60
 RUN ?= runs/views-cpu
 train: setup
 	test -d $(RUN)/ckpt || ! test -d training/checkpoints/views-cpu || { mkdir -p $(RUN) && cp -r training/checkpoints/views-cpu $(RUN)/ckpt; }
-	$(VENV)/bin/python -m training.train --config training/configs/views_cpu.json --data=$(DATA)/furniture-train \
-		--out=$(RUN) --max_minutes=$(MINUTES)
+	$(VENV)/bin/python -m training.train --config training/configs/views_cpu.json \
+		--data=$(DATA)/furniture-train,$(DATA)/shapes-train --out=$(RUN) --max_minutes=$(MINUTES)
 
 clean:
 	rm -rf out dist .pytest_cache
