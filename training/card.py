@@ -93,6 +93,8 @@ def write_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
         f"{max((int(r['step']) for r in rows), default=0)} steps in {seconds / 3600:.1f} h of wall time on 2 CPU cores.",
         "Command: `make train-data` once, then `make train MINUTES=...` (resumes).",
         "",
+        *([(run / "ckpt" / "HISTORY.md").read_text(encoding="utf-8").replace("# ", "### ", 1)]
+          if (run / "ckpt" / "HISTORY.md").is_file() else []),
         "![curves](curves.png)",
         "",
         "## Held-out figures (`python -m training.bench views`, medians, resolution 128)",

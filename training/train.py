@@ -183,6 +183,9 @@ def save_checkpoint(folder: Path, model, cfg: TrainConfig, state: dict | None = 
         torch.save(state, tmp / "state.pt")
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(old, ignore_errors=True)
+    for note in ("HISTORY.md",):          # notes people keep beside a checkpoint survive its rewrite
+        if (folder / note).is_file():
+            shutil.copy(folder / note, tmp / note)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
