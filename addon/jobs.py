@@ -446,8 +446,13 @@ def summary_notes(summary: dict) -> list[str]:
 
 
 def _submit(client: JobClient, step: ChainStep, mesh: bytes | Callable[[], bytes] | None) -> Job:
-    """Submit ``step``; ``mesh`` None for a pipeline that takes none (its inputs are ``step.files``)."""
-    return client.submit(step.pipeline, step.params, mesh() if callable(mesh) else mesh, files=step.files)
+    """Submit ``step``; ``mesh`` None for a pipeline that takes none (its inputs are ``step.files``).
+
+    A file's data may be a function making it (a views folder zipped), called here, on the
+    courier's thread, like the mesh's.
+    """
+    files = {name: (filename, data() if callable(data) else data) for name, (filename, data) in step.files.items()}
+    return client.submit(step.pipeline, step.params, mesh() if callable(mesh) else mesh, files=files)
 
 
 def _cancel_started(client: JobClient, upload: Future) -> None:

@@ -320,7 +320,9 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     source = colour_object(context, obj)
     uploads: dict[str, tuple[str, bytes]] = {}
     if "views" in needs:
-        uploads["views"] = ("views.zip", views.pack_views(bpy.path.abspath(settings.views_dir)))
+        folder = bpy.path.abspath(settings.views_dir)
+        views.check_folder(folder)               # quick, now; zipping runs with the upload, off this thread
+        uploads["views"] = ("views.zip", lambda: views.pack_views(folder))
     try:
         # The state file, not a request: a busy backend must not hold the click up.
         client = make_client()
@@ -377,7 +379,8 @@ def generate_from_views(context: bpy.types.Context) -> TrackedJob:
         name, placement = os.path.splitext(os.path.basename(path))[0] or "grid", None
     else:
         folder = bpy.path.abspath(settings.views_dir)
-        upload = ("views.zip", views.pack_views(folder))
+        views.check_folder(folder)               # quick, now; zipping runs with the upload, off this thread
+        upload = ("views.zip", lambda: views.pack_views(folder))
         name = os.path.basename(os.path.normpath(folder)) or "views"
         placement = views.placement(folder)
     try:

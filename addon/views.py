@@ -91,6 +91,19 @@ def pack_views(folder: str | Path) -> bytes:
     Raises :class:`MeshsmithError`, with a sentence for the user, when the folder is not set,
     missing, has no or a broken ``cameras.json``, or lacks a file it names.
     """
+    root, cameras, names = check_folder(folder)
+    cameras = for_gltf_upload(cameras)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(CAMERAS, json.dumps(cameras, indent=1), compress_type=zipfile.ZIP_DEFLATED)
+        for name in names:
+            stored = PurePosixPath(name).suffix.lower() in _STORED_SUFFIXES
+            archive.write(root / name, name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def check_folder(folder: str | Path) -> tuple[Path, dict, list[str]]:
+    """What :func:`pack_views` checks, without packing (quick: for the click): (folder, cameras, files)."""
     if not str(folder).strip():
         raise MeshsmithError(f"Choose the folder of posed images in the Meshsmith panel. {_HOW}")
     root = Path(folder)
@@ -108,14 +121,7 @@ def pack_views(folder: str | Path) -> bytes:
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise MeshsmithError(f"{CAMERAS} in {str(root)!r} names files that are not there: {shown}.")
-    cameras = for_gltf_upload(cameras)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(CAMERAS, json.dumps(cameras, indent=1), compress_type=zipfile.ZIP_DEFLATED)
-        for name in names:
-            stored = PurePosixPath(name).suffix.lower() in _STORED_SUFFIXES
-            archive.write(root / name, name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
-    return buffer.getvalue()
+    return root, cameras, names
 
 
 #: The key of ``cameras.json`` under which Render Views records where its object is.
