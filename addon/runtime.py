@@ -323,14 +323,7 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
         folder = bpy.path.abspath(settings.views_dir)
         views.check_folder(folder)               # quick, now; zipping runs with the upload, off this thread
         uploads["views"] = ("views.zip", lambda: views.pack_views(folder))
-    try:
-        # The state file, not a request: a busy backend must not hold the click up.
-        client = make_client()
-    except BackendUnavailable:
-        if not _pref("start_on_generate", False):
-            raise
-        start_backend()
-        client = make_client()
+    client = _client_for_generate()
     if "source" in needs:
         # The source goes into the target's object space: the result is placed with the target's matrix.
         transform = None
@@ -355,6 +348,20 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     _show(job)
     ensure_timer()
     return job
+
+
+def _client_for_generate() -> Client:
+    """A client of the running backend, starting one first when the preferences ask for it.
+
+    Reads the state file, makes no request: a busy backend must not hold the click up.
+    """
+    try:
+        return make_client()
+    except BackendUnavailable:
+        if not _pref("start_on_generate", False):
+            raise
+        start_backend()
+        return make_client()
 
 
 def generate_from_views(context: bpy.types.Context) -> TrackedJob:
@@ -383,13 +390,7 @@ def generate_from_views(context: bpy.types.Context) -> TrackedJob:
         upload = ("views.zip", lambda: views.pack_views(folder))
         name = os.path.basename(os.path.normpath(folder)) or "views"
         placement = views.placement(folder)
-    try:
-        client = make_client()
-    except BackendUnavailable:
-        if not _pref("start_on_generate", False):
-            raise
-        start_backend()
-        client = make_client()
+    client = _client_for_generate()
     matrix = placement or [list(row) for row in Matrix.Identity(4)]
     job = _session.tracker.upload(
         client,

@@ -81,23 +81,30 @@ def visual_hull(views: PosedViews, resolution: int = 128, *, refine: bool = True
     With ``refine`` and views that carry normal maps, the space in front of each view's
     integrated surface is carved away too (:func:`refined_hull_field`).
     """
-    import mcubes
-
     field = refined_hull_field(views, resolution) if refine else hull_field(views, resolution)
-    padded = np.zeros(tuple(s + 2 for s in field.shape), dtype=np.float64)
-    padded[1:-1, 1:-1, 1:-1] = field
-    vertices, faces = mcubes.marching_cubes(padded, 0.5)
+    vertices, faces = grid_surface(field, 0.5, 0.0)
     if len(faces) == 0:
         raise ValueError("the views' masks share no region: every grid node was carved away (are the cameras and "
                          "masks of one object?)")
-    step = 2.0 * GRID_HALF / (resolution - 1)
-    vertices = (vertices - 1.0) * step - GRID_HALF
-    # PyMCubes orients triangles towards decreasing values' side differently from our outward
-    # convention; face them outward (positive volume).
-    faces = np.asarray(faces, dtype=np.int64)
-    t = vertices[faces]
-    if np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() < 0:
-        faces = faces[:, ::-1]
+    return vertices, faces
+
+
+def grid_surface(field: np.ndarray, level: float, outside: float) -> tuple[np.ndarray, np.ndarray]:
+    """The closed surface where ``field`` (inside above ``level``, on the grid over ``[-1, 1]^3``)
+    crosses ``level``: marching cubes over the field padded with ``outside``, in the world frame,
+    faces outward (positive volume)."""
+    import mcubes
+
+    resolution = field.shape[0]
+    padded = np.full(tuple(s + 2 for s in field.shape), outside, dtype=np.float64)
+    padded[1:-1, 1:-1, 1:-1] = field
+    vertices, faces = mcubes.marching_cubes(padded, level)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    vertices = (np.asarray(vertices).reshape(-1, 3) - 1.0) * (2.0 * GRID_HALF / (resolution - 1)) - GRID_HALF
+    if len(faces):
+        t = vertices[faces]
+        if np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() < 0:
+            faces = faces[:, ::-1]
     return vertices, np.ascontiguousarray(faces)
 
 
@@ -194,7 +201,7 @@ def refined_hull_field(views: PosedViews, resolution: int = 128) -> np.ndarray:
     field = hull_field(views, resolution)
     if not all(v.normal_world is not None for v in views.views):
         return field
-    vertices, faces = _mesh_field(field, resolution)
+    vertices, faces = grid_surface(field, 0.5, 0.0)
     axis = np.linspace(-GRID_HALF, GRID_HALF, resolution)
     inside = np.argwhere(field > 0.5)
     points = axis[inside]
@@ -219,12 +226,3 @@ def refined_hull_field(views: PosedViews, resolution: int = 128) -> np.ndarray:
     refined[tuple(inside[carve].T)] = 0.0
     return refined
 
-
-def _mesh_field(field: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    import mcubes
-
-    padded = np.zeros(tuple(s + 2 for s in field.shape), dtype=np.float64)
-    padded[1:-1, 1:-1, 1:-1] = field
-    vertices, faces = mcubes.marching_cubes(padded, 0.5)
-    step = 2.0 * GRID_HALF / (resolution - 1)
-    return (vertices - 1.0) * step - GRID_HALF, np.asarray(faces, dtype=np.int64)

@@ -13,24 +13,11 @@ DEFAULT_RESOLUTION = 128
 def mesh_from_state(model, state: dict, resolution: int = DEFAULT_RESOLUTION, progress=None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes of the model's SDF (level 0) over ``[-1, 1]^3``: a closed, outward mesh (world frame)."""
-    import mcubes
-
-    from training.model import GRID_HALF, extract_sdf_grid
+    from training.baseline import grid_surface
+    from training.model import extract_sdf_grid
 
     field = extract_sdf_grid(model, state, resolution, progress=progress).double().cpu().numpy()
-    # Pad with "outside" so the surface closes at the box's faces.
-    padded = np.full(tuple(s + 2 for s in field.shape), model.config.truncation, dtype=np.float64)
-    padded[1:-1, 1:-1, 1:-1] = field
-    vertices, faces = mcubes.marching_cubes(-padded, 0.0)                # inside positive for PyMCubes
-    if len(faces) == 0:
-        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    step = 2.0 * GRID_HALF / (resolution - 1)
-    vertices = (vertices - 1.0) * step - GRID_HALF
-    faces = np.asarray(faces, dtype=np.int64)
-    t = vertices[faces]
-    if np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() < 0:
-        faces = faces[:, ::-1]
-    return vertices, np.ascontiguousarray(faces)
+    return grid_surface(-field, 0.0, -model.config.truncation)            # the SDF is negative inside
 
 
 def views_tensors(views: PosedViews, image_size: int, *, use_normals: bool = True) -> dict:
