@@ -75,7 +75,7 @@ train-data: setup
 MINUTES ?= 60
 RUN ?= runs/views-cpu
 train: setup
-	test -d $(RUN)/ckpt || ! test -d training/checkpoints/views-cpu || { mkdir -p $(RUN) && cp -r training/checkpoints/views-cpu $(RUN)/ckpt; }
+	test -d $(RUN)/ckpt || ! test -f training/checkpoints/views-cpu/model.safetensors || { mkdir -p $(RUN) && cp -r training/checkpoints/views-cpu $(RUN)/ckpt; }
 	$(VENV)/bin/python -m training.train --config training/configs/views_cpu.json \
 		--data=$(DATA)/furniture-train,$(DATA)/shapes-train --out=$(RUN) --max_minutes=$(MINUTES)
 

@@ -45,32 +45,42 @@ def hull_field(views: PosedViews, resolution: int = 128) -> np.ndarray:
         index = np.arange(start, min(start + CHUNK, resolution ** 3))
         i, rest = np.divmod(index, resolution * resolution)
         j, k = np.divmod(rest, resolution)
-        points = np.stack([axis[i], axis[j], axis[k]], axis=1)
-        for view in views.views:
-            field[index] = np.minimum(field[index], _alpha_at(view, points))
+        points = np.stack([axis[i], axis[j], axis[k]], axis=1).astype(np.float32)
+        value = np.ones(len(points), dtype=np.float32)
+        live = np.arange(len(points))
+        for view in views.views:            # a node one view carves away needs no other view
+            value[live] = np.minimum(value[live], _alpha_at(view, points[live]))
+            live = live[value[live] > 0]
+        field[index] = value
     return field.reshape(resolution, resolution, resolution)
 
 
 def _alpha_at(view, points: np.ndarray) -> np.ndarray:
     """The view's alpha at the projections of world ``points`` (bilinear; 0 outside the image or behind)."""
     w2c = np.asarray(view.world_to_camera, dtype=np.float64)
-    cam = points @ w2c[:3, :3].T + w2c[:3, 3]
-    alpha = view.image[..., 3]
+    k = intrinsics_matrix(view.intrinsics)
+    # One affine map to homogeneous pixels, in float32: this is the hull's inner loop.
+    m = (k @ w2c[:3]).astype(np.float32)
+    pts = points.astype(np.float32, copy=False)
+    pix = pts @ m[:, :3].T + m[:, 3]
+    alpha = np.ascontiguousarray(view.image[..., 3], dtype=np.float32)
     h, w = alpha.shape
-    z = cam[:, 2]
+    z = pix[:, 2]
     front = z > 1e-9
-    pix = cam @ intrinsics_matrix(view.intrinsics).T
-    u = np.where(front, pix[:, 0] / np.where(front, z, 1.0), -1.0)
-    v = np.where(front, pix[:, 1] / np.where(front, z, 1.0), -1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = pix[:, 0] / z
+        v = pix[:, 1] / z
     inside = front & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
     out = np.zeros(len(points), dtype=np.float32)
     if inside.any():
         uu, vv = u[inside], v[inside]
-        u0, v0 = np.floor(uu).astype(np.int64), np.floor(vv).astype(np.int64)
+        u0, v0 = uu.astype(np.int64), vv.astype(np.int64)          # floor: both are >= 0 here
+        fu, fv = uu - u0, vv - v0
         u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
-        fu, fv = (uu - u0).astype(np.float32), (vv - v0).astype(np.float32)
-        top = alpha[v0, u0] * (1 - fu) + alpha[v0, u1] * fu
-        bottom = alpha[v1, u0] * (1 - fu) + alpha[v1, u1] * fu
+        flat = alpha.ravel()
+        r0, r1 = v0 * w, v1 * w
+        top = flat[r0 + u0] * (1 - fu) + flat[r0 + u1] * fu
+        bottom = flat[r1 + u0] * (1 - fu) + flat[r1 + u1] * fu
         out[inside] = top * (1 - fv) + bottom * fv
     return out
 
@@ -194,24 +204,41 @@ def integrated_depth(view, hull_depth: np.ndarray) -> np.ndarray:
     return depth
 
 
-def refined_hull_field(views: PosedViews, resolution: int = 128) -> np.ndarray:
-    """The hull field with the space in front of every view's integrated surface carved away."""
+def view_depths(views: PosedViews, resolution: int = 128, *, field: np.ndarray | None = None) -> list[np.ndarray]:
+    """Per view, the depth (H, W; camera z) of the surface its normal map describes, ``nan`` where unknown.
+
+    The visual hull at ``resolution`` (or the ``field`` given) anchors each view's integration
+    (:func:`integrated_depth`). Views without normal maps get an all-``nan`` map.
+    """
     from backend.mesh.texture.projection import zbuffer
 
+    if field is None:
+        field = hull_field(views, resolution)
+    vertices, faces = grid_surface(field, 0.5, 0.0)
+    depths = []
+    for view in views.views:
+        h, w = view.image.shape[:2]
+        if view.normal_world is None or len(faces) == 0:
+            depths.append(np.full((h, w), np.nan))
+            continue
+        w2c = np.asarray(view.world_to_camera, dtype=np.float64)
+        hull_depth = zbuffer(vertices @ w2c[:3, :3].T + w2c[:3, 3], faces, view.intrinsics)
+        depths.append(integrated_depth(view, hull_depth))
+    return depths
+
+
+def refined_hull_field(views: PosedViews, resolution: int = 128) -> np.ndarray:
+    """The hull field with the space in front of every view's integrated surface carved away."""
     field = hull_field(views, resolution)
     if not all(v.normal_world is not None for v in views.views):
         return field
-    vertices, faces = grid_surface(field, 0.5, 0.0)
     axis = np.linspace(-GRID_HALF, GRID_HALF, resolution)
     inside = np.argwhere(field > 0.5)
     points = axis[inside]
     step = 2.0 * GRID_HALF / (resolution - 1)
     carve = np.zeros(len(points), dtype=bool)
-    for view in views.views:
+    for view, depth in zip(views.views, view_depths(views, field=field)):
         w2c = np.asarray(view.world_to_camera, dtype=np.float64)
-        cam_vertices = vertices @ w2c[:3, :3].T + w2c[:3, 3]
-        hull_depth = zbuffer(cam_vertices, faces, view.intrinsics)
-        depth = integrated_depth(view, hull_depth)
         cam = points @ w2c[:3, :3].T + w2c[:3, 3]
         pix = cam @ intrinsics_matrix(view.intrinsics).T
         u = np.round(pix[:, 0] / cam[:, 2]).astype(np.int64)
@@ -225,4 +252,3 @@ def refined_hull_field(views: PosedViews, resolution: int = 128) -> np.ndarray:
     refined = field.copy()
     refined[tuple(inside[carve].T)] = 0.0
     return refined
-

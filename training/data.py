@@ -325,7 +325,10 @@ def make_samples(corpus: Path, views: Path, out: Path, *, workers: int = 1, imag
     named = render_names(corpus, read_manifest(corpus))
     rendered = {n: a for n, a in named.items() if (views / n / "cameras.json").is_file()}
     packs = out / f"packs-{image_size}"
-    todo = [n for n in sorted(rendered) if not (packs / f"{n}.npz").is_file()]
+    from training.dataset import PACK_VERSION, pack_version
+
+    # Missing packs, and packs of an older version (made again from the kept SDF samples).
+    todo = [n for n in sorted(rendered) if pack_version(packs / f"{n}.npz") < PACK_VERSION]
     out.mkdir(parents=True, exist_ok=True)
     failures = []
     with tqdm(total=len(rendered), initial=len(rendered) - len(todo), unit="asset", desc="samples") as bar:

@@ -24,7 +24,15 @@ sdf_points       (K, 3)            float16  world frame
 sdf_values       (K,)              float16  signed distance, negative inside
 colour_points    (C, 3)            float16  world frame, on the surface
 colour_values    (C, 3)            uint8    sRGB
+depth            (V, S, S)         float16  camera z of the surface each view's normal map
+                                            describes (:func:`training.baseline.view_depths`,
+                                            from the packed 128 px views); 0 where unknown
 ================ ================= ======== =================================================
+
+The ``depth`` maps are what a learned model cannot easily get from normal maps on its own (an
+integration over the whole image), so they are computed once here, as the baseline does, and
+given to the model as depth cues (version 2 of the pack; ``training.data samples`` upgrades
+older packs in place).
 
 :class:`ViewsDataset` turns packs into model inputs. Each example draws its SDF points from three
 strata: half near the surface (``|sdf| < 0.05``), a quarter deep inside, the rest far outside:
@@ -49,7 +57,10 @@ from backend.conventions import BLENDER_FROM_GLTF, intrinsics_matrix
 
 #: Background grey behind the objects (sRGB), as in Zero123++'s grids.
 GREY = 0.5
-PACK_VERSION = 1
+PACK_VERSION = 2
+#: Grid of the visual hull that anchors the depth maps' integration (its voxel, 2/127 of the box,
+#: bounds how far the anchors can sit off the surface).
+HULL_RESOLUTION = 128
 
 
 def _area_resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -131,6 +142,33 @@ def surface_colours(folder: Path, count: int, rng: np.random.Generator) -> tuple
     return points[pick].astype(np.float16), colours[pick]
 
 
+def arrays_to_views(arrays: dict):
+    """Pack arrays (rgb, normal, mask, cameras) as :class:`PosedViews` (normals where present)."""
+    from backend.mesh.texture.projection import PosedViews, View
+
+    views = []
+    size = arrays["rgb"].shape[1]
+    for k in range(len(arrays["rgb"])):
+        alpha = arrays["mask"][k].astype(np.float32) / 255.0
+        image = np.concatenate([arrays["rgb"][k].astype(np.float32) / 255.0, alpha[..., None]], -1)
+        normal = arrays["normal"][k].astype(np.float32) / 127.5 - 1.0
+        has_normals = bool(np.abs(normal[alpha > 0.5]).sum(-1).min(initial=1.0) > 0.5)
+        kk = np.asarray(arrays["intrinsics"][k], dtype=np.float64)
+        intrinsics = {"fx": kk[0, 0], "fy": kk[1, 1], "cx": kk[0, 2], "cy": kk[1, 2], "width": size, "height": size}
+        views.append(View(image=image, intrinsics=intrinsics,
+                          world_to_camera=np.asarray(arrays["world_to_camera"][k], dtype=np.float64),
+                          normal_world=normal if has_normals else None))
+    return PosedViews(views)
+
+
+def depth_maps(arrays: dict) -> np.ndarray:
+    """The ``depth`` array of a pack (V, S, S; float16, 0 where unknown) from its other arrays."""
+    from training.baseline import view_depths
+
+    depths = view_depths(arrays_to_views(arrays), resolution=HULL_RESOLUTION)
+    return np.nan_to_num(np.asarray(depths, dtype=np.float64), nan=0.0).astype(np.float16)
+
+
 def sdf_in_world(samples: dict) -> tuple[np.ndarray, np.ndarray]:
     """SDF samples of a preprocess ``.npz`` of a render's ``mesh.glb``, in the cameras' world frame.
 
@@ -151,7 +189,8 @@ def pack_asset(view_folder: Path, samples_npz: Path, out: Path, *, image_size: i
     rng = np.random.default_rng([seed, PACK_VERSION])
     cpoints, cvalues = surface_colours(Path(view_folder), colour_points, rng)
     arrays.update(sdf_points=points.astype(np.float16), sdf_values=values.astype(np.float16),
-                  colour_points=cpoints, colour_values=cvalues, version=np.int64(PACK_VERSION))
+                  colour_points=cpoints, colour_values=cvalues, depth=depth_maps(arrays),
+                  version=np.int64(PACK_VERSION))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
@@ -163,6 +202,15 @@ def pack_asset(view_folder: Path, samples_npz: Path, out: Path, *, image_size: i
         Path(tmp).unlink(missing_ok=True)
         raise
     return {"views": len(arrays["rgb"]), "sdf": len(points), "colour": len(cpoints)}
+
+
+def pack_version(path: Path) -> int:
+    """The version of a pack file (0 when unreadable: it will be made again)."""
+    try:
+        with np.load(path) as z:
+            return int(z["version"]) if "version" in z.files else 1
+    except Exception:
+        return 0
 
 
 # -- the torch Dataset -----------------------------------------------------------------------
@@ -265,7 +313,14 @@ class ViewsDataset:
         normal = pack["normal"][order].astype(np.float32) / 127.5 - 1.0
         normal = normal @ rot.T if with_normals else np.zeros_like(normal)
         flag = np.full(mask.shape, 1.0 if with_normals else 0.0, dtype=np.float32)
-        images = np.concatenate([rgb, normal, mask[..., None], flag[..., None]], -1).transpose(0, 3, 1, 2)
+        if "depth" not in pack:
+            raise ValueError(f"pack {self.items[index][1]} has no depth maps (an older pack version): run "
+                             f"`python -m training.data samples` again over its corpus to upgrade it")
+        # Depth from the normal maps: gone with them; the camera frame scales with the world.
+        depth = pack["depth"][order].astype(np.float32) * scale if with_normals else np.zeros_like(mask)
+        known = (depth > 0).astype(np.float32)
+        images = np.concatenate([rgb, normal, mask[..., None], flag[..., None], depth[..., None], known[..., None]],
+                                -1).transpose(0, 3, 1, 2)
 
         n_inside = int(round(self.sdf_points * self.inside_share)) if len(pack["inside"]) else 0
         n_near = int(round(self.sdf_points * self.near_share))

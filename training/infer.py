@@ -20,39 +20,48 @@ def mesh_from_state(model, state: dict, resolution: int = DEFAULT_RESOLUTION, pr
     return grid_surface(-field, 0.0, -model.config.truncation)            # the SDF is negative inside
 
 
-def views_tensors(views: PosedViews, image_size: int, *, use_normals: bool = True) -> dict:
-    """Model inputs (batch of one) from posed views: images resized to ``image_size``, cameras scaled."""
+def views_tensors(views: PosedViews, image_size: int, *, use_normals: bool = True, depth: bool = True) -> dict:
+    """Model inputs (batch of one) from posed views, exactly as a pack would hold them: images area-resized
+    to ``image_size`` and quantized to 8 bits, cameras scaled, and (with normal maps) the depth maps
+    their integration gives (:func:`training.dataset.depth_maps`)."""
     import torch
 
-    from training.dataset import GREY, _area_resize, scaled_intrinsics
+    from training.dataset import GREY, _area_resize, depth_maps, scaled_intrinsics
 
-    images, w2c, intr = [], [], []
     have_normals = use_normals and all(v.normal_world is not None for v in views.views)
+    rgb, normal, mask, w2c, intr = [], [], [], [], []
     for view in views.views:
         rgba = view.image.astype(np.float32)
         alpha = rgba[..., 3]
-        colour = rgba[..., :3] * alpha[..., None] + GREY * (1.0 - alpha[..., None])
         h, w = alpha.shape
         if h != w:
             raise ValueError(f"views must be square images, got {w} x {h}")
-        small_alpha = _area_resize(alpha, image_size)
+        colour = rgba[..., :3] * alpha[..., None] + GREY * (1.0 - alpha[..., None])
         if have_normals:
             n = _area_resize(view.normal_world.astype(np.float32) * alpha[..., None], image_size)
             length = np.linalg.norm(n, axis=-1, keepdims=True)
             n = np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0)
         else:
             n = np.zeros((image_size, image_size, 3), np.float32)
-        flag = np.full((image_size, image_size, 1), 1.0 if have_normals else 0.0, np.float32)
-        # Quantize as the packs do, so inference sees what training saw.
-        rgb = np.round(_area_resize(colour, image_size) * 255) / 255
-        n = (np.round((n + 1.0) * 127.5) / 127.5 - 1.0) if have_normals else n
-        a = np.round(small_alpha * 255) / 255
-        images.append(np.concatenate([rgb, n, a[..., None], flag], -1).transpose(2, 0, 1))
+        rgb.append(np.round(_area_resize(colour, image_size) * 255))
+        normal.append(np.round((n + 1.0) * 127.5))
+        mask.append(np.round(_area_resize(alpha, image_size) * 255))
         w2c.append(np.asarray(view.world_to_camera, dtype=np.float32))
         intr.append(scaled_intrinsics(view.intrinsics, image_size))
-    return {"images": torch.from_numpy(np.asarray(images, dtype=np.float32))[None],
-            "world_to_camera": torch.from_numpy(np.asarray(w2c, dtype=np.float32))[None],
-            "intrinsics": torch.from_numpy(np.asarray(intr, dtype=np.float32))[None],
+    arrays = {"rgb": np.clip(rgb, 0, 255).astype(np.uint8), "normal": np.clip(normal, 0, 255).astype(np.uint8),
+              "mask": np.clip(mask, 0, 255).astype(np.uint8), "world_to_camera": np.asarray(w2c, np.float32),
+              "intrinsics": np.asarray(intr, np.float32)}
+    v = len(views.views)
+    with_depth = have_normals and depth       # models without depth cues ignore these channels: skip the work
+    depth = depth_maps(arrays).astype(np.float32) if with_depth else np.zeros((v, image_size, image_size), np.float32)
+    flag = np.full((v, image_size, image_size), 1.0 if have_normals else 0.0, np.float32)
+    normals = arrays["normal"].astype(np.float32) / 127.5 - 1.0 if have_normals else np.zeros((v, image_size, image_size, 3), np.float32)
+    images = np.concatenate([arrays["rgb"].astype(np.float32) / 255.0, normals,
+                             arrays["mask"].astype(np.float32)[..., None] / 255.0, flag[..., None],
+                             depth[..., None], (depth > 0).astype(np.float32)[..., None]], -1).transpose(0, 3, 1, 2)
+    return {"images": torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[None],
+            "world_to_camera": torch.from_numpy(arrays["world_to_camera"])[None],
+            "intrinsics": torch.from_numpy(arrays["intrinsics"])[None],
             "normals_used": have_normals}
 
 
@@ -61,7 +70,7 @@ def reconstruct(model, views: PosedViews, resolution: int = DEFAULT_RESOLUTION, 
     """A closed mesh (world frame) from posed views with a trained :class:`~training.model.ViewsToSDF`."""
     import torch
 
-    inputs = views_tensors(views, model.config.image_size, use_normals=use_normals)
+    inputs = views_tensors(views, model.config.image_size, use_normals=use_normals, depth=model.config.depth_cues)
     with torch.no_grad():
         state = model.encode(inputs["images"], inputs["world_to_camera"], inputs["intrinsics"])
         return mesh_from_state(model, state, resolution, progress=progress)

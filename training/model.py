@@ -8,8 +8,11 @@ Shapes (``B`` assets, ``V`` views, ``H x W`` pixels, ``N`` query points, ``G`` g
 ==================== ===================== ================================================
 input                shape                 meaning
 ==================== ===================== ================================================
-``images``           (B, V, 8, H, W)       RGB on grey (3), world normals (3, zero when
-                                           absent), mask (1), normals-present flag (1)
+``images``           (B, V, 10, H, W)      RGB on grey (3), world normals (3, zero when
+                                           absent), mask (1), normals-present flag (1),
+                                           depth of the surface the normal map describes
+                                           (camera z, 1) and where it is known (1); both
+                                           zero without normal maps
 ``world_to_camera``  (B, V, 4, 4)          OpenCV world-to-camera (:mod:`backend.conventions`)
 ``intrinsics``       (B, V, 3, 3)          pixel intrinsics at ``H x W``
 ``points``           (B, N, 3)             query points in the world frame, ``[-1, 1]^3``
@@ -20,11 +23,15 @@ Architecture (MeshFormer-like, sized by :class:`ModelConfig`):
 1. A small 2D CNN, shared by the views, gives feature maps at 1/2 and 1/4 of the image size.
 2. Lifting: every node of a ``G^3`` grid over ``[-1, 1]^3`` is projected into every view; the
    1/4-scale features there are pooled over the views that see the node (mean and max), and
-   joined by the node's visual-hull value (smallest mask over the views) and its position.
+   joined by the node's visual-hull value (smallest mask over the views), its depth cues and its
+   position. Depth cues: per view, how far the node lies behind (+) or in front of (-) the surface
+   the view's normal map integrates to (``training.baseline.view_depths``), squashed by ``tanh``,
+   then mean, min and max over the views that know a depth there, and their share: a node in front
+   of any view's surface is empty space, which the masks alone cannot tell inside a concavity.
 3. A 3D U-Net (``G -> G/2 -> G/4``) with a transformer over the ``(G/4)^3`` bottleneck tokens.
 4. The point decoder: at each query point, the U-Net's volume (trilinear), the 1/2-scale
-   pixel-aligned features pooled over the views, the hull value and Fourier features of the
-   position go through an MLP to a truncated signed distance (negative inside) and an RGB colour.
+   pixel-aligned features pooled over the views, the hull value, the depth cues and Fourier
+   features of the position go through an MLP to a truncated signed distance (negative inside) and an RGB colour.
 
 Step 4 lets the surface be extracted at any resolution (coarse to fine, :func:`extract_sdf_grid`),
 finer than the grid of step 2.
@@ -39,8 +46,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-#: Channels of one view's image tensor (see the module doc).
-IMAGE_CHANNELS = 8
+#: Channels of one view's image tensor (see the module doc); the CNN sees the first ENCODED_CHANNELS.
+IMAGE_CHANNELS = 10
+ENCODED_CHANNELS = 8
+#: Depth cues per point: mean, min and max of the squashed depth differences, and the share of views.
+DEPTH_FEATURES = 4
 #: The grid and the query points live in ``[-GRID_HALF, GRID_HALF]^3`` (world units).
 GRID_HALF = 1.0
 
@@ -59,6 +69,8 @@ class ModelConfig:
     decoder_layers: int = 3
     fourier_frequencies: int = 6
     truncation: float = 0.1
+    depth_cues: bool = True
+    depth_scale: float = 0.05
 
     def __post_init__(self) -> None:
         self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
@@ -112,11 +124,11 @@ class _Block3d(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """Shared per-view CNN: (B*V, 8, H, W) -> features at 1/2 and 1/4 of H x W."""
+    """Shared per-view CNN: (B*V, ENCODED_CHANNELS, H, W) -> features at 1/2 and 1/4 of H x W."""
 
     def __init__(self, c1: int, c2: int):
         super().__init__()
-        self.to_half = nn.Sequential(_Conv2d(IMAGE_CHANNELS, c1, 2), _Conv2d(c1, c1))
+        self.to_half = nn.Sequential(_Conv2d(ENCODED_CHANNELS, c1, 2), _Conv2d(c1, c1))
         self.to_quarter = nn.Sequential(_Conv2d(c1, c2, 2), _Conv2d(c2, c2), _Conv2d(c2, c2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +200,9 @@ def grid_points(resolution: int, device=None, dtype=torch.float32) -> torch.Tens
 
 
 def project(points: torch.Tensor, world_to_camera: torch.Tensor, intrinsics: torch.Tensor,
-            height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points (B, N, 3) into every view: ``grid_sample`` coordinates (B, V, N, 2) and validity (B, V, N).
+            height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Points (B, N, 3) into every view: ``grid_sample`` coordinates (B, V, N, 2), validity (B, V, N)
+    and camera depth ``z`` (B, V, N).
 
     Valid: in front of the camera and inside the image. Pixel ``(u, v)`` has its centre at
     ``(u, v)``, so the image spans ``[-0.5, W - 0.5]``; ``align_corners=False`` coordinates follow.
@@ -206,7 +219,7 @@ def project(points: torch.Tensor, world_to_camera: torch.Tensor, intrinsics: tor
     gy = (v + 0.5) / height * 2 - 1
     valid = front & (gx.abs() <= 1) & (gy.abs() <= 1)
     coords = torch.stack([gx, gy], -1)
-    return torch.where(valid[..., None], coords, torch.full_like(coords, -2.0)), valid
+    return torch.where(valid[..., None], coords, torch.full_like(coords, -2.0)), valid, z
 
 
 def sample_views(features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -236,6 +249,29 @@ def hull_value(masks: torch.Tensor, coords: torch.Tensor, valid: torch.Tensor) -
     return torch.where(valid, alpha, torch.zeros_like(alpha)).amin(1)
 
 
+def depth_cues(depth: torch.Tensor, coords: torch.Tensor, valid: torch.Tensor, z: torch.Tensor,
+               scale: float) -> torch.Tensor:
+    """Where points lie against the surfaces the views' normal maps describe: (B, DEPTH_FEATURES, N).
+
+    ``depth`` (B, V, 2, H, W) holds each view's surface depth and where it is known. Per view and
+    point: ``tanh((z - surface depth) / scale)``, negative in front of the surface (empty space);
+    then mean, min and max over the views that know a depth at the point, and their share.
+    """
+    sampled = sample_views(torch.cat([depth[:, :, :1] * depth[:, :, 1:], depth[:, :, 1:]], 2), coords)
+    weight = sampled[:, :, 1]                                             # bilinear share of known pixels
+    usable = valid & (weight > 0.5)
+    surface = sampled[:, :, 0] / weight.clamp(min=1e-6)
+    diff = torch.tanh((z - surface) / scale)
+    count = usable.sum(1)
+    mean = torch.where(usable, diff, torch.zeros_like(diff)).sum(1) / count.clamp(min=1)
+    low = torch.where(usable, diff, torch.full_like(diff, 2.0)).amin(1)
+    high = torch.where(usable, diff, torch.full_like(diff, -2.0)).amax(1)
+    any_view = count > 0
+    low = torch.where(any_view, low, torch.zeros_like(low))
+    high = torch.where(any_view, high, torch.zeros_like(high))
+    return torch.stack([mean, low, high, count.to(diff.dtype) / depth.shape[1]], 1)
+
+
 def fourier(points: torch.Tensor, frequencies: int) -> torch.Tensor:
     """sin / cos of the coordinates at octave frequencies: (B, N, 3) -> (B, N, 6F)."""
     scales = (2.0 ** torch.arange(frequencies, device=points.device, dtype=points.dtype)) * math.pi
@@ -251,10 +287,11 @@ class ViewsToSDF(nn.Module):
         self.config = config
         c1, c2 = config.encoder_channels
         self.encoder = ImageEncoder(c1, c2)
-        self.unet = UNet3d(2 * c2 + 1 + 3, config.unet_channels, config.grid, config.transformer_layers,
+        cues = DEPTH_FEATURES if config.depth_cues else 0
+        self.unet = UNet3d(2 * c2 + 1 + cues + 3, config.unet_channels, config.grid, config.transformer_layers,
                            config.transformer_heads)
         width = config.decoder_width
-        cin = config.unet_channels[0] + 2 * c1 + 1 + 6 * config.fourier_frequencies
+        cin = config.unet_channels[0] + 2 * c1 + 1 + cues + 6 * config.fourier_frequencies
         layers: list[nn.Module] = []
         for _ in range(config.decoder_layers):
             layers += [nn.Linear(cin, width), nn.SiLU()]
@@ -268,31 +305,36 @@ class ViewsToSDF(nn.Module):
         b, v, c, h, w = images.shape
         if c != IMAGE_CHANNELS:
             raise ValueError(f"images need {IMAGE_CHANNELS} channels, got {c}")
-        half, quarter = self.encoder(images.reshape(b * v, c, h, w))
+        half, quarter = self.encoder(images[:, :, :ENCODED_CHANNELS].reshape(b * v, ENCODED_CHANNELS, h, w))
         half = half.reshape(b, v, *half.shape[1:])
         quarter = quarter.reshape(b, v, *quarter.shape[1:])
         masks = images[:, :, 6:7]
+        depth = images[:, :, 8:10] if self.config.depth_cues else None
         g = self.config.grid
         nodes = grid_points(g, images.device, images.dtype)[None].expand(b, -1, -1)
-        coords, valid = project(nodes, world_to_camera, intrinsics, h, w)
-        lifted = pool_views(sample_views(quarter, coords), valid)          # (B, 2 c2, G^3)
-        hull = hull_value(masks, coords, valid)[:, None]                  # (B, 1, G^3)
-        volume_in = torch.cat([lifted, hull, nodes.transpose(1, 2)], 1).reshape(b, -1, g, g, g)
+        coords, valid, z = project(nodes, world_to_camera, intrinsics, h, w)
+        parts = [pool_views(sample_views(quarter, coords), valid),          # (B, 2 c2, G^3)
+                 hull_value(masks, coords, valid)[:, None]]                 # (B, 1, G^3)
+        if depth is not None:
+            parts.append(depth_cues(depth, coords, valid, z, self.config.depth_scale))
+        volume_in = torch.cat(parts + [nodes.transpose(1, 2)], 1).reshape(b, -1, g, g, g)
         volume = self.unet(volume_in)
-        return {"half": half, "masks": masks, "volume": volume, "world_to_camera": world_to_camera,
+        return {"half": half, "masks": masks, "depth": depth, "volume": volume, "world_to_camera": world_to_camera,
                 "intrinsics": intrinsics, "size": (h, w)}
 
     def decode(self, state: dict, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Truncated SDF (B, N) and colour (B, N, 3) in [0, 1] at world points (B, N, 3)."""
         h, w = state["size"]
-        coords, valid = project(points, state["world_to_camera"], state["intrinsics"], h, w)
-        pixel = pool_views(sample_views(state["half"], coords), valid)     # (B, 2 c1, N)
-        hull = hull_value(state["masks"], coords, valid)[:, None]          # (B, 1, N)
+        coords, valid, z = project(points, state["world_to_camera"], state["intrinsics"], h, w)
+        parts = [pool_views(sample_views(state["half"], coords), valid),   # (B, 2 c1, N)
+                 hull_value(state["masks"], coords, valid)[:, None]]       # (B, 1, N)
+        if state["depth"] is not None:
+            parts.append(depth_cues(state["depth"], coords, valid, z, self.config.depth_scale))
         # grid_sample over a volume indexed (x, y, z) as (D, H, W) takes coordinates ordered (z, y, x).
         where = (points / GRID_HALF).flip(-1)[:, :, None, None, :]
         voxel = F.grid_sample(state["volume"], where, mode="bilinear", padding_mode="border",
                               align_corners=True)[:, :, :, 0, 0]           # (B, C, N)
-        feats = torch.cat([voxel, pixel, hull, fourier(points, self.config.fourier_frequencies).transpose(1, 2)], 1)
+        feats = torch.cat([voxel] + parts + [fourier(points, self.config.fourier_frequencies).transpose(1, 2)], 1)
         hidden = self.decoder(feats.transpose(1, 2))
         trunc = self.config.truncation
         sdf = trunc * torch.tanh(self.sdf_head(hidden)[..., 0] / trunc)

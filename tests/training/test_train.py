@@ -15,7 +15,7 @@ import torch
 
 from tests.training.conftest import TINY_MODEL
 from training.dataset import Augment, ViewsDataset, collate
-from training.model import ModelConfig, ViewsToSDF, hull_value, project
+from training.model import ModelConfig, ViewsToSDF, depth_cues, hull_value, project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,15 +47,45 @@ def test_augmented_examples_keep_views_and_supervision_together(tiny_training_se
         for i in range(len(data)):
             b = collate([data[i]])
             masks = b["images"][:, :, 6:7]
-            coords, valid = project(b["points"], b["world_to_camera"], b["intrinsics"], 32, 32)
+            coords, valid, _ = project(b["points"], b["world_to_camera"], b["intrinsics"], 32, 32)
             hull = hull_value(masks, coords, valid)[0]
             sdf = b["sdf"][0]
             # Points well inside the object project into every view's mask; points far outside do not.
             assert hull[sdf < -0.05].mean() > 0.9
             assert hull[sdf > 0.15].mean() < 0.2
-            coords, valid = project(b["colour_points"], b["world_to_camera"], b["intrinsics"], 32, 32)
+            coords, valid, _ = project(b["colour_points"], b["world_to_camera"], b["intrinsics"], 32, 32)
             # Surface points sit inside or on the edge of every silhouette (about 0.5 there at 32 px).
             assert hull_value(masks, coords, valid)[0].mean() > 0.45
+
+
+def test_depth_cues_put_the_inside_behind_and_the_surface_on_the_views_surfaces(tiny_training_set):
+    names = ["box", "torus"]
+    data = ViewsDataset(tiny_training_set / "packs-32", names, sdf_points=2048, colour_points=512,
+                        augment=Augment(normal_dropout=0.0))
+    for epoch in range(3):                                  # the depth maps follow rotation and scale
+        data.set_epoch(epoch)
+        for i in range(len(data)):
+            b = collate([data[i]])
+            depth = b["images"][:, :, 8:10]
+            solid = b["images"][:, :, 6] > 0.99
+            assert depth[:, :, 1][solid].mean() > 0.5          # known over most of each mask
+            coords, valid, z = project(b["points"], b["world_to_camera"], b["intrinsics"], 32, 32)
+            mean, low, high, share = depth_cues(depth, coords, valid, z, 0.05)[0]
+            hull = hull_value(b["images"][:, :, 6:7], coords, valid)[0]
+            inside = (b["sdf"][0] < -0.05) & (share > 0)
+            outside = b["sdf"][0] > 0.1
+            # Deep inside: behind every view's surface. Far outside: off a silhouette or in front of a
+            # view's surface (on these convex-ish shapes; a concavity no view looks into is neither).
+            assert (low[inside] > -0.5).float().mean() > 0.9
+            assert ((hull < 0.5) | (low < -0.5))[outside].float().mean() > 0.9
+            coords, valid, z = project(b["colour_points"], b["world_to_camera"], b["intrinsics"], 32, 32)
+            # On the surface: on the surface of a view that sees it, within about two pixels (a pixel
+            # of these 32 px views spans ~0.045 of the box; the hull that anchors the depths is coarse).
+            mean, low, high, share = depth_cues(depth, coords, valid, z, 0.1)[0]
+            assert low[share > 0].abs().median() < np.tanh(1.0)
+    # Without normal maps there is no depth, and the cues are all zero.
+    dropped = ViewsDataset(tiny_training_set / "packs-32", names, augment=Augment(normal_dropout=1.0))[0]
+    assert dropped["images"][:, 8:10].abs().max() == 0
 
 
 def test_normal_dropout_blanks_normals_and_says_so(tiny_training_set):
