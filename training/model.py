@@ -236,11 +236,13 @@ def pool_views(samples: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     The spread tells whether the views agree (a surface point) or not (empty space in front
     of different surfaces), as in multi-view stereo cost volumes.
     """
-    weight = valid[:, :, None, :].to(samples.dtype)
-    count = weight.sum(1).clamp(min=1.0)
-    mean = (samples * weight).sum(1) / count
-    var = ((samples - mean[:, None]) ** 2 * weight).sum(1) / count
-    return torch.cat([mean, (var + 1e-6).sqrt()], 1)
+    weight = valid.to(samples.dtype)
+    weight = (weight / weight.sum(1, keepdim=True).clamp(min=1.0))[:, :, None, :]   # (B, V, 1, N)
+    # E[x] and E[x^2] in two passes over the big tensor (the lifting's main cost on a CPU).
+    weighted = samples * weight
+    mean = weighted.sum(1)
+    var = (weighted * samples).sum(1) - mean * mean
+    return torch.cat([mean, (var.clamp(min=0.0) + 1e-6).sqrt()], 1)
 
 
 def hull_value(masks: torch.Tensor, coords: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,7 @@ class TrainConfig:
     sdf_points: int = 4096
     colour_points: int = 1024
     colour_weight: float = 0.2
+    surface_weight: float = 0.5               # |SDF| at the surface points lifted from the views (target 0)
     normal_dropout: float = 0.3
     log_interval: int = 10
     eval_interval: int = 250
@@ -319,7 +320,8 @@ def evaluate(model, val_set, cfg: TrainConfig, device, step: int, out_png: Path 
 
 
 def compute_loss(model, batch: dict, cfg: TrainConfig):
-    """Truncated-SDF L1 (near-surface points weigh as much as the rest) plus colour L1 on surface points."""
+    """Truncated-SDF L1 (near-surface points weigh as much as the rest), plus on the surface points lifted
+    from the views (exact points of the source's surface) |SDF| and colour L1."""
     import torch
 
     trunc = cfg.model.truncation
@@ -331,7 +333,9 @@ def compute_loss(model, batch: dict, cfg: TrainConfig):
     weight = batch["colour_weight"][:, None, None]
     colour_loss = ((colour[:, n:] - batch["colour"]).abs() * weight).sum() / (weight.sum() * colour[:, n:].numel()
                                                                               / len(weight) + 1e-8)
-    return sdf_loss + cfg.colour_weight * colour_loss, sdf_loss, colour_loss
+    on_surface = (sdf[:, n:].abs() * weight[:, :, 0]).sum() / (weight.sum() * sdf[:, n:].shape[1] + 1e-8) / trunc
+    loss = sdf_loss + cfg.surface_weight * on_surface + cfg.colour_weight * colour_loss
+    return loss, sdf_loss, colour_loss
 
 
 # -- the loop ----------------------------------------------------------------------------------
