@@ -264,12 +264,11 @@ class Decoder:
         voc = self.vocab
         loop, g, u, v = self._gate()
         n = len(loop)
-        cu, cv = self.vertices[u], self.vertices[v]
+        forbidden = self._forbidden_coordinates()
         first_half = self.quad_step == 1
 
         def distinct(i: int) -> bool:
-            xyz = self.vertices[loop.at(i)]
-            return xyz != cu and xyz != cv
+            return self.vertices[loop.at(i)] not in forbidden
 
         out: dict[int, int] = {}
         if n == 3:
@@ -290,10 +289,13 @@ class Decoder:
 
     def _forbidden_coordinates(self) -> set[tuple[int, int, int]]:
         """Coordinates the vertex being read may not have: they would make a degenerate face."""
-        if self.pending == "start":
+        if self.phase in ("start", "offset") and self.pending == "start":
             return {self.vertices[v] for v in self.start}
         loop, g, u, v = self._gate()
-        return {self.vertices[u], self.vertices[v]}
+        out = {self.vertices[u], self.vertices[v]}
+        if self.quad_step == 2:                          # a quad's fourth corner: none of the other three
+            out |= {self.vertices[i] for i in self.faces[self._quad_first]}
+        return out
 
     def allowed(self) -> np.ndarray:
         """A boolean mask over the vocabulary: the tokens that may come next."""
@@ -602,3 +604,50 @@ def same_mesh(a_vertices, a_faces, b_vertices, b_faces) -> bool:
         return sorted(out)
 
     return canonical(a_vertices, a_faces) == canonical(b_vertices, b_faces)
+
+
+# -- reference encodings, for the bench ------------------------------------------------------
+
+
+def naive_tokens(mesh: QuantizedMesh) -> int:
+    """Tokens of the naive encoding: every face as its corners' three coordinates (9 a triangle,
+    12 a quad), plus EOS."""
+    return sum(3 * len(f) for f in mesh.faces) + 1
+
+
+def amt_tokens(mesh: QuantizedMesh) -> int:
+    """Tokens of an adjacent-mesh encoding in the manner of MeshAnything V2's AMT (our own take):
+    faces in the canonical order; a face that shares the last two emitted vertices, in the
+    orientation a triangle strip gives, costs the one new vertex (3 coordinate tokens); any other
+    face costs a separator and its corners (1 + 3 per corner). Quads count as two triangles."""
+    _, order = face_order(np.asarray(mesh.vertices), mesh.faces)
+    triangles = []
+    for fi in order:
+        f = mesh.faces[fi]
+        triangles += [f] if len(f) == 3 else [(f[0], f[1], f[2]), (f[0], f[2], f[3])]
+    remaining = set(range(len(triangles)))
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    for ti, (a, b, c) in enumerate(triangles):
+        for e in ((a, b), (b, c), (c, a)):
+            by_edge.setdefault(e, []).append(ti)
+    tokens = 1                                          # EOS
+    while remaining:
+        ti = min(remaining)
+        remaining.discard(ti)
+        a, b, c = triangles[ti]
+        tokens += 1 + 9
+        # A strip leaves each triangle through the edge of its two newest vertices; the next
+        # triangle holds that half-edge reversed and adds one vertex.
+        leave, last = (b, c), c
+        while True:
+            nxt = next((t for t in by_edge.get((leave[1], leave[0]), ()) if t in remaining), None)
+            if nxt is None:
+                break
+            remaining.discard(nxt)
+            tri = triangles[nxt]
+            w = next(x for x in tri if x not in leave)
+            k = tri.index(last)
+            leave = (last, w) if tri[(k + 1) % 3] == w else (w, last)
+            last = w
+            tokens += 3
+    return tokens
