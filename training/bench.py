@@ -2,6 +2,7 @@
 
     python -m training.bench views --meshes DIR [--out OUT] [--weights SPEC] [--resolution 128]
     python -m training.bench views --views data/furniture-views --index data/furniture-train --split test
+    python -m training.bench tokens --meshes DIR [--faces 500,800] | --corpus data/furniture [--split train]
 
 ``views`` renders every mesh of ``--meshes`` with render/ (six ``zero123pp`` views at 320 px,
 as the training data; resumable, under ``OUT/views``), or takes the renders of a ``training.data``
@@ -121,6 +122,46 @@ def bench_views(folders: dict[str, Path], out: Path, *, weights: str | None, res
     return summary
 
 
+def bench_tokens(paths: dict[str, Path], budgets: list[int], out: Path, *, mode: str, label: str) -> dict:
+    """Tokens per face of the naive, AMT-style and gate-traversal encodings, per budget."""
+    from tqdm import tqdm
+
+    from training.mesh_corpus import prepare, token_counts
+
+    summary = {"set": label, "mode": mode, "budgets": {}}
+    for budget in budgets:
+        rows, failures = [], []
+        for name, path in tqdm(sorted(paths.items()), desc=f"{label} <= {budget} faces", unit="mesh"):
+            try:
+                prepared = prepare(path, max_faces=budget, mode=mode)
+                rows.append({"mesh": name, "kept_topology": prepared.kept_topology,
+                             "source_faces": prepared.source_faces, "dropped": prepared.mesh.dropped_faces,
+                             **token_counts(prepared.mesh)})
+            except Exception as exc:                   # a bad file is reported, not fatal
+                failures.append({"mesh": name, "error": f"{type(exc).__name__}: {exc}"})
+        faces = sum(r["faces"] for r in rows)
+        result = {"meshes": len(rows), "failed": failures, "kept_topology": sum(r["kept_topology"] for r in rows),
+                  "faces_median": float(np.median([r["faces"] for r in rows])) if rows else 0.0,
+                  "quad_share": sum(r["quads"] for r in rows) / max(faces, 1), "rows": rows}
+        for enc in ("naive", "amt", "ours"):
+            result[enc] = {"per_face": sum(r[enc] * r["faces"] for r in rows) / max(faces, 1),
+                           "median": float(np.median([r[enc] for r in rows])) if rows else 0.0}
+        summary["budgets"][str(budget)] = result
+    print(f"tokens per face on {label} ({mode} where a mesh is over budget); all faces pooled, "
+          "then the median over meshes")
+    print(f"{'budget':>7s} {'meshes':>6s} {'kept':>5s} {'faces':>6s} {'quads':>6s} "
+          f"{'naive':>12s} {'AMT-style':>12s} {'ours':>12s}")
+    for budget, r in summary["budgets"].items():
+        print(f"{budget:>7s} {r['meshes']:6d} {r['kept_topology']:5d} {r['faces_median']:6.0f} {r['quad_share']:6.1%} "
+              + " ".join(f"{r[e]['per_face']:5.2f} / {r[e]['median']:4.2f}" for e in ("naive", "amt", "ours")))
+        for f in r["failed"]:
+            print(f"  failed: {f['mesh']}: {f['error']}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokens.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out / 'tokens.json'}")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,7 +174,33 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--out", type=Path, default=Path("out/bench-views"))
     v.add_argument("--weights", default=None, help="a checkpoint folder or hub repo id; none: hull only")
     v.add_argument("--resolution", type=int, default=128)
+    t = sub.add_parser("tokens", help="tokens per face: naive, AMT-style and ours")
+    t.add_argument("--meshes", type=Path, help="a folder of meshes")
+    t.add_argument("--corpus", type=Path, help="a training.data corpus (its manifest.jsonl)")
+    t.add_argument("--split", default=None, help="with --corpus: one split (default: all)")
+    t.add_argument("--faces", default="800", help="face budgets, comma-separated (default 800)")
+    t.add_argument("--mode", default="triangles", choices=("triangles", "quad_dominant"),
+                   help="how a mesh over budget is reduced (default triangles)")
+    t.add_argument("--limit", type=int, default=0)
+    t.add_argument("--out", type=Path, default=Path("out/bench-tokens"))
     args = parser.parse_args(argv)
+    if args.command == "tokens":
+        if bool(args.meshes) == bool(args.corpus):
+            parser.error("give --meshes DIR or --corpus DIR")
+        if args.meshes:
+            from training.data import MESH_SUFFIXES
+
+            paths = {p.name: p for p in sorted(args.meshes.iterdir()) if p.suffix.lower() in MESH_SUFFIXES}
+            label = str(args.meshes)
+        else:
+            from training.data import read_manifest
+
+            paths = {a.id: args.corpus / a.path for a in read_manifest(args.corpus, args.split)}
+            label = f"{args.corpus} ({args.split or 'all splits'})"
+        if args.limit:
+            paths = dict(sorted(paths.items())[:args.limit])
+        bench_tokens(paths, [int(b) for b in args.faces.split(",")], args.out, mode=args.mode, label=label)
+        return 0
     if bool(args.meshes) == bool(args.views):
         parser.error("give --meshes DIR, or --views DIR with --index DIR")
     if args.meshes:
