@@ -1,5 +1,8 @@
 """Meshes for the mesh language models: read, reduced to a face budget, quantized, tokenized.
 
+Frame: Z up (Blender's). OBJ and glTF files are Y up by their conventions and are turned
+(:data:`backend.conventions.BLENDER_FROM_GLTF`); PLY, STL and OFF are taken as Z up.
+
 A mesh at or under the budget (800 faces by default) keeps its own (artist) topology; a larger one
 is reduced with the project's artist pipeline (:func:`backend.mesh.retopo.artist.retopo`: edge
 collapses in the ``triangles`` mode, quad-dominant remeshing in ``quad_dominant``). Either way it
@@ -27,14 +30,19 @@ class Prepared:
     seconds: dict = field(default_factory=dict)
 
 
+Y_UP_SUFFIXES = (".obj", ".glb", ".gltf")
+
+
 def polygons_of(path: Path) -> tuple[np.ndarray, list[tuple[int, ...]]]:
-    """A mesh file's vertices and polygons (triangles and quads as written)."""
+    """A mesh file's vertices (Z up) and polygons (triangles and quads as written)."""
+    from backend.conventions import BLENDER_FROM_GLTF
     from backend.mesh.io import load_mesh
     from backend.mesh.polygons import from_mesh
 
     mesh = load_mesh(path)
     polygons = from_mesh(mesh.faces, mesh.face_sizes)
-    return mesh.vertices, [tuple(int(i) for i in p if i >= 0) for p in polygons]
+    vertices = mesh.vertices @ BLENDER_FROM_GLTF.T if Path(path).suffix.lower() in Y_UP_SUFFIXES else mesh.vertices
+    return vertices, [tuple(int(i) for i in p if i >= 0) for p in polygons]
 
 
 def reduce_faces(vertices: np.ndarray, polygons: list[tuple[int, ...]], max_faces: int, *,
@@ -78,3 +86,73 @@ def token_counts(mesh: QuantizedMesh, vocab: Vocabulary | None = None) -> dict:
     ours = len(encode(mesh, vocab))
     return {"faces": faces, "quads": mesh.quads, "naive": naive_tokens(mesh) / faces,
             "amt": amt_tokens(mesh) / faces, "ours": ours / faces, "tokens": ours}
+
+
+# -- packs for training ------------------------------------------------------------------------
+
+PACK_VERSION = 1
+#: Conditioning points per asset: area-uniform and on salient edges, with normals.
+UNIFORM_POINTS, SALIENT_POINTS = 3072, 1024
+
+
+def normalized(q: QuantizedMesh, points: np.ndarray) -> np.ndarray:
+    """Points of the mesh's frame in the quantized mesh's ``[-1, 1]^3`` (grid step ``2 / (levels - 1)``)."""
+    offset = np.zeros(3) if q.offset is None else q.offset
+    return ((points - offset) / q.scale) / ((1 << q.bits) - 1) * 2.0 - 1.0
+
+
+def condition_points(vertices: np.ndarray, polygons: list[tuple[int, ...]], seed: int = 0) -> np.ndarray:
+    """(UNIFORM_POINTS + SALIENT_POINTS, 6): surface points with normals, uniform by area then on salient
+    edges (normals of the nearest uniform point), from the source mesh (before any reduction)."""
+    from scipy.spatial import cKDTree
+
+    from backend.mesh.sampling import sample_salient, sample_surface
+
+    triangles = np.array([t for p in polygons for t in ([p] if len(p) == 3 else [(p[0], p[1], p[2]), (p[0], p[2], p[3])])],
+                         dtype=np.int64)
+    uniform, normals, _ = sample_surface(vertices, triangles, UNIFORM_POINTS, seed=seed)
+    salient = sample_salient(vertices, triangles, SALIENT_POINTS, seed=seed).points
+    _, nearest = cKDTree(uniform).query(salient)
+    return np.concatenate([np.concatenate([uniform, normals], 1),
+                           np.concatenate([salient, normals[nearest]], 1)]).astype(np.float32)
+
+
+def caption_of(asset) -> str:
+    """A caption from a corpus asset: its name, category and tags (as people named them)."""
+    words = [asset.name.strip()]
+    if asset.category and asset.category.lower() not in asset.name.lower():
+        words.append(f"({asset.category.strip().lower()})")
+    tags = [t for t in asset.tags if t and t.lower() not in " ".join(words).lower()][:4]
+    return ", ".join([" ".join(words)] + tags)
+
+
+def make_pack(path: Path, out: Path, *, caption: str = "", max_faces: int = DEFAULT_MAX_FACES,
+              bits: int = DEFAULT_BITS, mode: str = "triangles", seed: int = 0) -> dict:
+    """Write one asset's pack (tokens, points, caption; atomically); returns its facts."""
+    import os
+    import tempfile
+
+    vertices, polygons = polygons_of(path)
+    if not polygons:
+        raise ValueError("the mesh has no faces")
+    reduced_v, reduced_p, kept = reduce_faces(vertices, polygons, max_faces, mode=mode)
+    q = quantize(reduced_v, reduced_p, bits)
+    tokens = encode(q)
+    points = condition_points(vertices, polygons, seed=seed)
+    points[:, :3] = normalized(q, points[:, :3].astype(np.float64))
+    arrays = {"tokens": np.asarray(tokens, dtype=np.int16), "points": points.astype(np.float16),
+              "vertices": q.vertices.astype(np.uint8 if bits <= 8 else np.int16),
+              "caption": np.array(caption), "kept_topology": np.array(kept), "source_faces": np.int64(len(polygons)),
+              "bits": np.int64(bits), "version": np.int64(PACK_VERSION)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"faces": len(q.faces), "quads": q.quads, "tokens": len(tokens), "kept_topology": kept,
+            "source_faces": len(polygons), "dropped": q.dropped_faces}
