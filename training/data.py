@@ -353,6 +353,76 @@ def make_samples(corpus: Path, views: Path, out: Path, *, workers: int = 1, imag
     return {"rendered": len(rendered), "corpus": len(named), "packed": len(lines), "failed": len(failures)}
 
 
+def meshlm_one(name: str, path: str, out: str, caption: str, max_faces: int, mode: str, seed: int) -> dict:
+    """One asset's mesh-LM pack; never raises (a failure comes back as a record)."""
+    import time
+    import traceback
+
+    from training.mesh_corpus import make_pack
+
+    t = time.perf_counter()
+    try:
+        facts = make_pack(Path(path), Path(out) / "packs" / f"{name}.npz", caption=caption, max_faces=max_faces,
+                          mode=mode, seed=seed)
+        return {"name": name, "ok": True, "seconds": round(time.perf_counter() - t, 2), **facts}
+    except Exception as exc:  # one broken asset must not stop the run
+        return {"name": name, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=-3)}
+
+
+def make_meshlm(corpus: Path, out: Path, *, workers: int = 1, max_faces: int = 800, mode: str = "triangles",
+                seed: int = 0) -> dict:
+    """Mesh-LM packs (:func:`training.mesh_corpus.make_pack`) of every asset of a corpus (resumable);
+    writes ``index.jsonl`` (name, split, caption, faces, tokens, whether the artist topology was kept)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    from training.mesh_corpus import caption_of
+
+    corpus, out = Path(corpus), Path(out)
+    assets = {a.id.replace("/", "__"): a for a in read_manifest(corpus)}
+    out.mkdir(parents=True, exist_ok=True)
+    facts_file = out / "facts.jsonl"
+    done = {}
+    if facts_file.is_file():
+        for line in facts_file.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                if (out / "packs" / f"{rec['name']}.npz").is_file():
+                    done[rec["name"]] = rec
+    todo = [n for n in sorted(assets) if n not in done]
+    jobs = [(n, str(corpus / assets[n].path), str(out), caption_of(assets[n]), max_faces, mode, seed) for n in todo]
+    failures = []
+    with tqdm(total=len(assets), initial=len(done), unit="asset", desc="meshlm") as bar, \
+            open(facts_file, "a", encoding="utf-8") as facts:
+        def record(rec):
+            bar.update(1)
+            if rec["ok"]:
+                done[rec["name"]] = rec
+                facts.write(json.dumps(rec) + "\n")
+                facts.flush()
+            else:
+                failures.append(rec)
+                bar.write(f"failed: {rec['name']}: {rec['error']}")
+
+        if workers <= 1:
+            for job in jobs:
+                record(meshlm_one(*job))
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                for fut in as_completed([pool.submit(meshlm_one, *job) for job in jobs]):
+                    record(fut.result())
+    rows = [{"name": n, "split": assets[n].split, "caption": caption_of(assets[n]),
+             **{k: done[n][k] for k in ("faces", "quads", "tokens", "kept_topology", "source_faces")}}
+            for n in sorted(done) if n in assets]
+    (out / "index.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (out / "failures.jsonl").write_text("".join(json.dumps(f) + "\n" for f in failures), encoding="utf-8")
+    return {"assets": len(assets), "packed": len(rows), "failed": len(failures),
+            "kept_topology": sum(r["kept_topology"] for r in rows)}
+
+
 def read_index(train_dir: Path, split: str | None = None) -> list[dict]:
     """The packed assets of a ``samples`` folder (optionally of one split)."""
     lines = (Path(train_dir) / "index.jsonl").read_text(encoding="utf-8").splitlines()
@@ -390,7 +460,21 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--image-size", type=int, default=128, help="pixels a side of the packed views (default 128)")
     s.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("meshlm", help="mesh-LM packs: tokens of each asset at a face budget, points, caption")
+    m.add_argument("corpus", type=Path)
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--workers", type=int, default=1)
+    m.add_argument("--max-faces", type=int, default=800, help="face budget; larger meshes are reduced (default 800)")
+    m.add_argument("--mode", default="triangles", choices=("triangles", "quad_dominant"),
+                   help="how a mesh over budget is reduced (default triangles: edge collapses)")
+    m.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "meshlm":
+        result = make_meshlm(args.corpus, args.out, workers=args.workers, max_faces=args.max_faces, mode=args.mode,
+                             seed=args.seed)
+        print(f"{result['packed']} of {result['assets']} assets packed ({result['kept_topology']} kept their own "
+              f"topology at <= {args.max_faces} faces; {result['failed']} failed); {args.out / 'index.jsonl'}")
+        return 3 if result["failed"] else 0
     if args.command == "views":
         result = render_views(args.corpus, args.out, workers=args.workers, ray_address=args.ray_address,
                               samples=args.samples)
