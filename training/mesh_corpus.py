@@ -156,3 +156,88 @@ def make_pack(path: Path, out: Path, *, caption: str = "", max_faces: int = DEFA
         raise
     return {"faces": len(q.faces), "quads": q.quads, "tokens": len(tokens), "kept_topology": kept,
             "source_faces": len(polygons), "dropped": q.dropped_faces}
+
+
+# -- the torch Dataset -------------------------------------------------------------------------
+
+
+class MeshLMDataset:
+    """Examples of mesh-LM packs: BOS + tokens (padded to ``max_tokens``), conditioning points, caption.
+
+    Augmentations (training), drawn from ``(seed, epoch, index)`` like the views dataset's: a quarter
+    turn about Z (exact on the quantized grid: the mesh is re-encoded, so its tokens follow the
+    canonical order of the turned mesh) and noise on the conditioning points and normals
+    (MeshAnything-style: the condition is never exactly the target's surface). An example whose
+    tokens exceed ``max_tokens`` is cut there (its ``length`` says so); its prefix still decodes.
+    """
+
+    def __init__(self, items: list[tuple[Path, str]], *, max_tokens: int = 2048, points: int = 2048,
+                 augment: bool = True, point_noise: float = 0.005, normal_noise: float = 0.05, seed: int = 0):
+        self.items = [(Path(folder), name) for folder, name in items]
+        missing = [f / "packs" / f"{n}.npz" for f, n in self.items if not (f / "packs" / f"{n}.npz").is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} mesh-LM pack(s) missing, e.g. {missing[0]}")
+        self.max_tokens = max_tokens
+        self.points = points
+        self.augment = augment
+        self.point_noise = point_noise
+        self.normal_noise = normal_noise
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def load(self, index: int) -> dict:
+        if index not in self._cache:
+            folder, name = self.items[index]
+            with np.load(folder / "packs" / f"{name}.npz") as z:
+                self._cache[index] = {k: z[k] for k in z.files}
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        from training.tokenizer import decode
+
+        pack = self.load(index)
+        bits = int(pack["bits"])
+        vocab = Vocabulary(bits)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        tokens = pack["tokens"].astype(np.int64)
+        points = pack["points"].astype(np.float32)
+        turns = int(rng.integers(4)) if self.augment else 0
+        if turns:
+            vertices, faces = decode(tokens, vocab)
+            top = (1 << bits) - 1
+            for _ in range(turns):                     # (x, y) -> (top - y, x): a quarter turn on the grid
+                vertices = np.stack([top - vertices[:, 1], vertices[:, 0], vertices[:, 2]], 1)
+                points[:, :2] = np.stack([-points[:, 1], points[:, 0]], 1)
+                points[:, 3:5] = np.stack([-points[:, 4], points[:, 3]], 1)
+            tokens = np.asarray(encode(QuantizedMesh(vertices, faces, bits), vocab), dtype=np.int64)
+        pick = rng.choice(len(points), size=min(self.points, len(points)), replace=False)
+        points = points[pick]
+        if self.augment and self.point_noise:
+            points[:, :3] += rng.normal(0.0, self.point_noise, size=(len(points), 3))
+            n = points[:, 3:6] + rng.normal(0.0, self.normal_noise, size=(len(points), 3))
+            points[:, 3:6] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-6)
+        sequence = np.concatenate([[vocab.BOS], tokens])[:self.max_tokens]
+        padded = np.full(self.max_tokens, vocab.PAD, dtype=np.int64)
+        padded[:len(sequence)] = sequence
+        return {"tokens": torch.from_numpy(padded), "length": torch.tensor(len(sequence)),
+                "points": torch.from_numpy(points.astype(np.float32)), "caption": str(pack["caption"])}
+
+
+def collate_meshlm(examples: list[dict]) -> dict:
+    import torch
+
+    from training.mesh_lm import caption_bytes
+
+    return {"tokens": torch.stack([e["tokens"] for e in examples]),
+            "length": torch.stack([e["length"] for e in examples]),
+            "points": torch.stack([e["points"] for e in examples]),
+            "caption": caption_bytes([e["caption"] for e in examples])}

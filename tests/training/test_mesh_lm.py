@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,37 @@ def test_untrained_sampling_is_masked_to_meshes_and_stops_at_the_face_budget_or_
     stopped = generate(model, cond, max_faces=1000, should_stop=lambda: len(calls) > 3,
                        on_progress=lambda dec: calls.append(dec.face_count()))
     assert len(stopped.faces) == 4 and not stopped.finished
+
+
+def test_packs_and_their_dataset_turn_mesh_and_points_together(tmp_path):
+    from backend.mesh.io import save_mesh
+    from backend.mesh.types import Mesh
+    from training.data import from_folder, make_meshlm
+    from training.mesh_corpus import MeshLMDataset, collate_meshlm
+    from training.tokenizer import Vocabulary, decode
+
+    src = tmp_path / "meshes"
+    src.mkdir()
+    v, f = meshes.box(lo=(-0.6, -0.3, -0.2), hi=(0.6, 0.3, 0.2))             # long in x, short in z
+    save_mesh(Mesh(v, f), src / "box.ply")
+    v, f = meshes.uv_sphere(24, 48)                                         # 2,208 faces: reduced
+    save_mesh(Mesh(v, f), src / "ball.ply")
+    from_folder(src, tmp_path / "corpus", licence="CC0")
+    result = make_meshlm(tmp_path / "corpus", tmp_path / "lm", max_faces=300)
+    assert result["packed"] == 2 and result["kept_topology"] == 1           # the box as it is; the ball reduced
+    names = [json.loads(line)["name"] for line in (tmp_path / "lm" / "index.jsonl").read_text().splitlines()]
+    data = MeshLMDataset([(tmp_path / "lm", next(n for n in names if "box" in n))], max_tokens=256)
+    spans = set()
+    for epoch in range(8):
+        data.set_epoch(epoch)
+        example = data[0]
+        vertices, faces = decode(example["tokens"][1:example["length"]].numpy(), Vocabulary(7))
+        assert len(faces) == 12
+        extent = vertices.max(0) - vertices.min(0)
+        points = example["points"][:, :3].numpy()
+        # The points' long horizontal axis is the mesh's, turn after turn.
+        assert np.argmax(extent[:2]) == np.argmax(points.max(0)[:2] - points.min(0)[:2])
+        spans.add(int(np.argmax(extent[:2])))
+    assert spans == {0, 1}                                                  # both orientations were drawn
+    batch = collate_meshlm([data[0], data[0]])
+    assert batch["tokens"].shape == (2, 256) and batch["caption"].shape[0] == 2
