@@ -3,9 +3,11 @@ conditioned on a point cloud (MeshAnything-style) or a caption (LLaMA-Mesh-style
 
 Safe to import: nothing but torch at import time.
 
-Layout of one sequence: ``[condition tokens] BOS t_1 ... t_n``. The condition tokens come from a
-point-cloud encoder (perceiver-style: learned latents cross-attend to the points' Fourier features
-and normals, then self-attend) or a caption encoder (UTF-8 bytes through a small transformer);
+Layout of one sequence: ``[point tokens] [caption tokens] BOS t_1 ... t_n``. The point tokens come
+from a point-cloud encoder (perceiver-style: learned latents cross-attend to the points' Fourier
+features and normals, then self-attend), the caption tokens from a caption encoder (UTF-8 bytes
+through a small transformer); a condition that is absent is a learned null (trained by dropping
+each: one model serves both points-to-mesh and text-to-mesh);
 the decoder attends causally over the whole sequence (rotary positions, PyTorch's
 ``scaled_dot_product_attention``), and the loss is on the mesh tokens. Sampling (:func:`generate`)
 keeps a key/value cache and masks every step by the tokenizer's grammar, so it always decodes to
@@ -198,6 +200,7 @@ class MeshLM(nn.Module):
         self.points = PointEncoder(cfg)
         self.caption = CaptionEncoder(cfg)
         self.kind = nn.Embedding(2, cfg.width)           # 0: points, 1: caption
+        self.null = nn.Parameter(torch.zeros(2, cfg.width))  # an absent condition: 0 points, 1 caption
         self.blocks = nn.ModuleList([_Block(cfg.width, cfg.heads, cfg.dropout) for _ in range(cfg.layers)])
         self.norm = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, self.vocab_size, bias=False)
@@ -213,16 +216,35 @@ class MeshLM(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def condition(self, points: torch.Tensor | None = None, caption: torch.Tensor | None = None) -> torch.Tensor:
-        """Condition tokens (B, P, width) from points (B, N, 6) and/or caption bytes (B, CAPTION_BYTES)."""
-        parts = []
-        if points is not None:
-            parts.append(self.points(points) + self.kind.weight[0])
-        if caption is not None:
-            parts.append(self.caption(caption) + self.kind.weight[1])
-        if not parts:
+    @property
+    def condition_length(self) -> int:
+        return self.config.point_latents + CAPTION_BYTES
+
+    def condition(self, points: torch.Tensor | None = None, caption: torch.Tensor | None = None, *,
+                  use_points: torch.Tensor | None = None, use_caption: torch.Tensor | None = None) -> torch.Tensor:
+        """Condition tokens (B, point_latents + CAPTION_BYTES, width) from points (B, N, 6) and caption
+        bytes (B, CAPTION_BYTES); either may be None (absent), or absent per example where
+        ``use_points`` / ``use_caption`` (B,) bool are False."""
+        if points is None and caption is None:
             raise ValueError("give points, a caption or both")
-        return torch.cat(parts, 1)
+        b = len(points) if points is not None else len(caption)
+        device = (points if points is not None else caption).device
+        cfg = self.config
+        null_p = (self.null[0] + self.kind.weight[0]).expand(b, cfg.point_latents, -1)
+        null_c = (self.null[1] + self.kind.weight[1]).expand(b, CAPTION_BYTES, -1)
+        if points is None:
+            p = null_p
+        else:
+            p = self.points(points) + self.kind.weight[0]
+            if use_points is not None:
+                p = torch.where(use_points.to(device)[:, None, None], p, null_p)
+        if caption is None:
+            c = null_c
+        else:
+            c = self.caption(caption) + self.kind.weight[1]
+            if use_caption is not None:
+                c = torch.where(use_caption.to(device)[:, None, None], c, null_c)
+        return torch.cat([p, c], 1)
 
     def _run(self, x: torch.Tensor, start: int, caches: list[dict] | None) -> torch.Tensor:
         head_dim = self.config.width // self.config.heads
@@ -231,18 +253,32 @@ class MeshLM(nn.Module):
             x = block(x, rope, causal=True, cache=None if caches is None else caches[i])
         return self.head(self.norm(x))
 
-    def forward(self, cond: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def logits(self, cond: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab) for the next token at every position of ``tokens`` (B, T; BOS first)."""
         x = torch.cat([cond, self.tokens(tokens)], 1)
         return self._run(x, 0, None)[:, cond.shape[1]:]
 
+    def forward(self, tokens: torch.Tensor, points: torch.Tensor | None = None, caption: torch.Tensor | None = None,
+                use_points: torch.Tensor | None = None, use_caption: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits as :meth:`logits`, from the raw conditions (one call: what DDP wraps)."""
+        cond = self.condition(points, caption, use_points=use_points, use_caption=use_caption)
+        return self.logits(cond, tokens)
+
+
+def token_loss(logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """Next-token cross-entropy of ``logits`` (of ``tokens[:, :-1]``) over the real tokens (BOS + mesh, padded);
+    per example (B,) unless ``reduce``."""
+    target = tokens[:, 1:]
+    valid = (torch.arange(target.shape[1], device=tokens.device)[None] < (lengths[:, None] - 1)).float()
+    ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * valid
+    if reduce:
+        return ce.sum() / valid.sum().clamp(min=1)
+    return ce.sum(1) / valid.sum(1).clamp(min=1)
+
 
 def lm_loss(model: MeshLM, cond: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy over the real tokens (``tokens`` is BOS + mesh tokens, padded)."""
-    logits = model(cond, tokens[:, :-1])
-    target = tokens[:, 1:]
-    valid = torch.arange(target.shape[1], device=tokens.device)[None] < (lengths[:, None] - 1)
-    return F.cross_entropy(logits[valid], target[valid])
+    return token_loss(model.logits(cond, tokens[:, :-1]), tokens, lengths)
 
 
 @dataclass

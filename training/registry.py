@@ -88,7 +88,7 @@ def load_views_model(spec: str | os.PathLike | None = None, device: str = "cpu")
     folder = resolve(spec, "views").resolve()
     key = (str(folder), device)
     if key not in _LOADED:
-        _LOADED[key] = load_model(folder, device)
+        _LOADED[key] = load_model(folder, device, architecture="ViewsToSDF")
     return _LOADED[key]
 
 

@@ -1,11 +1,12 @@
-"""Train the views-to-mesh model: one loop, from a laptop CPU to a multi-GPU node.
+"""Train Meshsmith's models: one loop, from a laptop CPU to a multi-GPU node.
 
     python -m training.train --config training/configs/views_cpu.json [--key=value ...]
     torchrun --nproc_per_node 2 -m training.train --config ... [--key=value ...]
 
-Configuration: the fields of :class:`TrainConfig` (and ``model.<field>`` of
-:class:`~training.model.ModelConfig`), read from a JSON file and then from ``--key=value``
-overrides, in that order. The run writes into ``out``:
+Configuration: the fields of :class:`TrainConfig` (and ``model.<field>`` of the task's model
+config: :class:`~training.model.ModelConfig` for ``task: views``,
+:class:`~training.mesh_lm.MeshLMConfig` for ``task: mesh_lm``; :mod:`training.tasks`), read
+from a JSON file and then from ``--key=value`` overrides, in that order. The run writes into ``out``:
 
 - ``ckpt/``: the last checkpoint: ``model.safetensors`` (weights), ``config.json`` (the model
   config, enough to rebuild the model alone, and the run's config), ``state.pt`` (optimizer,
@@ -13,8 +14,9 @@ overrides, in that order. The run writes into ``out``:
   machine resumes its curves too). A run whose ``out`` holds a checkpoint resumes from it exactly: the same
   examples in the same order with the same augmentations, so an interrupted run and an
   uninterrupted one give the same losses.
-- ``best/``: the checkpoint with the lowest validation Chamfer so far (model selection uses the
-  val split only; the test split is never read here).
+- ``best/``: the checkpoint with the best validation figure so far (the task's ``selection``:
+  Chamfer for views, loss for the mesh LM; model selection uses the val split only; the test
+  split is never read here).
 - ``metrics.csv`` (one row per logged step or validation), ``curves.png``, ``val/step_N.png``
   (validation reconstructions beside their references).
 
@@ -40,16 +42,18 @@ from pathlib import Path
 import numpy as np
 
 from training.model import ModelConfig
+from training.tasks import TASKS
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a run; see the module doc for how they are given."""
 
-    data: str = "data/furniture-train"        # `training.data samples` folders, comma-separated
+    task: str = "views"                       # views | mesh_lm (training.tasks)
+    data: str = "data/furniture-train"        # `training.data samples` (views) / `meshlm` folders, comma-separated
     out: str = "runs/views"
-    image_size: int = 128                     # packs-<image_size> under data
-    model: ModelConfig = field(default_factory=ModelConfig)
+    image_size: int = 128                     # views: packs-<image_size> under data
+    model: object = field(default_factory=ModelConfig)
     batch_size: int = 4                       # per process
     lr: float = 1e-3
     min_lr: float = 1e-4
@@ -75,6 +79,16 @@ class TrainConfig:
     dtype: str = "bfloat16"                   # autocast dtype on GPU (CPU runs float32)
     limit_train: int = 0                      # use only the first N train assets (0: all)
     progress: bool = True
+    lm_points: int = 2048                     # mesh_lm: conditioning points per example
+    point_noise: float = 0.005                # mesh_lm: noise on them (box units, [-1, 1])
+    caption_share: float = 0.4                # mesh_lm: examples conditioned on the caption instead
+    max_faces: int = 800                      # mesh_lm: face budget of validation samples
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if isinstance(self.model, dict):
+            self.model = TASKS[self.task].config_class().from_dict(self.model)
 
 
 def parse_config(argv: list[str]) -> TrainConfig:
@@ -100,13 +114,17 @@ def parse_config(argv: list[str]) -> TrainConfig:
         overrides[key.replace("-", "_")] = value
         i += 1
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    model_fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    task = overrides.get("task", data.get("task", "views"))
+    if task not in TASKS:
+        raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(TASKS)}")
+    model_class = TASKS[task].config_class()
+    model_fields = {f.name: f for f in dataclasses.fields(model_class)}
     for key, text in overrides.items():
         if key.startswith("model."):
             name = key[len("model."):]
             if name not in model_fields:
                 raise SystemExit(f"error: unknown model setting {name!r}; known: {', '.join(model_fields)}")
-            model[name] = _parse_value(text, getattr(ModelConfig(), name))
+            model[name] = _parse_value(text, getattr(model_class(), name))
         elif key in fields and key != "model":
             data[key] = _parse_value(text, getattr(TrainConfig(), key))
         else:
@@ -115,7 +133,7 @@ def parse_config(argv: list[str]) -> TrainConfig:
     if unknown:
         raise SystemExit(f"error: unknown setting(s) in {args.config}: {', '.join(unknown)}")
     try:
-        return TrainConfig(**data, model=ModelConfig.from_dict(model))
+        return TrainConfig(**data, model=model_class.from_dict(model))
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
 
@@ -177,8 +195,8 @@ def save_checkpoint(folder: Path, model, cfg: TrainConfig, state: dict | None = 
     tmp.mkdir(parents=True)
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
-    record = {"architecture": "ViewsToSDF", "model": model.config.to_dict(), "train": config_dict(cfg),
-              **(extra or {})}
+    record = {"architecture": TASKS[cfg.task].architecture, "task": cfg.task, "model": model.config.to_dict(),
+              "train": config_dict(cfg), **(extra or {})}
     (tmp / "config.json").write_text(json.dumps(record, indent=1))
     if state is not None:
         torch.save(state, tmp / "state.pt")
@@ -193,52 +211,57 @@ def save_checkpoint(folder: Path, model, cfg: TrainConfig, state: dict | None = 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_model(folder: str | os.PathLike, device: str = "cpu"):
-    """Rebuild a :class:`~training.model.ViewsToSDF` from a checkpoint folder (config.json alone) and its weights."""
-    from safetensors.torch import load_file
+def load_model(folder: str | os.PathLike, device: str = "cpu", architecture: str | None = None):
+    """Rebuild a model from a checkpoint folder (config.json alone) and its weights: (model, record).
 
-    from training.model import ViewsToSDF
+    ``architecture`` (``ViewsToSDF``, ``MeshLM``): refuse a checkpoint of another kind.
+    """
+    from safetensors.torch import load_file
 
     folder = Path(folder)
     record = json.loads((folder / "config.json").read_text())
-    if record.get("architecture") != "ViewsToSDF":
-        raise ValueError(f"{folder}: not a ViewsToSDF checkpoint (architecture {record.get('architecture')!r})")
-    model = ViewsToSDF(ModelConfig.from_dict(record["model"]))
+    found = record.get("architecture")
+    task = next((t for t in TASKS.values() if t.architecture == found), None)
+    if task is None or (architecture is not None and found != architecture):
+        raise ValueError(f"{folder}: not a {architecture or 'Meshsmith'} checkpoint (architecture {found!r})")
+    model = task.build(task.config_class().from_dict(record["model"]))
     model.load_state_dict(load_file(folder / "model.safetensors", device=device))
     return model.to(device).eval(), record
 
 
 # -- metrics, curves, pictures ---------------------------------------------------------------
 
-CSV_FIELDS = ["step", "seconds", "lr", "loss", "sdf_loss", "colour_loss", "val_loss", "val_chamfer",
-              "val_fscore", "examples_per_s"]
+def csv_fields(task) -> list[str]:
+    return ["step", "seconds", "lr", "loss", *task.loss_fields, *task.val_fields, "examples_per_s"]
 
 
 class MetricsLog:
     """``metrics.csv``, cut after the resumed step (rows a killed run wrote past its last checkpoint go)."""
 
-    def __init__(self, path: Path, resume_step: int):
+    def __init__(self, path: Path, resume_step: int, fields: list[str]):
         self.path = path
+        self.fields = fields
         rows = []
         if path.is_file() and resume_step > 0:
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
         with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, CSV_FIELDS)
+            w = csv.DictWriter(f, fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
     def write(self, **row) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, CSV_FIELDS).writerow({k: row.get(k, "") for k in CSV_FIELDS})
+            csv.DictWriter(f, self.fields).writerow({k: row.get(k, "") for k in self.fields})
 
     def rows(self) -> list[dict]:
         with open(self.path, newline="") as f:
             return list(csv.DictReader(f))
 
 
-def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Training loss (and its running mean), validation loss and Chamfer against the step, as a PNG."""
+def plot_curves(rows: list[dict], path: Path, title: str = "", task=None) -> None:
+    """Training loss (and its running mean), validation loss and the task's validation figures against
+    the step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,15 +284,17 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     axes[0].set_yscale("log")
     axes[0].set_xlabel("step")
     axes[0].legend()
-    axes[0].set_title("loss (truncated SDF L1 + colour)")
-    s, ch = series("val_chamfer")
+    task = task or TASKS["views"]
+    first, second = task.val_fields[-2:]
+    axes[0].set_title(task.curve_titles[0])
+    s, ch = series(first)
     if s:
-        axes[1].plot(s, ch, "o-", color="C2", label="val Chamfer-L1 (median)")
-        axes[1].set_ylabel("Chamfer-L1")
+        axes[1].plot(s, ch, "o-", color="C2", label=task.curve_titles[1])
+        axes[1].set_ylabel(first)
         twin = axes[1].twinx()
-        s2, f = series("val_fscore")
-        twin.plot(s2, f, "s--", color="C3", label="val F-score @2%")
-        twin.set_ylabel("F-score")
+        s2, f = series(second)
+        twin.plot(s2, f, "s--", color="C3", label=task.curve_titles[2])
+        twin.set_ylabel(second)
         axes[1].legend(loc="upper left")
         twin.legend(loc="upper right")
     axes[1].set_xlabel("step")
@@ -280,64 +305,6 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-# -- validation --------------------------------------------------------------------------------
-
-
-def evaluate(model, val_set, cfg: TrainConfig, device, step: int, out_png: Path | None) -> dict:
-    """Validation loss over the val split, and meshes of the first ``eval_assets``: Chamfer-L1 and F-score."""
-    import torch
-
-    from training.dataset import collate
-    from training.metrics import mesh_metrics, reference_mesh
-    from training.visual import comparison_sheet
-
-    model.eval()
-    losses, chamfers, fscores, panels = [], [], [], []
-    with torch.no_grad():
-        for i in range(len(val_set)):
-            batch = {k: v.to(device) for k, v in collate([val_set[i]]).items()}
-            loss, _, _ = compute_loss(model, batch, cfg)
-            losses.append(float(loss))
-        # Spread the meshed assets over the val split (every corpus in it), in a fixed order.
-        picks = np.linspace(0, len(val_set) - 1, min(cfg.eval_assets, len(val_set))).round().astype(int)
-        for i in sorted(set(picks.tolist())):
-            pack_dir, name = val_set.items[i]
-            batch = {k: v.to(device) for k, v in collate([val_set[i]]).items()}
-            from training.infer import mesh_from_state
-
-            state = model.encode(batch["images"], batch["world_to_camera"], batch["intrinsics"])
-            vertices, faces = mesh_from_state(model, state, cfg.eval_resolution)
-            ref_v, ref_f = reference_mesh(pack_dir.parent, name)
-            m = mesh_metrics(vertices, faces, ref_v, ref_f)
-            chamfers.append(m["chamfer_l1"])
-            fscores.append(m["fscore_2"])
-            panels.append((name, vertices, faces, ref_v, ref_f))
-    model.train()
-    if out_png is not None and panels:
-        comparison_sheet(panels, out_png, title=f"validation, step {step}")
-    return {"val_loss": float(np.mean(losses)), "val_chamfer": float(np.median(chamfers)) if chamfers else float("nan"),
-            "val_fscore": float(np.median(fscores)) if fscores else float("nan")}
-
-
-def compute_loss(model, batch: dict, cfg: TrainConfig):
-    """Truncated-SDF L1 (near-surface points weigh as much as the rest), plus on the surface points lifted
-    from the views (exact points of the source's surface) |SDF| and colour L1."""
-    import torch
-
-    trunc = cfg.model.truncation
-    points = torch.cat([batch["points"], batch["colour_points"]], 1)
-    sdf, colour = model(batch["images"], batch["world_to_camera"], batch["intrinsics"], points)
-    n = batch["points"].shape[1]
-    target = batch["sdf"].clamp(-trunc, trunc)
-    sdf_loss = (sdf[:, :n] - target).abs().mean() / trunc
-    weight = batch["colour_weight"][:, None, None]
-    colour_loss = ((colour[:, n:] - batch["colour"]).abs() * weight).sum() / (weight.sum() * colour[:, n:].numel()
-                                                                              / len(weight) + 1e-8)
-    on_surface = (sdf[:, n:].abs() * weight[:, :, 0]).sum() / (weight.sum() * sdf[:, n:].shape[1] + 1e-8) / trunc
-    loss = sdf_loss + cfg.surface_weight * on_surface + cfg.colour_weight * colour_loss
-    return loss, sdf_loss, colour_loss
-
-
 # -- the loop ----------------------------------------------------------------------------------
 
 
@@ -345,10 +312,7 @@ def train(cfg: TrainConfig) -> dict:
     import torch
     import torch.distributed as dist
 
-    from training.data import read_index
-    from training.dataset import Augment, ViewsDataset, collate
-    from training.model import ViewsToSDF
-
+    task = TASKS[cfg.task]
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     distributed = world > 1
@@ -366,24 +330,12 @@ def train(cfg: TrainConfig) -> dict:
     main_process = rank == 0
     out = Path(cfg.out)
     data_dirs = [Path(d) for d in cfg.data.split(",") if d.strip()]
-
-    def items(split: str) -> list[tuple[Path, str]]:
-        return [(d / f"packs-{cfg.image_size}", r["name"]) for d in data_dirs for r in read_index(d, split)]
-
-    train_items = items("train")
-    if cfg.limit_train:
-        train_items = train_items[:cfg.limit_train]
-    val_items = items("val")
-    if not train_items:
+    train_set, val_set = task.datasets(cfg, data_dirs)
+    if train_set is None:
         raise SystemExit(f"error: no train assets in {', '.join(str(d / 'index.jsonl') for d in data_dirs)}")
-    augment = Augment(normal_dropout=cfg.normal_dropout)
-    train_set = ViewsDataset(None, train_items, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
-                             augment=augment, seed=cfg.seed)
-    val_set = ViewsDataset(None, val_items, sdf_points=cfg.sdf_points, colour_points=cfg.colour_points,
-                           augment=Augment.none(), seed=cfg.seed) if val_items else None
 
     torch.manual_seed(cfg.seed)
-    model = ViewsToSDF(cfg.model).to(device)
+    model = task.build(cfg.model).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "position" in n]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -409,7 +361,8 @@ def train(cfg: TrainConfig) -> dict:
             if main_process:
                 print(f"the data changed ({state.get('data')} -> {cfg.data}): model selection starts afresh",
                       file=sys.stderr)
-    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=task.find_unused_parameters)
+           if distributed else model)
 
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -417,7 +370,7 @@ def train(cfg: TrainConfig) -> dict:
         (out / "config.json").write_text(json.dumps(config_dict(cfg), indent=1))
     if main_process and not (out / "metrics.csv").is_file() and (ckpt / "metrics.csv").is_file():
         shutil.copy(ckpt / "metrics.csv", out / "metrics.csv")        # a checkpoint carried to a new machine
-    log = MetricsLog(out / "metrics.csv", step) if main_process else None
+    log = MetricsLog(out / "metrics.csv", step, csv_fields(task)) if main_process else None
     autocast = (torch.autocast("cuda", dtype=getattr(torch, cfg.dtype)) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
 
@@ -453,9 +406,9 @@ def train(cfg: TrainConfig) -> dict:
         for epoch, index in pairs:
             train_set.set_epoch(epoch)
             examples.append(train_set[index])
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(examples).items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in task.collate(examples).items()}
         with autocast:
-            loss, sdf_loss, colour_loss = compute_loss(net, batch, cfg)
+            loss, parts = task.loss(net, batch, cfg, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -475,30 +428,29 @@ def train(cfg: TrainConfig) -> dict:
         if main_process and (step % cfg.log_interval == 0 or step == cfg.max_steps):
             rate = len(window) * global_batch / max(time.perf_counter() - window_t, 1e-9)
             log.write(step=step, seconds=round(elapsed_before + time.perf_counter() - start, 1), lr=f"{lr:.3e}",
-                      loss=f"{value:.5f}", sdf_loss=f"{float(sdf_loss.detach()):.5f}", colour_loss=f"{float(colour_loss.detach()):.5f}",
-                      examples_per_s=f"{rate:.2f}")
+                      loss=f"{value:.5f}", examples_per_s=f"{rate:.2f}",
+                      **{k: f"{float(v.detach()):.5f}" for k, v in parts.items() if not math.isnan(float(v.detach()))})
             window, window_t = [], time.perf_counter()
         if main_process and val_set is not None and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
-            metrics = evaluate(model, val_set, cfg, device, step, out / "val" / f"step_{step}.png")
+            metrics = task.evaluate(model, val_set, cfg, device, step, out / "val" / f"step_{step}.png")
             log.write(step=step, seconds=round(elapsed_before + time.perf_counter() - start, 1),
                       **{k: f"{v:.5f}" for k, v in metrics.items()})
-            bar.write(f"step {step}: val loss {metrics['val_loss']:.4f}, Chamfer-L1 {metrics['val_chamfer']:.4f}, "
-                      f"F@2% {metrics['val_fscore']:.3f}")
-            if metrics["val_chamfer"] < best:
-                best = metrics["val_chamfer"]
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            if metrics[task.selection] < best:
+                best = metrics[task.selection]
                 checkpoint(out / "best", False, val=metrics)
-            plot_curves(log.rows(), out / "curves.png", title=f"{out.name}: {step} steps")
+            plot_curves(log.rows(), out / "curves.png", title=f"{out.name}: {step} steps", task=task)
         if main_process and (step % cfg.ckpt_interval == 0 or step == cfg.max_steps):
             checkpoint(ckpt, True)
     bar.close()
     if main_process:
         checkpoint(ckpt, True)
-        plot_curves(log.rows(), out / "curves.png", title=f"{out.name}: {step} steps")
+        plot_curves(log.rows(), out / "curves.png", title=f"{out.name}: {step} steps", task=task)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
     seconds = elapsed_before + time.perf_counter() - start
-    return {"step": step, "stopped": stopped, "seconds": seconds, "best_val_chamfer": best}
+    return {"step": step, "stopped": stopped, "seconds": seconds, "best_val": best, "selection": task.selection}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"run the same command again to resume from {Path(cfg.out) / 'ckpt'}")
         else:
             print(f"finished {result['step']} steps in {result['seconds'] / 60:.1f} min (all sessions); "
-                  f"best val Chamfer-L1 {result['best_val_chamfer']:.4f}; weights: {Path(cfg.out) / 'best'}")
+                  f"best {result['selection']} {result['best_val']:.4f}; weights: {Path(cfg.out) / 'best'}")
     return 0
 
 
