@@ -143,7 +143,8 @@ def make_pack(path: Path, out: Path, *, caption: str = "", max_faces: int = DEFA
     arrays = {"tokens": np.asarray(tokens, dtype=np.int16), "points": points.astype(np.float16),
               "vertices": q.vertices.astype(np.uint8 if bits <= 8 else np.int16),
               "caption": np.array(caption), "kept_topology": np.array(kept), "source_faces": np.int64(len(polygons)),
-              "bits": np.int64(bits), "version": np.int64(PACK_VERSION)}
+              "bits": np.int64(bits), "max_split": np.int64(Vocabulary(bits).max_split),
+              "version": np.int64(PACK_VERSION)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
@@ -172,7 +173,8 @@ class MeshLMDataset:
     """
 
     def __init__(self, items: list[tuple[Path, str]], *, max_tokens: int = 2048, points: int = 2048,
-                 augment: bool = True, point_noise: float = 0.005, normal_noise: float = 0.05, seed: int = 0):
+                 augment: bool = True, point_noise: float = 0.005, normal_noise: float = 0.05, seed: int = 0,
+                 vocab: Vocabulary | None = None):
         self.items = [(Path(folder), name) for folder, name in items]
         missing = [f / "packs" / f"{n}.npz" for f, n in self.items if not (f / "packs" / f"{n}.npz").is_file()]
         if missing:
@@ -183,6 +185,7 @@ class MeshLMDataset:
         self.point_noise = point_noise
         self.normal_noise = normal_noise
         self.seed = seed
+        self.vocab = vocab or Vocabulary()
         self.epoch = 0
         self._cache: dict[int, dict] = {}
 
@@ -206,13 +209,17 @@ class MeshLMDataset:
 
         pack = self.load(index)
         bits = int(pack["bits"])
-        vocab = Vocabulary(bits)
+        vocab = self.vocab
+        if bits != vocab.bits:
+            raise ValueError(f"pack {self.items[index][1]} is quantized to {bits} bits, the model's vocabulary "
+                             f"to {vocab.bits}: make the packs again with that quantization")
+        packed = Vocabulary(bits, int(pack["max_split"]))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         tokens = pack["tokens"].astype(np.int64)
         points = pack["points"].astype(np.float32)
         turns = int(rng.integers(4)) if self.augment else 0
-        if turns:
-            vertices, faces = decode(tokens, vocab)
+        if turns or packed.max_split != vocab.max_split:
+            vertices, faces = decode(tokens, packed)
             top = (1 << bits) - 1
             for _ in range(turns):                     # (x, y) -> (top - y, x): a quarter turn on the grid
                 vertices = np.stack([top - vertices[:, 1], vertices[:, 0], vertices[:, 2]], 1)

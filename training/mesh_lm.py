@@ -204,7 +204,6 @@ class MeshLM(nn.Module):
         self.blocks = nn.ModuleList([_Block(cfg.width, cfg.heads, cfg.dropout) for _ in range(cfg.layers)])
         self.norm = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, self.vocab_size, bias=False)
-        self.head.weight = self.tokens.weight              # tied
         self.apply(self._init)
 
     @staticmethod

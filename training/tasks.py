@@ -142,11 +142,11 @@ class MeshLMTask:
             train_items = train_items[:cfg.limit_train]
         if not train_items:
             return None, None
-        length = cfg.model.max_tokens
+        length, vocab = cfg.model.max_tokens, cfg.model.vocab
         train_set = MeshLMDataset(train_items, max_tokens=length, points=cfg.lm_points, augment=True,
-                                  point_noise=cfg.point_noise, seed=cfg.seed)
+                                  point_noise=cfg.point_noise, seed=cfg.seed, vocab=vocab)
         val_set = MeshLMDataset(val_items, max_tokens=length, points=cfg.lm_points, augment=False,
-                                seed=cfg.seed) if val_items else None
+                                seed=cfg.seed, vocab=vocab) if val_items else None
         return train_set, val_set
 
     @staticmethod
