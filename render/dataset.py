@@ -142,6 +142,9 @@ def _pool_pass(tasks: dict[str, Path], out: Path, config: RenderConfig, workers:
                 except BrokenProcessPool:
                     crashed.append(futures[fut])
                     continue
+                except Exception as exc:  # a task that raised instead of reporting: one failed asset
+                    rec = {"asset": str(tasks[futures[fut]]), "ok": False,
+                           "error": f"{type(exc).__name__}: {str(exc).strip()}"}
                 records.append({"name": futures[fut], **rec})
                 progress(records[-1])
     return records, crashed

@@ -15,19 +15,22 @@ def fake_render(asset: str, out_dir: str, config: RenderConfig) -> dict:
     """Stands in for render_one in the worker: dies like a crashing Blender on 'crash' assets."""
     if Path(asset).stem.startswith("crash"):
         os._exit(139)
-    Path(out_dir).mkdir(parents=True)
+    if Path(asset).stem.startswith("raise"):
+        raise RuntimeError("no such material")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # a retry after a broken pool finds it made
     return {"asset": asset, "ok": True, "seconds": 0.0}
 
 
 def test_a_crashing_worker_fails_only_its_asset(tmp_path):
-    names = ["a", "b", "crash", "c", "d"]
+    names = ["a", "b", "crash", "c", "raise", "d"]
     tasks = {n: tmp_path / f"{n}.obj" for n in names}
     seen = []
     records = _run_local(tasks, tmp_path / "out", RenderConfig(), 2, seen.append, task=fake_render)
     by_name = {r["name"]: r for r in records}
     assert sorted(by_name) == sorted(names) and len(records) == len(names) == len(seen)
     assert not by_name["crash"]["ok"] and "worker process died" in by_name["crash"]["error"]
-    assert all(by_name[n]["ok"] for n in names if n != "crash")
+    assert not by_name["raise"]["ok"] and "no such material" in by_name["raise"]["error"]
+    assert all(by_name[n]["ok"] for n in names if n not in ("crash", "raise"))
 
 
 def test_asset_names_are_unique_and_skip_hidden_and_output(tmp_path):
