@@ -56,10 +56,14 @@ class Job:
     attempts: int = 0
     #: Estimated peak memory in bytes (worker included), checked against the budget at submit.
     memory_estimate: int | None = None
+    #: The result so far of a pipeline that shows one (``{"file", "faces", "at"}``), while it runs.
+    partial: dict | None = None
 
     def input_files(self) -> dict[str, str]:
         """Input name -> file name in the job folder."""
-        return dict(self.inputs) if self.inputs else {"mesh": self.input_name}
+        if self.inputs is not None:
+            return dict(self.inputs)
+        return {"mesh": self.input_name}      # a record written before inputs had names
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -154,6 +158,7 @@ class JobStore:
                     self.save(job)
                     continue
                 job.state, job.stage, job.progress, job.started = "queued", "queued (interrupted)", 0.0, None
+                job.partial = None
                 self.save(job)
                 requeue.append(job)
             elif job.state == "queued":
@@ -306,6 +311,9 @@ class JobRunner:
             if message is not None and message[0] == "progress":
                 job.progress, job.stage = message[1], message[2]
                 self.store.save(job, throttle=True)
+            elif message is not None and message[0] == "partial":
+                job.partial = {"file": message[1], "faces": message[2], "at": time.time()}
+                self.store.save(job, throttle=True)
             elif message is not None:
                 kind = message[0]
                 if kind == "done":
@@ -329,6 +337,7 @@ class JobRunner:
             if self._stopping.is_set():
                 self._note(job, "the backend is stopping: the job goes back to the queue")
                 job.state, job.stage, job.progress, job.started = "queued", "queued (interrupted by a restart)", 0.0, None
+                job.partial = None
                 job.attempts -= 1                        # a clean stop does not count against the job
                 self.store.save(job)
                 return False
@@ -353,7 +362,7 @@ class JobRunner:
                 return False
 
     def _end(self, job: Job, state: str, *, error: tuple[str, str] | None = None) -> None:
-        job.state, job.stage, job.finished = state, state, time.time()
+        job.state, job.stage, job.finished, job.partial = state, state, time.time(), None
         if error is not None:
             job.error = {"code": error[0], "message": error[1]}
         self.store.save(job)

@@ -11,7 +11,8 @@ Messages (tuples over a :func:`multiprocessing.Pipe`):
 
 - server -> worker: ``("run", job_id, pipeline, params, files, folder)``, ``("cancel",)``,
   ``("stop",)``;
-- worker -> server: ``("ready", pid)``, ``("progress", fraction, stage)``, then one of
+- worker -> server: ``("ready", pid)``, ``("progress", fraction, stage)``, ``("partial", file, faces)``
+  (a pipeline's result so far, written to the job folder), then one of
   ``("done", files, summary)``, ``("failed", code, message)``, ``("cancelled",)``.
 
 Cancel is checked at every progress point; a worker that does not stop within the runner's
@@ -40,6 +41,9 @@ WORKER_NICENESS = 10
 #: Progress is sent to the server at most this often (a change of stage is sent at once).
 PROGRESS_INTERVAL = 0.1
 RESULT_NAME = "result.glb"
+#: A growing result (:func:`backend.progress.report_partial`), replaced at most this often.
+PARTIAL_NAME = "partial.glb"
+PARTIAL_INTERVAL = 1.0
 
 
 class Worker:
@@ -182,6 +186,22 @@ def run_job(conn: Connection, job_id: str, pipeline_name: str, params: dict, fil
         except (EOFError, OSError) as exc:
             raise _ServerGone() from exc
 
+    def partial(make_mesh, faces: int) -> None:
+        now = time.monotonic()
+        if now - sent.get("partial_at", -PARTIAL_INTERVAL) < PARTIAL_INTERVAL:
+            return
+        mesh = make_mesh()
+        if mesh is None or len(mesh.faces) == 0:
+            return
+        write_atomic(folder / PARTIAL_NAME, mesh_to_bytes(mesh, "glb"))
+        sent["partial_at"] = now
+        try:
+            conn.send(("partial", PARTIAL_NAME, int(faces)))
+        except (EOFError, OSError) as exc:
+            raise _ServerGone() from exc
+
+    progress.partial = partial
+
     try:
         log.info("job %s: %s %s (worker %d)", job_id, pipeline_name, params, os.getpid())
         pipeline = get_pipeline(pipeline_name)
@@ -192,6 +212,7 @@ def run_job(conn: Connection, job_id: str, pipeline_name: str, params: dict, fil
         progress(0.0, "starting")
         result = pipeline.run(inputs, checked, progress)
         progress(1.0, "writing result")
+        (folder / PARTIAL_NAME).unlink(missing_ok=True)
         write_atomic(folder / RESULT_NAME, mesh_to_bytes(result.mesh, "glb"))
         for name, data in result.extras.items():
             write_atomic(folder / name, data)

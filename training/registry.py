@@ -23,7 +23,7 @@ from pathlib import Path
 
 #: Weights shipped in the repository, by model kind.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SHIPPED = {"views": WEIGHTS_DIR / "views-cpu"}
+SHIPPED = {"views": WEIGHTS_DIR / "views-cpu", "mesh_lm": WEIGHTS_DIR / "mesh-lm-cpu"}
 #: Files a checkpoint folder needs, and what a hub download fetches.
 FILES = ("config.json", "model.safetensors")
 HUB_PATTERNS = ["config.json", "model.safetensors", "README.md", "*.png"]
@@ -89,6 +89,17 @@ def load_views_model(spec: str | os.PathLike | None = None, device: str = "cpu")
     key = (str(folder), device)
     if key not in _LOADED:
         _LOADED[key] = load_model(folder, device, architecture="ViewsToSDF")
+    return _LOADED[key]
+
+
+def load_mesh_lm(spec: str | os.PathLike | None = None, device: str = "cpu"):
+    """The mesh language model of ``spec`` (cached per process) and its checkpoint record."""
+    from training.train import load_model
+
+    folder = resolve(spec, "mesh_lm").resolve()
+    key = (str(folder), device)
+    if key not in _LOADED:
+        _LOADED[key] = load_model(folder, device, architecture="MeshLM")
     return _LOADED[key]
 
 

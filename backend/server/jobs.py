@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from backend.errors import BadInputs, BadParams, TooLarge
 from backend.inputs import INPUT_KINDS
 from backend.jobs import FINAL_STATES, RESULT_NAME, Job
+from backend.workers import PARTIAL_NAME
 from backend.pipelines import get_pipeline
 from backend.server.auth import require_token
 
@@ -147,6 +148,19 @@ def get_result(request: Request, job_id: str, name: str = RESULT_NAME) -> FileRe
         )
     media = "model/gltf-binary" if name.endswith(".glb") else None
     return FileResponse(request.app.state.store.dir(job_id) / name, media_type=media, filename=name)
+
+
+@router.get("/{job_id}/partial")
+def get_partial(request: Request, job_id: str) -> FileResponse:
+    """The result so far of a running job whose pipeline shows one (``job.partial`` says when there
+    is one and how many faces it has): GLB, replaced about once a second."""
+    job = _job_or_404(request, job_id)
+    path = request.app.state.store.dir(job_id) / PARTIAL_NAME
+    if job.state != "running" or not job.partial or not path.is_file():
+        raise HTTPException(404, {"code": "not_found", "message": (
+            f"Job {job_id} has no partial result now ({job.state}); the generating pipelines show one while "
+            "they run.")})
+    return FileResponse(path, media_type="model/gltf-binary", filename=PARTIAL_NAME)
 
 
 @router.delete("/{job_id}")

@@ -1,0 +1,118 @@
+"""text_to_mesh: both models on tiny weights made here, over real HTTP, with partial results from the worker."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+
+import pytest
+
+from backend.mesh.io import load_mesh
+from backend.pipelines import get_pipeline
+from tests.backend.server_process import BackendProcess
+from tests.llm_models import tiny_transformers
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return tiny_transformers(tmp_path_factory.mktemp("llama") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_mesh_lm(tmp_path_factory):
+    """A random MeshLM checkpoint folder, as training.train writes one."""
+    import torch
+
+    from training.mesh_lm import MeshLM, MeshLMConfig
+    from training.train import TrainConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    model = MeshLM(MeshLMConfig(width=32, layers=1, heads=2, max_tokens=256, point_latents=8, point_layers=1,
+                                text_layers=1))
+    folder = tmp_path_factory.mktemp("meshlm") / "ckpt"
+    save_checkpoint(folder, model, TrainConfig(task="mesh_lm"), extra={"step": 3})
+    return folder
+
+
+def _run(params: dict):
+    pipeline = get_pipeline("text_to_mesh")
+    stages = []
+    result = pipeline.run({}, pipeline.parse_params(params), lambda f, s: stages.append((f, s)))
+    return result, stages
+
+
+def test_llama_mesh_format_through_transformers_and_the_repairs(tiny_llama):
+    result, stages = _run({"prompt": "a chair", "model": "llama-mesh", "weights": str(tiny_llama), "seed": 1,
+                           "temperature": 1.0, "max_faces": 40})
+    summary = result.summary
+    assert summary["runner"] == "transformers" and summary["faces_written"] >= 1
+    assert summary["prompt_used"] == "Create a 3D model of a chair."
+    assert set(summary["problems"]) <= {"duplicate face"}
+    assert any(s.startswith("generating: ") for _, s in stages) and stages[-1] == (1.0, "done")
+    assert result.mesh.vertices.min() >= -1.0 - 1e-9 and result.mesh.vertices.max() <= 1.0 + 1e-9
+    closed, _ = _run({"prompt": "a chair", "model": "llama-mesh", "weights": str(tiny_llama), "seed": 1,
+                      "temperature": 1.0, "max_faces": 40, "repair": "watertight"})
+    assert closed.summary["closed"] and closed.summary["manifold"]
+    assert closed.summary["faces_written"] == summary["faces_written"]   # same seed, same text
+
+
+def test_the_meshsmith_model_writes_a_mesh_within_the_face_budget(tiny_mesh_lm):
+    result, stages = _run({"prompt": "a stool", "weights": str(tiny_mesh_lm), "max_faces": 12, "temperature": 1.0})
+    summary = result.summary
+    assert summary["model"] == "meshsmith" and summary["weights_step"] == 3
+    assert 1 <= summary["faces_written"] <= 12 and summary["faces"] == len(result.mesh.face_sizes
+                                                                           if result.mesh.face_sizes is not None
+                                                                           else result.mesh.faces)
+    assert any(s.startswith("generating: ") for _, s in stages)
+
+
+def test_missing_weights_fail_with_what_to_do(tmp_path):
+    from backend.errors import BadParams
+
+    with pytest.raises(BadParams, match="huggingface-cli download"):
+        _run({"prompt": "a chair", "model": "llama-mesh", "weights": "someone/LLaMA-Mesh-GGUF"})
+    with pytest.raises(BadParams, match="not a checkpoint folder"):
+        _run({"prompt": "a chair", "weights": str(tmp_path)})
+
+
+def test_the_worker_sends_partial_results_then_removes_them(tiny_mesh_lm, tmp_path):
+    from backend.workers import PARTIAL_NAME, RESULT_NAME, run_job
+
+    here, there = multiprocessing.Pipe()
+    params = {"prompt": "a stool", "weights": str(tiny_mesh_lm), "max_faces": 12, "temperature": 1.0}
+    final = run_job(there, "job1", "text_to_mesh", params, {}, tmp_path, None)
+    messages = []
+    while here.poll():
+        messages.append(here.recv())
+    assert final[0] == "done", final
+    partials = [m for m in messages if m[0] == "partial"]
+    assert partials and partials[0][1] == PARTIAL_NAME and partials[0][2] >= 1
+    assert (tmp_path / RESULT_NAME).is_file() and not (tmp_path / PARTIAL_NAME).exists()
+
+
+@pytest.mark.slow
+def test_text_to_mesh_over_http(tiny_llama, tmp_path):
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data").start()
+    try:
+        with backend.client() as client:
+            spec = {"pipeline": "text_to_mesh", "params": {"prompt": "a cup", "model": "llama-mesh",
+                                                           "weights": str(tiny_llama), "seed": 2, "max_faces": 30}}
+            answer = client.post("/v1/jobs", data={"params": json.dumps(spec)})
+            assert answer.status_code == 201, answer.text
+            job_id = answer.json()["id"]
+            assert answer.json()["inputs"] == []
+            deadline = time.monotonic() + 120
+            while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] not in ("done", "failed", "cancelled"):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert job["state"] == "done", job
+            assert job["partial"] is None
+            assert client.get(f"/v1/jobs/{job_id}/partial").status_code == 404
+            result = client.get(f"/v1/jobs/{job_id}/result")
+            (tmp_path / "r.glb").write_bytes(result.content)
+            assert len(load_mesh(tmp_path / "r.glb").faces) >= job["result"]["summary"]["faces_written"]
+            health = client.get("/v1/health").json()
+            assert "text_to_mesh" in json.dumps(health)
+    finally:
+        backend.stop()
