@@ -14,6 +14,8 @@ source    a coloured mesh: GLB (textures embedded), PLY with     :class:`backend
 views     a ZIP of a render/ views folder: cameras.json + the    :class:`backend.mesh.texture.projection.PosedViews`
           images it names
 grid      an image of six views in Zero123++'s 3 x 2 grid        :class:`backend.mesh.texture.projection.PosedViews`
+points    a PLY point cloud (normals optional) or a mesh to      :class:`backend.mesh.points.PointCloud`
+          sample one from
 ========  =====================================================  =====================================
 """
 
@@ -170,6 +172,20 @@ def _check_grid(data: bytes, label: str) -> Checked:
     return Checked(suffix, {"views": len(views), "pixels": int(sum(v.image.shape[0] * v.image.shape[1] for v in views))})
 
 
+def _check_points(data: bytes, label: str) -> Checked:
+    from backend.mesh.io import sniff_format
+    from backend.mesh.points import load_points_bytes
+
+    cloud = load_points_bytes(data, name=label)
+    return Checked(sniff_format(data), {"points": int(len(cloud.points)), "faces": 0})
+
+
+def _load_points(path: Path):
+    from backend.mesh.points import load_points_bytes
+
+    return load_points_bytes(path.read_bytes(), name=f"the points ({path.name})")
+
+
 def _load_grid(path: Path):
     from backend.mesh.texture.grid import grid_views_bytes
 
@@ -183,6 +199,8 @@ INPUT_KINDS: dict[str, InputKind] = {
                   "or a ZIP of an OBJ with its MTL and images", _check_source, _load_source, "source"),
         InputKind("views", "a ZIP of posed views: cameras.json (render/'s format) and the images it names",
                   _check_views, _load_views, "views"),
+        InputKind("points", "a point cloud (PLY, with or without normals) or a mesh to sample one from (GLB, OBJ, "
+                  "PLY or STL)", _check_points, _load_points, "points"),
         InputKind("grid", "an image of six views in a 3 x 2 grid with Zero123++'s fixed poses (PNG, JPEG or "
                   "WebP; grey or transparent background)", _check_grid, _load_grid, "grid"),
     )

@@ -16,10 +16,10 @@ __all__ = ["Pipeline", "PipelineResult", "get_pipeline", "registry"]
 
 def registry() -> dict[str, Pipeline]:
     """All pipelines that work in this installation, by name."""
-    from backend.pipelines import artist, text_to_mesh, texture, views_to_mesh, watertight
+    from backend.pipelines import artist, points_to_mesh, text_to_mesh, texture, views_to_mesh, watertight
 
     return {p.name: p for p in (watertight.PIPELINE, artist.PIPELINE, texture.PIPELINE, views_to_mesh.PIPELINE,
-                                text_to_mesh.PIPELINE)}
+                                text_to_mesh.PIPELINE, points_to_mesh.PIPELINE)}
 
 
 def get_pipeline(name: str) -> Pipeline:

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import time
 
+import numpy as np
 import pytest
 
 from backend.mesh.io import load_mesh
@@ -116,3 +117,47 @@ def test_text_to_mesh_over_http(tiny_llama, tmp_path):
             assert "text_to_mesh" in json.dumps(health)
     finally:
         backend.stop()
+
+
+def _ply_points(points, normals=None) -> bytes:
+    names = ["x", "y", "z"] + (["nx", "ny", "nz"] if normals is not None else [])
+    header = "ply\nformat ascii 1.0\nelement vertex %d\n" % len(points) + \
+        "".join(f"property float {n}\n" for n in names) + "end_header\n"
+    rows = points if normals is None else np.concatenate([points, normals], 1)
+    return (header + "\n".join(" ".join(f"{v:.6f}" for v in row) for row in rows) + "\n").encode()
+
+
+def test_points_to_mesh_from_a_mesh_and_from_point_clouds(tiny_mesh_lm):
+    from backend.inputs import INPUT_KINDS
+    from backend.mesh.io import mesh_to_bytes
+    from backend.mesh.points import load_points_bytes
+    from backend.mesh.types import Mesh
+    from tests import meshes
+
+    pipeline = get_pipeline("points_to_mesh")
+    vertices, faces = meshes.uv_sphere(12, 24, radius=3.0)
+    vertices = vertices + np.array([10.0, 0.0, 0.0])
+    from_mesh = load_points_bytes(mesh_to_bytes(Mesh(vertices, faces), "obj"))
+    assert from_mesh.from_mesh and len(from_mesh.points) == 4096
+    params = pipeline.parse_params({"weights": str(tiny_mesh_lm), "max_faces": 10, "temperature": 1.0})
+    result = pipeline.run({"points": from_mesh}, params, lambda f, s: None)
+    summary = result.summary
+    assert 1 <= summary["faces"] <= 10 and summary["chamfer_l1"] > 0
+    # the deterministic reference hugs the sphere; a random model does not
+    assert summary["artist"]["chamfer_l1"] < min(0.1, summary["chamfer_l1"])
+    # the result is in the input's frame and scale: inside the sphere's box (to a quantization step)
+    box_low, box_high = vertices.min(0) - 0.1, vertices.max(0) + 0.1
+    assert np.all(result.mesh.vertices >= box_low) and np.all(result.mesh.vertices <= box_high)
+    # a PLY cloud without normals gets normals facing out; with normals they are kept
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal((3000, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    bare = load_points_bytes(_ply_points(p))
+    assert not bare.had_normals and np.mean(np.einsum("ij,ij->i", bare.normals, p)) > 0.95
+    given = load_points_bytes(_ply_points(p, -p))
+    assert given.had_normals and np.allclose(given.normals, -p, atol=1e-4)
+    result = pipeline.run({"points": bare}, params, lambda f, s: None)
+    assert "artist" not in result.summary and result.summary["input_normals"] == "estimated"
+    from backend.errors import BadMesh
+    with pytest.raises(BadMesh, match="usable points"):
+        INPUT_KINDS["points"].check(_ply_points(p[:5]), "The uploaded points file")
