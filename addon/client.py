@@ -104,20 +104,21 @@ class Client:
         *,
         filename: str = "mesh.glb",
         files: Mapping[str, tuple[str, bytes]] | None = None,
+        mesh_field: str = "mesh",
     ) -> Job:
         """``POST /v1/jobs``: upload ``mesh`` (GLB, OBJ, PLY or STL bytes) for ``pipeline``.
 
         ``files`` adds more uploads by field name, each ``(file name, bytes)``: e.g.
         ``{"source": ("source.glb", data)}`` or ``{"views": ("views.zip", data)}``. A pipeline
-        that makes a mesh from other inputs (``views_to_mesh``) takes no ``mesh``: pass None.
+        that makes a mesh from other inputs (``views_to_mesh``) or from its parameters alone
+        (``text_to_mesh``) takes no ``mesh``: pass None. ``mesh_field``: the field the mesh goes
+        in (``points_to_mesh`` reads it as ``points``).
         """
         if not pipeline:
             raise ValueError("pipeline is empty; give a pipeline name such as 'watertight'")
         if mesh is not None and not mesh:
             raise ValueError("mesh is empty (0 bytes); nothing to upload")
-        if mesh is None and not files:
-            raise ValueError("nothing to upload: give a mesh or files")
-        uploads = {"mesh": (filename, mesh, "application/octet-stream")} if mesh is not None else {}
+        uploads = {mesh_field: (filename, mesh, "application/octet-stream")} if mesh is not None else {}
         for field, (name, data) in (files or {}).items():
             if field in uploads or field == "params":
                 raise ValueError(f"files may not use the field name {field!r}; it is taken")
@@ -142,6 +143,10 @@ class Client:
         if name:
             path += "?" + urllib.parse.urlencode({"name": name})
         return self._request("GET", path, timeout=self.transfer_timeout)
+
+    def partial(self, job_id: str) -> bytes:
+        """``GET /v1/jobs/{id}/partial``: a generating job's result so far (GLB)."""
+        return self._request("GET", f"/v1/jobs/{self._quote(job_id)}/partial", timeout=self.transfer_timeout)
 
     def cancel(self, job_id: str) -> Job:
         """``DELETE /v1/jobs/{id}``: a running job stops at its next progress point."""

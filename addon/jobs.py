@@ -104,6 +104,8 @@ class JobClient(Protocol):
 
     def result(self, job_id: str, name: str | None = None) -> bytes: ...
 
+    def partial(self, job_id: str) -> bytes: ...
+
     def cancel(self, job_id: str) -> Job: ...
 
     def submit(
@@ -114,6 +116,7 @@ class JobClient(Protocol):
         *,
         filename: str = "mesh.glb",
         files: dict[str, tuple[str, bytes]] | None = None,
+        mesh_field: str = "mesh",
     ) -> Job: ...
 
 
@@ -121,16 +124,20 @@ class JobClient(Protocol):
 class ChainStep:
     """A step of a chain still to submit; the previous step's result becomes its mesh.
 
-    ``files`` maps an upload field (``"source"``, ``"views"``) to ``(file name, bytes)``.
+    ``files`` maps an upload field (``"source"``, ``"views"``) to ``(file name, bytes)``;
+    ``mesh_field`` is the field the mesh is sent in (``points`` for ``points_to_mesh``).
     """
 
     pipeline: str
     params: dict[str, Any]
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    mesh_field: str = "mesh"
 
 
 #: Called with the job and the result GLB bytes; imports it and returns the new object's name.
 ResultHandler = Callable[["TrackedJob", bytes], str]
+#: Called with the job and a partial result's GLB bytes (a generating pipeline's faces so far).
+PartialHandler = Callable[["TrackedJob", bytes], None]
 
 
 @dataclass
@@ -173,6 +180,9 @@ class TrackedJob:
     warnings: list[str] = field(default_factory=list)
     #: The backend id of every step submitted so far, in order (``remote_id`` is the last).
     remote_ids: list[str] = field(default_factory=list)
+    #: Faces of the backend's newest partial result, and of the one shown (downloaded) so far.
+    partial_faces: int = 0
+    partial_shown: int = 0
     #: The backend call out for this job, if any; and a cancel call, which may run beside it.
     errand: Errand | None = field(default=None, repr=False)
     cancel_errand: Errand | None = field(default=None, repr=False)
@@ -217,6 +227,7 @@ class JobTracker:
         self.max_poll_failures = max_poll_failures
         self.courier: Courier = courier or InlineCourier()
         self._jobs: dict[str, TrackedJob] = {}
+        self._on_partial: PartialHandler | None = None
 
     def upload(self, client: JobClient, mesh: bytes | Callable[[], bytes] | None, steps: list[ChainStep],
                **fields: Any) -> TrackedJob:
@@ -249,8 +260,12 @@ class JobTracker:
     def clear(self) -> None:
         self._jobs.clear()
 
-    def poll_once(self, on_result: ResultHandler) -> list[TrackedJob]:
-        """Advance every active job by one step; return the jobs whose phase, progress or stage changed."""
+    def poll_once(self, on_result: ResultHandler, on_partial: PartialHandler | None = None) -> list[TrackedJob]:
+        """Advance every active job by one step; return the jobs whose phase, progress or stage changed.
+
+        ``on_partial``: shows a running job's partial result; without it partial results are not fetched.
+        """
+        self._on_partial = on_partial
         changed = []
         for job in self.active():
             before = (job.phase, job.progress, job.stage, job.message)
@@ -333,6 +348,8 @@ class JobTracker:
         if job.phase is Phase.SUBMITTING:
             step = job.next_steps[0]
             return Errand("submit", send(_submit, job.client, step, job.intermediate))
+        if self._on_partial is not None and job.partial_faces > job.partial_shown and not job.cancel_requested:
+            return Errand("partial", send(job.client.partial, job.remote_id))
         return Errand("poll", send(job.client.job, job.remote_id))
 
     def _show_waiting(self, job: TrackedJob) -> None:
@@ -353,6 +370,10 @@ class JobTracker:
                 log.info("job %s: %s", job.id, exc.message)
                 job.stage = "waiting for the backend (it is busy)"
                 return False
+            if errand.kind == "partial":
+                # The job ended between the poll and the download: the next poll says how.
+                job.partial_shown = job.partial_faces
+                return True
             if errand.kind == "submit":
                 job._fail(f"The {job.next_steps[0].pipeline} step could not start: {exc.message}")
             else:
@@ -366,6 +387,14 @@ class JobTracker:
             job._fail(f"The {errand.kind} failed: {exc}")
             return False
         job.poll_failures = 0
+        if errand.kind == "partial":
+            job.partial_shown = job.partial_faces
+            if self._on_partial is not None:
+                try:
+                    self._on_partial(job, value)
+                except Exception:  # noqa: BLE001 - a preview that cannot be shown must not end the job
+                    log.exception("job %s: showing the partial result failed", job.id)
+            return False
         if errand.kind == "poll":
             self._apply_remote(job, value)
         elif errand.kind == "download":
@@ -383,11 +412,14 @@ class JobTracker:
         job.intermediate = None
         job.step += 1
         job.pipeline, job.remote_id, job.phase, job.poll_failures = step.pipeline, remote.id, Phase.POLLING, 0
+        job.partial_faces = job.partial_shown = 0
         job.remote_ids.append(remote.id)
         self._apply_remote(job, remote)
 
     def _apply_remote(self, job: TrackedJob, remote: Job) -> None:
         job.show_remote(remote.progress, remote.stage or remote.state)
+        if remote.partial_faces:
+            job.partial_faces = remote.partial_faces
         if remote.state in ("queued", "running"):
             job.phase = Phase.POLLING
         elif remote.state == "done":
@@ -452,7 +484,10 @@ def _submit(client: JobClient, step: ChainStep, mesh: bytes | Callable[[], bytes
     courier's thread, like the mesh's.
     """
     files = {name: (filename, data() if callable(data) else data) for name, (filename, data) in step.files.items()}
-    return client.submit(step.pipeline, step.params, mesh() if callable(mesh) else mesh, files=files)
+    mesh = mesh() if callable(mesh) else mesh
+    if step.mesh_field != "mesh":
+        return client.submit(step.pipeline, step.params, mesh, files=files, mesh_field=step.mesh_field)
+    return client.submit(step.pipeline, step.params, mesh, files=files)
 
 
 def _cancel_started(client: JobClient, upload: Future) -> None:

@@ -26,6 +26,10 @@ AUTO_MIN_FACES = 10_000
 VIEWS_FOLDER, VIEWS_GRID = "FOLDER", "GRID"
 #: ``settings.views_method`` -> the views_to_mesh pipeline's ``method``.
 VIEWS_METHODS = {"MODEL": "model", "HULL": "hull"}
+#: ``settings.text_model`` -> the text_to_mesh pipeline's ``model``.
+TEXT_MODELS = {"MESHSMITH": "meshsmith", "LLAMA_MESH": "llama-mesh"}
+#: ``settings.text_repair`` -> the text_to_mesh pipeline's ``repair``.
+TEXT_REPAIRS = {"NONE": "none", "WATERTIGHT": "watertight", "ARTIST": "artist"}
 #: What the Artist + Texture preset fixes (only faces and texture size are its settings).
 PRESET_TOPOLOGY = "quad_dominant"
 PRESET_SHARP_ANGLE = 30.0
@@ -63,11 +67,15 @@ MODES: dict[str, Mode] = {
             "A textured, closed mesh reconstructed from posed views (a render/ folder) or a Zero123++ grid image",
             "_from_views",
         ),
+        Mode("TEXT", "From Text", "A mesh written face by face by a language model from a prompt (Meshsmith's "
+             "small model, or LLaMA-Mesh where you have its weights)", "_from_text"),
+        Mode("ARTIST_LEARNED", "Artist (learned)", "Low-poly topology written face by face by Meshsmith's mesh "
+             "model from the active object's surface (MeshAnything-style)", "_artist_learned"),
     )
 }
 
 #: Modes that make a mesh from nothing in the scene (no active object is sent).
-NO_OBJECT_MODES = frozenset({"VIEWS"})
+NO_OBJECT_MODES = frozenset({"VIEWS", "TEXT"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     weight: float = 1.0
+    #: The upload field the object's mesh goes in (``points_to_mesh`` reads ``points``).
+    mesh_field: str = "mesh"
 
 
 def auto_target_faces(source_faces: int | None) -> int | None:
@@ -141,6 +151,37 @@ def views_params(settings: Any) -> dict[str, Any]:
     }
 
 
+def text_params(settings: Any) -> dict[str, Any]:
+    """The ``text_to_mesh`` pipeline's parameters."""
+    model, repair = str(settings.text_model), str(settings.text_repair)
+    if model not in TEXT_MODELS:
+        raise ValueError(f"text_model must be one of {', '.join(TEXT_MODELS)}, got {model!r}")
+    if repair not in TEXT_REPAIRS:
+        raise ValueError(f"text_repair must be one of {', '.join(TEXT_REPAIRS)}, got {repair!r}")
+    params = {
+        "prompt": str(settings.text_prompt).strip(),
+        "model": TEXT_MODELS[model],
+        "max_faces": int(settings.learned_faces),
+        "temperature": round(float(settings.temperature), 4),
+        "seed": int(settings.seed),
+        "repair": TEXT_REPAIRS[repair],
+    }
+    weights = str(settings.text_weights).strip()
+    if weights:
+        params["weights"] = weights
+    return params
+
+
+def points_params(settings: Any) -> dict[str, Any]:
+    """The ``points_to_mesh`` pipeline's parameters (the object's mesh is sampled into points there)."""
+    return {
+        "max_faces": int(settings.learned_faces),
+        "temperature": round(float(settings.temperature), 4),
+        "seed": int(settings.seed),
+        "compare_artist": False,
+    }
+
+
 def plan(mode: str, settings: Any, *, source_faces: int | None = None, has_uvs: bool = False) -> list[Step]:
     """The steps ``mode`` runs with these settings (``source_faces``: the object's polygon count;
     ``has_uvs``: its mesh is sent with its UV map, which Texture then keeps)."""
@@ -168,4 +209,8 @@ def plan(mode: str, settings: Any, *, source_faces: int | None = None, has_uvs: 
     if mode == "VIEWS":
         field_name = "grid" if str(settings.views_input) == VIEWS_GRID else "views"
         return [Step("views_to_mesh", views_params(settings), files=(field_name,))]
+    if mode == "TEXT":
+        return [Step("text_to_mesh", text_params(settings))]
+    if mode == "ARTIST_LEARNED":
+        return [Step("points_to_mesh", points_params(settings), mesh_field="points")]
     raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

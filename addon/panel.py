@@ -39,9 +39,11 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
             "TEXTURE": self._draw_texture,
             "ARTIST_TEXTURE": self._draw_preset,
             "VIEWS": self._draw_views,
+            "TEXT": self._draw_text,
+            "ARTIST_LEARNED": self._draw_learned,
         }[settings.mode]
         draw_mode(column, context, settings)
-        if settings.mode != "VIEWS":
+        if settings.mode not in ("VIEWS", "TEXT"):
             column.prop(settings, "hide_source")
         row = layout.row(align=True)
         row.scale_y = 1.4
@@ -112,6 +114,27 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
         row.active = settings.views_method == "MODEL" and settings.views_input != "GRID"
         row.prop(settings, "use_normals")
         column.prop(settings, "texture_size")
+
+    @staticmethod
+    def _draw_text(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "text_prompt", text="")
+        column.prop(settings, "text_model")
+        column.prop(settings, "text_weights")
+        column.prop(settings, "learned_faces")
+        row = column.row(align=True)
+        row.prop(settings, "temperature")
+        row.prop(settings, "seed")
+        column.prop(settings, "text_repair")
+        _wrapped_label(column, context, "Faces appear in the viewport as the model writes them.", icon="INFO")
+
+    @staticmethod
+    def _draw_learned(column: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:
+        column.prop(settings, "learned_faces")
+        row = column.row(align=True)
+        row.prop(settings, "temperature")
+        row.prop(settings, "seed")
+        _wrapped_label(column, context, "Meshsmith's mesh model reads the active object's surface and writes a "
+                       "low-poly mesh over it; Artist mode is the deterministic way.", icon="INFO")
 
     @staticmethod
     def _draw_job(layout: bpy.types.UILayout, context: bpy.types.Context, settings) -> None:

@@ -30,6 +30,16 @@ _VIEWS_METHOD_ITEMS = [
     ("MODEL", "Learned", "The trained views-to-mesh model: carves what the silhouettes cannot, using the normal maps"),
     ("HULL", "Visual Hull", "No learning: the shape every silhouette allows; hollows no view shows stay filled"),
 ]
+_TEXT_MODEL_ITEMS = [
+    ("MESHSMITH", "Meshsmith", "The small mesh transformer shipped with Meshsmith: seconds on a CPU, simple shapes"),
+    ("LLAMA_MESH", "LLaMA-Mesh", "LLaMA-Mesh 8B: a GGUF file on the CPU (minutes per mesh) or its full weights on a GPU; "
+     "fetch them once and name them below"),
+]
+_TEXT_REPAIR_ITEMS = [
+    ("NONE", "As Written", "The faces exactly as the model wrote them"),
+    ("WATERTIGHT", "Watertight", "Closed and manifold, by the watertight remesher"),
+    ("ARTIST", "Artist", "Re-laid out as quad-dominant topology at about the same face count"),
+]
 _TEXTURE_SIZES = [(str(s), f"{s} px", f"Bake {s} x {s} pixel textures") for s in (256, 512, 1024, 2048, 4096)]
 
 
@@ -138,6 +148,23 @@ class MESHSMITH_PG_settings(bpy.types.PropertyGroup):
         description="Let the learned model use the views' normal maps when they have them",
         default=True,
     )
+    # -- From Text and Artist (learned)
+    text_prompt: StringProperty(name="Prompt", description="What to make, e.g. 'a wooden chair'", default="a chair")
+    text_model: EnumProperty(name="Model", description="Which language model writes the mesh", items=_TEXT_MODEL_ITEMS,
+                             default="MESHSMITH")
+    text_weights: StringProperty(
+        name="Weights",
+        description="LLaMA-Mesh: a .gguf file, a transformers folder or a Hugging Face repo id already downloaded "
+        "(empty: LLaMA-Mesh-Q4_K_M.gguf from the Hugging Face cache). Meshsmith: a checkpoint folder (empty: shipped)",
+        default="",
+    )
+    text_repair: EnumProperty(name="Repair", description="What to do with the faces the model wrote",
+                              items=_TEXT_REPAIR_ITEMS, default="NONE")
+    learned_faces: IntProperty(name="Max Faces", description="The model stops after this many faces", default=500,
+                               min=4, max=2000)
+    temperature: FloatProperty(name="Temperature", description="Higher: more varied, less careful; 0: always the "
+                               "likeliest", default=0.7, min=0.0, max=2.0)
+    seed: IntProperty(name="Seed", description="The same seed and input give the same mesh", default=0, min=0)
     hide_source: BoolProperty(
         name="Hide Source",
         description="Hide the object the result was made from when the result arrives (Undo shows it again)",

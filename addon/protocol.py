@@ -78,6 +78,8 @@ class Job:
     finished: float | None = None
     error: ErrorInfo | None = None
     result: JobResult | None = None
+    #: Faces of the running job's partial result (a generating pipeline shows one), or None.
+    partial_faces: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -108,7 +110,15 @@ class Job:
             finished=_optional_float(data, "finished"),
             error=ErrorInfo.from_json(error) if error else None,
             result=JobResult.from_json(result) if result else None,
+            partial_faces=_partial_faces(data.get("partial")),
         )
+
+
+def _partial_faces(partial: Any) -> int | None:
+    if not isinstance(partial, dict):
+        return None
+    faces = partial.get("faces")
+    return int(faces) if isinstance(faces, (int, float)) and not isinstance(faces, bool) and faces > 0 else None
 
 
 @dataclass(frozen=True)

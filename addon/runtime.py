@@ -300,6 +300,8 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     Starts the backend first when none runs and the preferences ask for it. The selection and
     the inputs are checked before anything is sent.
     """
+    if context.scene.meshsmith.mode == "TEXT":
+        return generate_from_text(context)
     if context.scene.meshsmith.mode in modes.NO_OBJECT_MODES:
         return generate_from_views(context)
     obj = obj or context.active_object
@@ -337,7 +339,7 @@ def generate(context: bpy.types.Context, obj: bpy.types.Object | None = None) ->
     job = _session.tracker.upload(
         client,
         evaluated.glb,
-        [ChainStep(s.pipeline, s.params, {k: uploads[k] for k in s.files}) for s in steps],
+        [ChainStep(s.pipeline, s.params, {k: uploads[k] for k in s.files}, mesh_field=s.mesh_field) for s in steps],
         source_name=obj.name,
         scene_name=scene.name,
         result_name=obj.name + mode.suffix,
@@ -407,12 +409,39 @@ def generate_from_views(context: bpy.types.Context) -> TrackedJob:
     return job
 
 
+def generate_from_text(context: bpy.types.Context) -> TrackedJob:
+    """From Text: the prompt goes to ``text_to_mesh``; the mesh grows at the 3D cursor as it is written."""
+    scene = context.scene
+    settings = scene.meshsmith
+    if not settings.text_prompt.strip():
+        raise MeshsmithError("Type a prompt in the Meshsmith panel: what to make, e.g. 'a wooden chair'.")
+    (step,) = modes.plan("TEXT", settings)
+    client = _client_for_generate()
+    words = "_".join(settings.text_prompt.split()[:4])[:40] or "text"
+    matrix = Matrix.Translation(scene.cursor.location)
+    job = _session.tracker.upload(
+        client,
+        None,
+        [ChainStep(step.pipeline, step.params)],
+        source_name="",
+        scene_name=scene.name,
+        result_name=words + modes.MODES["TEXT"].suffix,
+        extra={"matrix_world": [list(row) for row in matrix], "smooth": False, "sharp_angle": None},
+    )
+    settings.job_id = job.id
+    _show(job)
+    ensure_timer()
+    return job
+
+
 def cancel_job(job_id: str) -> TrackedJob:
     """Cancel a job of this session; a cancelled job is never imported."""
     try:
         job = _session.tracker.cancel(job_id)
     except ValueError as exc:
         raise MeshsmithError(f"There is no Meshsmith job {job_id!r} to cancel.") from exc
+    if job.is_final:
+        _drop_preview(job)
     _show(job)
     _update_status_bar()
     return job
@@ -424,7 +453,9 @@ def poll_jobs() -> float | None:
     This is the body of the add-on's ``bpy.app.timers`` function: it returns the seconds until
     the next call while jobs are active, else None (which also unregisters the timer).
     """
-    for job in _session.tracker.poll_once(_import_result):
+    for job in _session.tracker.poll_once(_import_result, _show_partial):
+        if job.is_final:
+            _drop_preview(job)
         _show(job)
     _update_status_bar()
     return POLL_INTERVAL if _session.tracker.active() else None
@@ -444,7 +475,45 @@ def run_until_idle(timeout: float = 120.0, interval: float = 0.1) -> list[Tracke
     return jobs()
 
 
+#: Suffix of the object that shows a generating job's faces so far.
+PREVIEW_SUFFIX = " (generating)"
+
+
+def _show_partial(job: TrackedJob, data: bytes) -> None:
+    """Show a generating job's faces so far as a preview object, replaced on every update and
+    removed when the job ends (the result is imported as its own object)."""
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is None:
+        return
+    result = glb.read_glb(data)
+    mesh = scene_io.mesh_from_result(job.result_name + PREVIEW_SUFFIX, result)
+    obj = bpy.data.objects.get(job.extra.get("preview", ""))
+    if obj is None or obj.type != "MESH":
+        obj = bpy.data.objects.new(job.result_name + PREVIEW_SUFFIX, mesh)
+        scene_io.result_collection(scene).objects.link(obj)
+        job.extra["preview"] = obj.name
+    else:
+        old, obj.data = obj.data, mesh
+        if old.users == 0:
+            bpy.data.meshes.remove(old)
+    source = bpy.data.objects.get(job.source_name) if job.source_name else None
+    obj.matrix_world = source.matrix_world.copy() if source is not None else Matrix(job.extra["matrix_world"])
+    obj.display_type = "WIRE" if source is not None else "SOLID"
+    _redraw()
+
+
+def _drop_preview(job: TrackedJob) -> None:
+    obj = bpy.data.objects.get(job.extra.pop("preview", "") or "")
+    if obj is None:
+        return
+    mesh = obj.data
+    bpy.data.objects.remove(obj)
+    if mesh is not None and mesh.users == 0:
+        bpy.data.meshes.remove(mesh)
+
+
 def _import_result(job: TrackedJob, data: bytes) -> str:
+    _drop_preview(job)
     scene = bpy.data.scenes.get(job.scene_name)
     if scene is None:
         raise MeshsmithError(f"The scene {job.scene_name!r} is gone; the result of job {job.id} was not imported.")

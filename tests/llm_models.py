@@ -111,3 +111,28 @@ def tiny_gguf(path: Path, *, seed: int = 0, width: int = 32, layers: int = 2, he
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def tiny_mesh_lm(folder: Path, *, seed: int = 0) -> Path:
+    """A random MeshLM checkpoint folder (config.json + model.safetensors), as training.train writes one."""
+    import torch
+
+    from training.mesh_lm import MeshLM, MeshLMConfig
+    from training.train import TrainConfig, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = MeshLM(MeshLMConfig(width=32, layers=1, heads=2, max_tokens=256, point_latents=8, point_layers=1,
+                                text_layers=1))
+    save_checkpoint(Path(folder), model, TrainConfig(task="mesh_lm"), extra={"step": 3})
+    return Path(folder)
+
+
+if __name__ == "__main__":
+    # python -m tests.llm_models OUT: the tiny models in OUT/ (for tests that run where torch is not, e.g. in
+    # Blender's Python: the backend's Python makes them).
+    import sys
+
+    out = Path(sys.argv[1])
+    tiny_transformers(out / "llama-transformers")
+    tiny_mesh_lm(out / "mesh-lm")
+    print(out)

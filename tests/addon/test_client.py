@@ -228,11 +228,12 @@ def test_client_checks_its_arguments():
         Client("127.0.0.1:8765")
     with pytest.raises(ValueError, match="mesh is empty"):
         Client("http://127.0.0.1:1").submit("watertight", {}, b"")
-    with pytest.raises(ValueError, match="nothing to upload"):
-        Client("http://127.0.0.1:1").submit("views_to_mesh", {}, None)
 
 
 def test_a_job_without_a_mesh_sends_only_its_files(client):
+    with pytest.raises(BackendError) as refused:   # nothing at all: the backend says what the pipeline needs
+        client.submit("views_to_mesh", {"method": "hull"}, None)
+    assert "exactly one of 'views' or 'grid'" in refused.value.message
     with pytest.raises(BackendError) as refused:   # a grid that is no image: the backend read what was sent
         client.submit("views_to_mesh", {"method": "hull"}, None, files={"grid": ("grid.png", b"not an image")})
     assert refused.value.code == "bad_views" and "not a readable image" in refused.value.message

@@ -432,3 +432,47 @@ def test_cancel_during_the_upload_cancels_the_job_the_upload_starts():
             break
         time.sleep(0.01)
     assert backend.cancelled == ["j1"] and tracker.poll_once(Importer()) == []
+
+
+def _partial(state: str, faces: int | None, progress: float = 0.5) -> Job:
+    data = {"id": "j1", "pipeline": "text_to_mesh", "state": state, "progress": progress, "stage": "generating"}
+    if faces is not None:
+        data["partial"] = {"file": "partial.glb", "faces": faces, "at": 0.0}
+    return Job.from_json(data)
+
+
+class PartialBackend(ScriptedBackend):
+    def __init__(self, answers, partials):
+        super().__init__(answers)
+        self.partials = list(partials)
+        self.partial_calls = 0
+
+    def partial(self, job_id: str) -> bytes:
+        self.partial_calls += 1
+        answer = self.partials.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_partial_results_are_fetched_once_per_new_face_count_and_a_vanished_one_is_skipped():
+    backend = PartialBackend(
+        [_partial("running", 3), _partial("running", 3), _partial("running", 9), _partial("running", 12),
+         _partial("done", None, 1.0)],
+        [b"P3", b"P9", BackendError("not_found", "Job j1 has no partial result now (done).")])
+    tracker, job = track(backend)
+    shown = []
+    for _ in range(30):
+        if not tracker.active():
+            break
+        tracker.poll_once(Importer(), lambda j, data: shown.append(data))
+    assert job.phase is Phase.IMPORTED
+    assert shown == [b"P3", b"P9"]                      # 3 once (the repeat is not fetched again), then 9
+    assert backend.partial_calls == 3                   # 12's download found the job finished: skipped, not failed
+
+
+def test_without_a_partial_handler_nothing_extra_is_fetched():
+    backend = PartialBackend([_partial("running", 5), _partial("done", None, 1.0)], [])
+    tracker, job = track(backend)
+    run(tracker, Importer())
+    assert job.phase is Phase.IMPORTED and backend.partial_calls == 0

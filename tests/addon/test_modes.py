@@ -17,6 +17,8 @@ def settings(**changes) -> SimpleNamespace:
         artist_faces=2000, topology="QUAD_DOMINANT", keep_sharp=True, sharp_angle=math.radians(30.0),
         texture_source="OBJECT", texture_size="1024", padding=4, normal_map=True, keep_uvs=True,
         views_input="FOLDER", views_method="MODEL", views_resolution=128, use_normals=True,
+        text_prompt="a chair", text_model="MESHSMITH", text_weights="", text_repair="NONE", learned_faces=500,
+        temperature=0.7, seed=0,
     )  # fmt: skip
     values.update(changes)
     return SimpleNamespace(**values)
@@ -89,3 +91,17 @@ def test_every_mode_has_a_plan_and_a_distinct_suffix():
 def test_unknown_values_are_value_errors(mode, changes, match):
     with pytest.raises(ValueError, match=match):
         modes.plan(mode, settings(**changes))
+
+
+def test_from_text_and_artist_learned_send_their_parameters():
+    (step,) = modes.plan("TEXT", settings(text_prompt="  a lamp ", text_model="LLAMA_MESH", text_weights="/m/x.gguf",
+                                          text_repair="WATERTIGHT", learned_faces=300, seed=4))
+    assert step == modes.Step("text_to_mesh", {"prompt": "a lamp", "model": "llama-mesh", "max_faces": 300,
+                                               "temperature": 0.7, "seed": 4, "repair": "watertight",
+                                               "weights": "/m/x.gguf"})
+    assert "weights" not in modes.plan("TEXT", settings())[0].params
+    (step,) = modes.plan("ARTIST_LEARNED", settings(learned_faces=800))
+    assert step.pipeline == "points_to_mesh" and step.mesh_field == "points" and step.params["max_faces"] == 800
+    assert "TEXT" in modes.NO_OBJECT_MODES and "ARTIST_LEARNED" not in modes.NO_OBJECT_MODES
+    with pytest.raises(ValueError, match="text_model"):
+        modes.plan("TEXT", settings(text_model="GPT"))

@@ -12,6 +12,7 @@ import pytest
 from backend.mesh.io import load_mesh
 from backend.pipelines import get_pipeline
 from tests.backend.server_process import BackendProcess
+from tests.llm_models import tiny_mesh_lm as tiny_mesh_lm_folder
 from tests.llm_models import tiny_transformers
 
 
@@ -22,18 +23,7 @@ def tiny_llama(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_mesh_lm(tmp_path_factory):
-    """A random MeshLM checkpoint folder, as training.train writes one."""
-    import torch
-
-    from training.mesh_lm import MeshLM, MeshLMConfig
-    from training.train import TrainConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    model = MeshLM(MeshLMConfig(width=32, layers=1, heads=2, max_tokens=256, point_latents=8, point_layers=1,
-                                text_layers=1))
-    folder = tmp_path_factory.mktemp("meshlm") / "ckpt"
-    save_checkpoint(folder, model, TrainConfig(task="mesh_lm"), extra={"step": 3})
-    return folder
+    return tiny_mesh_lm_folder(tmp_path_factory.mktemp("meshlm") / "ckpt")
 
 
 def _run(params: dict):
