@@ -7,6 +7,9 @@
                              [--no-sharp] [--resolution R] [--chamfer]
     python -m backend texture IN -o OUT.glb (--source SRC | --views DIR_OR_ZIP) [--size 1024] [--padding 4]
                               [--hard-angle 40] [--no-normal-map]
+    python -m backend text "a wooden chair" -o OUT.obj [--model meshsmith|llama-mesh] [--weights W] [--max-faces N]
+                           [--temperature T] [--seed S] [--repair none|watertight|artist]
+    python -m backend points IN -o OUT.obj [--weights W] [--max-faces N] [--temperature T] [--seed S] [--up y|z]
     python -m backend bench watertight --meshes DIR --resolution 256 512
     python -m backend bench artist --meshes DIR --faces 2000 5000
     python -m backend bench texture [--meshes DIR]
@@ -63,8 +66,10 @@ class _TqdmProgress:
         self.bar.close()
 
 
-def _run_pipeline(args: argparse.Namespace, name: str, params: dict, files: dict[str, Path] | None = None) -> int:
-    """Run pipeline ``name`` on ``args.input`` (the ``mesh``) and the other input ``files`` by name."""
+def _run_pipeline(args: argparse.Namespace, name: str, params: dict, files: dict[str, Path] | None = None,
+                  mesh: bool = True) -> int:
+    """Run pipeline ``name`` on ``args.input`` (the ``mesh``, unless ``mesh`` is False) and the other
+    input ``files`` by name."""
     from backend.inputs import INPUT_KINDS
     from backend.mesh.io import load_mesh, save_mesh
     from backend.pipelines import get_pipeline
@@ -74,8 +79,8 @@ def _run_pipeline(args: argparse.Namespace, name: str, params: dict, files: dict
         pipeline = get_pipeline(name)
         checked = pipeline.parse_params(params)
         files = {k: v for k, v in (files or {}).items() if v is not None}
-        pipeline.check_inputs(["mesh", *files])
-        inputs = {"mesh": load_mesh(args.input)}
+        pipeline.check_inputs(["mesh", *files] if mesh else list(files))
+        inputs = {"mesh": load_mesh(args.input)} if mesh else {}
         inputs.update({k: INPUT_KINDS[k].load(path) for k, path in files.items()})
         start = time.perf_counter()
         result = pipeline.run(inputs, checked, progress)
@@ -206,6 +211,36 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--hard-angle", type=float, default=40.0,
                    help="edges sharper than this many degrees shade crisp; 180: smooth everywhere (default 40)")
     t.set_defaults(func=_texture)
+
+    x = sub.add_parser("text", help="a mesh written face by face by a language model from PROMPT")
+    x.add_argument("prompt", help="what to make, e.g. 'a wooden chair'")
+    x.add_argument("-o", "--output", type=Path, required=True, help="output file (.obj and .glb keep quads)")
+    x.add_argument("--model", choices=("meshsmith", "llama-mesh"), default="meshsmith",
+                   help="Meshsmith's small mesh model (default) or LLaMA-Mesh (a GGUF file / transformers weights)")
+    x.add_argument("--weights", help="checkpoint folder / .gguf file / hub repo id in the cache (default: shipped "
+                                     "weights; LLaMA-Mesh: its Q4_K_M GGUF from the Hugging Face cache)")
+    x.add_argument("--max-faces", type=int, default=500, help="stop after this many faces (default 500)")
+    x.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    x.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    x.add_argument("--repair", choices=("none", "watertight", "artist"), default="none",
+                   help="keep the faces as written (default), close them, or re-lay them out")
+    x.set_defaults(func=lambda a: _run_pipeline(a, "text_to_mesh", {
+        "prompt": a.prompt, "model": a.model, "weights": a.weights, "max_faces": a.max_faces,
+        "temperature": a.temperature, "seed": a.seed, "repair": a.repair}, mesh=False))
+
+    q = sub.add_parser("points", help="an artist mesh written by the mesh model over a point cloud or mesh IN")
+    q.add_argument("input", type=Path, help="a PLY point cloud (normals optional) or a mesh file to sample")
+    q.add_argument("-o", "--output", type=Path, required=True, help="output file (.obj and .glb keep quads)")
+    q.add_argument("--weights", help="checkpoint folder or hub repo id (default: the shipped mesh model)")
+    q.add_argument("--max-faces", type=int, default=800, help="stop after this many faces (default 800)")
+    q.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (default 0.5)")
+    q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    q.add_argument("--up", choices=("y", "z"), default="y", help="the input's up axis (default y)")
+    q.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="skip the artist pipeline's reference at the same face count")
+    q.set_defaults(func=lambda a: _run_pipeline(a, "points_to_mesh", {
+        "weights": a.weights, "max_faces": a.max_faces, "temperature": a.temperature, "seed": a.seed,
+        "up_axis": a.up, "compare_artist": a.compare}, {"points": a.input}, mesh=False))
 
     b = sub.add_parser("bench", help="measure pipelines against Blender's own tools")
     from backend.bench import cli as bench
