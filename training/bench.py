@@ -3,6 +3,8 @@
     python -m training.bench views --meshes DIR [--out OUT] [--weights SPEC] [--resolution 128]
     python -m training.bench views --views data/furniture-views --index data/furniture-train --split test
     python -m training.bench tokens --meshes DIR [--faces 500,800] | --corpus data/furniture [--split train]
+    python -m training.bench mesh_lm --data data/furniture-meshlm --corpus data/furniture [--split test]
+                                     [--weights SPEC] [--limit N] [--temperature 0.5]
 
 ``views`` renders every mesh of ``--meshes`` with render/ (six ``zero123pp`` views at 320 px,
 as the training data; resumable, under ``OUT/views``), or takes the renders of a ``training.data``
@@ -162,6 +164,158 @@ def bench_tokens(paths: dict[str, Path], budgets: list[int], out: Path, *, mode:
     return summary
 
 
+def bench_mesh_lm(data: Path, out: Path, *, corpus: Path | None, weights: str | None, split: str = "test",
+                  limit: int = 0, temperature: float = 0.5, top_p: float = 0.9, seed: int = 0,
+                  speed_tokens: int = 300) -> dict:
+    """The mesh model on held-out packs: does each sample decode to a manifold mesh, how close is it to
+    the conditioning points (Chamfer-L1 in the pack's [-1, 1] frame) against the artist pipeline at
+    the same face count on the source mesh, faces per sample, and tokens/s with and without the cache."""
+    import torch
+    from tqdm import tqdm
+
+    from backend.mesh.metrics import polygon_report
+    from backend.mesh.types import Mesh
+    from backend.pipelines.points_to_mesh import _chamfer_to_points
+    from backend.pipelines.text_to_mesh import _polygon_mesh
+    from training.data import read_manifest
+    from training.mesh_lm import generate
+    from training.registry import load_mesh_lm
+
+    model, record = load_mesh_lm(weights)
+    bits = model.config.bits
+    top = (1 << bits) - 1
+    rows = [json.loads(line) for line in (data / "index.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if r["split"] == split]
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise ValueError(f"{data} has no packs in split {split!r}")
+    sources = {a.id.replace("/", "__"): corpus / a.path for a in read_manifest(corpus)} if corpus else {}
+    n_points = int(record.get("train", {}).get("lm_points", 2048))
+    results, panels = [], []
+    for row in tqdm(rows, desc=f"mesh_lm on {split}", unit="asset"):
+        with np.load(data / "packs" / f"{row['name']}.npz") as z:
+            pack = {k: z[k] for k in z.files}
+        if int(pack["bits"]) != bits:
+            raise ValueError(f"{row['name']}: packed at {int(pack['bits'])} bits, the model uses {bits}")
+        points = pack["points"].astype(np.float32)
+        pick = np.random.default_rng(seed).choice(len(points), min(n_points, len(points)), replace=False)
+        cond = model.condition(points=torch.from_numpy(points[pick][None]))
+        budget = max(int(row["faces"]) * 2, 50)
+        sample = generate(model, cond, max_faces=budget, temperature=temperature, top_p=top_p, seed=seed)
+        result = {"name": row["name"], "reference_faces": int(row["faces"]), "faces": len(sample.faces),
+                  "finished": sample.finished, "tokens": len(sample.tokens), "seconds": round(sample.seconds, 2)}
+        reference = np.asarray(pack["vertices"], dtype=np.float64) / top * 2 - 1
+        ref_faces = _pack_faces(pack)
+        if sample.faces:
+            mesh = _polygon_mesh(np.asarray(sample.vertices, dtype=np.float64) / top * 2 - 1, sample.faces)
+            report = polygon_report(mesh.faces, mesh.face_sizes)
+            result.update(manifold=bool(report["manifold"]), closed=bool(report["closed"]),
+                          chamfer_l1=_chamfer_to_points(mesh, points[:, :3].astype(np.float64)))
+        else:
+            mesh, result["manifold"], result["closed"], result["chamfer_l1"] = None, False, False, float("nan")
+        result["reference_chamfer_l1"] = _chamfer_to_points(_polygon_mesh(reference, ref_faces),
+                                                            points[:, :3].astype(np.float64))
+        if row["name"] in sources and "offset" in pack and sample.faces:
+            result.update(_artist_at(sources[row["name"]], max(len(sample.faces), 1), pack, points))
+        results.append(result)
+        if len(panels) < 8:
+            shown = {"sample": (mesh.vertices, mesh.faces) if mesh is not None else (reference[:0], np.zeros((0, 3), int))}
+            ref = _polygon_mesh(reference, ref_faces)
+            panels.append((row["name"], shown, (ref.vertices, ref.faces)))
+    speed = _cache_speed(model, points, n_points, speed_tokens, seed)
+    summary = _mesh_lm_summary(results, speed, record, split)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mesh_lm.json").write_text(json.dumps({"summary": summary, "rows": results}, indent=1, default=float))
+    from training.visual import methods_sheet
+
+    if panels:
+        methods_sheet(panels, out / "mesh_lm.png",
+                      title=f"mesh_lm: held-out samples beside their references ({split}, step {record.get('step')})")
+    _print_mesh_lm(results, summary)
+    print(f"wrote {out / 'mesh_lm.json'} and {out / 'mesh_lm.png'}")
+    return summary
+
+
+def _pack_faces(pack: dict) -> list[tuple[int, ...]]:
+    """The packed mesh's faces, indexing ``pack['vertices']`` (decoded from its tokens)."""
+    from training.tokenizer import Vocabulary, decode
+
+    vertices, faces = decode(pack["tokens"].astype(np.int64), Vocabulary(int(pack["bits"]), int(pack["max_split"])))
+    index = {tuple(v): i for i, v in enumerate(np.asarray(pack["vertices"]).tolist())}
+    return [tuple(index[tuple(vertices[i].tolist())] for i in f) for f in faces]
+
+
+def _artist_at(path: Path, faces: int, pack: dict, points: np.ndarray) -> dict:
+    """The artist pipeline at ``faces`` faces on the source mesh, in the pack's frame: its Chamfer to the points."""
+    from backend.mesh.polygons import to_mesh
+    from backend.mesh.retopo.artist import retopo
+    from backend.mesh.types import Mesh
+    from backend.pipelines.points_to_mesh import _chamfer_to_points
+    from training.mesh_corpus import polygons_of, to_pack_frame
+
+    start = time.perf_counter()
+    try:
+        vertices, polygons = polygons_of(path)
+        padded = np.array([tuple(p) + (-1,) * (4 - len(p)) for p in polygons], dtype=np.int64)
+        triangles, _ = to_mesh(vertices, padded)
+        result = retopo(vertices, triangles, target_faces=max(faces, 100), mode="triangles")
+    except Exception as exc:                                  # reported, not fatal
+        return {"artist_error": f"{type(exc).__name__}: {exc}"}
+    flat, sizes = result.mesh_arrays()
+    framed = to_pack_frame(result.vertices, pack["offset"], float(pack["scale"]), int(pack["bits"]))
+    return {"artist_faces": int(len(sizes) if sizes is not None else len(flat)),
+            "artist_chamfer_l1": _chamfer_to_points(Mesh(framed, flat, sizes), points[:, :3].astype(np.float64)),
+            "artist_seconds": round(time.perf_counter() - start, 2)}
+
+
+def _cache_speed(model, points: np.ndarray, n_points: int, tokens: int, seed: int) -> dict:
+    """Tokens per second of greedy sampling with and without the key/value cache (same tokens)."""
+    import torch
+
+    from training.mesh_lm import generate
+
+    cond = model.condition(points=torch.from_numpy(points[:n_points][None]))
+    faces = max(tokens // 2, 10)
+    cached = generate(model, cond, max_faces=faces, temperature=0.0, seed=seed, use_cache=True)
+    full = generate(model, cond, max_faces=faces, temperature=0.0, seed=seed, use_cache=False)
+    return {"tokens": len(cached.tokens), "same_tokens": cached.tokens == full.tokens,
+            "cached_tokens_per_s": round(cached.tokens_per_second, 1), "full_tokens_per_s": round(full.tokens_per_second, 1)}
+
+
+def _mesh_lm_summary(results: list[dict], speed: dict, record: dict, split: str) -> dict:
+    def median(key, rows=results):
+        values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+        return float(np.median(values)) if values else float("nan")
+
+    paired = [r for r in results if "artist_chamfer_l1" in r and np.isfinite(r.get("chamfer_l1", np.nan))]
+    return {"split": split, "assets": len(results), "weights_step": record.get("step"),
+            "manifold_share": sum(r["manifold"] for r in results) / len(results),
+            "closed_share": sum(r["closed"] for r in results) / len(results),
+            "finished_share": sum(r["finished"] for r in results) / len(results),
+            "faces_median": median("faces"), "reference_faces_median": median("reference_faces"),
+            "chamfer_l1_median": median("chamfer_l1"), "reference_chamfer_l1_median": median("reference_chamfer_l1"),
+            "artist_chamfer_l1_median": median("artist_chamfer_l1"),
+            "paired_model_chamfer_l1_median": median("chamfer_l1", paired),
+            "model_beats_artist": sum(r["chamfer_l1"] < r["artist_chamfer_l1"] for r in paired), "paired": len(paired),
+            "seconds_median": median("seconds"), **speed}
+
+
+def _print_mesh_lm(results: list[dict], summary: dict) -> None:
+    print(f"{'asset':<40s} {'faces':>5s} {'ref':>5s} {'manif':>5s} {'chamfer':>8s} {'artist':>8s} {'packed':>8s} {'s':>6s}")
+    for r in results:
+        print(f"{r['name'][:40]:<40s} {r['faces']:5d} {r['reference_faces']:5d} {str(r['manifold']):>5s} "
+              f"{r['chamfer_l1']:8.4f} {r.get('artist_chamfer_l1', float('nan')):8.4f} "
+              f"{r['reference_chamfer_l1']:8.4f} {r['seconds']:6.1f}")
+    s = summary
+    print(f"{s['assets']} assets ({s['split']}, weights step {s['weights_step']}): manifold {s['manifold_share']:.0%}, "
+          f"closed {s['closed_share']:.0%}, ended by EOS {s['finished_share']:.0%}; faces median {s['faces_median']:.0f} "
+          f"(references {s['reference_faces_median']:.0f}); Chamfer-L1 to the points median {s['chamfer_l1_median']:.4f} "
+          f"(artist at the same faces {s['artist_chamfer_l1_median']:.4f}, better on {s['model_beats_artist']}/"
+          f"{s['paired']}; the packed reference {s['reference_chamfer_l1_median']:.4f}); tokens/s with the cache "
+          f"{s['cached_tokens_per_s']}, without {s['full_tokens_per_s']} (same tokens: {s['same_tokens']})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,7 +337,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="how a mesh over budget is reduced (default triangles)")
     t.add_argument("--limit", type=int, default=0)
     t.add_argument("--out", type=Path, default=Path("out/bench-tokens"))
+    m = sub.add_parser("mesh_lm", help="the mesh model on held-out packs against the artist pipeline")
+    m.add_argument("--data", type=Path, required=True, help="a training.data meshlm folder (index.jsonl + packs)")
+    m.add_argument("--corpus", type=Path, help="its corpus (for the artist pipeline on the source meshes)")
+    m.add_argument("--split", default="test")
+    m.add_argument("--weights", default=None, help="a checkpoint folder or hub repo id (default: shipped)")
+    m.add_argument("--limit", type=int, default=0)
+    m.add_argument("--temperature", type=float, default=0.5)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", type=Path, default=Path("out/bench-mesh-lm"))
     args = parser.parse_args(argv)
+    if args.command == "mesh_lm":
+        try:
+            bench_mesh_lm(args.data, args.out, corpus=args.corpus, weights=args.weights, split=args.split,
+                          limit=args.limit, temperature=args.temperature, seed=args.seed)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "tokens":
         if bool(args.meshes) == bool(args.corpus):
             parser.error("give --meshes DIR or --corpus DIR")

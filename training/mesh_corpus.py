@@ -90,9 +90,16 @@ def token_counts(mesh: QuantizedMesh, vocab: Vocabulary | None = None) -> dict:
 
 # -- packs for training ------------------------------------------------------------------------
 
-PACK_VERSION = 1
+#: 2: ``offset`` and ``scale``, the quantization's map from the source's frame (benches put other meshes
+#: of that frame, e.g. the artist pipeline's, beside the packed one).
+PACK_VERSION = 2
 #: Conditioning points per asset: area-uniform and on salient edges, with normals.
 UNIFORM_POINTS, SALIENT_POINTS = 3072, 1024
+
+
+def to_pack_frame(points: np.ndarray, offset: np.ndarray, scale: float, bits: int) -> np.ndarray:
+    """Points of the source's frame in a pack's ``[-1, 1]^3`` (its ``offset``, ``scale`` and ``bits``)."""
+    return ((np.asarray(points, dtype=np.float64) - offset) / scale) / ((1 << bits) - 1) * 2.0 - 1.0
 
 
 def normalized(q: QuantizedMesh, points: np.ndarray) -> np.ndarray:
@@ -144,6 +151,7 @@ def make_pack(path: Path, out: Path, *, caption: str = "", max_faces: int = DEFA
               "vertices": q.vertices.astype(np.uint8 if bits <= 8 else np.int16),
               "caption": np.array(caption), "kept_topology": np.array(kept), "source_faces": np.int64(len(polygons)),
               "bits": np.int64(bits), "max_split": np.int64(Vocabulary(bits).max_split),
+              "offset": np.asarray(q.offset, dtype=np.float64), "scale": np.float64(q.scale),
               "version": np.int64(PACK_VERSION)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

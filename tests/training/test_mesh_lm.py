@@ -143,3 +143,24 @@ def test_the_one_loop_trains_the_mesh_lm_and_its_checkpoint_rebuilds_it(tiny_mes
     assert record["task"] == "mesh_lm" and rebuilt.config.width == 64
     with pytest.raises(ValueError, match="not a ViewsToSDF checkpoint"):
         load_model(tmp_path / "run" / "ckpt", architecture="ViewsToSDF")
+
+
+def test_the_mesh_lm_bench_measures_samples_the_artist_reference_and_the_cache(tiny_meshlm_set, tmp_path):
+    from tests.llm_models import tiny_mesh_lm
+    from training.bench import main
+
+    weights = tiny_mesh_lm(tmp_path / "weights")
+    out = tmp_path / "bench"
+    assert main(["mesh_lm", f"--data={tiny_meshlm_set}", f"--corpus={tiny_meshlm_set.parent / 'corpus'}",
+                 "--split=val", f"--weights={weights}", f"--out={out}", "--temperature=1.0"]) == 0
+    report = json.loads((out / "mesh_lm.json").read_text())
+    (row,) = report["rows"]
+    summary = report["summary"]
+    assert row["faces"] >= 1 and summary["assets"] == 1 and summary["same_tokens"]
+    assert row["reference_chamfer_l1"] < 0.05           # the packed mesh lies on its own points
+    assert row["artist_chamfer_l1"] < 0.1 and row["artist_faces"] >= 100    # in the pack frame; 100: its minimum
+    assert row["chamfer_l1"] > row["artist_chamfer_l1"]  # a random model is no artist
+    assert summary["cached_tokens_per_s"] > 0 and summary["full_tokens_per_s"] > 0
+    assert (out / "mesh_lm.png").stat().st_size > 1000
+    assert main(["mesh_lm", f"--data={tiny_meshlm_set}", "--split=test", f"--weights={weights}",
+                 f"--out={out}"]) == 2                    # no packs in that split: a message, not a traceback
