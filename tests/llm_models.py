@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 #: Characters of the tiny vocabularies: enough for OBJ text and short prompts.
-CHARACTERS = list("vf 0123456789\n") + list("abcdeghijklmnopqrstuwxyz.,ACDM3")
+CHARACTERS = list("vf 0123456789\n") + list("abcdeghijklmnopqrstuwxyz.,ACDM")
 CHAT_TEMPLATE = ("{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
