@@ -3,6 +3,7 @@
     python -m training.bench views --meshes DIR [--out OUT] [--weights SPEC] [--resolution 128]
     python -m training.bench views --views data/furniture-views --index data/furniture-train --split test
     python -m training.bench tokens --meshes DIR [--faces 500,800] | --corpus data/furniture [--split train]
+    python -m training.bench tokens --packs data/furniture-meshlm [--split train]     # the packed meshes as trained on
     python -m training.bench mesh_lm --data data/furniture-meshlm --corpus data/furniture [--split test]
                                      [--weights SPEC] [--limit N] [--temperature 0.5]
 
@@ -316,6 +317,41 @@ def _print_mesh_lm(results: list[dict], summary: dict) -> None:
           f"{s['cached_tokens_per_s']}, without {s['full_tokens_per_s']} (same tokens: {s['same_tokens']})")
 
 
+def bench_pack_tokens(data: Path, out: Path, *, split: str | None) -> dict:
+    """Tokens per face of the three encodings over the packed meshes of a meshlm folder (the meshes the
+    model trains on, already reduced and quantized), per split."""
+    from training.mesh_corpus import token_counts
+    from training.tokenizer import QuantizedMesh, Vocabulary, decode
+
+    rows = [json.loads(line) for line in (data / "index.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if split is None or r["split"] == split]
+    if not rows:
+        raise ValueError(f"{data} has no packs" + (f" in split {split!r}" if split else ""))
+    counts = []
+    for row in rows:
+        with np.load(data / "packs" / f"{row['name']}.npz") as z:
+            bits, max_split, tokens = int(z["bits"]), int(z["max_split"]), z["tokens"].astype(np.int64)
+        vertices, faces = decode(tokens, Vocabulary(bits, max_split))
+        counts.append({"name": row["name"], "split": row["split"], "kept_topology": bool(row["kept_topology"]),
+                       **token_counts(QuantizedMesh(np.asarray(vertices), faces, bits), Vocabulary(bits, max_split))})
+    faces = sum(c["faces"] for c in counts)
+    summary = {"packs": str(data), "split": split or "all", "meshes": len(counts),
+               "kept_topology": sum(c["kept_topology"] for c in counts), "faces": faces,
+               "faces_median": float(np.median([c["faces"] for c in counts])),
+               "quad_share": sum(c["quads"] for c in counts) / max(faces, 1)}
+    for enc in ("naive", "amt", "ours"):
+        summary[enc] = {"per_face": sum(c[enc] * c["faces"] for c in counts) / max(faces, 1),
+                        "median": float(np.median([c[enc] for c in counts]))}
+    print(f"tokens per face on {data} ({summary['split']}): {summary['meshes']} meshes, {faces:,} faces "
+          f"(median {summary['faces_median']:.0f}; {summary['kept_topology']} kept their own topology, the rest "
+          f"reduced by the artist pipeline; quads {summary['quad_share']:.1%}); all faces pooled / median over meshes")
+    for enc, label in (("naive", "naive"), ("amt", "AMT-style"), ("ours", "ours")):
+        print(f"  {label:<10s} {summary[enc]['per_face']:5.2f} / {summary[enc]['median']:4.2f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"tokens-packs-{summary['split']}.json").write_text(json.dumps({"summary": summary, "rows": counts}, indent=1))
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("tokens", help="tokens per face: naive, AMT-style and ours")
     t.add_argument("--meshes", type=Path, help="a folder of meshes")
     t.add_argument("--corpus", type=Path, help="a training.data corpus (its manifest.jsonl)")
+    t.add_argument("--packs", type=Path, help="a training.data meshlm folder: its packed meshes as they are")
     t.add_argument("--split", default=None, help="with --corpus: one split (default: all)")
     t.add_argument("--faces", default="800", help="face budgets, comma-separated (default 800)")
     t.add_argument("--mode", default="triangles", choices=("triangles", "quad_dominant"),
@@ -356,8 +393,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "tokens":
-        if bool(args.meshes) == bool(args.corpus):
-            parser.error("give --meshes DIR or --corpus DIR")
+        if sum(map(bool, (args.meshes, args.corpus, args.packs))) != 1:
+            parser.error("give one of --meshes DIR, --corpus DIR, --packs DIR")
+        if args.packs:
+            try:
+                bench_pack_tokens(args.packs, args.out, split=args.split)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            return 0
         if args.meshes:
             from training.data import MESH_SUFFIXES
 

@@ -164,3 +164,14 @@ def test_the_mesh_lm_bench_measures_samples_the_artist_reference_and_the_cache(t
     assert (out / "mesh_lm.png").stat().st_size > 1000
     assert main(["mesh_lm", f"--data={tiny_meshlm_set}", "--split=test", f"--weights={weights}",
                  f"--out={out}"]) == 2                    # no packs in that split: a message, not a traceback
+
+
+def test_the_tokens_bench_reads_packs_as_trained_on(tiny_meshlm_set, tmp_path, capsys):
+    from training.bench import main
+
+    assert main(["tokens", f"--packs={tiny_meshlm_set}", f"--out={tmp_path}"]) == 0
+    report = json.loads((tmp_path / "tokens-packs-all.json").read_text())
+    summary = report["summary"]
+    assert summary["meshes"] == 3 and summary["naive"]["per_face"] >= 9.0
+    assert summary["ours"]["per_face"] < summary["amt"]["per_face"] < summary["naive"]["per_face"]
+    assert "ours" in capsys.readouterr().out
