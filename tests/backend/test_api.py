@@ -339,7 +339,7 @@ def test_a_queued_texture_job_runs_after_a_restart_from_its_stored_inputs(tmp_pa
     backend.start()
     try:
         with backend.client() as c:
-            job = _wait(c, queued["id"])
+            job = _wait(c, queued["id"], timeout=300.0)   # after the 1024 job runs again (~1 min, more on a busy machine)
             assert job["state"] == "done", job
             assert c.get(f"/v1/jobs/{queued['id']}/result").status_code == 200
     finally:
