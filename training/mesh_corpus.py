@@ -64,6 +64,17 @@ def reduce_faces(vertices: np.ndarray, polygons: list[tuple[int, ...]], max_face
         if len(out) <= max_faces or target <= 50:
             return result.vertices, out, False
         target = max(50, int(target * max_faces / len(out) * 0.95))
+    # Thin, many-part shapes (a tree's needles, a sugar spoon) can keep the remesher above the
+    # budget: close them on a coarse grid instead and collapse edges down to it.
+    if mode == "triangles":
+        from backend.mesh.remesh.decimate import decimate
+        from backend.mesh.remesh.watertight import watertight
+
+        for resolution in (64, 32):
+            closed = watertight(vertices, triangles, resolution=resolution)
+            v, f = decimate(closed.vertices, closed.faces, max(4, int(max_faces * 0.92)))
+            if len(f) <= max_faces:
+                return v, [tuple(int(i) for i in t) for t in f], False
     raise ValueError(f"could not reduce the mesh to {max_faces} faces (got {len(out)})")
 
 
