@@ -128,7 +128,8 @@ def test_panel_props_and_operators_register(runtime):
     assert (resolution.hard_min, resolution.hard_max) == (32, 1024)
     modes = [(i.identifier, i.name) for i in type(settings).bl_rna.properties["mode"].enum_items]
     assert modes == [("WATERTIGHT", "Watertight"), ("ARTIST", "Artist"), ("TEXTURE", "Texture"),
-                     ("ARTIST_TEXTURE", "Artist + Texture"), ("VIEWS", "From Views")]
+                     ("ARTIST_TEXTURE", "Artist + Texture"), ("VIEWS", "From Views"), ("TEXT", "From Text"),
+                     ("ARTIST_LEARNED", "Artist (learned)")]
     topologies = [i.name for i in type(settings).bl_rna.properties["topology"].enum_items]
     assert topologies == ["Quads Only", "Quad-Dominant", "Triangles"]
     assert (settings.artist_faces, settings.texture_size, settings.keep_sharp, settings.normal_map) == (2000, "1024", True, True)

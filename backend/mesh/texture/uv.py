@@ -47,8 +47,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.errors import BadParams
 from backend.mesh.types import Mesh
 from backend.progress import ProgressFn, null_progress
+
+
+class ChartsDoNotFit(BadParams):
+    """More UV charts than the texture has room for, even with no padding; the message says what to change."""
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +156,30 @@ def unwrap(mesh: Mesh, *, texture_size: int = 1024, padding: int = 4, method: st
             log.info("xatlas could not fit one %d px atlas; projecting instead", size)
             method = "project"
     if method == "project":
-        layout = _project(vertices, faces, polygon, size, padding, area, progress)
+        # A rough surface cuts into many charts; each needs its padding all round. Give up padding
+        # (halving it) before giving up: a thinner seam guard beats no texture.
+        for pad in sorted({padding, *[padding >> k for k in range(1, 7)]}, reverse=True):
+            try:
+                layout = _project(vertices, faces, polygon, size, pad, area, progress)
+                break
+            except _NoFit as exc:
+                last = exc
+                log.info("%s; trying %d px padding", exc, pad >> 1)
+        else:
+            raise ChartsDoNotFit(f"The surface cuts into {last.charts} UV charts, more than a {size} px texture holds "
+                                 "even without padding. Choose a larger texture size.") from None
     vertex_map, face_out, uv, charts, utilization, tpu = layout
     out_faces, sizes, split = _regroup_quads(face_out, mesh.face_sizes)
     normals = None if mesh.normals is None else np.asarray(mesh.normals)[vertex_map]
     new_mesh = Mesh(vertices[vertex_map], out_faces, sizes, uv=uv, normals=normals)
     progress(1.0, "unwrapping UVs")
     return Unwrapped(new_mesh, vertex_map, int(charts), float(utilization), float(tpu), split, method)
+
+
+class _NoFit(ValueError):
+    def __init__(self, charts: int, size: int, padding: int):
+        super().__init__(f"{charts} UV charts do not fit a {size} px texture with {padding} px padding")
+        self.charts = charts
 
 
 # -- xatlas -------------------------------------------------------------------------------
@@ -389,8 +411,7 @@ def _pack(local_uv, face_out, chart_of_face, n_charts, size, padding, area):
         if upper - lower < 1e-3 * upper:
             break
     if best is None:
-        raise ValueError(f"{n_charts} UV charts do not fit a {size} px texture with {padding} px padding; "
-                         "use a larger texture_size or a smaller padding")
+        raise _NoFit(n_charts, size, padding)
     tpu, cells, spot = best
     local = local_uv - lo[chart_of_vertex]
     t = turn[chart_of_vertex]

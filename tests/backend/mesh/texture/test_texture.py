@@ -663,3 +663,21 @@ def test_keep_refuses_uvs_it_cannot_bake_into_with_a_sentence(uv, words):
                           [ColourPart("grey", np.array([0.5, 0.5, 0.5, 1.0]))])
     with pytest.raises(ValueError, match=words):
         bake_textures(Mesh(v, f, uv=uv), source=source, texture_size=64, uv_method="keep")
+
+
+def test_a_rough_surface_gives_up_padding_before_it_gives_up_and_then_says_what_to_change():
+    """Regression: a rippled reconstruction cut into ~600 charts, which did not fit a 128 px texture
+    with 4 px padding: the job failed as an internal error (a bare ValueError)."""
+    from backend.errors import BadParams
+    from backend.mesh.texture.uv import unwrap
+    from backend.mesh.types import Mesh
+    from tests import meshes
+
+    vertices, faces = meshes.uv_sphere(40, 80)
+    rng = np.random.default_rng(0)
+    vertices = vertices * (1 + 0.04 * rng.standard_normal((len(vertices), 1)))   # rough: ~600 charts
+    mesh = Mesh(vertices, faces)
+    fitted = unwrap(mesh, texture_size=128, padding=4, method="project")        # fits at a smaller padding
+    assert fitted.mesh.uv is not None and fitted.charts > 400
+    with pytest.raises(BadParams, match="Choose a larger texture size"):
+        unwrap(mesh, texture_size=64, padding=4, method="project")
