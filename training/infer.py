@@ -8,16 +8,53 @@ from backend.mesh.texture.projection import PosedViews
 
 #: Grid resolution of surface extraction by default (coarse-to-fine from half of it).
 DEFAULT_RESOLUTION = 128
+#: Taubin smoothing passes (a lambda step and a mu step each) on the extracted mesh by default.
+#: The field carries ripples at the scale of the model's 32^3 feature grid; a volume-keeping
+#: low-pass removes them: measured at step 4,500 of views-cpu, 10 passes take median normal
+#: consistency from 0.858 to 0.880 on the bench meshes and from 0.774 to 0.785 on held-out
+#: furniture with Chamfer-L1 unchanged (+0.5% and +0.4%); a Gaussian blur of the field instead
+#: cost 6-10% of Chamfer for as much.
+SMOOTHING_PASSES = 10
 
 
-def mesh_from_state(model, state: dict, resolution: int = DEFAULT_RESOLUTION, progress=None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes of the model's SDF (level 0) over ``[-1, 1]^3``: a closed, outward mesh (world frame)."""
+def mesh_from_state(model, state: dict, resolution: int = DEFAULT_RESOLUTION, progress=None, *,
+                    smoothing: int = SMOOTHING_PASSES) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of the model's SDF (level 0) over ``[-1, 1]^3``, then ``smoothing`` Taubin passes
+    (:func:`taubin`): a closed, outward mesh (world frame)."""
     from training.baseline import grid_surface
     from training.model import extract_sdf_grid
 
     field = extract_sdf_grid(model, state, resolution, progress=progress).double().cpu().numpy()
-    return grid_surface(-field, 0.0, -model.config.truncation)            # the SDF is negative inside
+    vertices, faces = grid_surface(-field, 0.0, -model.config.truncation)  # the SDF is negative inside
+    return taubin(vertices, faces, smoothing), faces
+
+
+def taubin(vertices: np.ndarray, faces: np.ndarray, passes: int, *, lam: float = 0.5, mu: float = -0.53
+           ) -> np.ndarray:
+    """Taubin's lambda|mu smoothing: each pass moves every vertex ``lam`` of the way to the mean of its
+    edge neighbours, then ``mu`` (negative: back out), which removes short-wavelength ripples
+    without the shrinkage of plain Laplacian smoothing. Connectivity is untouched, so a closed
+    mesh stays closed. Returns new vertex positions."""
+    from scipy.sparse import coo_matrix
+
+    v = np.asarray(vertices, dtype=np.float64)
+    if passes <= 0 or len(faces) == 0:
+        return v
+    f = np.asarray(faces, dtype=np.int64)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    edges = np.unique(np.sort(edges, axis=1), axis=0)
+    rows = np.concatenate([edges[:, 0], edges[:, 1]])
+    cols = np.concatenate([edges[:, 1], edges[:, 0]])
+    adjacency = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(v), len(v))).tocsr()
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    inverse = np.where(degree > 0, 1.0 / np.maximum(degree, 1.0), 0.0)[:, None]
+    loose = degree == 0
+    for _ in range(passes):
+        for factor in (lam, mu):
+            delta = adjacency @ v * inverse - v
+            delta[loose] = 0.0
+            v = v + factor * delta
+    return v
 
 
 def views_tensors(views: PosedViews, image_size: int, *, use_normals: bool = True, depth: bool = True) -> dict:
