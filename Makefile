@@ -10,7 +10,7 @@ PYTHON313 ?= $(call find_python,3.13)
 VENV := .venv
 VENV52 := .venv-blender52
 
-.PHONY: setup demo test test-main test-blender52 extension field-test train-data train train-data-mesh-lm train-mesh-lm clean
+.PHONY: setup demo test test-main test-blender52 extension dist field-test train-data train train-data-mesh-lm train-mesh-lm clean
 
 setup: $(VENV)/.installed $(VENV52)/.installed
 
@@ -34,6 +34,11 @@ demo: setup
 
 extension: setup
 	$(VENV)/bin/python scripts/build_extension.py
+
+# The self-contained zips an artist installs: one per platform and Blender Python, into dist/
+# (wheels downloaded once into build/wheels/). `make test` then also checks them.
+dist: setup
+	$(VENV)/bin/python scripts/build_extension.py --dist
 
 # Everything on Blender 4.2 / Python 3.11, then the add-on again on Blender 5.2 / Python 3.13.
 test: setup test-main test-blender52

@@ -1,5 +1,10 @@
 """Start, watch and stop a local backend process (``PYTHON -m backend serve``); stdlib only.
 
+Which Python runs it (:func:`resolve_python`): the one the preferences name, else
+``$MESHSMITH_BACKEND_PYTHON``, else Blender's own when the extension carries the backend
+(the zips ``make dist`` builds: ``bundled/`` holds the backend's packages, and Blender has
+installed the zip's wheels into its extensions' ``site-packages``), else ``python3`` on PATH.
+
 Only a process started here is ever stopped here: a backend the user runs in a terminal is
 found through the state file and used, never terminated.
 """
@@ -32,15 +37,31 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 #: Environment variable naming the backend's Python when the preferences leave it empty.
 PYTHON_ENV = "MESHSMITH_BACKEND_PYTHON"
+#: The folder of a self-contained extension that holds the backend's packages.
+BUNDLED = Path(__file__).resolve().parent / "bundled"
+
+
+def bundled_dir() -> str:
+    """The extension's own copy of the backend (its folder, for ``PYTHONPATH``), or "" when it has none."""
+    return str(BUNDLED) if (BUNDLED / "backend" / "__main__.py").is_file() else ""
+
+
+def uses_bundled(preference: str = "", environ: Mapping[str, str] | None = None) -> bool:
+    """True when Start runs the bundled backend on Blender's Python (no Python named, one bundled)."""
+    environ = os.environ if environ is None else environ
+    return not (preference.strip() or environ.get(PYTHON_ENV, "").strip()) and bool(bundled_dir())
 
 
 def resolve_python(preference: str = "", environ: Mapping[str, str] | None = None) -> str:
     """The interpreter to run the backend with.
 
-    The preference when set, else ``$MESHSMITH_BACKEND_PYTHON``, else ``python3`` (or ``python``)
-    on PATH. Raises :class:`BackendStartError` when none is found.
+    The preference when set, else ``$MESHSMITH_BACKEND_PYTHON``, else Blender's own Python when
+    the extension bundles the backend, else ``python3`` (or ``python``) on PATH. Raises
+    :class:`BackendStartError` when none is found.
     """
     environ = os.environ if environ is None else environ
+    if uses_bundled(preference, environ):
+        return sys.executable
     candidate = preference.strip() or environ.get(PYTHON_ENV, "").strip()
     if candidate:
         path = Path(candidate).expanduser()
@@ -91,7 +112,12 @@ _PROBE = ("import importlib.util, json, sys; "
           "print(json.dumps([sys.executable, importlib.util.find_spec('backend') is not None]))")
 
 
-def probe_python(python: str, backend_dir: str = "", timeout: float = 15.0) -> PythonProbe:
+def _python_path(backend_dir: str, extra_paths: Sequence[str], inherited: str) -> str:
+    return os.pathsep.join(p for p in (backend_dir, *extra_paths, inherited) if p)
+
+
+def probe_python(python: str, backend_dir: str = "", timeout: float = 15.0, *,
+                 extra_paths: Sequence[str] = ()) -> PythonProbe:
     """Run ``python`` once to learn its real executable and whether it can import the backend,
     with the working directory and ``PYTHONPATH`` that :meth:`BackendProcess.start` would give it.
 
@@ -99,8 +125,8 @@ def probe_python(python: str, backend_dir: str = "", timeout: float = 15.0) -> P
     """
     backend_dir = backend_dir.strip() or guess_backend_dir(python)
     env = dict(os.environ)
-    if backend_dir:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (backend_dir, env.get("PYTHONPATH", "")) if p)
+    if backend_dir or extra_paths:
+        env["PYTHONPATH"] = _python_path(backend_dir, extra_paths, env.get("PYTHONPATH", ""))
     options: dict = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
     try:
         done = subprocess.run([python, "-c", _PROBE], cwd=backend_dir or None, env=env, capture_output=True,
@@ -142,6 +168,9 @@ class BackendProcess:
         ``python`` when that is a checkout's venv (:func:`guess_backend_dir`).
     args
         Extra arguments after ``serve``, e.g. ``("--port", "0")``.
+    extra_paths
+        Folders put on ``PYTHONPATH`` after ``backend_dir``: for the bundled backend, the
+        ``site-packages`` where Blender installed the extension's wheels.
     log_path
         File that receives the process's stdout and stderr.
     environ
@@ -157,10 +186,12 @@ class BackendProcess:
         args: Sequence[str] = (),
         log_path: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        extra_paths: Sequence[str] = (),
     ):
         self.python = python
         self.backend_dir = backend_dir.strip()
         self.args = tuple(args)
+        self.extra_paths = tuple(extra_paths)
         self.log_path = Path(log_path) if log_path else default_log_path()
         self.environ = dict(os.environ if environ is None else environ)
         self._process: subprocess.Popen | None = None
@@ -193,7 +224,8 @@ class BackendProcess:
                     "Point it at the Meshsmith checkout that contains backend/."
                 )
             cwd = backend_dir
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (backend_dir, env.get("PYTHONPATH", "")) if p)
+        if backend_dir or self.extra_paths:
+            env["PYTHONPATH"] = _python_path(backend_dir, self.extra_paths, env.get("PYTHONPATH", ""))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self._log_start = self._log.tell()
@@ -278,9 +310,11 @@ def start_backend(
     environ: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT,
     address_override: str = "",
+    extra_paths: Sequence[str] = (),
 ) -> tuple[BackendProcess, Health]:
     """Start a backend and wait for it; on failure nothing is left running."""
-    process = BackendProcess(python, backend_dir=backend_dir, args=args, log_path=log_path, environ=environ)
+    process = BackendProcess(python, backend_dir=backend_dir, args=args, log_path=log_path, environ=environ,
+                             extra_paths=extra_paths)
     process.start()
     try:
         health = process.wait_until_healthy(timeout, address_override=address_override)

@@ -77,6 +77,17 @@ MODES: dict[str, Mode] = {
 #: Modes that make a mesh from nothing in the scene (no active object is sent).
 NO_OBJECT_MODES = frozenset({"VIEWS", "TEXT"})
 
+#: The backend pipelines each mode runs (a mode is unavailable when one of them is).
+MODE_PIPELINES = {
+    "WATERTIGHT": ("watertight",),
+    "ARTIST": ("artist",),
+    "TEXTURE": ("texture",),
+    "ARTIST_TEXTURE": ("artist", "texture"),
+    "VIEWS": ("views_to_mesh",),
+    "TEXT": ("text_to_mesh",),
+    "ARTIST_LEARNED": ("points_to_mesh",),
+}
+
 
 @dataclass(frozen=True)
 class Step:

@@ -43,6 +43,9 @@ class VIEW3D_PT_meshsmith(bpy.types.Panel):
             "ARTIST_LEARNED": self._draw_learned,
         }[settings.mode]
         draw_mode(column, context, settings)
+        why = runtime.backend_status().mode_unavailable(settings.mode)
+        if why:
+            _wrapped_label(column, context, why, icon="ERROR")
         if settings.mode not in ("VIEWS", "TEXT"):
             column.prop(settings, "hide_source")
         row = layout.row(align=True)

@@ -130,23 +130,43 @@ class Health:
     device: str
     pipelines: dict[str, Any] = field(default_factory=dict)
     models: tuple[Any, ...] = ()
+    #: Which Python runs the backend, whether its compiled kernels load (``kernels``: "compiled" or
+    #: "numpy") and, under ``unavailable``, why a pipeline cannot run there.
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any) -> "Health":
         status = _require(data, "status", str, "the health answer")
         pipelines = data.get("pipelines") or {}
         models = data.get("models") or []
+        runtime = data.get("runtime") or {}
         return cls(
             status=status,
             version=str(data.get("version", "")),
             device=str(data.get("device", "")),
             pipelines=dict(pipelines) if isinstance(pipelines, dict) else {},
             models=tuple(models) if isinstance(models, list) else (),
+            runtime=dict(runtime) if isinstance(runtime, dict) else {},
         )
 
     def describe(self) -> str:
         """A short status line, e.g. ``"running (cpu)"``."""
         return f"running ({self.device or 'unknown device'})"
+
+    def unavailable(self) -> dict[str, str]:
+        """Pipelines this backend cannot run, with why (from ``runtime``)."""
+        found = self.runtime.get("unavailable")
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+    def describe_runtime(self) -> str:
+        """E.g. ``"Python 3.11.7, compiled kernels"``; "" when the backend did not say."""
+        python, kernels = self.runtime.get("python"), self.runtime.get("kernels")
+        parts = [f"Python {python}"] if python else []
+        if kernels == "compiled":
+            parts.append("compiled kernels")
+        elif kernels:
+            parts.append("numpy kernels (about 2x slower: no compiled build for this platform)")
+        return ", ".join(parts)
 
 
 def job_list_from_json(data: Any) -> list[Job]:

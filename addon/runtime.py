@@ -18,9 +18,11 @@ import atexit
 import logging
 import math
 import os
+import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import bpy
 from bpy.app.handlers import persistent
@@ -50,6 +52,16 @@ class BackendStatus:
     text: str = "unknown"
     #: What to do about it, or which backend it is.
     hint: str = "Press refresh to check."
+    #: Pipelines the running backend cannot run, with why.
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def mode_unavailable(self, mode: str) -> str:
+        """Why ``mode`` cannot run on this backend ("" when it can, or when that is not known)."""
+        for pipeline in modes.MODE_PIPELINES.get(mode, ()):
+            why = self.unavailable.get(pipeline)
+            if why:
+                return why
+        return ""
 
 
 class _Session:
@@ -85,6 +97,27 @@ def make_client(**options: float) -> Client:
     return Client.from_connection(resolve_connection(str(_pref("backend_address"))), **options)
 
 
+def wheels_site_packages() -> str:
+    """Where Blender installed the extensions' wheels for this Python ("" when it has no such folder)."""
+    local = bpy.utils.user_resource("EXTENSIONS", path=".local")
+    folder = Path(local) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    return str(folder) if folder.is_dir() else ""
+
+
+def launch_settings(python_pref: str, dir_pref: str) -> tuple[str, str, tuple[str, ...]]:
+    """(python, backend folder, extra PYTHONPATH folders) Start will use for these preferences.
+
+    With no Python named anywhere and a self-contained extension, that is Blender's own Python
+    running the bundled backend on the wheels Blender installed from the zip.
+    """
+    python = resolve_python(python_pref)
+    backend_dir = bpy.path.abspath(dir_pref) if dir_pref.strip() else ""
+    if backend_process.uses_bundled(python_pref):
+        site = wheels_site_packages()
+        return python, backend_dir or backend_process.bundled_dir(), (site,) if site else ()
+    return python, backend_dir, ()
+
+
 def python_hint(prefs: bpy.types.AddonPreferences) -> str:
     """One line saying which Python the Start button will use, and whether it has the backend.
 
@@ -92,12 +125,14 @@ def python_hint(prefs: bpy.types.AddonPreferences) -> str:
     it answers the line says so, and the preferences redraw when it does.
     """
     try:
-        python = resolve_python(prefs.backend_python)
+        python, backend_dir, extra = launch_settings(prefs.backend_python, prefs.backend_dir)
     except BackendStartError:
         return "No Python found: set Backend Python, or $MESHSMITH_BACKEND_PYTHON"
-    source = "preferences" if prefs.backend_python.strip() else "$MESHSMITH_BACKEND_PYTHON or PATH"
-    backend_dir = bpy.path.abspath(prefs.backend_dir) if prefs.backend_dir.strip() else ""
-    probe = _probe(python, backend_dir)
+    if backend_process.uses_bundled(prefs.backend_python):
+        source = "Blender's own, with the backend this extension carries"
+    else:
+        source = "preferences" if prefs.backend_python.strip() else "$MESHSMITH_BACKEND_PYTHON or PATH"
+    probe = _probe(python, backend_dir, extra)
     if probe is None:
         return f"Start uses {python} (from {source}); checking it ..."
     if not probe.executable:
@@ -109,18 +144,18 @@ def python_hint(prefs: bpy.types.AddonPreferences) -> str:
     return f"Start uses {shown} (from {source})"
 
 
-_probes: dict[tuple[str, str], backend_process.PythonProbe | None] = {}
+_probes: dict[tuple[str, str, tuple[str, ...]], backend_process.PythonProbe | None] = {}
 
 
-def _probe(python: str, backend_dir: str) -> backend_process.PythonProbe | None:
+def _probe(python: str, backend_dir: str, extra_paths: tuple[str, ...] = ()) -> backend_process.PythonProbe | None:
     """The cached probe of ``python``; None while it runs (started here on first ask)."""
-    key = (python, backend_dir)
+    key = (python, backend_dir, extra_paths)
     if key in _probes:
         return _probes[key]
     _probes[key] = None
 
     def run() -> None:
-        _probes[key] = backend_process.probe_python(python, backend_dir)
+        _probes[key] = backend_process.probe_python(python, backend_dir, extra_paths=extra_paths)
 
     def redraw_when_done() -> float | None:
         """Main-thread timer: redraw the preferences once the probe has answered."""
@@ -156,7 +191,9 @@ def check_backend() -> BackendStatus:
         _session.status = BackendStatus("not answering", exc.message)
     else:
         owner = "started by Blender" if _session.process and _session.process.running else "external"
-        _session.status = BackendStatus(health.describe(), f"Backend {health.version}, {owner}.")
+        facts = health.describe_runtime()
+        _session.status = BackendStatus(health.describe(), f"Backend {health.version}, {owner}"
+                                        + (f"; {facts}." if facts else "."), health.unavailable())
     _redraw()
     return _session.status
 
@@ -175,12 +212,13 @@ def start_backend(timeout: float = 60.0) -> str:
         check_backend()
         return f"The backend is already running ({health.device})."
     stop_backend()  # a previous process of ours that no longer answers
-    python = resolve_python(str(_pref("backend_python")))
+    python, backend_dir, extra_paths = launch_settings(str(_pref("backend_python")), str(_pref("backend_dir")))
     process, health = spawn_backend(
         python,
-        backend_dir=bpy.path.abspath(str(_pref("backend_dir"))) if _pref("backend_dir") else "",
+        backend_dir=backend_dir,
         timeout=timeout,
         address_override=str(_pref("backend_address")),
+        extra_paths=extra_paths,
     )
     _session.process = process
     check_backend()

@@ -77,6 +77,7 @@ def _run_pipeline(args: argparse.Namespace, name: str, params: dict, files: dict
     progress = _TqdmProgress()
     try:
         pipeline = get_pipeline(name)
+        pipeline.check_available()
         checked = pipeline.parse_params(params)
         files = {k: v for k, v in (files or {}).items() if v is not None}
         pipeline.check_inputs(["mesh", *files] if mesh else list(files))

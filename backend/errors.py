@@ -75,3 +75,10 @@ class UploadStalled(MeshsmithError):
 
     code = "upload_stalled"
     status = 408
+
+
+class MissingDependency(MeshsmithError):
+    """A pipeline needs an optional package this backend's Python does not have (the message says how to get it)."""
+
+    code = "missing_dependency"
+    status = 501

@@ -1,10 +1,11 @@
 """Field test: every Generate mode on every mesh of a folder, through the installed add-on, as a click runs it.
 
-    python scripts/field_test.py MESH_DIR [--modes watertight artist ...] [--out out/field]
+    python scripts/field_test.py MESH_DIR [--modes watertight artist ...] [--out out/field] [--zip ZIP]
     make field-test MESHES=MESH_DIR                 (both Blender versions)
 
 Builds the extension and installs it into the real ``bpy`` module (a throw-away Blender
-user folder), starts the backend from the preferences, then for each mesh file (GLB, glTF,
+user folder), starts the backend from the preferences (the checkout's ``.venv`` unless
+``MESHSMITH_BACKEND_PYTHON`` names another),  then for each mesh file (GLB, glTF,
 OBJ, PLY, STL; the parts of one file joined into one object, as a user would) runs each
 mode through ``bpy.ops.meshsmith.generate()`` and the timer function
 (``runtime.poll_jobs``), exactly as Blender's event loop would call them.
@@ -28,7 +29,10 @@ Modes (``--modes``, default all):
 
 ``--million`` adds Watertight and Artist on an icosphere of 1.3 million faces made in
 Blender: the main-thread stall of a Generate on a mesh that large (goal: <= 100 ms).
-``--made`` adds a mesh made here, so that a folder without coloured meshes (CI's ``assets/``)
+``--zip`` installs that zip instead, e.g. a self-contained one of ``make dist``, and starts
+the backend as an artist's Blender would: nothing named, so the add-on runs the backend it
+carries on Blender's own Python (run it in an environment that holds only ``bpy``; this
+script then puts nothing of the checkout on ``sys.path``). ``--made`` adds a mesh made here, so that a folder without coloured meshes (CI's ``assets/``)
 still runs every mode: Blender's Suzanne, subdivided once (open eyes, touching parts),
 painted by position and written as a vertex-coloured PLY.
 
@@ -56,8 +60,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO))
 
 MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-keep",
          "texture-views", "artist-texture", "views-hull", "views-model", "cancel")
@@ -99,6 +101,19 @@ class Row:
         return line if status == self.status else line + f"\n    {self.status}"
 
 
+#: ``render.quiet.quiet_stdout``, loaded by path so that ``--zip`` runs need nothing of the checkout importable.
+blender_quiet = None
+
+
+def _load_quiet():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_meshsmith_quiet", REPO / "render" / "quiet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.quiet_stdout
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("meshes", type=Path, help="folder of mesh files (GLB, glTF, OBJ, PLY, STL)")
@@ -112,6 +127,8 @@ def main() -> int:
                         help="also Watertight and Artist on an icosphere of 1.3 million faces made here (the stall test)")
     parser.add_argument("--made", action="store_true",
                         help="also every mode on a painted Suzanne made here (a mesh with colour)")
+    parser.add_argument("--zip", type=Path, help="install this extension zip (e.g. from make dist) and start the "
+                                                 "backend it carries; default: build the add-on, use .venv's backend")
     args = parser.parse_args()
     paths = sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in MESH_SUFFIXES)
     if not paths:
@@ -124,12 +141,19 @@ def main() -> int:
     os.environ["BLENDER_USER_RESOURCES"] = str(scratch / "blender")
     os.environ["MESHSMITH_STATE_DIR"] = str(scratch / "state")
     os.environ["MESHSMITH_DATA_DIR"] = str(scratch / "data")
-    os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+    global blender_quiet
+    blender_quiet = _load_quiet()
+    if args.zip:
+        zip_path = args.zip.resolve()
+        if os.environ.get("MESHSMITH_BACKEND_PYTHON"):
+            print("note: MESHSMITH_BACKEND_PYTHON is set, so the add-on uses it, not the backend in the zip",
+                  file=sys.stderr)
+    else:
+        os.environ.setdefault("MESHSMITH_BACKEND_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+        sys.path[:0] = [str(REPO / "scripts"), str(REPO)]
+        from build_extension import build, find_blender_ext
 
-    from build_extension import build, find_blender_ext
-    from render.quiet import quiet_stdout as blender_quiet
-
-    zip_path = build(scratch / "dist", find_blender_ext())
+        zip_path = build(scratch / "dist", find_blender_ext())
     import bpy
 
     print(f"Blender {bpy.app.version_string} (Python {platform.python_version()}), extension {zip_path.name}")
@@ -144,7 +168,9 @@ def main() -> int:
     test = FieldTest(runtime, scene_io, args, scratch)
     with blender_quiet():
         bpy.ops.meshsmith.start_backend()
-    print(f"backend: {runtime.check_backend().text}\n")
+    backend = runtime.make_client().health().runtime
+    print(f"backend: {runtime.check_backend().text}; Python {backend.get('python')} at {backend.get('executable')}, "
+          f"{backend.get('kernels')} kernels\n")
     print(Row.header())
     rows: list[Row] = []
     try:
@@ -165,8 +191,8 @@ def main() -> int:
         bpy.ops.wm.save_as_mainfile(filepath=str(out / "field.blend"))
         if args.render:
             test.render(out / "field.png")
-    (out / "field.json").write_text(json.dumps({"blender": bpy.app.version_string, "rows": [asdict(r) for r in rows]},
-                                               indent=1))
+    (out / "field.json").write_text(json.dumps({"blender": bpy.app.version_string, "backend": backend,
+                                                "rows": [asdict(r) for r in rows]}, indent=1))
     failed = [r for r in rows if r.failed]
     stall = max((r.stall_ms for r in rows if not r.status.startswith("skip")), default=0.0)
     print(f"\n{len(rows) - len(failed)} of {len(rows)} runs ok; longest main-thread stall {stall:.0f} ms; "
@@ -186,8 +212,6 @@ class FieldTest:
     def run_mesh(self, path: Path, modes: list[str], source=None) -> list[Row]:
         """Every mode on the mesh file ``path`` (or on ``source``, an object made here, named by ``path``)."""
         import bpy
-
-        from render.quiet import quiet_stdout as blender_quiet
 
         if source is None:
             with blender_quiet():
@@ -294,7 +318,6 @@ class FieldTest:
         import bpy
 
         runtime = self.runtime
-        from render.quiet import quiet_stdout as blender_quiet
 
         with blender_quiet():               # the operator's INFO report
             start = time.perf_counter()
@@ -327,7 +350,6 @@ class FieldTest:
         """The add-on's Render Views of ``source`` (once per object), as a user clicks it."""
         import bpy
 
-        from render.quiet import quiet_stdout as blender_quiet
 
         settings = bpy.context.scene.meshsmith
         folder = self.scratch / "helper-views" / source.name

@@ -100,4 +100,7 @@ PIPELINE = Pipeline(
     inputs=("mesh",),
     run=run,
     estimate=estimate,
+    needs=(("pyinstantmeshes", "Instant Meshes publishes no build for this platform and Python (on Intel Macs "
+                               "there is none); run the backend from an environment where "
+                               "pip install pyinstantmeshes==1.0.0 works"),),
 )

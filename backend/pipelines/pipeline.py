@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ValidationError
 
-from backend.errors import BadInputs, BadParams, OverBudget
+from backend.errors import BadInputs, BadParams, MissingDependency, OverBudget
 from backend.mesh.types import Mesh
 from backend.progress import ProgressFn
 
@@ -30,6 +30,11 @@ class PipelineResult:
     summary: dict = field(default_factory=dict)
     extras: dict[str, bytes] = field(default_factory=dict)
 
+
+#: How a backend gets PyTorch, for the messages of the model-backed pipelines.
+TORCH_HINT = ("install PyTorch into the backend's Python (pip install torch==2.13.0; on Linux and Windows add "
+              "--index-url https://download.pytorch.org/whl/cpu for the CPU build), or run the backend from an "
+              "environment that has it (Meshsmith's preferences: Backend Python)")
 
 #: Memory a worker holds before a job's own work (interpreter, numpy, scipy, trimesh: the
 #: children of ``python -m backend bench budget`` reach 62 MB after the imports; this leaves
@@ -67,6 +72,30 @@ class Pipeline:
     required: tuple[str, ...] = ("mesh",)
     one_of: tuple[tuple[str, ...], ...] = ()
     estimate: EstimateFn | None = None
+    #: Optional modules (import names) the pipeline cannot run without, with what provides them.
+    needs: tuple[tuple[str, str], ...] = ()
+
+    def unavailable(self) -> str:
+        """Why this pipeline cannot run in this Python ("" when it can): its missing modules."""
+        import importlib.util
+
+        def importable(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):     # blocked (sys.modules[name] = None) or broken
+                return False
+
+        missing = [(module, hint) for module, hint in self.needs if not importable(module)]
+        if not missing:
+            return ""
+        names = ", ".join(module for module, _ in missing)
+        return f"{self.title} needs {names}, which this backend's Python does not have: {missing[0][1]}"
+
+    def check_available(self) -> None:
+        """Raise :class:`MissingDependency` when :meth:`unavailable` says why."""
+        why = self.unavailable()
+        if why:
+            raise MissingDependency(why)
 
     def parse_params(self, raw: dict) -> BaseModel:
         """Validate ``raw`` against this pipeline's schema; raise :class:`BadParams`."""

@@ -20,11 +20,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conventions import BLENDER_FROM_GLTF
-from backend.errors import BadParams
+from backend.errors import BadParams, MissingDependency
 from backend.mesh.metrics import polygon_report
 from backend.mesh.points import PointCloud
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult
+from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
 from backend.pipelines.text_to_mesh import _polygon_mesh
 from backend.progress import ProgressFn, report_partial, subrange
 
@@ -59,8 +59,8 @@ def run(inputs: dict, params: PointsToMeshParams, progress: ProgressFn) -> Pipel
     try:
         import torch
     except ImportError:
-        raise BadParams("points_to_mesh needs PyTorch, which this backend's Python does not have "
-                        "(pip install torch).") from None
+        raise MissingDependency(f"Artist (learned) needs PyTorch, which this backend's Python does not have: "
+                                f"{TORCH_HINT}.") from None
     from training.mesh_lm import generate
     from training.registry import WeightsNotFound, load_mesh_lm
 
@@ -168,4 +168,5 @@ PIPELINE = Pipeline(
     run=run,
     required=("points",),
     estimate=estimate,
+    needs=(("torch", TORCH_HINT),),
 )

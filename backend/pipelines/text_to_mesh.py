@@ -23,10 +23,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.errors import BadParams
+from backend.errors import BadParams, MissingDependency
 from backend.mesh.metrics import polygon_report
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult
+from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
 from backend.progress import ProgressFn, report_partial, subrange
 
 
@@ -66,8 +66,8 @@ def _meshsmith(params: TextToMeshParams, progress: ProgressFn) -> tuple[Mesh, di
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise BadParams("The meshsmith model needs PyTorch, which this backend's Python does not have "
-                        "(pip install torch).") from None
+        raise MissingDependency(f"The meshsmith model needs PyTorch, which this backend's Python does not have: "
+                                f"{TORCH_HINT}; or choose the llama-mesh model.") from None
     from training.mesh_lm import caption_bytes, generate
     from training.registry import WeightsNotFound, load_mesh_lm
 

@@ -95,4 +95,6 @@ PIPELINE = Pipeline(
     required=("mesh",),
     one_of=(("source", "views"),),
     estimate=estimate,
+    needs=(("xatlas", "pip install xatlas==0.0.11 into the backend's Python"),
+           ("PIL", "pip install pillow into the backend's Python")),
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+import sys
 
 from fastapi import APIRouter, Request, Response
 
@@ -25,5 +27,20 @@ async def health(request: Request) -> Response:
             "pipelines": {name: p.params.model_json_schema() for name, p in registry().items()},
             "pipeline_inputs": {name: p.describe_inputs() for name, p in registry().items()},
             "models": [],
+            "runtime": runtime_facts(),
         }).encode()
     return Response(body, media_type="application/json")
+
+
+def runtime_facts() -> dict:
+    """Which Python runs the backend and which of its optional parts it has (for the add-on's panel)."""
+    from backend.mesh import native
+    from backend.pipelines import registry
+
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "kernels": "compiled" if native.available() else "numpy",
+        "kernels_note": native.why_unavailable(),
+        "unavailable": {name: p.unavailable() for name, p in registry().items() if p.unavailable()},
+    }

@@ -69,6 +69,7 @@ async def submit_job(request: Request) -> dict:
     if twice:
         raise BadInputs(f"Send each input once; got {', '.join(repr(k) for k in twice)} more than once.")
     pipeline = get_pipeline(spec["pipeline"])
+    pipeline.check_available()
     raw_params = spec.get("params", {})
     if not isinstance(raw_params, dict):
         raise BadParams("'params.params' must be a JSON object of the pipeline's parameters.")

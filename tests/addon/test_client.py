@@ -253,6 +253,42 @@ def test_resolve_python_order(tmp_path):
         resolve_python("", environ={"PATH": str(tmp_path / "empty")})
 
 
+def test_a_bundled_backend_runs_on_this_python_unless_one_is_named(tmp_path, monkeypatch):
+    from addon import backend_process
+
+    fake = tmp_path / "python"
+    fake.write_text("")
+    bundle = tmp_path / "bundled"
+    monkeypatch.setattr(backend_process, "BUNDLED", bundle)
+    assert backend_process.bundled_dir() == "" and not backend_process.uses_bundled("", environ={})
+    (bundle / "backend").mkdir(parents=True)
+    (bundle / "backend" / "__main__.py").write_text("")
+    assert backend_process.bundled_dir() == str(bundle)
+    assert resolve_python("", environ={"PATH": str(tmp_path / "empty")}) == sys.executable
+    # A Python named in the preferences or the environment wins over the bundle.
+    assert resolve_python(str(fake), environ={}) == str(fake)
+    assert resolve_python("", environ={"MESHSMITH_BACKEND_PYTHON": str(fake)}) == str(fake)
+    assert not backend_process.uses_bundled("", environ={"MESHSMITH_BACKEND_PYTHON": str(fake)})
+
+
+def test_the_backend_process_gets_the_bundle_and_the_wheels_on_its_path(tmp_path, monkeypatch):
+    """The bundled backend's imports come from the bundle first, then Blender's wheel folder."""
+    bundle, site = tmp_path / "bundled", tmp_path / "site-packages"
+    (bundle / "backend").mkdir(parents=True)
+    (bundle / "backend" / "__main__.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps(sys.path))\n")
+    site.mkdir()
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    process = BackendProcess(sys.executable, backend_dir=str(bundle), extra_paths=(str(site),),
+                             log_path=tmp_path / "log.txt")
+    process.start()
+    process._process.wait(30)
+    process.stop()
+    path = json.loads((tmp_path / "log.txt").read_text().strip().splitlines()[-1])
+    assert path.index(str(bundle)) < path.index(str(site))
+
+
 def test_guess_backend_dir_from_a_checkout_venv(tmp_path):
     assert guess_backend_dir(str(REPO / ".venv" / "bin" / "python")) == str(REPO)
     assert guess_backend_dir(str(tmp_path / "bin" / "python")) == ""

@@ -16,8 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class BackendProcess:
-    def __init__(self, state_dir: Path, data_dir: Path, *extra_args: str):
+    def __init__(self, state_dir: Path, data_dir: Path, *extra_args: str, python_path: tuple[str, ...] = ()):
+        """``python_path``: folders put on the server's PYTHONPATH before the checkout."""
         self.state_dir, self.data_dir, self.extra_args = state_dir, data_dir, extra_args
+        self.python_path = python_path
         self.proc: subprocess.Popen | None = None
         self.url = self.token = ""
 
@@ -28,7 +30,7 @@ class BackendProcess:
     def start(self, timeout: float = 60.0) -> "BackendProcess":
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_file.unlink(missing_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([*self.python_path, str(REPO)])}
         env = {k: v for k, v in env.items() if not k.startswith("MESHSMITH_")}
         self.log = open(self.state_dir / "server.log", "ab")
         self.proc = subprocess.Popen(

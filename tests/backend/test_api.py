@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import platform
 import os
 import signal
 import stat
@@ -60,6 +61,35 @@ def test_health_is_open_and_lists_watertight(server):
         health = anonymous.get("/v1/health").json()
     assert health["status"] == "ok" and health["device"] == "cpu"
     assert health["pipelines"]["watertight"]["properties"]["resolution"]["maximum"] == 1024
+
+
+def test_health_says_which_python_runs_the_backend_and_what_it_lacks(server):
+    with server.client(token="") as anonymous:
+        runtime = anonymous.get("/v1/health").json()["runtime"]
+    assert runtime["python"] == platform.python_version() and runtime["executable"]
+    assert runtime["kernels"] in ("compiled", "numpy")
+    assert runtime["unavailable"] == {}            # this environment has every optional package
+
+
+def test_a_pipeline_whose_package_is_missing_says_so_and_refuses_jobs(tmp_path):
+    """As on a platform without an xatlas build: health names the gap and a texture job gets a 501
+    with what to install, not a failure deep in the job."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    # sitecustomize runs at the server's start-up (and its workers'): it blocks 'xatlas' the standard way.
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['xatlas'] = None\n")
+    backend = BackendProcess(tmp_path / "state", tmp_path / "data", python_path=(str(hide),)).start()
+    try:
+        with backend.client(token="") as anonymous:
+            unavailable = anonymous.get("/v1/health").json()["runtime"]["unavailable"]
+        assert set(unavailable) == {"texture"} and "xatlas" in unavailable["texture"]
+        with backend.client() as c:
+            answer = _submit_texture(c, dict(zip(("source", "mesh"), _texture_files())))
+        assert answer.status_code == 501, answer.text
+        assert answer.json()["code"] == "missing_dependency"
+        assert "xatlas" in answer.json()["message"] and "pip install" in answer.json()["message"]
+    finally:
+        backend.stop()
 
 
 @pytest.mark.parametrize("token", ["", "wrong-token"])
