@@ -10,7 +10,7 @@ Carving: each grid node is projected into every view and takes the view's alpha 
 (bilinear); a node that projects outside an image gets alpha 0, since render/ frames the
 whole object in every view. The node's value is its smallest alpha over the views, so the
 level 0.5 of that field is the hull's surface with sub-voxel placement, and marching cubes
-(PyMCubes) turns it into a closed mesh (the grid is padded with empty nodes).
+(:mod:`backend.mesh.remesh.marching`) turns it into a closed mesh (the grid is padded with empty nodes).
 
 What it cannot do, by construction: concavities no silhouette shows (a bowl's inside, the
 seat between a chair's arms seen from the side) stay filled. When the views have normal maps
@@ -103,12 +103,12 @@ def grid_surface(field: np.ndarray, level: float, outside: float) -> tuple[np.nd
     """The closed surface where ``field`` (inside above ``level``, on the grid over ``[-1, 1]^3``)
     crosses ``level``: marching cubes over the field padded with ``outside``, in the world frame,
     faces outward (positive volume)."""
-    import mcubes
+    from backend.mesh.remesh.marching import marching_cubes
 
     resolution = field.shape[0]
     padded = np.full(tuple(s + 2 for s in field.shape), outside, dtype=np.float64)
     padded[1:-1, 1:-1, 1:-1] = field
-    vertices, faces = mcubes.marching_cubes(padded, level)
+    vertices, faces = marching_cubes(padded, level)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     vertices = (np.asarray(vertices).reshape(-1, 3) - 1.0) * (2.0 * GRID_HALF / (resolution - 1)) - GRID_HALF
     if len(faces):

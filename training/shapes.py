@@ -72,16 +72,15 @@ def shape_field(rng: np.random.Generator, points: np.ndarray) -> np.ndarray:
 
 def make_shape(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices, faces, vertex colours uint8) of shape ``seed``; the largest piece only."""
-    import mcubes
-
     from backend.mesh.metrics import connected_components
+    from backend.mesh.remesh.marching import marching_cubes
 
     rng = np.random.default_rng([seed, 7])
     axis = np.linspace(-1.0, 1.0, GRID)
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
     field = shape_field(rng, grid).reshape(GRID, GRID, GRID)
     padded = np.pad(field, 1, constant_values=1.0)
-    vertices, faces = mcubes.marching_cubes(-padded, 0.0)
+    vertices, faces = marching_cubes(-padded, 0.0)
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         raise ValueError(f"shape {seed} is empty")

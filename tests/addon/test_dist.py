@@ -10,7 +10,8 @@ says they must be there.
   under 100 MB.
 - In a fresh environment that holds only ``bpy`` (this test's Blender version), the Linux zip
   installs, Start Backend runs the backend it carries on Blender's Python, and Watertight,
-  Artist and Texture bring results into the scene (``scripts/field_test.py --zip``).
+  Artist, Texture and From Views (visual hull) bring results into the scene
+  (``scripts/field_test.py --zip``).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def test_the_linux_zip_installs_and_generates_in_a_python_that_has_only_bpy(tmp_
            if not k.startswith(("MESHSMITH_", "BLENDER_")) and k not in ("PYTHONPATH", "PYTHONHOME")}
     out = tmp_path / "field"
     done = subprocess.run([str(python), str(REPO / "scripts" / "field_test.py"), str(REPO / "assets"),
-                           "--zip", str(zips[-1]), "--modes", "watertight", "artist", "texture-object",
+                           "--zip", str(zips[-1]), "--modes", "watertight", "artist", "texture-object", "views-hull",
                            "--made", "--no-render", "--out", str(out)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -161,3 +162,5 @@ def test_the_linux_zip_installs_and_generates_in_a_python_that_has_only_bpy(tmp_
     assert all(r["status"] == "ok" for k, r in ran.items() if k[1] == "painted_suzanne.ply"), ran
     assert ran[("texture-object", "painted_suzanne.ply")]["texture"]
     assert ran[("watertight", "spot_broken.obj")]["closed"] and ran[("artist", "spot_broken.obj")]["quads"] > 0
+    # From Views by the visual hull needs no torch: it runs from the zip too.
+    assert ran[("views-hull", "spot_broken.obj")]["status"] == "ok" and ran[("views-hull", "spot_broken.obj")]["closed"]
