@@ -19,6 +19,8 @@ def _classes() -> tuple[type, ...]:
         operators.MESHSMITH_OT_cancel,
         operators.MESHSMITH_OT_start_backend,
         operators.MESHSMITH_OT_stop_backend,
+        operators.MESHSMITH_OT_install_model_support,
+        operators.MESHSMITH_OT_cancel_model_support,
         operators.MESHSMITH_OT_refresh_status,
         operators.MESHSMITH_OT_render_views,
         panel.VIEW3D_PT_meshsmith,

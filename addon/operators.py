@@ -119,6 +119,36 @@ class MESHSMITH_OT_start_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MESHSMITH_OT_install_model_support(bpy.types.Operator):
+    """Install PyTorch and the hub client for the learned modes, with Blender's Python, into the
+    extension's user folder (a download of about 200 MB to 1 GB; runs in the background)"""
+
+    bl_idname = "meshsmith.install_model_support"
+    bl_label = "Install Model Support"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            installer = runtime.install_model_support()
+        except MeshsmithError as exc:
+            self.report({"ERROR"}, exc.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Meshsmith: installing model support; pip's output goes to {installer.log_path}.")
+        return {"FINISHED"}
+
+
+class MESHSMITH_OT_cancel_model_support(bpy.types.Operator):
+    """Stop installing model support (nothing is changed)"""
+
+    bl_idname = "meshsmith.cancel_model_support"
+    bl_label = "Cancel Install"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        runtime.cancel_model_support()
+        return {"FINISHED"}
+
+
 class MESHSMITH_OT_stop_backend(bpy.types.Operator):
     """Stop the backend that Blender started (a backend started elsewhere keeps running)"""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from . import runtime
+from . import model_support, runtime
 
 
 class MeshsmithPreferences(bpy.types.AddonPreferences):
@@ -35,6 +35,15 @@ class MeshsmithPreferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
         default="",
     )
+    torch_index: StringProperty(
+        name="PyTorch Index",
+        description=(
+            "Extra package index Install Model Support takes PyTorch from. Default on Linux and Windows: "
+            "PyTorch's CPU builds (PyPI's are the multi-GB CUDA ones); empty: PyPI only. For an NVIDIA GPU, "
+            "e.g. https://download.pytorch.org/whl/cu128"
+        ),
+        default=model_support.default_torch_index(),
+    )
     start_on_generate: BoolProperty(
         name="Start Backend on Generate",
         description="Start the backend when Generate finds none running",
@@ -56,3 +65,18 @@ class MeshsmithPreferences(bpy.types.AddonPreferences):
         layout.label(text=f"Backend: {status.text}")
         if status.hint:
             layout.label(text=status.hint)
+        self._draw_model_support(layout.box())
+
+    def _draw_model_support(self, box: bpy.types.UILayout) -> None:
+        box.label(text="Model Support (PyTorch, for the learned modes)")
+        state, line = runtime.model_support_state()
+        icon = {"installed": "CHECKMARK", "failed": "ERROR", "running": "SORTTIME"}.get(state, "INFO")
+        box.label(text=line, icon=icon)
+        box.prop(self, "torch_index")
+        row = box.row(align=True)
+        if state == "running":
+            row.operator("meshsmith.cancel_model_support", icon="CANCEL")
+        else:
+            row.operator("meshsmith.install_model_support",
+                         text="Reinstall Model Support" if state == "installed" else "Install Model Support",
+                         icon="IMPORT")

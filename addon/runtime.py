@@ -28,7 +28,7 @@ import bpy
 from bpy.app.handlers import persistent
 from mathutils import Matrix
 
-from . import backend_process, glb, modes, scene_io, views
+from . import backend_process, glb, model_support, modes, scene_io, views
 from .backend_process import BackendProcess, resolve_python, start_backend as spawn_backend
 from .client import Client
 from .connection import resolve_connection
@@ -73,6 +73,8 @@ class _Session:
         self.process: BackendProcess | None = None
         self.status = BackendStatus()
         self.status_bar_set = False
+        #: The running or last install of model support (None: none this session).
+        self.installer: model_support.Installer | None = None
 
 
 _session = _Session()
@@ -113,9 +115,65 @@ def launch_settings(python_pref: str, dir_pref: str) -> tuple[str, str, tuple[st
     python = resolve_python(python_pref)
     backend_dir = bpy.path.abspath(dir_pref) if dir_pref.strip() else ""
     if backend_process.uses_bundled(python_pref):
-        site = wheels_site_packages()
-        return python, backend_dir or backend_process.bundled_dir(), (site,) if site else ()
+        extra = [str(model_support_dir())] if model_support.is_installed(model_support_dir()) else []
+        extra += [wheels_site_packages()]
+        return python, backend_dir or backend_process.bundled_dir(), tuple(p for p in extra if p)
     return python, backend_dir, ()
+
+
+# -- model support ------------------------------------------------------------------------
+
+
+def model_support_dir() -> Path:
+    """Where model support is (or would be) installed: a folder of the extension's user directory,
+    which Blender keeps across updates of the extension."""
+    package = __package__ or "meshsmith"
+    try:
+        root = bpy.utils.extension_path_user(package, path="", create=True)
+    except (ValueError, AttributeError):    # not installed as an extension (a legacy add-on)
+        root = bpy.utils.user_resource("SCRIPTS", path="meshsmith", create=True)
+    return Path(root) / f"model-support-py{sys.version_info.major}{sys.version_info.minor}"
+
+
+def model_support_state() -> tuple[str, str]:
+    """(state, a line for the preferences): installing, installed, not installed, or how the last install ended."""
+    installer = _session.installer
+    if installer is not None and installer.running:
+        return "running", f"Installing ({installer.lines_seen} lines from pip): {installer.line}"
+    if installer is not None and installer.state in ("failed", "cancelled"):
+        return installer.state, installer.message
+    if model_support.is_installed(model_support_dir()):
+        note = " Restart the backend to use it." if installer is not None and installer.state == "done" else ""
+        return "installed", f"Installed in {model_support_dir()}.{note}"
+    return "missing", ("Not installed: From Views by the model, From Text with Meshsmith's model and Artist "
+                       "(learned) need PyTorch (a download of about 200 MB to 1 GB).")
+
+
+def install_model_support(extra_index: str | None = None) -> model_support.Installer:
+    """Start installing model support with Blender's Python (on a thread); the preferences show its progress."""
+    if _session.installer is not None and _session.installer.running:
+        return _session.installer
+    if not backend_process.bundled_dir():
+        raise BackendStartError("This Meshsmith has no bundled backend (a development build): install torch into "
+                                "the backend's own environment instead (pip install torch).")
+    index = str(_pref("torch_index")) if extra_index is None else extra_index
+    _session.installer = model_support.Installer(sys.executable, model_support_dir(), extra_index=index.strip())
+    _session.installer.start()
+
+    def redraw_while_running() -> float | None:
+        for window in bpy.context.window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "PREFERENCES":
+                    area.tag_redraw()
+        return 0.5 if _session.installer is not None and _session.installer.running else None
+
+    bpy.app.timers.register(redraw_while_running, first_interval=0.5)
+    return _session.installer
+
+
+def cancel_model_support() -> None:
+    if _session.installer is not None:
+        _session.installer.cancel()
 
 
 def python_hint(prefs: bpy.types.AddonPreferences) -> str:
@@ -710,8 +768,9 @@ def unregister() -> None:
     if exit_pre is not None and _on_exit in exit_pre:
         exit_pre.remove(_on_exit)
     atexit.unregister(_on_exit)
-    # Disabling the add-on must not leave an orphan process behind.
+    # Disabling the add-on must not leave an orphan process behind (nor a half-done install).
     stop_backend()
+    cancel_model_support()
     if _session.status_bar_set:
         for window in _windows():
             if window.workspace is not None:

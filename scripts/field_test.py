@@ -129,6 +129,10 @@ def main() -> int:
                         help="also every mode on a painted Suzanne made here (a mesh with colour)")
     parser.add_argument("--zip", type=Path, help="install this extension zip (e.g. from make dist) and start the "
                                                  "backend it carries; default: build the add-on, use .venv's backend")
+    parser.add_argument("--model-support", action="store_true",
+                        help="with --zip: press Install Model Support first (pip installs PyTorch with Blender's Python)")
+    parser.add_argument("--torch-index", default=None,
+                        help="with --model-support: the PyTorch index preference ('' for pip's own configuration)")
     args = parser.parse_args()
     paths = sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in MESH_SUFFIXES)
     if not paths:
@@ -166,6 +170,17 @@ def main() -> int:
     if args.made:
         paths.append(painted_suzanne(scratch / "made" / "painted_suzanne.ply"))
     test = FieldTest(runtime, scene_io, args, scratch)
+    if args.model_support:
+        prefs = runtime.preferences()
+        if args.torch_index is not None:
+            prefs.torch_index = args.torch_index
+        started = time.perf_counter()
+        installer = runtime.install_model_support()
+        installer.wait()
+        print(f"model support: {installer.state} in {time.perf_counter() - started:.0f} s: {installer.message}")
+        if installer.state != "done":
+            print(installer.log_path.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
+            return 1
     with blender_quiet():
         bpy.ops.meshsmith.start_backend()
     backend = runtime.make_client().health().runtime

@@ -424,3 +424,16 @@ def test_quitting_blender_stops_the_backend_it_started(extension_zip, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not (tmp_path / "state" / "backend.json").exists()
+
+
+def test_model_support_in_a_development_build(runtime):
+    """The add-on alone (no bundled backend): model support is not installed, and installing it
+    says to put torch into the backend's own environment instead of running pip."""
+    import bpy
+
+    state, line = runtime.model_support_state()
+    assert state == "missing" and "PyTorch" in line
+    assert runtime.model_support_dir().name.startswith("model-support-py")
+    with pytest.raises(runtime.BackendStartError, match="pip install torch"):
+        runtime.install_model_support()
+    assert bpy.ops.meshsmith.install_model_support.poll()

@@ -164,3 +164,33 @@ def test_the_linux_zip_installs_and_generates_in_a_python_that_has_only_bpy(tmp_
     assert ran[("watertight", "spot_broken.obj")]["closed"] and ran[("artist", "spot_broken.obj")]["quads"] > 0
     # From Views by the visual hull needs no torch: it runs from the zip too.
     assert ran[("views-hull", "spot_broken.obj")]["status"] == "ok" and ran[("views-hull", "spot_broken.obj")]["closed"]
+
+
+def test_install_model_support_then_from_views_by_the_model(tmp_path):
+    """Preferences > Install Model Support in that same fresh environment: pip puts PyTorch into
+    the extension's user folder, the restarted backend finds it, and From Views runs the model."""
+    if sys.platform != "linux":
+        pytest.skip("the Linux zip is tested on Linux")
+    python = _fresh_python()
+    # Only where pip finds a CPU build of torch without an index (this machine's wheel folder):
+    # the test must not pull PyPI's multi-GB CUDA build.
+    probe = subprocess.run([str(python), "-m", "pip", "download", "--no-index", "--no-deps", "--only-binary=:all:",
+                            "--dest", str(tmp_path / "probe"), "torch==2.13.0"], capture_output=True, text=True)
+    if probe.returncode != 0 or not any("+cpu" in p.name for p in (tmp_path / "probe").glob("torch-*.whl")):
+        pytest.skip(f"no local CPU build of torch 2.13.0 for Python {sys.version_info.major}.{sys.version_info.minor}")
+    label = "blender5.1" if sys.version_info >= (3, 13) else "blender4.2-5.0"
+    zips = [p for p in _zips() if p.name.endswith(f"-linux_x64-{label}.zip")]
+    assert zips, f"dist/ has no linux_x64 zip for {label}"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MESHSMITH_", "BLENDER_")) and k not in ("PYTHONPATH", "PYTHONHOME")}
+    out = tmp_path / "field"
+    done = subprocess.run([str(python), str(REPO / "scripts" / "field_test.py"), str(REPO / "assets"),
+                           "--zip", str(zips[-1]), "--model-support", "--torch-index", "", "--modes", "views-model",
+                           "--no-render", "--out", str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "model support: done" in done.stdout
+    report = json.loads((out / "field.json").read_text())
+    assert "points_to_mesh" not in report["backend"]["unavailable"], report["backend"]
+    (row,) = report["rows"]
+    assert row["mode"] == "views-model" and row["status"] == "ok" and row["closed"] and row["texture"], row
