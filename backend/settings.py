@@ -21,7 +21,8 @@ ENV_PREFIX = "MESHSMITH_"
 #: Variables read elsewhere, which the server's settings ignore: by other Meshsmith programs
 #: (the add-on, tests) and by the mesh core (backend.mesh.parallel, .native, .gpu, backend.memory).
 _OTHER_PROGRAMS_ENV = {"MESHSMITH_BACKEND_PYTHON", "MESHSMITH_EXPECT_BPY", "MESHSMITH_EXPECT_NATIVE",
-                       "MESHSMITH_WORKERS", "MESHSMITH_NATIVE", "MESHSMITH_DEVICE", "MESHSMITH_KEEP_MEMORY"}
+                       "MESHSMITH_EXPECT_DIST", "MESHSMITH_WORKERS", "MESHSMITH_NATIVE", "MESHSMITH_DEVICE",
+                       "MESHSMITH_KEEP_MEMORY"}
 STATE_FILE_NAME = "backend.json"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 

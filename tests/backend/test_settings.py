@@ -9,7 +9,7 @@ from backend.settings import ServerSettings
 
 @pytest.mark.parametrize("variable", ["MESHSMITH_WORKERS", "MESHSMITH_NATIVE", "MESHSMITH_DEVICE",
                                       "MESHSMITH_KEEP_MEMORY", "MESHSMITH_EXPECT_NATIVE", "MESHSMITH_EXPECT_BPY",
-                                      "MESHSMITH_BACKEND_PYTHON"])
+                                      "MESHSMITH_EXPECT_DIST", "MESHSMITH_BACKEND_PYTHON"])
 def test_variables_of_the_mesh_core_and_tests_do_not_stop_the_server(variable):
     settings = ServerSettings.from_env({variable: "1", "MESHSMITH_PORT": "9001"})
     assert settings.port == 9001
