@@ -206,7 +206,12 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     meshes = sorted({r["mesh"] for r in rows})
-    colours = dict(zip(meshes, plt.cm.tab10.colors))
+    # Any number of meshes: tab10's ten colours, then tab20's and a spread of turbo (issue 19:
+    # eleven meshes ran into a KeyError here after the JSON was written).
+    palette = list(plt.cm.tab10.colors) + list(plt.cm.tab20.colors[1::2])
+    if len(meshes) > len(palette):
+        palette = [plt.cm.turbo(i / max(len(meshes) - 1, 1)) for i in range(len(meshes))]
+    colours = dict(zip(meshes, palette))
     for method, style in (("meshsmith", "-o"), ("blender", "--s")):
         for mesh in meshes:
             pts = sorted((r["resolution"], r["seconds"], r["chamfer"], r["peak_mb"]) for r in rows

@@ -60,3 +60,13 @@ def test_exponent_is_the_median_slope_of_log_time_against_log_resolution():
     assert summary["memory_exponent"]["meshsmith"] == pytest.approx(0.0)
     assert summary["time_exponent"]["blender"] is None
     assert not summary["all_closed_manifold_oriented"]  # mesh c is not manifold
+
+
+def test_the_plot_takes_any_number_of_meshes(tmp_path):
+    """Issue 19: eleven meshes crashed the plot (a KeyError past tab10's ten colours)."""
+    from backend.bench.watertight import plot
+
+    rows = [{"method": m, "mesh": f"mesh{i:02d}", "resolution": r, "seconds": 0.1 * r, "chamfer": 1.0 / r,
+             "peak_mb": 100.0 + r} for i in range(25) for m in ("meshsmith", "blender") for r in (64, 128)]
+    plot(rows, tmp_path / "many.png")
+    assert (tmp_path / "many.png").stat().st_size > 10_000
