@@ -1,7 +1,9 @@
-"""Write the model card of a views-to-mesh checkpoint from what was measured.
+"""Write the model card of a checkpoint from what was measured.
 
     python -m training.card RUN_DIR --weights training/weights/views-cpu \\
         --bench test=out/bench-test/views.json --bench bench-meshes=out/bench-shared/views.json
+    python -m training.card RUN_DIR --weights training/weights/mesh-lm-cpu \\
+        --bench test=out/bench-mesh-lm/mesh_lm.json --corpus data/furniture [--notes NOTES.md]
 
 Copies the run's best checkpoint (weights + config.json) into ``--weights``, with the curves
 PNG, and writes ``README.md`` there: data and licences (from the samples folder's index),
@@ -30,7 +32,124 @@ def _table(bench: dict) -> str:
     return "\n".join(lines)
 
 
-def write_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
+def write_card(run: Path, weights: Path, benches: dict[str, Path], *, corpus: Path | None = None,
+               notes: Path | None = None) -> Path:
+    """The card of ``run``'s best checkpoint (its task decides which), with the checkpoint copied to ``weights``."""
+    record = json.loads((run / "best" / "config.json").read_text())
+    if record.get("task") == "mesh_lm":
+        return write_mesh_lm_card(run, weights, benches, corpus=corpus, notes=notes)
+    return write_views_card(run, weights, benches)
+
+
+def _copy_best(run: Path, weights: Path) -> tuple[dict, list[dict], float]:
+    """Copy the best weights, config and curves; return the record, the metrics rows and the wall time."""
+    best = run / "best"
+    record = json.loads((best / "config.json").read_text())
+    weights.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(best / name, weights / name)
+    if (run / "curves.png").is_file():
+        shutil.copy(run / "curves.png", weights / "curves.png")
+    rows: list[dict] = []
+    metrics = run / "metrics.csv"
+    if metrics.is_file():
+        import csv
+
+        with open(metrics, newline="") as f:
+            rows = list(csv.DictReader(f))
+    seconds = max((float(r["seconds"]) for r in rows if r.get("seconds")), default=0.0)
+    return record, rows, seconds
+
+
+def _history(run: Path) -> list[str]:
+    history = run / "ckpt" / "HISTORY.md"
+    return [history.read_text(encoding="utf-8").replace("# ", "### ", 1)] if history.is_file() else []
+
+
+def write_mesh_lm_card(run: Path, weights: Path, benches: dict[str, Path], *, corpus: Path | None = None,
+                       notes: Path | None = None) -> Path:
+    """The mesh language model's card: data and licences, config, run, held-out figures, what it can do."""
+    record, rows, seconds = _copy_best(run, weights)
+    cfg = record["train"]
+    data_lines = []
+    for data_dir in str(cfg["data"]).split(","):
+        index = Path(data_dir) / "index.jsonl"
+        if not index.is_file():
+            data_lines.append(f"- `{data_dir}` (its index was not found when this card was written)")
+            continue
+        entries = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
+        splits = Counter(e["split"] for e in entries)
+        kept = sum(bool(e.get("kept_topology")) for e in entries)
+        faces = sorted(e["faces"] for e in entries)
+        data_lines.append(
+            f"- `{data_dir}`: {len(entries)} meshes packed at <= {cfg.get('max_faces')} faces ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
+            + f"); {kept} keep their artist topology as they are, the others were reduced by the project's "
+              f"remesher (median {faces[len(faces) // 2]} faces). Captions from each model's name, category and tags.")
+    if corpus is not None and (corpus / "manifest.jsonl").is_file():
+        manifest = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+        licences = Counter(m.get("licence") or "unknown" for m in manifest)
+        data_lines.append("- Source: Debian's `sweethome3d-furniture` (Sweet Home 3D's catalogues), "
+                          f"{len(manifest)} artist-made models; licences: "
+                          + ", ".join(f"{k} {v}" for k, v in sorted(licences.items()))
+                          + "; each model's credit is in the corpus manifest.")
+    parts = [
+        "# Meshsmith mesh language model, CPU",
+        "",
+        "Writes a mesh face by face as tokens of `training/tokenizer.py` (7-bit coordinates, about 1.8 "
+        "tokens per face on its data), conditioned on a point cloud with normals (Artist (learned), "
+        "`points_to_mesh`) or on a caption (From Text, `text_to_mesh`): a decoder-only transformer with RoPE "
+        "and a KV cache, a perceiver-style point encoder and a small text encoder (`training/mesh_lm.py`). "
+        "Trained on this project's CPU, in chunks across sessions.",
+        "",
+        "## Data",
+        *data_lines,
+        "",
+        "## Config and run",
+        "```json",
+        json.dumps(record["model"], indent=1),
+        "```",
+        f"Training: batch {cfg['batch_size']}, AdamW lr {cfg['lr']} -> {cfg['min_lr']} (cosine, "
+        f"{cfg['warmup_steps']} warm-up steps), {cfg.get('lm_points')} conditioning points per mesh with noise "
+        f"{cfg.get('point_noise')}, captions instead of points for {cfg.get('caption_share')} of the examples, "
+        f"seed {cfg['seed']}. These weights: step {record.get('step')} (selected by validation loss "
+        f"{record.get('val', {}).get('val_loss', float('nan')):.3f}); run so far: "
+        f"{max((int(r['step']) for r in rows), default=0)} steps in {seconds / 3600:.1f} h of wall time on 2 CPU cores.",
+        "Command: `make train-data-mesh-lm` once, then `make train-mesh-lm MINUTES=...` (resumes).",
+        "",
+        *_history(run),
+        "![curves](curves.png)",
+        "",
+        "## Held-out figures (`python -m training.bench mesh_lm`)",
+    ]
+    for label, path in benches.items():
+        loaded = json.loads(Path(path).read_text())
+        b = loaded.get("summary", loaded)
+        parts += [
+            "", f"### {label}: {b['assets']} meshes ({b['split']} split), weights step {b['weights_step']}", "",
+            "| | value |", "|---|---|",
+            f"| decodes to a manifold mesh | {b['manifold_share']:.0%} |",
+            f"| closed | {b['closed_share']:.0%} |",
+            f"| ended by its own end token | {b['finished_share']:.0%} |",
+            f"| faces per sample (median; references) | {b['faces_median']:.0f} ({b['reference_faces_median']:.0f}) |",
+            f"| Chamfer-L1 to the conditioning points (median) | {b['chamfer_l1_median']:.4f} |",
+            f"| the artist pipeline at the same face count | {b['artist_chamfer_l1_median']:.4f} "
+            f"(model better on {b['model_beats_artist']} of {b['paired']}) |",
+            f"| the packed reference itself | {b['reference_chamfer_l1_median']:.4f} |",
+            f"| tokens/s with the KV cache / without | {b['cached_tokens_per_s']} / {b['full_tokens_per_s']} |",
+        ]
+        if (Path(path).parent / "mesh_lm.png").is_file():
+            shutil.copy(Path(path).parent / "mesh_lm.png", weights / "samples.png")
+            parts += ["", "![held-out samples beside their references](samples.png)"]
+    if notes is not None:
+        parts += ["", "## What it can and cannot do", "", notes.read_text(encoding="utf-8").strip()]
+    card = weights / "README.md"
+    card.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return card
+
+
+def write_views_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
     best = run / "best"
     record = json.loads((best / "config.json").read_text())
     state_cfg = record["train"]
@@ -117,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.card", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--bench", action="append", default=[], help="LABEL=PATH of a training.bench views JSON")
+    parser.add_argument("--bench", action="append", default=[],
+                        help="LABEL=PATH of a training.bench views or mesh_lm JSON")
+    parser.add_argument("--corpus", type=Path, help="mesh_lm: the corpus folder (its manifest's licences)")
+    parser.add_argument("--notes", type=Path, help="mesh_lm: a Markdown file of what the weights can and cannot do")
     args = parser.parse_args(argv)
     benches = dict(item.split("=", 1) for item in args.bench)
-    print(write_card(args.run, args.weights, benches))
+    print(write_card(args.run, args.weights, benches, corpus=args.corpus, notes=args.notes))
     return 0
 
 

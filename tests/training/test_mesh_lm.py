@@ -144,6 +144,25 @@ def test_the_one_loop_trains_the_mesh_lm_and_its_checkpoint_rebuilds_it(tiny_mes
     with pytest.raises(ValueError, match="not a ViewsToSDF checkpoint"):
         load_model(tmp_path / "run" / "ckpt", architecture="ViewsToSDF")
 
+    # The model card of that run, from a bench of its best checkpoint: every figure from a file.
+    from training.bench import main as bench
+    from training.card import main as card
+
+    assert bench(["mesh_lm", f"--data={tiny_meshlm_set}", f"--corpus={tiny_meshlm_set.parent / 'corpus'}",
+                  "--split=val", f"--weights={tmp_path / 'run' / 'best'}", f"--out={tmp_path / 'bench'}"]) == 0
+    (tmp_path / "notes.md").write_text("It writes boxes.")
+    assert card([str(tmp_path / "run"), f"--weights={tmp_path / 'shipped'}",
+                 f"--bench=val split={tmp_path / 'bench' / 'mesh_lm.json'}",
+                 f"--corpus={tiny_meshlm_set.parent / 'corpus'}", f"--notes={tmp_path / 'notes.md'}"]) == 0
+    text = (tmp_path / "shipped" / "README.md").read_text()
+    summary = json.loads((tmp_path / "bench" / "mesh_lm.json").read_text())["summary"]
+    assert "# Meshsmith mesh language model" in text and "licences: CC0 3" in text
+    assert f"| decodes to a manifold mesh | {summary['manifold_share']:.0%} |" in text
+    assert "It writes boxes." in text and "step 30" in text
+    for name in ("model.safetensors", "config.json", "curves.png", "samples.png"):
+        assert (tmp_path / "shipped" / name).is_file(), name
+    rebuilt, _ = load_model(tmp_path / "shipped", architecture="MeshLM")
+
 
 def test_the_mesh_lm_bench_measures_samples_the_artist_reference_and_the_cache(tiny_meshlm_set, tmp_path):
     from tests.llm_models import tiny_mesh_lm
