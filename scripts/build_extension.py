@@ -83,11 +83,13 @@ class BlenderPython:
     blender_min: str                # first Blender with it
     blender_max: str | None         # first Blender without it (manifest's exclusive maximum)
     label: str                      # in the zip's name
+    platforms: tuple[str, ...]      # where those Blenders are built
 
 
 PYTHONS = {
-    "3.11": BlenderPython("3.11", "4.2.0", "5.1.0", "blender4.2-5.0"),
-    "3.13": BlenderPython("3.13", "5.1.0", None, "blender5.1"),
+    "3.11": BlenderPython("3.11", "4.2.0", "5.1.0", "blender4.2-5.0", tuple(PLATFORMS)),
+    # Blender 5 is built for Apple silicon only: no Intel Mac zip.
+    "3.13": BlenderPython("3.13", "5.1.0", None, "blender5.1", ("linux-x64", "windows-x64", "macos-arm64")),
 }
 
 
@@ -290,10 +292,12 @@ def build_dist(output_dir: Path, blender_ext: Path, platforms: list[str], python
     the Linux kernels and each platform's wheels go into that platform's zips only.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
+    for old in output_dir.glob("meshsmith-*-blender*.zip"):     # a previous --dist's, maybe of other pins
+        old.unlink()
     built = []
     for version in pythons:
         python = PYTHONS[version]
-        for name in platforms:
+        for name in (p for p in platforms if p in python.platforms):
             with tempfile.TemporaryDirectory(prefix="meshsmith-dist-") as tmp:
                 native = None
                 if name == "linux-x64" and sys.platform == "linux":

@@ -78,6 +78,18 @@ def _pins(platform: str, python: str) -> dict[str, str]:
     return {_normal(p.split("==")[0]): p.split("==")[1] for p in pins}
 
 
+def test_make_dist_built_a_zip_for_every_platform_of_every_blender_python():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import build_extension
+    finally:
+        sys.path.pop(0)
+    expected = {f"meshsmith-0.1.0-{platform.replace('-', '_')}-{python.label}.zip"
+                for python in build_extension.PYTHONS.values() for platform in python.platforms}
+    assert len(expected) == 7                     # 4 platforms for Blender 4.2-5.0, 3 for 5.1+ (no Intel Macs)
+    assert {p.name for p in _zips()} == expected
+
+
 @pytest.mark.parametrize("zip_path", _zips() if DIST.is_dir() and any(DIST.glob("meshsmith-*.zip")) else [None],
                          ids=lambda p: p.name if p else "none")
 def test_each_zip_carries_what_its_platform_and_python_need(zip_path):
