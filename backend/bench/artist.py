@@ -10,6 +10,11 @@ do not leak into the figures:
 - *faces* (polygons), *quad ratio* (quads / polygons), *valence-4 share* (interior vertices
   with four edges), *manifold* (every edge in at most two polygons, consistent winding, one
   fan per vertex), *closed*: :func:`backend.mesh.metrics.polygon_report`;
+- what an artist sees (:func:`backend.mesh.metrics.layout_report`): *poles* per 1,000 polygons
+  (interior vertices whose valence is not 4), *obtuse* quads (a corner above 160 degrees: a
+  triangle with an extra vertex), interior *valence-2* vertices, and *components* beside the
+  input's; and *crease coverage* (:func:`backend.mesh.metrics.crease_coverage`): the share of
+  the input's crease length (dihedral above 30 degrees) within 0.1 mean edge of a result edge;
 - *Chamfer-L1* to the input with the watertight bench's convention: both in the input's
   canonical box (longest side spans ``[-0.95, 0.95]``), mean of the two directional mean
   nearest distances between ``--samples`` area-uniform points on each surface
@@ -26,7 +31,10 @@ mended``: the extra faces of fins dropped and windings made consistent by
 scaled up); then the watertight remesh Meshsmith would make
 (``input: watertight``, scaled up).
 
-The issue's goal: at least QuadriFlow's quad ratio and Chamfer, at no more than half its time.
+Goals per (mesh, target) pair: at least QuadriFlow's quad ratio and Chamfer, at no more than half
+its time (``goal_met``); and a layout an artist keeps (``layout_goal_met``):
+valence-4 share within 0.03 of QuadriFlow's or above, no obtuse quad, as many components as the
+input, crease coverage and Chamfer better than QuadriFlow's, time <= 0.5x.
 The JSON (``--out``) keeps every row and the per-pair ratios; a PNG next to it plots them.
 """
 
@@ -171,7 +179,8 @@ def _child(method: str, mesh_path: str, target: int, mode: str, out_path: str, r
 
 def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: int, repeat: int = 1) -> dict:
     """Remesh ``mesh_path`` with ``method`` in a child process and measure the result."""
-    from backend.mesh.metrics import chamfer_l1, polygon_report
+    from backend.mesh.metrics import chamfer_l1, connected_components, crease_coverage, layout_report, polygon_report
+    from backend.mesh.retopo.artist import weld
 
     row = {"method": method, "mode": mode if method == "meshsmith" else "quads", "mesh": mesh_path.name,
            "target": target}
@@ -191,6 +200,11 @@ def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: in
     source = load_mesh(mesh_path)
     sv = Normalization.fit(source.vertices).apply(source.vertices)
     row.update(polygon_report(f, sizes))
+    row.update(layout_report(v, f, sizes))
+    # The input as the pipeline sees it: coincident vertices merged (an STL shares none).
+    wv, wf = weld(sv, source.faces)
+    row["input_components"] = connected_components(wf)[0]
+    row["crease_coverage"] = crease_coverage(wv, wf, v, f, sizes)
     row["chamfer"] = chamfer_l1(sv, source.faces, v, f, samples=samples)
     return row
 
@@ -211,6 +225,17 @@ def pair_ratios(rows: list[dict]) -> list[dict]:
         }
         entry["goal_met"] = bool(entry["time_ratio"] <= 0.5 and entry["chamfer_ratio"] <= 1.0
                                  and r["quad_ratio"] >= q["quad_ratio"])
+        if "obtuse_quads" in r and "crease_coverage" in q:
+            entry.update({
+                "valence4_share": r["valence4_share"], "quadriflow_valence4_share": q["valence4_share"],
+                "obtuse_quads": r["obtuse_quads"], "components": r["components"],
+                "input_components": r["input_components"], "crease_coverage": r["crease_coverage"],
+                "quadriflow_crease_coverage": q["crease_coverage"],
+            })
+            entry["layout_goal_met"] = bool(
+                r["valence4_share"] >= q["valence4_share"] - 0.03 and r["obtuse_quads"] == 0
+                and r["components"] == r["input_components"] and r["crease_coverage"] > q["crease_coverage"]
+                and entry["chamfer_ratio"] < 1.0 and entry["time_ratio"] <= 0.5)
         out.append(entry)
     return out
 
@@ -224,6 +249,7 @@ def summarize(rows: list[dict], pairs: list[dict]) -> dict:
             "median_time_ratio": statistics.median(p["time_ratio"] for p in ps),
             "median_chamfer_ratio": statistics.median(p["chamfer_ratio"] for p in ps),
             "goal_met": sum(p["goal_met"] for p in ps),
+            "layout_goal_met": sum(p.get("layout_goal_met", False) for p in ps),
         }
     ours = [r for r in rows if r["method"] == "meshsmith" and "error" not in r]
     return {
@@ -237,8 +263,8 @@ def summarize(rows: list[dict], pairs: list[dict]) -> dict:
 
 
 def format_table(rows: list[dict], pairs: list[dict]) -> str:
-    head = (f"{'mesh':<20}{'target':>7} {'method':<24}{'faces':>7}{'quads':>7}{'val4':>7} "
-            f"{'manifold':<9}{'closed':<7}{'chamfer':>9}{'seconds':>9}")
+    head = (f"{'mesh':<20}{'target':>7} {'method':<24}{'faces':>7}{'quads':>7}{'val4':>7}{'poles':>7}"
+            f"{'>160':>6}{'v2':>4}{'parts':>7}{'crease':>7} {'manifold':<9}{'closed':<7}{'chamfer':>9}{'seconds':>9}")
     lines = [head, "-" * len(head)]
     ratio = {(p["mesh"], p["target"], p["mode"]): p for p in pairs}
     for r in sorted(rows, key=lambda r: (r["mesh"], r["target"], r["method"] != "meshsmith", r["mode"])):
@@ -248,13 +274,16 @@ def format_table(rows: list[dict], pairs: list[dict]) -> str:
         if "error" in r:
             lines.append(f"{r['mesh']:<20}{r['target']:>7} {name:<24} failed: {r['error']}")
             continue
+        parts = f"{r.get('components', '-')}/{r.get('input_components', '-')}"
         line = (f"{r['mesh']:<20}{r['target']:>7} {name:<24}{r['faces']:>7}{r['quad_ratio']:>7.3f}"
-                f"{r['valence4_share']:>7.3f} {str(r['manifold']):<9}{str(r['closed']):<7}{r['chamfer']:>9.5f}"
-                f"{r['seconds']:>9.2f}")
+                f"{r['valence4_share']:>7.3f}{r.get('poles_per_1000', float('nan')):>7.1f}"
+                f"{r.get('obtuse_quads', -1):>6}{r.get('valence2', -1):>4}{parts:>7}"
+                f"{r.get('crease_coverage', float('nan')):>7.2f} {str(r['manifold']):<9}{str(r['closed']):<7}"
+                f"{r['chamfer']:>9.5f}{r['seconds']:>9.2f}")
         p = ratio.get((r["mesh"], r["target"], r["mode"])) if r["method"] == "meshsmith" else None
         if p:
             line += (f"   time x{p['time_ratio']:.2f}, Chamfer x{p['chamfer_ratio']:.2f}"
-                     f"{', goal met' if p['goal_met'] else ''}")
+                     f"{', goal met' if p['goal_met'] else ''}{', layout goal met' if p.get('layout_goal_met') else ''}")
         lines.append(line)
     return "\n".join(lines)
 
@@ -343,7 +372,9 @@ def main(args: argparse.Namespace) -> int:
     for mode, m in s["by_mode"].items():
         print(f"\n{mode}: median time ratio (Meshsmith / QuadriFlow) {m['median_time_ratio']:.2f}, median Chamfer "
               f"ratio {m['median_chamfer_ratio']:.2f}; goal (quad ratio >=, Chamfer <=, time <= 0.5x) met on "
-              f"{m['goal_met']} of {m['pairs']}")
+              f"{m['goal_met']} of {m['pairs']}; layout goal (valence-4 share within 0.03 of QuadriFlow's or "
+              f"above, no quad corner above 160 degrees, the input's components, crease coverage and Chamfer "
+              f"better, time <= 0.5x) met on {m['layout_goal_met']} of {m['pairs']}")
     print(f"all Meshsmith results manifold: {s['all_manifold']}; face counts within 10%: "
           f"{s['face_count_within_10_percent']}")
     if s["quadriflow_failed_on_input"]:

@@ -363,3 +363,90 @@ def canonical_chamfer_l1(source_vertices: np.ndarray, source_faces: np.ndarray, 
     norm = Normalization.fit(np.asarray(source_vertices, dtype=np.float64))
     return chamfer_l1(norm.apply(source_vertices), source_faces, norm.apply(vertices), faces,
                       samples=samples, seed=seed)
+
+
+def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarray | None = None, *,
+                  obtuse_degrees: float = 160.0) -> dict:
+    """What an artist sees in a triangle-and-quad layout (faces and sizes as :func:`polygon_report` takes them).
+
+    Returns ``poles_per_1000``: interior vertices whose valence is not 4, per 1,000 polygons;
+    ``valence2``: interior vertices on exactly two polygon edges (they only bend an edge; an open
+    sheet's corners, on its border, do not count);
+    ``obtuse_quads``: quads with a corner above ``obtuse_degrees`` (geometrically near-triangles),
+    and ``max_quad_angle`` (degrees); ``components``: connected pieces (by shared vertices).
+    """
+    from backend.mesh.polygons import edge_counts, from_mesh, halfedges
+
+    polygons = from_mesh(_check_faces(faces), face_sizes)
+    out = {"poles_per_1000": 0.0, "valence2": 0, "obtuse_quads": 0, "max_quad_angle": 0.0, "components": 0}
+    if len(polygons) == 0:
+        return out
+    v = np.asarray(vertices, dtype=np.float64)
+    src, _, _, _ = halfedges(polygons)
+    edges, counts, edge_of = edge_counts(polygons)
+    on_boundary = np.zeros(len(v), dtype=bool)
+    on_boundary[src[counts[edge_of] == 1]] = True
+    used = np.zeros(len(v), dtype=bool)
+    used[src] = True
+    edge_valence = np.bincount(edges.ravel(), minlength=len(v))
+    interior = used & ~on_boundary
+    out["poles_per_1000"] = 1000.0 * float((interior & (edge_valence != 4)).sum()) / len(polygons)
+    out["valence2"] = int((interior & (edge_valence == 2)).sum())
+    quads = polygons[polygons[:, 3] >= 0]
+    if len(quads):
+        p = v[quads]                                                      # (q, 4, 3)
+        to_prev = np.roll(p, 1, axis=1) - p
+        to_next = np.roll(p, -1, axis=1) - p
+        cos = (to_prev * to_next).sum(-1) / np.maximum(
+            np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
+        angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        out["obtuse_quads"] = int((angles.max(axis=1) > obtuse_degrees).sum())
+        out["max_quad_angle"] = float(angles.max())
+    out["components"] = connected_components(np.asarray(faces))[0]
+    return out
+
+
+def crease_coverage(source_vertices: np.ndarray, source_faces: np.ndarray, vertices: np.ndarray,
+                    faces: np.ndarray, face_sizes: np.ndarray | None = None, *, angle_degrees: float = 30.0,
+                    tolerance_edges: float = 0.1) -> float:
+    """Share of the source's crease length (edges whose faces' normals differ by more than
+    ``angle_degrees``) that lies within ``tolerance_edges`` mean result edge lengths of a result
+    polygon edge (quad diagonals do not count). 1.0 when the source has no crease."""
+    from scipy.spatial import cKDTree
+
+    from backend.mesh.polygons import edge_counts, from_mesh
+
+    sv = np.asarray(source_vertices, dtype=np.float64)
+    sf = np.asarray(source_faces, dtype=np.int64)
+    normals = np.cross(sv[sf[:, 1]] - sv[sf[:, 0]], sv[sf[:, 2]] - sv[sf[:, 0]])
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+    corners = np.concatenate([sf[:, [0, 1]], sf[:, [1, 2]], sf[:, [2, 0]]])
+    owner = np.tile(np.arange(len(sf)), 3)
+    key = np.sort(corners, axis=1)
+    order = np.lexsort((key[:, 1], key[:, 0]))
+    key, owner = key[order], owner[order]
+    pair = np.nonzero((key[1:] == key[:-1]).all(axis=1))[0]               # edges shared by two faces
+    bend = np.degrees(np.arccos(np.clip((normals[owner[pair]] * normals[owner[pair + 1]]).sum(1), -1.0, 1.0)))
+    creases = key[pair[bend > angle_degrees]]
+    if len(creases) == 0:
+        return 1.0
+    rv = np.asarray(vertices, dtype=np.float64)
+    result_edges, _, _ = edge_counts(from_mesh(_check_faces(faces), face_sizes))
+    mean_edge = float(np.linalg.norm(rv[result_edges[:, 0]] - rv[result_edges[:, 1]], axis=1).mean())
+    tolerance = tolerance_edges * mean_edge
+    step = tolerance / 2.0
+
+    def along(points_a: np.ndarray, points_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points every ``step`` along each segment, and each point's share of the length."""
+        length = np.linalg.norm(points_b - points_a, axis=1)
+        n = np.maximum(np.ceil(length / step).astype(np.int64), 1)
+        seg = np.repeat(np.arange(len(n)), n)
+        t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[seg]
+        return points_a[seg] + t[:, None] * (points_b - points_a)[seg], (length / n)[seg]
+
+    crease_points, weight = along(sv[creases[:, 0]], sv[creases[:, 1]])
+    edge_points, _ = along(rv[result_edges[:, 0]], rv[result_edges[:, 1]])
+    # Samples every tolerance/2 along the result's edges: a point within `tolerance` of an edge is
+    # within tolerance + step/2 of a sample; points farther than tolerance + step/2 are not within it.
+    distance, _ = cKDTree(edge_points).query(crease_points, workers=-1)
+    return float(weight[distance <= tolerance + step / 2].sum() / weight.sum())

@@ -43,6 +43,12 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
     table = format_table(report["rows"], report["pairs"])
     assert "quadriflow (on watertight)" in table and "quadriflow (on mended)" in table and "time x" in table
     assert saved["summary"]["quadriflow_failed_on_input"] == {"broken.ply": "watertight", "flipped.ply": "mended"}
+    # The layout figures, on both methods: a closed sphere in one piece, its quads measured.
+    for row in rows.values():
+        assert row["input_components"] >= 1 and row["components"] >= 1 and 0.0 <= row["crease_coverage"] <= 1.0
+        assert 0.0 < row["max_quad_angle"] < 180.0 and row["poles_per_1000"] >= 0.0
+    assert rows[("sphere.stl", "meshsmith")]["input_components"] == 1
+    assert "layout_goal_met" in report["pairs"][0] and "parts" in table
 
 
 def test_pair_ratios_and_goal():
@@ -59,3 +65,18 @@ def test_pair_ratios_and_goal():
     assert pairs["quads"]["time_ratio"] == 0.25 and pairs["quads"]["chamfer_ratio"] == 0.9
     assert pairs["quads"]["goal_met"]
     assert not pairs["quad_dominant"]["goal_met"]                  # fewer quads than QuadriFlow
+    assert "layout_goal_met" not in pairs["quads"]                 # rows without the layout figures
+
+
+def test_the_layout_goal_needs_every_part_of_it():
+    layout = {"valence4_share": 0.90, "obtuse_quads": 0, "components": 1, "input_components": 1,
+              "crease_coverage": 0.5}
+    qf = {"method": "quadriflow", "mode": "quads", "mesh": "a", "target": 100, "seconds": 4.0, "chamfer": 1.0,
+          "quad_ratio": 1.0, "input": "input", "valence4_share": 0.92, "obtuse_quads": 0, "components": 1,
+          "input_components": 1, "crease_coverage": 0.3}
+    ours = {"method": "meshsmith", "mode": "quads", "mesh": "a", "target": 100, "seconds": 1.0, "chamfer": 0.9,
+            "quad_ratio": 1.0, **layout}
+    assert pair_ratios([ours, qf])[0]["layout_goal_met"]
+    for change in ({"valence4_share": 0.88}, {"obtuse_quads": 1}, {"components": 12}, {"crease_coverage": 0.3},
+                   {"chamfer": 1.0}, {"seconds": 2.5}):
+        assert not pair_ratios([{**ours, **change}, qf])[0]["layout_goal_met"], change
