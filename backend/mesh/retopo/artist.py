@@ -50,7 +50,10 @@ Method
    every polygon is split into quads through its centroid and edge midpoints
    (:func:`backend.mesh.retopo.quads.subdivide`, new vertices put on the reference) and the next
    run aims at a quarter of the budget. ``triangles``: no quads at all; the reference is
-   decimated by edge collapses (:func:`backend.mesh.remesh.decimate.decimate`).
+   decimated by edge collapses (:func:`backend.mesh.remesh.decimate.decimate`). Then quads
+   with a corner near 180 degrees are opened: the vertex there moves toward its neighbours
+   within its tangent plane and back onto the reference, sliding along a crease when it is
+   on one (:mod:`backend.mesh.retopo.relax`; border vertices and crease corners stay).
 7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
    :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
    the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
@@ -91,7 +94,7 @@ import numpy as np
 from backend.conventions import Normalization
 from backend.mesh import polygons as poly
 from backend.mesh.remesh.watertight import check_mesh_arrays, watertight
-from backend.mesh.retopo import quads, repair
+from backend.mesh.retopo import quads, relax, repair
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,10 @@ MAX_SNAP_EDGES = 0.75
 #: A crease corner takes a vertex at most this many target edge lengths away: Instant
 #: Meshes' lattice may sit up to half an edge off a corner along each crease.
 MAX_CORNER_SNAP_EDGES = 0.8
+
+#: A vertex this near (target edges) a crease counts as on it when open corners are relaxed:
+#: it slides along the crease (snapped vertices lie on it to rounding).
+CREASE_ON_EDGES = 0.01
 
 #: A patch between creases narrower than this many target edge lengths (its area over half
 #: its crease length) is a strip no row of vertices fits on; see ``_Creases.snap``.
@@ -638,6 +645,10 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             v = sub.vertices.copy()
             v[sub.new] = surface.closest(v[sub.new])
             p = sub.polygons
+    if len(p) and (p[:, 3] != poly.NO_CORNER).any():
+        # Quads with a corner near 180 degrees (triangles with an extra vertex): open them.
+        lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+        v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines)
     return v, p, report, snapped
 
 
@@ -849,6 +860,12 @@ class _Creases:
             self.seg_tree = cKDTree(0.5 * (vertices[self.seg[:, 0]] + vertices[self.seg[:, 1]]))
         log.debug("creases: %d segments between %d patches, %d corners", len(self.seg),
                   len(np.unique(self.patch)), len(self.corners))
+
+    def lines(self, tolerance: float) -> "relax.CreaseLines | None":
+        """The crease segments for sliding vertices along them (None without creases)."""
+        if len(self.seg) == 0:
+            return None
+        return relax.CreaseLines(self.vertices[self.seg[:, 0]], self.vertices[self.seg[:, 1]], tolerance)
 
     def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float, max_corner_move: float
              ) -> tuple[np.ndarray, int]:

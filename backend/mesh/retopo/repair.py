@@ -92,6 +92,9 @@ class RepairReport:
         Polygons added to close them.
     valence2 : int
         Valence-2 vertices dissolved.
+    open_corners : int
+        Vertices at quad corners near 180 degrees moved to open them (set by the artist pipeline
+        after repair: :mod:`backend.mesh.retopo.relax`).
     passes : int
         Passes over steps 3-8.
     """
@@ -107,6 +110,7 @@ class RepairReport:
     holes: int = 0
     hole_faces: int = 0
     valence2: int = 0
+    open_corners: int = 0
     passes: int = 0
 
     def as_dict(self) -> dict[str, int]:
