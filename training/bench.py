@@ -174,7 +174,7 @@ def bench_mesh_lm(data: Path, out: Path, *, corpus: Path | None, weights: str | 
     import torch
     from tqdm import tqdm
 
-    from backend.mesh.metrics import polygon_report
+    from backend.mesh.metrics import polygon_report, surface_area
     from backend.mesh.types import Mesh
     from backend.pipelines.points_to_mesh import _chamfer_to_points
     from backend.pipelines.text_to_mesh import _polygon_mesh
@@ -211,8 +211,9 @@ def bench_mesh_lm(data: Path, out: Path, *, corpus: Path | None, weights: str | 
         if sample.faces:
             mesh = _polygon_mesh(np.asarray(sample.vertices, dtype=np.float64) / top * 2 - 1, sample.faces)
             report = polygon_report(mesh.faces, mesh.face_sizes)
-            result.update(manifold=bool(report["manifold"]), closed=bool(report["closed"]),
-                          chamfer_l1=_chamfer_to_points(mesh, points[:, :3].astype(np.float64)))
+            flat = not surface_area(mesh.vertices, mesh.faces) > 0    # no surface: no Chamfer either
+            result.update(manifold=bool(report["manifold"]) and not flat, closed=bool(report["closed"]) and not flat,
+                          chamfer_l1=float("nan") if flat else _chamfer_to_points(mesh, points[:, :3].astype(np.float64)))
         else:
             mesh, result["manifold"], result["closed"], result["chamfer_l1"] = None, False, False, float("nan")
         result["reference_chamfer_l1"] = _chamfer_to_points(_polygon_mesh(reference, ref_faces),

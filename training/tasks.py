@@ -182,7 +182,7 @@ class MeshLMTask:
         ``eval_assets`` of it: Chamfer-L1 to their targets and the share that is manifold."""
         import torch
 
-        from backend.mesh.metrics import chamfer_l1
+        from backend.mesh.metrics import chamfer_l1, surface_area
         from training.mesh_lm import generate, token_loss
         from training.tokenizer import Vocabulary, decode
         from training.visual import comparison_sheet
@@ -207,7 +207,7 @@ class MeshLMTask:
                 v, f = _triangles(sample.vertices, sample.faces)
                 rv, rf = _triangles(ref_v, ref_f)
                 manifold.append(float(_is_manifold(sample.faces)))
-                if len(f):
+                if len(f) and surface_area(v, f) > 0:   # all-degenerate samples have no surface to measure
                     scale = 2.0 / ((1 << cfg.model.bits) - 1)
                     chamfers.append(float(chamfer_l1(v * scale, f, rv * scale, rf)))
                 panels.append((val_set.items[i][1], v, f, rv, rf))

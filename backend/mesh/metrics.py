@@ -120,6 +120,18 @@ def is_manifold(faces: np.ndarray) -> bool:
     return int(cycles) == len(np.unique(faces))
 
 
+def surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Total area of the triangles; 0 when every face is degenerate (nothing to sample or measure).
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    faces : (m, 3) int
+    """
+    t = np.asarray(vertices, dtype=np.float64)[_check_faces(faces)]
+    return float(np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum() / 2.0)
+
+
 def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     """Volume enclosed by a closed mesh; positive when faces wind outward.
 

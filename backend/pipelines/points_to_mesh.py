@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conventions import BLENDER_FROM_GLTF
 from backend.errors import BadParams, MissingDependency
-from backend.mesh.metrics import polygon_report
+from backend.mesh.metrics import polygon_report, surface_area
 from backend.mesh.points import PointCloud
 from backend.mesh.types import Mesh
 from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
@@ -107,6 +107,9 @@ def run(inputs: dict, params: PointsToMeshParams, progress: ProgressFn) -> Pipel
     if not sample.faces:
         raise BadParams("The model wrote no faces for these points; try another seed or a higher temperature.")
     mesh = _polygon_mesh(to_input(sample.vertices), sample.faces)
+    if not surface_area(mesh.vertices, mesh.faces) > 0:
+        raise BadParams(f"The model wrote {len(sample.faces)} faces, all of zero area (no surface); "
+                        "try another seed or a higher temperature.")
     seconds_generate = time.perf_counter() - start
     report = polygon_report(mesh.faces, mesh.face_sizes)
     summary = {"model": "meshsmith", "weights_step": record.get("step"), "faces": report["faces"],

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.errors import BadParams, MissingDependency
-from backend.mesh.metrics import polygon_report
+from backend.mesh.metrics import polygon_report, surface_area
 from backend.mesh.types import Mesh
 from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
 from backend.progress import ProgressFn, report_partial, subrange
@@ -103,6 +103,9 @@ def _meshsmith(params: TextToMeshParams, progress: ProgressFn) -> tuple[Mesh, di
         raise BadParams("The model wrote no faces for this prompt; try another seed or a higher temperature.")
     quantized = np.asarray(sample.vertices, dtype=np.float64)
     mesh = _polygon_mesh(_frame(quantized * (2.0 / (2 ** model.config.bits - 1)) - 1.0), sample.faces)
+    if not surface_area(mesh.vertices, mesh.faces) > 0:
+        raise BadParams(f"The model wrote {len(sample.faces)} faces, all of zero area (no surface); "
+                        "try another seed or a higher temperature.")
     facts = {"model": "meshsmith", "weights_step": record.get("step"), "tokens": len(sample.tokens),
              "tokens_per_second": round(sample.tokens_per_second, 1),
              "stopped": "end" if sample.finished else "max_faces"}

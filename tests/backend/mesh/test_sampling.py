@@ -272,3 +272,12 @@ def test_sample_sdf_rejects_bad_arguments():
         sampling.sample_sdf(v, f, 10, 10, sigmas=(0.01, 0.0))
     with pytest.raises(ValueError, match="bounds"):
         sampling.sample_sdf(v, f, 10, 10, bounds="sphere")
+
+
+def test_surface_area_is_the_sum_of_triangle_areas_and_zero_when_all_are_degenerate():
+    from backend.mesh.metrics import surface_area
+
+    v, f = meshes.cube()
+    assert surface_area(v * 2.0, f) == pytest.approx(6 * np.ptp(v * 2.0, axis=0)[0] ** 2)
+    collinear = np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]])
+    assert surface_area(collinear, np.array([[0, 1, 2], [1, 2, 3], [0, 0, 3]])) == 0.0
