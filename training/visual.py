@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.mesh.metrics import sample_surface
+from backend.mesh.metrics import sample_surface, surface_area
 
 
 def shade(vertices: np.ndarray, faces: np.ndarray, size: int = 192, *, azimuth: float = 35.0,
@@ -16,7 +16,7 @@ def shade(vertices: np.ndarray, faces: np.ndarray, size: int = 192, *, azimuth: 
     Surface samples are splatted with a z-buffer and lit by their face normal (headlight).
     """
     img = np.ones((size, size), dtype=np.float32)
-    if len(faces) == 0:
+    if len(faces) == 0 or not surface_area(vertices, faces) > 0:     # nothing to see (a model can write flat faces)
         return img
     p, fid = sample_surface(vertices, faces, points, seed=0)
     t = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[fid]]
