@@ -46,6 +46,13 @@ def bundled_dir() -> str:
     return str(BUNDLED) if (BUNDLED / "backend" / "__main__.py").is_file() else ""
 
 
+def bundled_paths(wheels: str, model_support: str = "") -> tuple[str, ...]:
+    """The folders after the bundle on the bundled backend's ``PYTHONPATH``: Blender's install of
+    the zip's wheels first, so their tested pins win over the copies pip put into model support
+    (click, tqdm, typing-extensions...), then model support ("" for a folder it does not have)."""
+    return tuple(p for p in (wheels, model_support) if p)
+
+
 def uses_bundled(preference: str = "", environ: Mapping[str, str] | None = None) -> bool:
     """True when Start runs the bundled backend on Blender's Python (no Python named, one bundled)."""
     environ = os.environ if environ is None else environ

@@ -127,6 +127,13 @@ class MESHSMITH_OT_install_model_support(bpy.types.Operator):
     bl_label = "Install Model Support"
     bl_options = {"REGISTER"}
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if runtime.model_support_running():
+            cls.poll_message_set("Model support is being installed.")
+            return False
+        return True
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
             installer = runtime.install_model_support()
@@ -143,6 +150,10 @@ class MESHSMITH_OT_cancel_model_support(bpy.types.Operator):
     bl_idname = "meshsmith.cancel_model_support"
     bl_label = "Cancel Install"
     bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return runtime.model_support_running()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         runtime.cancel_model_support()

@@ -159,13 +159,15 @@ class Health:
         return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
     def describe_runtime(self) -> str:
-        """E.g. ``"Python 3.11.7, compiled kernels"``; "" when the backend did not say."""
+        """E.g. ``"Python 3.11.7, compiled kernels"``; "" when the backend did not say. Numpy
+        kernels come with the backend's own reason (``kernels_note``) when it gives one."""
         python, kernels = self.runtime.get("python"), self.runtime.get("kernels")
         parts = [f"Python {python}"] if python else []
         if kernels == "compiled":
             parts.append("compiled kernels")
         elif kernels:
-            parts.append("numpy kernels (about 2x slower: no compiled build for this platform)")
+            why = str(self.runtime.get("kernels_note") or "").strip() or "no compiled build for this platform"
+            parts.append(f"numpy kernels (about 2x slower: {why})")
         return ", ".join(parts)
 
 

@@ -115,9 +115,10 @@ def launch_settings(python_pref: str, dir_pref: str) -> tuple[str, str, tuple[st
     python = resolve_python(python_pref)
     backend_dir = bpy.path.abspath(dir_pref) if dir_pref.strip() else ""
     if backend_process.uses_bundled(python_pref):
-        extra = [str(model_support_dir())] if model_support.is_installed(model_support_dir()) else []
-        extra += [wheels_site_packages()]
-        return python, backend_dir or backend_process.bundled_dir(), tuple(p for p in extra if p)
+        support = model_support_dir()
+        extra = backend_process.bundled_paths(wheels_site_packages(),
+                                              str(support) if model_support.is_installed(support) else "")
+        return python, backend_dir or backend_process.bundled_dir(), extra
     return python, backend_dir, ()
 
 
@@ -126,12 +127,13 @@ def launch_settings(python_pref: str, dir_pref: str) -> tuple[str, str, tuple[st
 
 def model_support_dir() -> Path:
     """Where model support is (or would be) installed: a folder of the extension's user directory,
-    which Blender keeps across updates of the extension."""
+    which Blender keeps across updates of the extension. Nothing is created here (the preferences
+    ask on every redraw); the installer makes the folder."""
     package = __package__ or "meshsmith"
     try:
-        root = bpy.utils.extension_path_user(package, path="", create=True)
+        root = bpy.utils.extension_path_user(package, path="", create=False)
     except (ValueError, AttributeError):    # not installed as an extension (a legacy add-on)
-        root = bpy.utils.user_resource("SCRIPTS", path="meshsmith", create=True)
+        root = bpy.utils.user_resource("SCRIPTS", path="meshsmith", create=False)
     return Path(root) / f"model-support-py{sys.version_info.major}{sys.version_info.minor}"
 
 
@@ -151,13 +153,14 @@ def model_support_state() -> tuple[str, str]:
 
 def install_model_support(extra_index: str | None = None) -> model_support.Installer:
     """Start installing model support with Blender's Python (on a thread); the preferences show its progress."""
-    if _session.installer is not None and _session.installer.running:
+    if model_support_running():
         return _session.installer
     if not backend_process.bundled_dir():
         raise BackendStartError("This Meshsmith has no bundled backend (a development build): install torch into "
                                 "the backend's own environment instead (pip install torch).")
     index = str(_pref("torch_index")) if extra_index is None else extra_index
-    _session.installer = model_support.Installer(sys.executable, model_support_dir(), extra_index=index.strip())
+    _session.installer = model_support.Installer(sys.executable, model_support_dir(), extra_index=index.strip(),
+                                                 constraints=model_support.bundled_constraints())
     _session.installer.start()
 
     def redraw_while_running() -> float | None:
@@ -169,6 +172,10 @@ def install_model_support(extra_index: str | None = None) -> model_support.Insta
 
     bpy.app.timers.register(redraw_while_running, first_interval=0.5)
     return _session.installer
+
+
+def model_support_running() -> bool:
+    return _session.installer is not None and _session.installer.running
 
 
 def cancel_model_support() -> None:

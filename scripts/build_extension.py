@@ -9,14 +9,17 @@ backend run from a checkout's environment (``MESHSMITH_BACKEND_PYTHON`` or the p
 **``--dist``** (``make dist``) builds what an artist downloads: one zip per platform and
 Blender Python, self-contained. Each holds the add-on, the backend with ``render/`` and
 ``training/`` (code and shipped weights) under ``bundled/``, the compiled kernels where they
-can be built here (Linux), and the wheels of ``requirements-extension.txt`` for its platform
-and Python, which Blender installs from the zip. The backend then runs on Blender's own
-Python. Blender 4.2-5.0 run Python 3.11 and 5.1 on 3.13, so each Python gets its own zips
+can be built here (Linux, with the flags of pyproject.toml's ``[tool.meshsmith]``, as
+``setup.py``), and the wheels of ``requirements-extension.txt`` for its platform and Python,
+which Blender installs from the zip; that file itself goes next to the manifest, as the pins
+Install Model Support holds pip to (``addon/model_support.py``). The backend then runs on
+Blender's own Python. Blender 4.2-5.0 run Python 3.11 and 5.1 on 3.13, so each Python gets its own zips
 with that Blender range in the manifest (Blender refuses a zip outside its range, instead of
 installing wheels that cannot load). Each (platform, Python) pair is staged and built on its
 own, which is what ``blender_ext.py build --split-platforms`` does with wheels, and also keeps
 the compiled kernels out of the other platforms' zips. Wheels are downloaded by pip (``--only-binary``, the
-exact pins) into ``build/wheels/`` and reused.
+exact pins) into ``build/wheels/`` and reused. The zips are built in a temporary folder next to
+the output folder and replace the previous ones there only when every one is built.
 
 Blender wants the add-on's ``__init__.py`` next to ``blender_manifest.toml`` at the root of
 the zip, and this repository keeps the code in ``addon/``; so everything is staged into a
@@ -29,18 +32,21 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ADDON_DIR = REPO / "addon"
 MANIFEST = REPO / "blender_manifest.toml"
+PYPROJECT = REPO / "pyproject.toml"
 WHEEL_REQUIREMENTS = REPO / "requirements-extension.txt"
 WHEEL_CACHE = REPO / "build" / "wheels"
 _CLI_GLOB = "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
@@ -49,6 +55,8 @@ _TAGS = Path("scripts/modules/_bpy_internal/extensions/tags.py")
 #: Packages of this repository the bundled backend imports, and what of them is left out.
 BUNDLED_PACKAGES = ("backend", "render", "training")
 BUNDLE_IGNORE = ("__pycache__", "*.pyc", ".*", "*.so", "*.pyd", "checkpoints", "_native.c")
+#: What ``--dist`` writes (and replaces) in the output folder.
+DIST_GLOB = "meshsmith-*-blender*.zip"
 
 
 @dataclass(frozen=True)
@@ -118,21 +126,20 @@ def run_cli(blender_ext: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(blender_ext), *args], capture_output=True, text=True)
 
 
-def _build_and_validate(blender_ext: Path, source: Path, output_dir: Path, *extra: str) -> list[Path]:
+def _build_and_validate(blender_ext: Path, source: Path, output_dir: Path) -> Path:
+    """The one zip ``blender_ext.py build`` makes of ``source``, validated."""
     tags = valid_tags_file(blender_ext)
     tag_args = [f"--valid-tags={tags}"] if tags else []
-    done = run_cli(blender_ext, "build", "--source-dir", str(source), "--output-dir", str(output_dir),
-                   *extra, *tag_args)
+    done = run_cli(blender_ext, "build", "--source-dir", str(source), "--output-dir", str(output_dir), *tag_args)
     if done.returncode != 0:
         raise SystemExit(f"error: blender_ext build failed:\n{done.stdout}{done.stderr}")
     zips = [Path(line.split('"')[1]).resolve() for line in done.stdout.splitlines() if line.startswith("created:")]
-    if not zips:
-        raise SystemExit(f"error: blender_ext build did not say what it created:\n{done.stdout}")
-    for zip_path in zips:
-        checked = run_cli(blender_ext, "validate", str(zip_path), *tag_args)
-        if checked.returncode != 0 or "Success" not in checked.stdout:
-            raise SystemExit(f"error: {zip_path} failed validation:\n{checked.stdout}{checked.stderr}")
-    return zips
+    if len(zips) != 1:
+        raise SystemExit(f"error: blender_ext build did not say it created one zip:\n{done.stdout}")
+    checked = run_cli(blender_ext, "validate", str(zips[0]), *tag_args)
+    if checked.returncode != 0 or "Success" not in checked.stdout:
+        raise SystemExit(f"error: {zips[0]} failed validation:\n{checked.stdout}{checked.stderr}")
+    return zips[0]
 
 
 # -- the add-on alone -------------------------------------------------------------------------
@@ -151,7 +158,7 @@ def build(output_dir: Path, blender_ext: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="meshsmith-stage-") as tmp:
         source = Path(tmp) / "meshsmith"
         stage(source)
-        return _build_and_validate(blender_ext, source, output_dir)[-1]
+        return _build_and_validate(blender_ext, source, output_dir)
 
 
 # -- self-contained zips ----------------------------------------------------------------------
@@ -180,18 +187,18 @@ def download_wheels(platform: Platform, python: str, cache: Path = WHEEL_CACHE) 
     """The wheels of the target (downloaded by pip once, then reused from ``cache``)."""
     folder = cache / f"{platform.name}-py{python}"
     folder.mkdir(parents=True, exist_ok=True)
+    # pip ranks the --platform tags in the order given: best first, as pip_tags lists them.
+    options = ["--quiet", "--no-deps", "--only-binary=:all:",
+               *(arg for tag in platform.pip_tags for arg in ("--platform", tag)),
+               "--python-version", python, "--implementation", "cp",
+               "--abi", "cp" + python.replace(".", ""), "--abi", "abi3", "--abi", "none", "--dest", str(folder)]
     wheels = []
     for pin in wheel_requirements(platform, python):
         name, version = pin.split("==")
         found = _cached_wheel(folder, name, version)
         if found is None:
-            command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                       "--python-version", python, "--implementation", "cp",
-                       "--abi", "cp" + python.replace(".", ""), "--abi", "abi3", "--abi", "none",
-                       "--dest", str(folder), pin]
-            for tag in platform.pip_tags:
-                command[4:4] = ["--platform", tag]
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-m", "pip", "download", *options, pin], capture_output=True,
+                                  text=True)
             found = _cached_wheel(folder, name, version)
             if done.returncode != 0 or found is None:
                 raise SystemExit(f"error: no wheel of {pin} for {platform.name} / Python {python}:\n"
@@ -227,13 +234,16 @@ def find_python(version: str) -> str | None:
     return None
 
 
+def native_compile_args() -> list[str]:
+    """The kernels' compile flags: ``[tool.meshsmith] native-compile-args`` of pyproject.toml, which setup.py uses too."""
+    return list(tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["meshsmith"]["native-compile-args"])
+
+
 def build_native(python: str, out_dir: Path) -> Path | None:
     """``backend/mesh/_native.c`` compiled for the interpreter ``python`` (this machine's platform);
     None, with the reason printed, when it cannot be (no such Python, no compiler, no headers)."""
     query = ("import sysconfig, json; print(json.dumps([sysconfig.get_paths()['include'], "
              "sysconfig.get_config_var('EXT_SUFFIX')]))")
-    import json
-
     info = subprocess.run([python, "-c", query], capture_output=True, text=True)
     if info.returncode != 0:
         print(f"note: {python} did not run; no compiled kernels for it", file=sys.stderr)
@@ -244,7 +254,7 @@ def build_native(python: str, out_dir: Path) -> Path | None:
         print(f"note: no C compiler or no Python.h for {python}; its zips run the numpy kernels", file=sys.stderr)
         return None
     target = out_dir / f"_native{suffix}"
-    done = subprocess.run([compiler, "-O3", "-std=c99", "-fno-math-errno", "-fPIC", "-shared", f"-I{include}",
+    done = subprocess.run([compiler, *native_compile_args(), "-fPIC", "-shared", f"-I{include}",
                            str(REPO / "backend" / "mesh" / "_native.c"), "-o", str(target)],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -254,13 +264,13 @@ def build_native(python: str, out_dir: Path) -> Path | None:
     return target
 
 
-def dist_manifest(python: BlenderPython, platforms: list[str], wheels: list[str]) -> str:
-    """The repository's manifest with this build's Blender range, platforms and wheels."""
+def dist_manifest(python: BlenderPython, platform: str, wheels: list[str]) -> str:
+    """The repository's manifest with this build's Blender range, platform and wheels."""
     text = MANIFEST.read_text(encoding="utf-8")
     extra = f'blender_version_min = "{python.blender_min}"\n'
     if python.blender_max:
         extra += f'blender_version_max = "{python.blender_max}"\n'
-    extra += "platforms = [" + ", ".join(f'"{p}"' for p in platforms) + "]\n"
+    extra += f'platforms = ["{platform}"]\n'
     extra += "wheels = [\n" + "".join(f'  "./wheels/{w}",\n' for w in wheels) + "]\n"
     text, count = re.subn(r'^blender_version_min = "[^"]*"\n', extra, text, flags=re.M)
     if count != 1:
@@ -268,51 +278,67 @@ def dist_manifest(python: BlenderPython, platforms: list[str], wheels: list[str]
     return text
 
 
-def stage_bundle(target: Path, python: BlenderPython, platforms: list[Platform], native: Path | None) -> None:
-    """The zip's root for one Python: add-on, bundled packages, kernels, every platform's wheels."""
-    wheels: dict[str, Path] = {}
-    for platform in platforms:
-        for wheel in download_wheels(platform, python.version):
-            wheels[wheel.name] = wheel
-    stage(target, dist_manifest(python, [p.name for p in platforms], sorted(wheels)))
+def stage_bundle(target: Path, python: BlenderPython, platform: Platform, native: Path | None) -> None:
+    """The zip's root for one (platform, Python): add-on, bundled packages, kernels, wheels, and
+    the pins those wheels come from (Install Model Support's pip constraints)."""
+    wheels = download_wheels(platform, python.version)
+    stage(target, dist_manifest(python, platform.name, sorted(w.name for w in wheels)))
+    shutil.copy2(WHEEL_REQUIREMENTS, target / WHEEL_REQUIREMENTS.name)
     bundled = target / "bundled"
     for package in BUNDLED_PACKAGES:
         shutil.copytree(REPO / package, bundled / package, ignore=shutil.ignore_patterns(*BUNDLE_IGNORE))
     if native is not None:
         shutil.copy2(native, bundled / "backend" / "mesh" / native.name)
     (target / "wheels").mkdir()
-    for name, path in wheels.items():
-        shutil.copy2(path, target / "wheels" / name)
+    for wheel in wheels:
+        shutil.copy2(wheel, target / "wheels" / wheel.name)
 
 
 def build_dist(output_dir: Path, blender_ext: Path, platforms: list[str], pythons: list[str]) -> list[Path]:
     """Every (platform, Python) zip into ``output_dir``; returns their paths.
 
     Each is staged and built on its own (``platforms`` in its manifest names one platform), so
-    the Linux kernels and each platform's wheels go into that platform's zips only.
+    the Linux kernels and each platform's wheels go into that platform's zips only. They are
+    built into a temporary folder next to ``output_dir``; only when all are built do they
+    replace the zips of a previous ``--dist`` there (maybe of other pins or platforms), so a
+    failed build leaves ``output_dir`` as it was.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for old in output_dir.glob("meshsmith-*-blender*.zip"):     # a previous --dist's, maybe of other pins
-        old.unlink()
-    built = []
-    for version in pythons:
-        python = PYTHONS[version]
-        for name in (p for p in platforms if p in python.platforms):
-            with tempfile.TemporaryDirectory(prefix="meshsmith-dist-") as tmp:
-                native = None
-                if name == "linux-x64" and sys.platform == "linux":
-                    interpreter = find_python(version)
-                    native = build_native(interpreter, Path(tmp)) if interpreter else None
-                    if interpreter is None:
-                        print(f"note: no Python {version} here; its linux zip runs the numpy kernels", file=sys.stderr)
-                source = Path(tmp) / "meshsmith"
-                stage_bundle(source, python, [PLATFORMS[name]], native)
-                (Path(tmp) / "out").mkdir()
-                zip_path = _build_and_validate(blender_ext, source, Path(tmp) / "out")[-1]
-                named = output_dir / zip_path.name.replace(".zip", f"-{name.replace('-', '_')}-{python.label}.zip")
-                shutil.move(zip_path, named)
-                built.append(named)
-    return built
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-building-", dir=output_dir.parent))
+    try:
+        built = []
+        for version in pythons:
+            python = PYTHONS[version]
+            for name in (p for p in platforms if p in python.platforms):
+                built.append(_build_one(blender_ext, python, PLATFORMS[name], building))
+        output_dir.mkdir(exist_ok=True)
+        placed = []
+        for path in built:
+            placed.append(output_dir / path.name)
+            os.replace(path, placed[-1])
+        for old in set(output_dir.glob(DIST_GLOB)) - set(placed):
+            old.unlink()
+        return placed
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _build_one(blender_ext: Path, python: BlenderPython, platform: Platform, output_dir: Path) -> Path:
+    """The zip of one (platform, Python), staged and built in a temporary folder, moved to ``output_dir``."""
+    with tempfile.TemporaryDirectory(prefix="meshsmith-dist-") as tmp:
+        native = None
+        if platform.name == "linux-x64" and sys.platform == "linux":
+            interpreter = find_python(python.version)
+            native = build_native(interpreter, Path(tmp)) if interpreter else None
+            if interpreter is None:
+                print(f"note: no Python {python.version} here; its linux zip runs the numpy kernels", file=sys.stderr)
+        source = Path(tmp) / "meshsmith"
+        stage_bundle(source, python, platform, native)
+        (Path(tmp) / "out").mkdir()
+        zip_path = _build_and_validate(blender_ext, source, Path(tmp) / "out")
+        named = output_dir / zip_path.name.replace(".zip", f"-{platform.name.replace('-', '_')}-{python.label}.zip")
+        shutil.move(zip_path, named)
+        return named
 
 
 def main(argv: list[str] | None = None) -> int:

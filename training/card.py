@@ -8,14 +8,18 @@
 Copies the run's best checkpoint (weights + config.json) into ``--weights``, with the curves
 PNG, and writes ``README.md`` there: data and licences (from the samples folder's index),
 config, steps, wall time, and the held-out figures of every ``--bench`` JSON
-(``python -m training.bench views``) against the visual-hull baseline. Nothing in the card is
-typed by hand.
+(``python -m training.bench views`` or ``mesh_lm``) against its baseline; each ``mesh_lm``
+bench brings its own picture of samples (``samples-<label>.png``). Every figure comes from
+those files; the only words typed by hand are ``--notes``, the author's own account of what
+the weights can and cannot do, which the card quotes under its own heading.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import re
 import shutil
 import sys
 from collections import Counter
@@ -34,11 +38,21 @@ def _table(bench: dict) -> str:
 
 def write_card(run: Path, weights: Path, benches: dict[str, Path], *, corpus: Path | None = None,
                notes: Path | None = None) -> Path:
-    """The card of ``run``'s best checkpoint (its task decides which), with the checkpoint copied to ``weights``."""
-    record = json.loads((run / "best" / "config.json").read_text())
+    """The card of ``run``'s best checkpoint (its task decides which), with the checkpoint copied to ``weights``.
+
+    ``benches`` maps a label to a ``training.bench`` JSON; ``corpus`` (mesh LM) is the corpus
+    folder whose manifest gives the licences; ``notes`` a Markdown file of the author's words.
+    """
+    record, rows, seconds = _copy_best(run, weights)
     if record.get("task") == "mesh_lm":
-        return write_mesh_lm_card(run, weights, benches, corpus=corpus, notes=notes)
-    return write_views_card(run, weights, benches)
+        parts = _mesh_lm_parts(run, weights, record, rows, seconds, benches, corpus=corpus)
+    else:
+        parts = _views_parts(run, record, rows, seconds, benches)
+    if notes is not None:
+        parts += ["", "## What it can and cannot do (the author's notes)", "", notes.read_text(encoding="utf-8").strip()]
+    card = weights / "README.md"
+    card.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return card
 
 
 def _copy_best(run: Path, weights: Path) -> tuple[dict, list[dict], float]:
@@ -53,8 +67,6 @@ def _copy_best(run: Path, weights: Path) -> tuple[dict, list[dict], float]:
     rows: list[dict] = []
     metrics = run / "metrics.csv"
     if metrics.is_file():
-        import csv
-
         with open(metrics, newline="") as f:
             rows = list(csv.DictReader(f))
     seconds = max((float(r["seconds"]) for r in rows if r.get("seconds")), default=0.0)
@@ -66,21 +78,42 @@ def _history(run: Path) -> list[str]:
     return [history.read_text(encoding="utf-8").replace("# ", "### ", 1)] if history.is_file() else []
 
 
-def write_mesh_lm_card(run: Path, weights: Path, benches: dict[str, Path], *, corpus: Path | None = None,
-                       notes: Path | None = None) -> Path:
-    """The mesh language model's card: data and licences, config, run, held-out figures, what it can do."""
-    record, rows, seconds = _copy_best(run, weights)
+def _run_line(record: dict, rows: list[dict], seconds: float, selected_by: str) -> str:
+    return (f"These weights: step {record.get('step')} (selected by {selected_by}); run so far: "
+            f"{max((int(r['step']) for r in rows), default=0)} steps in {seconds / 3600:.1f} h of wall time on 2 CPU cores.")
+
+
+def _samples_picture(bench_json: Path, picture: str, label: str, weights: Path) -> list[str]:
+    """The bench's own samples picture, copied as ``samples-<label>.png``, and its link ([] when it has none)."""
+    source = Path(bench_json).parent / picture
+    if not source.is_file():
+        return []
+    name = "samples-" + (re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower() or "bench") + ".png"
+    shutil.copy(source, weights / name)
+    return ["", f"![{label}: held-out samples beside their references]({name})"]
+
+
+def _mesh_lm_parts(run: Path, weights: Path, record: dict, rows: list[dict], seconds: float,
+                   benches: dict[str, Path], *, corpus: Path | None = None) -> list[str]:
+    """The mesh language model's card: data and licences, config, run, held-out figures."""
     cfg = record["train"]
     data_lines = []
+    faces_total = tokens_total = 0
     for data_dir in str(cfg["data"]).split(","):
         index = Path(data_dir) / "index.jsonl"
         if not index.is_file():
             data_lines.append(f"- `{data_dir}` (its index was not found when this card was written)")
             continue
         entries = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not entries:
+            data_lines.append(f"- `{data_dir}`: its index lists no meshes")
+            continue
         splits = Counter(e["split"] for e in entries)
         kept = sum(bool(e.get("kept_topology")) for e in entries)
         faces = sorted(e["faces"] for e in entries)
+        if all("tokens" in e for e in entries):
+            faces_total += sum(faces)
+            tokens_total += sum(e["tokens"] for e in entries)
         data_lines.append(
             f"- `{data_dir}`: {len(entries)} meshes packed at <= {cfg.get('max_faces')} faces ("
             + ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
@@ -94,11 +127,15 @@ def write_mesh_lm_card(run: Path, weights: Path, benches: dict[str, Path], *, co
                           f"{len(manifest)} artist-made models; licences: "
                           + ", ".join(f"{k} {v}" for k, v in sorted(licences.items()))
                           + "; each model's credit is in the corpus manifest.")
+    coding = [f"{record['model']['bits']}-bit coordinates"] if record["model"].get("bits") else []
+    if faces_total:
+        coding.append(f"{tokens_total / faces_total:.2f} tokens per face on its data")
     parts = [
         "# Meshsmith mesh language model, CPU",
         "",
-        "Writes a mesh face by face as tokens of `training/tokenizer.py` (7-bit coordinates, about 1.8 "
-        "tokens per face on its data), conditioned on a point cloud with normals (Artist (learned), "
+        "Writes a mesh face by face as tokens of `training/tokenizer.py`"
+        + (f" ({', '.join(coding)})" if coding else "")
+        + ", conditioned on a point cloud with normals (Artist (learned), "
         "`points_to_mesh`) or on a caption (From Text, `text_to_mesh`): a decoder-only transformer with RoPE "
         "and a KV cache, a perceiver-style point encoder and a small text encoder (`training/mesh_lm.py`). "
         "Trained on this project's CPU, in chunks across sessions.",
@@ -113,9 +150,8 @@ def write_mesh_lm_card(run: Path, weights: Path, benches: dict[str, Path], *, co
         f"Training: batch {cfg['batch_size']}, AdamW lr {cfg['lr']} -> {cfg['min_lr']} (cosine, "
         f"{cfg['warmup_steps']} warm-up steps), {cfg.get('lm_points')} conditioning points per mesh with noise "
         f"{cfg.get('point_noise')}, captions instead of points for {cfg.get('caption_share')} of the examples, "
-        f"seed {cfg['seed']}. These weights: step {record.get('step')} (selected by validation loss "
-        f"{record.get('val', {}).get('val_loss', float('nan')):.3f}); run so far: "
-        f"{max((int(r['step']) for r in rows), default=0)} steps in {seconds / 3600:.1f} h of wall time on 2 CPU cores.",
+        f"seed {cfg['seed']}. "
+        + _run_line(record, rows, seconds, f"validation loss {record.get('val', {}).get('val_loss', float('nan')):.3f}"),
         "Command: `make train-data-mesh-lm` once, then `make train-mesh-lm MINUTES=...` (resumes).",
         "",
         *_history(run),
@@ -139,34 +175,13 @@ def write_mesh_lm_card(run: Path, weights: Path, benches: dict[str, Path], *, co
             f"| the packed reference itself | {b['reference_chamfer_l1_median']:.4f} |",
             f"| tokens/s with the KV cache / without | {b['cached_tokens_per_s']} / {b['full_tokens_per_s']} |",
         ]
-        if (Path(path).parent / "mesh_lm.png").is_file():
-            shutil.copy(Path(path).parent / "mesh_lm.png", weights / "samples.png")
-            parts += ["", "![held-out samples beside their references](samples.png)"]
-    if notes is not None:
-        parts += ["", "## What it can and cannot do", "", notes.read_text(encoding="utf-8").strip()]
-    card = weights / "README.md"
-    card.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return card
+        parts += _samples_picture(Path(path), "mesh_lm.png", label, weights)
+    return parts
 
 
-def write_views_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path:
-    best = run / "best"
-    record = json.loads((best / "config.json").read_text())
+def _views_parts(run: Path, record: dict, rows: list[dict], seconds: float, benches: dict[str, Path]) -> list[str]:
+    """The views-to-mesh model's card: data and licences, inputs, config, run, held-out figures."""
     state_cfg = record["train"]
-    weights.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copy(best / name, weights / name)
-    if (run / "curves.png").is_file():
-        shutil.copy(run / "curves.png", weights / "curves.png")
-    rows = []
-    metrics = run / "metrics.csv"
-    seconds = 0.0
-    if metrics.is_file():
-        import csv
-
-        with open(metrics, newline="") as f:
-            rows = list(csv.DictReader(f))
-        seconds = max((float(r["seconds"]) for r in rows if r.get("seconds")), default=0.0)
     corpora = []
     for data_dir in state_cfg["data"].split(","):
         index = Path(data_dir) / "index.jsonl"
@@ -207,13 +222,12 @@ def write_views_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path
         f"Training: batch {state_cfg['batch_size']}, AdamW lr {state_cfg['lr']} -> {state_cfg['min_lr']} (cosine, "
         f"{state_cfg['warmup_steps']} warm-up steps), {state_cfg['sdf_points']} SDF points and "
         f"{state_cfg['colour_points']} colour points per example, normal-map dropout {state_cfg['normal_dropout']}, "
-        f"seed {state_cfg['seed']}. These weights: step {record.get('step')} (selected by validation Chamfer-L1 "
-        f"{record.get('val', {}).get('val_chamfer', float('nan')):.4f}); run so far: "
-        f"{max((int(r['step']) for r in rows), default=0)} steps in {seconds / 3600:.1f} h of wall time on 2 CPU cores.",
+        f"seed {state_cfg['seed']}. "
+        + _run_line(record, rows, seconds,
+                    f"validation Chamfer-L1 {record.get('val', {}).get('val_chamfer', float('nan')):.4f}"),
         "Command: `make train-data` once, then `make train MINUTES=...` (resumes).",
         "",
-        *([(run / "ckpt" / "HISTORY.md").read_text(encoding="utf-8").replace("# ", "### ", 1)]
-          if (run / "ckpt" / "HISTORY.md").is_file() else []),
+        *_history(run),
         "![curves](curves.png)",
         "",
         "## Held-out figures (`python -m training.bench views`, medians, resolution 128)",
@@ -227,9 +241,7 @@ def write_views_card(run: Path, weights: Path, benches: dict[str, Path]) -> Path
                          f"{-100 * g['chamfer_reduction']:+.1f}%; RGB + masks only against the masks' hull: "
                          f"{-100 * g['chamfer_reduction_rgb_only']:+.1f}%; normal consistency {g['normal_gain']:+.3f} "
                          f"against the better hull.")
-    card = weights / "README.md"
-    card.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    return card
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", action="append", default=[],
                         help="LABEL=PATH of a training.bench views or mesh_lm JSON")
     parser.add_argument("--corpus", type=Path, help="mesh_lm: the corpus folder (its manifest's licences)")
-    parser.add_argument("--notes", type=Path, help="mesh_lm: a Markdown file of what the weights can and cannot do")
+    parser.add_argument("--notes", type=Path,
+                        help="a Markdown file, in the author's words, of what the weights can and cannot do")
     args = parser.parse_args(argv)
     benches = dict(item.split("=", 1) for item in args.bench)
     print(write_card(args.run, args.weights, benches, corpus=args.corpus, notes=args.notes))

@@ -426,14 +426,37 @@ def test_quitting_blender_stops_the_backend_it_started(extension_zip, tmp_path):
     assert not (tmp_path / "state" / "backend.json").exists()
 
 
-def test_model_support_in_a_development_build(runtime):
+def test_model_support_in_a_development_build(runtime, monkeypatch, tmp_path):
     """The add-on alone (no bundled backend): model support is not installed, and installing it
-    says to put torch into the backend's own environment instead of running pip."""
-    import bpy
+    says to put torch into the backend's own environment instead of running pip. Asking where it
+    would go (the preferences do on every redraw) creates no folder."""
+    import shutil
 
+    user = Path(bpy.utils.extension_path_user(runtime.__package__, path="", create=False))
+    shutil.rmtree(user, ignore_errors=True)
     state, line = runtime.model_support_state()
     assert state == "missing" and "PyTorch" in line
     assert runtime.model_support_dir().name.startswith("model-support-py")
+    assert not user.exists()
     with pytest.raises(runtime.BackendStartError, match="pip install torch"):
         runtime.install_model_support()
-    assert bpy.ops.meshsmith.install_model_support.poll()
+    # Install is offered unless an install runs; Cancel only while one does.
+    assert bpy.ops.meshsmith.install_model_support.poll() and not bpy.ops.meshsmith.cancel_model_support.poll()
+    running = runtime.model_support.Installer(sys.executable, tmp_path / "model-support", state="running")
+    monkeypatch.setattr(runtime._session, "installer", running)
+    assert not bpy.ops.meshsmith.install_model_support.poll() and bpy.ops.meshsmith.cancel_model_support.poll()
+
+
+def test_the_bundled_backend_finds_model_support_after_the_zips_wheels(runtime, monkeypatch, tmp_path):
+    """pip's copies of shared dependencies in model support must not shadow the zip's pinned wheels."""
+    bundle, site, support = tmp_path / "bundled", tmp_path / "site-packages", tmp_path / "model-support"
+    (bundle / "backend").mkdir(parents=True)
+    (bundle / "backend" / "__main__.py").write_text("")
+    monkeypatch.setattr(runtime.backend_process, "BUNDLED", bundle)
+    monkeypatch.setattr(runtime, "wheels_site_packages", lambda: str(site))
+    monkeypatch.setattr(runtime, "model_support_dir", lambda: support)
+    monkeypatch.delenv("MESHSMITH_BACKEND_PYTHON", raising=False)
+    assert runtime.launch_settings("", "") == (sys.executable, str(bundle), (str(site),))
+    (support / "torch").mkdir(parents=True)
+    (support / "torch" / "__init__.py").write_text("")
+    assert runtime.launch_settings("", "") == (sys.executable, str(bundle), (str(site), str(support)))

@@ -111,6 +111,18 @@ def test_health_needs_no_token(backend):
     assert health.describe() == f"running ({health.device})"
 
 
+def test_the_runtime_line_says_why_the_kernels_are_numpy_in_the_backends_words():
+    from addon.protocol import Health
+
+    def line(**runtime) -> str:
+        return Health.from_json({"status": "ok", "runtime": {"python": "3.11.7", **runtime}}).describe_runtime()
+
+    assert line(kernels="compiled", kernels_note="") == "Python 3.11.7, compiled kernels"
+    assert line(kernels="numpy", kernels_note="MESHSMITH_NATIVE=0") == \
+        "Python 3.11.7, numpy kernels (about 2x slower: MESHSMITH_NATIVE=0)"
+    assert line(kernels="numpy") == "Python 3.11.7, numpy kernels (about 2x slower: no compiled build for this platform)"
+
+
 def test_submit_poll_download_list(client):
     job = client.submit("watertight", {"resolution": 32}, CUBE_GLB)
     assert job.pipeline == "watertight" and job.state in ("queued", "running", "done")
@@ -271,22 +283,30 @@ def test_a_bundled_backend_runs_on_this_python_unless_one_is_named(tmp_path, mon
     assert not backend_process.uses_bundled("", environ={"MESHSMITH_BACKEND_PYTHON": str(fake)})
 
 
-def test_the_backend_process_gets_the_bundle_and_the_wheels_on_its_path(tmp_path, monkeypatch):
-    """The bundled backend's imports come from the bundle first, then Blender's wheel folder."""
-    bundle, site = tmp_path / "bundled", tmp_path / "site-packages"
+def test_the_bundled_backend_imports_the_bundle_then_the_wheels_then_model_support(tmp_path, monkeypatch):
+    """The bundled backend's imports come from the bundle first, then Blender's wheel folder, then
+    model support: the newer copies pip put there of a shared dependency must not shadow the zip's pin."""
+    from addon import backend_process
+
+    bundle, site, support = tmp_path / "bundled", tmp_path / "site-packages", tmp_path / "model-support"
     (bundle / "backend").mkdir(parents=True)
     (bundle / "backend" / "__main__.py").write_text(
-        "import json, os, sys\n"
-        "print(json.dumps(sys.path))\n")
-    site.mkdir()
+        "import json, os, shared_dependency\n"
+        "print(json.dumps([os.environ['PYTHONPATH'], shared_dependency.WHERE]))\n")
+    for folder in (site, support):
+        folder.mkdir()
+        (folder / "shared_dependency.py").write_text(f"WHERE = {folder.name!r}\n")
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    process = BackendProcess(sys.executable, backend_dir=str(bundle), extra_paths=(str(site),),
-                             log_path=tmp_path / "log.txt")
+    extra = backend_process.bundled_paths(str(site), str(support))
+    assert backend_process.bundled_paths(str(site), "") == (str(site),)      # model support not installed
+    # The process runs in the bundle (its cwd, sys.path[0] under -m): the order is PYTHONPATH's.
+    process = BackendProcess(sys.executable, backend_dir=str(bundle), extra_paths=extra, log_path=tmp_path / "log.txt")
     process.start()
     process._process.wait(30)
     process.stop()
-    path = json.loads((tmp_path / "log.txt").read_text().strip().splitlines()[-1])
-    assert path.index(str(bundle)) < path.index(str(site))
+    python_path, where = json.loads((tmp_path / "log.txt").read_text().strip().splitlines()[-1])
+    assert python_path.split(os.pathsep) == [str(bundle), str(site), str(support)]
+    assert where == "site-packages"
 
 
 def test_guess_backend_dir_from_a_checkout_venv(tmp_path):

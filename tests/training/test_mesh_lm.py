@@ -159,7 +159,7 @@ def test_the_one_loop_trains_the_mesh_lm_and_its_checkpoint_rebuilds_it(tiny_mes
     assert "# Meshsmith mesh language model" in text and "licences: CC0 3" in text
     assert f"| decodes to a manifold mesh | {summary['manifold_share']:.0%} |" in text
     assert "It writes boxes." in text and "step 30" in text
-    for name in ("model.safetensors", "config.json", "curves.png", "samples.png"):
+    for name in ("model.safetensors", "config.json", "curves.png", "samples-val-split.png"):
         assert (tmp_path / "shipped" / name).is_file(), name
     rebuilt, _ = load_model(tmp_path / "shipped", architecture="MeshLM")
 
