@@ -387,7 +387,7 @@ def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarra
     ``obtuse_quads``: quads with a corner above ``obtuse_degrees`` (geometrically near-triangles),
     and ``max_quad_angle`` (degrees); ``components``: connected pieces (by shared vertices).
     """
-    from backend.mesh.polygons import edge_counts, from_mesh, halfedges
+    from backend.mesh.polygons import edge_counts, from_mesh, halfedges, quad_corner_angles
 
     polygons = from_mesh(_check_faces(faces), face_sizes)
     out = {"poles_per_1000": 0.0, "valence2": 0, "obtuse_quads": 0, "max_quad_angle": 0.0, "components": 0}
@@ -404,14 +404,8 @@ def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarra
     interior = used & ~on_boundary
     out["poles_per_1000"] = 1000.0 * float((interior & (edge_valence != 4)).sum()) / len(polygons)
     out["valence2"] = int((interior & (edge_valence == 2)).sum())
-    quads = polygons[polygons[:, 3] >= 0]
-    if len(quads):
-        p = v[quads]                                                      # (q, 4, 3)
-        to_prev = np.roll(p, 1, axis=1) - p
-        to_next = np.roll(p, -1, axis=1) - p
-        cos = (to_prev * to_next).sum(-1) / np.maximum(
-            np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
-        angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    _, angles = quad_corner_angles(v, polygons)
+    if len(angles):
         out["obtuse_quads"] = int((angles.max(axis=1) > obtuse_degrees).sum())
         out["max_quad_angle"] = float(angles.max())
     out["components"] = connected_components(np.asarray(faces))[0]

@@ -233,6 +233,43 @@ def polygon_normals(vertices: np.ndarray, polygons: np.ndarray) -> np.ndarray:
     return 0.5 * np.cross(c - a, d - b)
 
 
+def quad_corner_angles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For the quads of ``polygons`` (``(k, 4)``, -1 in the last column for triangles): their rows
+    and the ``(q, 4)`` corner angles in degrees."""
+    rows = np.flatnonzero(polygons[:, 3] != NO_CORNER)
+    p = vertices[polygons[rows]]
+    to_prev = np.roll(p, 1, axis=1) - p
+    to_next = np.roll(p, -1, axis=1) - p
+    cos = (to_prev * to_next).sum(-1) / np.maximum(
+        np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
+    return rows, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def guarded_moves(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, polygons: np.ndarray, *,
+                  min_area_ratio: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Move the ``moved`` vertices to ``target``, undoing the moves of any polygon they would flip
+    (normal against its old one) or flatten (area below ``min_area_ratio`` of its old one).
+
+    Returns the new vertices ``(n, 3)`` and the mask of the moves kept ``(n,)`` bool.
+    """
+    moved = np.asarray(moved, dtype=bool).copy()
+    before = polygon_normals(vertices, polygons)
+    before_area = np.linalg.norm(before, axis=1)
+    out = np.where(moved[:, None], target, vertices)
+    for _ in range(8):
+        after = polygon_normals(out, polygons)
+        bad = (np.einsum("ij,ij->i", before, after) <= 0) | (np.linalg.norm(after, axis=1) < min_area_ratio * before_area)
+        if not bad.any():
+            break
+        undo = np.unique(polygons[bad][polygons[bad] != NO_CORNER])
+        undo = undo[moved[undo]]
+        if len(undo) == 0:
+            break
+        out[undo] = vertices[undo]
+        moved[undo] = False
+    return out, moved
+
+
 def unused_removed(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop the vertices no polygon uses; returns the compacted ``vertices, polygons``."""
     used = np.unique(polygons[polygons != NO_CORNER])

@@ -50,10 +50,16 @@ Method
    every polygon is split into quads through its centroid and edge midpoints
    (:func:`backend.mesh.retopo.quads.subdivide`, new vertices put on the reference) and the next
    run aims at a quarter of the budget. ``triangles``: no quads at all; the reference is
-   decimated by edge collapses (:func:`backend.mesh.remesh.decimate.decimate`). Then quads
-   with a corner near 180 degrees are opened: the vertex there moves toward its neighbours
-   within its tangent plane and back onto the reference, sliding along a crease when it is
-   on one (:mod:`backend.mesh.retopo.relax`; border vertices and crease corners stay).
+   decimated by edge collapses (:func:`backend.mesh.remesh.decimate.decimate`).
+   For the two quad modes, two last steps make the layout one an artist keeps:
+   **poles** (interior vertices of valence other than 4) are rewired away by edge rotations
+   and diagonal collapses, alone or after a rotation that walks a pole one edge toward its
+   partner (:mod:`backend.mesh.retopo.poles`; crease and border vertices keep their edges):
+   a sphere at 2,000 faces goes from 0.89 to 0.96 of its vertices at valence 4; then the
+   rewired vertices, and those at quad corners near 180 degrees, are **relaxed**: each moves
+   toward its neighbours within its tangent plane and back onto the reference, sliding along
+   a crease when it is on one, and no move may fold a polygon
+   (:mod:`backend.mesh.retopo.relax`; border vertices and crease corners stay).
 7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
    :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
    the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
@@ -94,7 +100,7 @@ import numpy as np
 from backend.conventions import Normalization
 from backend.mesh import polygons as poly
 from backend.mesh.remesh.watertight import check_mesh_arrays, watertight
-from backend.mesh.retopo import quads, relax, repair
+from backend.mesh.retopo import poles, quads, relax, repair
 from backend.progress import ProgressFn, null_progress, subrange
 
 log = logging.getLogger(__name__)
@@ -619,7 +625,8 @@ def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
 def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, surface: "_Surface",
             creases: "_Creases | None", holes: dict
             ) -> tuple[np.ndarray, np.ndarray, repair.RepairReport, int]:
-    """Repair, snap creases and (for pure quads) subdivide one remesher output.
+    """Repair, snap creases, pair triangles (pure quads), remove poles and relax one remesher output
+    (module doc, steps 4-6).
 
     ``holes`` holds :func:`backend.mesh.retopo.repair.repair`'s ``max_hole`` and ``is_border``.
     """
@@ -646,9 +653,16 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             v[sub.new] = surface.closest(v[sub.new])
             p = sub.polygons
     if len(p) and (p[:, 3] != poly.NO_CORNER).any():
-        # Quads with a corner near 180 degrees (triangles with an extra vertex): open them.
         lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
-        v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines)
+        # Poles the field left (zig-zag seams, 3-3 pairs across a quad, flat corners on borders
+        # and creases): rewire toward valence 4; crease edges stay.
+        v, p, rewired = poles.reduce_poles(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+        report.rotated_edges, report.collapsed_diagonals = rewired.rotations, rewired.collapses
+        v[rewired.touched] = surface.closest(v[rewired.touched])
+        # Rewired vertices, and quads with a corner near 180 degrees (triangles with an extra
+        # vertex): relax them in their tangent planes.
+        v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines,
+                                                          also=rewired.touched)
     return v, p, report, snapped
 
 
@@ -945,7 +959,8 @@ class _Creases:
                         moved[vtx] = True
                         taken.add(vtx)
                         break
-        return self._guarded(vertices, target, moved, polygons)
+        out, kept = poly.guarded_moves(vertices, target, moved, polygons, min_area_ratio=MIN_SNAP_AREA_RATIO)
+        return out, int(kept.sum())
 
     def _nearest_on_crease(self, points: np.ndarray, key: np.ndarray, radius: float, of_patch: bool = False
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -971,27 +986,6 @@ class _Creases:
         best = np.argmin(d, axis=1)
         rows = np.arange(len(points))
         return near[rows, best], d[rows, best]
-
-    @staticmethod
-    def _guarded(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, polygons: np.ndarray
-                 ) -> tuple[np.ndarray, int]:
-        """Apply the moves, undoing those of polygons that would flip or flatten."""
-        before = poly.polygon_normals(vertices, polygons)
-        before_area = np.linalg.norm(before, axis=1)
-        out = np.where(moved[:, None], target, vertices)
-        for _ in range(8):
-            after = poly.polygon_normals(out, polygons)
-            bad = (np.einsum("ij,ij->i", before, after) <= 0) | \
-                  (np.linalg.norm(after, axis=1) < MIN_SNAP_AREA_RATIO * before_area)
-            if not bad.any():
-                break
-            undo = np.unique(polygons[bad][polygons[bad] != poly.NO_CORNER])
-            undo = undo[moved[undo]]
-            if len(undo) == 0:
-                break
-            out[undo] = vertices[undo]
-            moved[undo] = False
-        return out, int(moved.sum())
 
 
 # -- input checks ---------------------------------------------------------------------------

@@ -27,18 +27,6 @@ PASSES = 8
 STEP = 0.7
 
 
-def quad_corner_angles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For the quads of ``polygons`` (``(k, 4)``, -1 in the last column for triangles): their rows
-    and the ``(q, 4)`` corner angles in degrees."""
-    rows = np.flatnonzero(polygons[:, 3] != poly.NO_CORNER)
-    p = vertices[polygons[rows]]
-    to_prev = np.roll(p, 1, axis=1) - p
-    to_next = np.roll(p, -1, axis=1) - p
-    cos = (to_prev * to_next).sum(-1) / np.maximum(
-        np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
-    return rows, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
 class CreaseLines:
     """The reference's crease segments: which points lie on them, their direction there, and
     the nearest point on them.
@@ -79,6 +67,19 @@ class CreaseLines:
         direction = ab[rows, best] / np.maximum(np.linalg.norm(ab[rows, best], axis=1), 1e-300)[:, None]
         return near[rows, best], d[rows, best], direction
 
+    def edges_on(self, vertices: np.ndarray, polygons: np.ndarray, *, sag: float = 0.2) -> np.ndarray:
+        """The polygon edges ``(e, 2)`` that follow a crease: both ends on it (within the tolerance)
+        and the midpoint within ``sag`` of the edge's length from it (a chord of a curved crease
+        sags; an edge across a face between two creases does not come near either)."""
+        edges, _, _ = poly.edge_counts(polygons)
+        if len(edges) == 0:
+            return edges
+        _, end_distance, _ = self.nearest(vertices)
+        edges = edges[(end_distance <= self.tolerance)[edges].all(axis=1)]
+        ends = vertices[edges]
+        _, mid_distance, _ = self.nearest(ends.mean(axis=1))
+        return edges[mid_distance <= sag * np.linalg.norm(ends[:, 1] - ends[:, 0], axis=1) + self.tolerance]
+
     def at_corner(self, points: np.ndarray) -> np.ndarray:
         if self.corner_tree is None:
             return np.zeros(len(points), dtype=bool)
@@ -88,11 +89,13 @@ class CreaseLines:
 
 def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Callable[[np.ndarray], np.ndarray], *,
                        creases: CreaseLines | None = None, above_degrees: float = RELAX_ABOVE_DEGREES,
-                       passes: int = PASSES) -> tuple[np.ndarray, int]:
+                       passes: int = PASSES, also: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Relax the vertices at quad corners above ``above_degrees`` (module doc).
 
     ``closest`` maps points to the reference surface; ``creases`` (optional) holds the
-    reference's crease lines. Returns the new vertices and how many vertices moved at least once.
+    reference's crease lines; ``also`` (optional, (n,) bool) marks vertices relaxed in every pass
+    whatever their angles (where the layout was just rewired). Returns the new vertices and how
+    many vertices moved at least once.
     """
     v = np.asarray(vertices, dtype=np.float64).copy()
     p = np.asarray(polygons, dtype=np.int64)
@@ -109,12 +112,13 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         pinned |= on_crease & creases.at_corner(v)
     degree = np.bincount(edges.ravel(), minlength=len(v)).astype(np.float64)
     moved = np.zeros(len(v), dtype=bool)
+    always = np.flatnonzero(also) if also is not None else np.zeros(0, dtype=np.int64)
     for _ in range(passes):
-        rows, angles = quad_corner_angles(v, p)
+        rows, angles = poly.quad_corner_angles(v, p)
         open_corner = angles > above_degrees
-        if not open_corner.any():
+        if not open_corner.any() and len(always) == 0:
             break
-        candidates = np.unique(p[rows][open_corner])
+        candidates = np.union1d(p[rows][open_corner], always)
         candidates = candidates[~pinned[candidates]]
         if len(candidates) == 0:
             break
@@ -123,7 +127,8 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         np.add.at(total, edges[:, 0], v[edges[:, 1]])
         np.add.at(total, edges[:, 1], v[edges[:, 0]])
         delta = total[candidates] / np.maximum(degree[candidates], 1.0)[:, None] - v[candidates]
-        normals = _polygon_normals(v, p)
+        normals = poly.polygon_normals(v, p)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1), 1e-300)[:, None]
         normal = np.zeros_like(v)
         np.add.at(normal, src, normals[face])
         n = normal[candidates] / np.maximum(np.linalg.norm(normal[candidates], axis=1), 1e-300)[:, None]
@@ -135,15 +140,10 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
             _, _, direction = creases.nearest(v[candidates[sliding]])
             along = (delta[sliding] * direction).sum(1)[:, None] * direction
             moved_to[sliding], _, _ = creases.nearest(v[candidates[sliding]] + STEP * along)
-        v[candidates] = moved_to
-        moved[candidates] = True
+        target = v.copy()
+        target[candidates] = moved_to
+        step = np.zeros(len(v), dtype=bool)
+        step[candidates] = True
+        v, step = poly.guarded_moves(v, target, step, p)      # no move may fold or flatten a polygon
+        moved |= step
     return v, int(moved.sum())
-
-
-def _polygon_normals(vertices: np.ndarray, polygons: np.ndarray) -> np.ndarray:
-    """Unit normals of triangles and quads (a quad's from its diagonals' cross product)."""
-    a, b, c = vertices[polygons[:, 0]], vertices[polygons[:, 1]], vertices[polygons[:, 2]]
-    quad = polygons[:, 3] != poly.NO_CORNER
-    d = np.where(quad[:, None], vertices[np.where(quad, polygons[:, 3], polygons[:, 0])], a)
-    cross = np.where(quad[:, None], np.cross(c - a, d - b), np.cross(b - a, c - a))
-    return cross / np.maximum(np.linalg.norm(cross, axis=1), 1e-300)[:, None]

@@ -94,6 +94,9 @@ class RepairReport:
         Polygons added to close them.
     valence2 : int
         Valence-2 vertices dissolved.
+    rotated_edges, collapsed_diagonals : int
+        Pole-removing rewirings of the quad layout (set by the artist pipeline after repair:
+        :mod:`backend.mesh.retopo.poles`).
     open_corners : int
         Vertices at quad corners near 180 degrees moved to open them (set by the artist pipeline
         after repair: :mod:`backend.mesh.retopo.relax`).
@@ -112,6 +115,8 @@ class RepairReport:
     holes: int = 0
     hole_faces: int = 0
     valence2: int = 0
+    rotated_edges: int = 0
+    collapsed_diagonals: int = 0
     open_corners: int = 0
     passes: int = 0
 

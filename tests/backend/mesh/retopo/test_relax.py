@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from backend.mesh import polygons as poly
-from backend.mesh.retopo.relax import CreaseLines, quad_corner_angles, relax_open_corners
+from backend.mesh.polygons import quad_corner_angles
+from backend.mesh.retopo.relax import CreaseLines, relax_open_corners
 
 
 def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +34,21 @@ def test_a_vertex_dragged_into_a_flat_corner_is_pulled_back_and_the_rest_stays()
     assert moved >= 1 and np.allclose(relaxed[:, 2], 0.0)
     border = [0, 1, 2, 3, 4, 5, 9, 10, 14, 15, 19, 20, 21, 22, 23, 24]
     assert np.array_equal(relaxed[border], v[border])  # the border never moves
-    assert poly.topology(p).manifold                   # connectivity untouched (same array)
+    assert (poly.polygon_normals(relaxed, p)[:, 2] > 0).all()        # no quad folded over
+
+
+def test_no_move_folds_a_polygon():
+    # The centre of a 2 x 2 grid pulled far outside its ring: the mean of its neighbours would
+    # fold the quads on the far side if taken in one go; the guard undoes such steps.
+    v, p = _grid(2)
+    v[4] = (1.98, 1.0, 0.0)
+    also = np.zeros(len(v), dtype=bool)
+    also[4] = True
+    relaxed, _ = relax_open_corners(v, p, _on_plane, also=also, passes=1)
+    assert (poly.polygon_normals(relaxed, p)[:, 2] > 0).all()
+    far = np.array([(3.5, 1.0, 0.0)])                                 # a target that would fold two quads
+    folded, kept = poly.guarded_moves(v, np.where(np.arange(len(v))[:, None] == 4, far, v), also, p)
+    assert not kept[4] and np.array_equal(folded, v)
 
 
 def test_a_mesh_without_open_corners_is_left_as_it_is():

@@ -1,0 +1,410 @@
+"""Fewer poles: local rewiring of a quad layout toward valence 4 (edge rotations and diagonal collapses).
+
+An interior vertex of a quad mesh is regular at valence 4; every other valence is a *pole*
+(singularity), and a field-aligned remesher leaves far more of them than the surface needs:
+zig-zag seams of valence-3/5 pairs where its position field jumps, and valence-3 pairs across
+one quad where it could not decide. Two local operations, as in Tarini et al. 2010 ("Practical
+quad mesh simplification"), remove most of them:
+
+- **Edge rotation.** The edge between two quads is turned to the other diagonal of the hexagon
+  they form: its two ends lose an edge each, two opposite hexagon corners gain one. A 5-5 edge
+  between two 3s becomes four regular vertices.
+- **Diagonal collapse.** A quad whose opposite corners ``a``, ``c`` merge: the merged vertex has
+  valence ``a + c - 2`` and the two other corners lose an edge. Two 3s across a quad whose
+  other corners are 5s become four regular vertices (and one quad fewer).
+
+Each operation is taken only when it lowers the layout's *excess*, the sum over the vertices
+it touches of ``(faces - ideal)^2``, so the loop ends. A free interior vertex's ideal is 4 faces.
+Around a vertex on the border or on a crease, the border and crease edges cut its faces into
+*sectors*, and each sector's ideal is what its corner angles ask for,
+``round(angle sum / 90 degrees)``: 2 faces on each side of a straight crease or along a straight
+border, 1 at a sheet's corner. So a border vertex with a single quad (whose corner there is flat,
+180 degrees: a triangle with an extra vertex) gets a second one, and a crease vertex with all its
+edges on one side of the crease gets one on the other. Border and crease vertices never move (a collapse
+merges a free vertex into them, never two of them), and crease and border edges are never
+rotated away or merged. An operation whose new quads would fold against the surface they
+replace is skipped. Vertices are not moved except a merged one (to the midpoint of the diagonal,
+or onto the border or crease vertex it merges into); the caller puts the touched vertices back
+on the surface and relaxes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.mesh import polygons as poly
+
+#: A new quad must face the same way as the surface it replaces: the cosine of its normal with
+#: the replaced quads' mean normal at least this.
+MIN_NORMAL_COSINE = 0.3
+#: Fewest faces an interior vertex may be left with.
+MIN_INTERIOR_FACES = 3
+
+
+@dataclass
+class PoleReport:
+    """What :func:`reduce_poles` did: ``rotations`` and ``collapses`` applied; ``touched``: (n,) bool,
+    the vertices whose neighbourhood changed (to relax)."""
+
+    rotations: int
+    collapses: int
+    touched: np.ndarray
+
+
+def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np.ndarray | None = None,
+                 pinned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, PoleReport]:
+    """Rotate edges and collapse quad diagonals while they bring face counts closer to their ideals
+    (module doc).
+
+    Parameters
+    ----------
+    vertices : (n, 3) float
+    polygons : (k, 4) int
+        Triangles and quads (``-1`` in the last column for a triangle), manifold and consistently
+        wound. Triangles are kept as they are and never rewired.
+    crease_edges : (e, 2) int or None
+        Edges on the surface's creases: they stay, and their vertices stay where they are.
+    pinned : (n,) bool or None
+        Vertices left exactly as they are (no operation touches their faces).
+
+    Returns
+    -------
+    vertices : (n', 3) float64
+        Unused vertices (merged away) removed.
+    polygons : (k', 4) int64
+    report : PoleReport
+        ``touched`` indexes the returned vertices.
+    """
+    v = np.asarray(vertices, dtype=np.float64).copy()
+    p = np.asarray(polygons, dtype=np.int64)
+    if len(p) == 0:
+        return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
+    edges, counts, _ = poly.edge_counts(p)
+    locked = edges[counts == 1]
+    if crease_edges is not None and len(crease_edges):
+        locked = np.vstack([locked, np.sort(np.asarray(crease_edges, dtype=np.int64).reshape(-1, 2), axis=1)])
+    special = np.zeros(len(v), dtype=bool)
+    special[locked.ravel()] = True
+    frozen = np.zeros(len(v), dtype=bool) if pinned is None else np.asarray(pinned, dtype=bool)
+    border = np.zeros(len(v), dtype=bool)
+    border[edges[counts == 1].ravel()] = True
+    rewire = _Rewiring(v, p, special, frozen, locked, border)
+    rewire.run()
+    keep = np.array(sorted(rewire.faces), dtype=np.int64)
+    out = np.array([rewire.faces[f] + [poly.NO_CORNER] * (4 - len(rewire.faces[f])) for f in keep.tolist()],
+                   dtype=np.int64).reshape(-1, 4)
+    used = np.zeros(len(v), dtype=bool)
+    used[out[out >= 0]] = True
+    new_index = np.cumsum(used) - 1
+    out = np.where(out >= 0, new_index[np.maximum(out, 0)], poly.NO_CORNER)
+    return rewire.v[used], out, PoleReport(rewire.rotations, rewire.collapses, rewire.touched[used])
+
+
+def _share_faces(sectors: dict[tuple[int, int], float]) -> dict[tuple[int, int], int]:
+    """Ideal face counts of one vertex's sectors from their angle sums (degrees): the vertex's total,
+    ``round(sum / 90)`` (4 inside a smooth or creased surface, 2 on a straight border, 3 at a box's
+    corner), shared in proportion to the angles by largest remainder, at least 1 each."""
+    total = max(int(round(sum(sectors.values()) / 90.0)), len(sectors))
+    angle = max(sum(sectors.values()), 1e-9)
+    quota = {k: total * a / angle for k, a in sectors.items()}
+    share = {k: max(int(q), 1) for k, q in quota.items()}
+    by_remainder = sorted(sectors, key=lambda k: quota[k] - share[k], reverse=True)
+    i = 0
+    while sum(share.values()) < total:
+        share[by_remainder[i % len(by_remainder)]] += 1
+        i += 1
+    for k in reversed(by_remainder):
+        if sum(share.values()) <= total:
+            break
+        if share[k] > 1:
+            share[k] -= 1
+    return share
+
+
+def _corner_angles(xyz: list[tuple], faces: dict[int, list[int]]) -> dict[int, list[float]]:
+    """Corner angles in degrees of each face, in its corner order."""
+    out = {}
+    for g, corners in faces.items():
+        pts = [xyz[x] for x in corners]
+        angles = []
+        for i, pt in enumerate(pts):
+            u = _unit([a - b for a, b in zip(pts[i - 1], pt)])
+            w = _unit([a - b for a, b in zip(pts[(i + 1) % len(pts)], pt)])
+            angles.append(math.degrees(math.acos(min(max(_dot(u, w), -1.0), 1.0))))
+        out[g] = angles
+    return out
+
+
+class _Rewiring:
+    """The mutable quad layout the operations work on: faces by id, faces per vertex, and a queue of
+    quads next to a pole."""
+
+    def __init__(self, v: np.ndarray, p: np.ndarray, special: np.ndarray, frozen: np.ndarray, locked: np.ndarray,
+                 border: np.ndarray):
+        self.v, self.border = v, border.tolist()
+        self.xyz = [tuple(row) for row in v.tolist()]
+        self.special, self.frozen = special.tolist(), frozen.tolist()
+        self.locked = {(int(a), int(b)) for a, b in np.sort(locked, axis=1).tolist()}
+        self.faces: dict[int, list[int]] = {i: [c for c in row if c >= 0] for i, row in enumerate(p.tolist())}
+        self.around: list[set[int]] = [set() for _ in range(len(v))]
+        for i, corners in self.faces.items():
+            for c in corners:
+                self.around[c].add(i)
+        self.touched = np.zeros(len(v), dtype=bool)
+        self.rotations = self.collapses = 0
+        self.floor = -1
+        # Ideal face counts of the sectors of border and crease vertices, from their corner angles.
+        angles = _corner_angles(self.xyz, self.faces)
+        sums: dict[tuple[int, int], float] = {}
+        for x in np.flatnonzero(special).tolist():
+            for g in self.around[x]:
+                key = self.sector(x, g)[0]
+                sums[key] = sums.get(key, 0.0) + angles[g][self.faces[g].index(x)]
+        by_vertex: dict[int, dict[tuple[int, int], float]] = {}
+        for key, total in sums.items():
+            by_vertex.setdefault(key[0], {})[key] = total
+        self.sector_ideal = {}
+        for sectors in by_vertex.values():
+            self.sector_ideal.update(_share_faces(sectors))
+
+    def sector(self, x: int, g: int) -> tuple[tuple[int, int], int]:
+        """The sector of vertex ``x`` that face ``g`` lies in (its faces between two locked edges at
+        ``x``; all of them for a free vertex): its key and its face count."""
+        if not self.special[x]:
+            return (x, -1), len(self.around[x])
+        count, key = 0, None
+        for step in (1, -1):                            # toward the corner after x, then before it
+            h = g
+            while True:
+                corners = self.faces[h]
+                y = corners[(corners.index(x) + step) % len(corners)]
+                count += 1
+                if self.is_locked(x, y):
+                    key = key or (x, y)
+                    break
+                nxt = (self.around[x] & self.around[y]) - {h}
+                if len(nxt) != 1:                       # a border edge (locked too) or a tangle: stop
+                    key = key or (x, y)
+                    break
+                h = next(iter(nxt))
+                if h == g:                               # all the way round (no locked edge): one sector
+                    return (x, -2), len(self.around[x])
+        return key, count - 1
+
+    def change(self, x: int, delta: int, g: int) -> int:
+        """How much vertex ``x``'s excess changes when the sector holding its face ``g`` gains ``delta`` faces."""
+        key, count = self.sector(x, g)
+        now = count - self.sector_ideal.get(key, 4)
+        return (now + delta) ** 2 - now * now
+
+    def off(self, x: int) -> bool:
+        """Whether some sector of ``x`` has other than its ideal face count."""
+        if not self.special[x]:
+            return len(self.around[x]) != 4
+        return any(count != self.sector_ideal.get(key, 4) for key, count in (self.sector(x, g) for g in self.around[x]))
+
+    def can_lose(self, x: int) -> bool:
+        """An interior vertex keeps at least :data:`MIN_INTERIOR_FACES` faces (valence 2 only bends an edge)."""
+        return self.border[x] or len(self.around[x]) > MIN_INTERIOR_FACES
+
+    def is_locked(self, a: int, b: int) -> bool:
+        return ((a, b) if a < b else (b, a)) in self.locked
+
+    def run(self) -> None:
+        """Direct improvements until none is left, then two-step ones (each followed by any direct
+        ones they open), until none is left either."""
+        self._sweep(shifts=False)
+        self._sweep(shifts=True)
+
+    def _sweep(self, *, shifts: bool) -> None:
+        around, frozen = self.around, self.frozen
+        # The most a vertex's excess can drop by gaining a face, to skip hopeless rotations early.
+        self.floor = min([self.change(x, 1, g) for x in range(len(around)) for g in list(around[x])[:1]
+                          if not self.special[x]] + [-1])
+        self.floor = min(self.floor, -1 - 2 * max([0] + [i - 1 for i in self.sector_ideal.values()]))
+        queue = [f for f, c in self.faces.items() if len(c) == 4 and any(
+            not frozen[x] and self.off(x) for x in c)]
+        queued = set(queue)
+        while queue:
+            f = queue.pop()
+            queued.discard(f)
+            if f not in self.faces or len(self.faces[f]) != 4:
+                continue
+            changed = self._collapse_best(f) or self._rotate_best(f) or (self._shift_best(f) if shifts else None)
+            if changed:
+                for x in changed:
+                    for g in around[x]:
+                        if g not in queued and len(self.faces[g]) == 4:
+                            queue.append(g)
+                            queued.add(g)
+
+    # -- diagonal collapse ------------------------------------------------------------------
+
+    def _collapse_best(self, f: int) -> list[int] | None:
+        q, frozen, special = self.faces[f], self.frozen, self.special
+        if any(frozen[x] for x in q) or any(self.is_locked(q[k], q[(k + 1) % 4]) for k in range(4)):
+            return None
+        best = None
+        for k in (0, 1):
+            a, b, c, d = q[k], q[k + 1], q[(k + 2) % 4], q[(k + 3) % 4]
+            if special[a] and special[c]:
+                continue
+            if special[c]:
+                a, c = c, a                                  # the free vertex merges into the fixed one
+            if not (self.can_lose(b) and self.can_lose(d)):
+                continue
+            key, count = self.sector(a, f)
+            ideal = self.sector_ideal.get(key, 4)
+            merged = count + len(self.around[c]) - 2 - ideal
+            gain = (merged * merged - (count - ideal) ** 2 - (len(self.around[c]) - 4) ** 2
+                    + self.change(b, -1, f) + self.change(d, -1, f))
+            if gain < 0 and (best is None or gain < best[0]) and self._can_merge(f, a, c):
+                best = (gain, a, c)
+        if best is None:
+            return None
+        _, a, c = best
+        b, d = (x for x in q if x not in (a, c))
+        for x in q:
+            self.around[x].discard(f)
+        del self.faces[f]
+        if not special[a]:
+            self.v[a] = (self.v[a] + self.v[c]) / 2.0
+            self.xyz[a] = tuple(self.v[a].tolist())
+        for g in self.around[c]:
+            self.faces[g] = [a if x == c else x for x in self.faces[g]]
+            self.around[a].add(g)
+        self.around[c] = set()
+        self.collapses += 1
+        self.touched[[a, b, d]] = True
+        return [a, b, d]
+
+    def _can_merge(self, f: int, a: int, c: int) -> bool:
+        """Merging ``c`` into ``a`` (at their midpoint, or at ``a`` when it is on a border or crease)
+        keeps the mesh manifold (they share no neighbour but the quad's other corners) and folds no
+        face around them."""
+        q = self.faces[f]
+        if self.around[a] & self.around[c] != {f}:
+            return False
+        near_a = {x for g in self.around[a] for x in self.faces[g]}
+        near_c = {x for g in self.around[c] for x in self.faces[g]}
+        if near_a & near_c != set(q):
+            return False
+        xyz = self.xyz
+        mid = xyz[a] if self.special[a] else tuple((s + t) / 2.0 for s, t in zip(xyz[a], xyz[c]))
+        for g in (self.around[a] | self.around[c]) - {f}:
+            corners = self.faces[g]
+            before = _normal([xyz[x] for x in corners])
+            after = _normal([mid if x in (a, c) else xyz[x] for x in corners])
+            if _dot(before, after) < MIN_NORMAL_COSINE:
+                return False
+        return True
+
+    # -- edge rotation ----------------------------------------------------------------------
+
+    def _rotate_best(self, f: int) -> list[int] | None:
+        best = min(self._rotations(f, allow_zero=False), key=lambda r: r[0], default=None)
+        return self._rotate(f, *best[1:]) if best is not None else None
+
+    def _rotations(self, f: int, *, allow_zero: bool):
+        """Rotations of the edges of quad ``f`` that lower the excess (or keep it, with
+        ``allow_zero``): (gain, other quad, new corners of both, hexagon)."""
+        q, around, frozen = self.faces[f], self.around, self.frozen
+        for k in range(4):
+            a, b = q[k], q[(k + 1) % 4]
+            if frozen[a] or frozen[b] or self.is_locked(a, b) or not (self.can_lose(a) and self.can_lose(b)):
+                continue
+            lose = self.change(a, -1, f) + self.change(b, -1, f)
+            if lose + 2 * self.floor > (0 if allow_zero else -1):
+                continue                                     # no pair of gainers could make up for it
+            shared = (around[a] & around[b]) - {f}
+            if len(shared) != 1:
+                continue
+            g = next(iter(shared))
+            other = self.faces[g]
+            if len(other) != 4:
+                continue
+            j = other.index(b)
+            if other[(j + 1) % 4] != a:                      # inconsistent winding: leave it
+                continue
+            c, d = q[(k + 2) % 4], q[(k + 3) % 4]
+            e, h = other[(j + 2) % 4], other[(j + 3) % 4]
+            ring = [b, c, d, a, e, h]
+            if len(set(ring)) != 6:
+                continue
+            for s in (1, 2):
+                x, y = ring[s], ring[s + 3]
+                if frozen[x] or frozen[y]:
+                    continue
+                gain = lose + self.change(x, 1, f if x in q else g) + self.change(y, 1, f if y in q else g)
+                if not (gain < 0 or (allow_zero and gain == 0 and any(self.off(z) for z in (a, b, x, y)))):
+                    continue
+                if around[x] & around[y]:
+                    continue
+                new = ([ring[s], ring[s + 1], ring[s + 2], ring[s + 3]],
+                       [ring[s + 3], ring[(s + 4) % 6], ring[(s + 5) % 6], ring[s]])
+                if self._faces_agree(q, other, new):
+                    yield gain, g, new, ring
+
+    def _rotate(self, f: int, g: int, new: tuple[list[int], list[int]], ring: list[int]) -> list[int]:
+        for face, corners in zip((f, g), new):
+            for x in self.faces[face]:
+                self.around[x].discard(face)
+            self.faces[face] = corners
+            for x in corners:
+                self.around[x].add(face)
+        self.rotations += 1
+        self.touched[ring] = True
+        return ring
+
+    # -- two steps ---------------------------------------------------------------------------
+
+    def _shift_best(self, f: int, depth: int = 2) -> list[int] | None:
+        """A rotation that changes nothing by itself (it moves a pole by one edge) kept only when it
+        opens a rotation or collapse that lowers the excess: how a 3-5 pair walks to its partner."""
+        for _, g, new, ring in list(self._rotations(f, allow_zero=True)):
+            before, touched = (list(self.faces[f]), list(self.faces[g])), self.touched[ring].copy()
+            self._rotate(f, g, new, ring)
+            moved_poles = [x for x in ring if self.off(x) and not self.frozen[x]]
+            for h in sorted({h for x in moved_poles for h in self.around[x]}):
+                if len(self.faces[h]) == 4:
+                    follow = self._collapse_best(h) or self._rotate_best(h) or (
+                        self._shift_best(h, depth - 1) if depth > 1 else None)
+                    if follow:
+                        return ring + follow
+            self._rotate(f, g, before, ring)                       # no follow-up: undo
+            self.touched[ring] = touched
+            self.rotations -= 2
+        return None
+
+    def _faces_agree(self, q1: list[int], q2: list[int], new: tuple[list[int], list[int]]) -> bool:
+        xyz = self.xyz
+        reference = _unit([s + t for s, t in zip(_normal([xyz[x] for x in q1]), _normal([xyz[x] for x in q2]))])
+        return all(_dot(_normal([xyz[x] for x in n]), reference) >= MIN_NORMAL_COSINE for n in new)
+
+
+# Plain-float vector helpers: the operations look at a handful of points at a time, where numpy's
+# per-call overhead would dominate.
+
+def _normal(corners: list) -> tuple[float, float, float]:
+    """Unit normal of a triangle or quad (a quad's from the cross product of its diagonals)."""
+    p0, p1, p2 = corners[0], corners[1], corners[2]
+    if len(corners) == 4:
+        u = (p2[0] - p0[0], p2[1] - p0[1], p2[2] - p0[2])
+        p3 = corners[3]
+        w = (p3[0] - p1[0], p3[1] - p1[1], p3[2] - p1[2])
+    else:
+        u = (p1[0] - p0[0], p1[1] - p0[1], p1[2] - p0[2])
+        w = (p2[0] - p0[0], p2[1] - p0[1], p2[2] - p0[2])
+    return _unit((u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]))
+
+
+def _unit(n) -> tuple[float, float, float]:
+    length = max(math.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]), 1e-300)
+    return n[0] / length, n[1] / length, n[2] / length
+
+
+def _dot(a, b) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]

@@ -1,0 +1,136 @@
+"""Pole removal by edge rotation and diagonal collapse (backend.mesh.retopo.poles)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.mesh import polygons as poly
+from backend.mesh.retopo.poles import reduce_poles
+
+N = 6
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    """An N x N quad grid in the z = 0 plane, counter-clockwise quads: (vertices, (k, 4) polygons)."""
+    xs = np.arange(N + 1, dtype=float)
+    vertices = np.array([(x, y, 0.0) for y in xs for x in xs])
+    return vertices, np.array([[_v(i, j), _v(i + 1, j), _v(i + 1, j + 1), _v(i, j + 1)]
+                               for j in range(N) for i in range(N)])
+
+
+def _v(i: int, j: int) -> int:
+    return j * (N + 1) + i
+
+
+def _quad_of(polygons: np.ndarray, corners: list[int]) -> int:
+    return int(np.flatnonzero([set(row) == set(corners) for row in polygons.tolist()])[0])
+
+
+def _interior_valences(vertices: np.ndarray, polygons: np.ndarray) -> np.ndarray:
+    src, _, _, _ = poly.halfedges(polygons)
+    edges, counts, edge_of = poly.edge_counts(polygons)
+    border = np.zeros(len(vertices), dtype=bool)
+    border[src[counts[edge_of] == 1]] = True
+    valence = np.bincount(edges.ravel(), minlength=len(vertices))
+    return valence[~border]
+
+
+def _rotated_grid() -> tuple[np.ndarray, np.ndarray]:
+    """The grid with the edge between quads (2, 2) and (3, 2) turned: two valence-3 and two
+    valence-5 vertices around one hexagon."""
+    v, p = _grid()
+    hexagon = [_v(2, 2), _v(3, 2), _v(4, 2), _v(4, 3), _v(3, 3), _v(2, 3)]
+    p[_quad_of(p, [_v(2, 2), _v(3, 2), _v(3, 3), _v(2, 3)])] = hexagon[0:4]
+    p[_quad_of(p, [_v(3, 2), _v(4, 2), _v(4, 3), _v(3, 3)])] = hexagon[3:6] + hexagon[:1]
+    return v, p
+
+
+def test_a_turned_edge_is_turned_back():
+    v, p = _rotated_grid()
+    assert sorted(np.unique(_interior_valences(v, p)).tolist()) == [3, 4, 5]
+    out_v, out_p, report = reduce_poles(v, p)
+    assert (_interior_valences(out_v, out_p) == 4).all()
+    assert report.rotations == 1 and report.collapses == 0 and len(out_p) == len(p)
+    assert poly.topology(out_p).manifold and (poly.polygon_normals(out_v, out_p)[:, 2] > 0).all()
+    assert report.touched.sum() == 6                                  # the hexagon's corners
+
+
+def test_two_valence_3_vertices_across_a_quad_are_merged():
+    # The vertex at (3, 3) split in two, with a quad between them: 3-3 across it, 5-5 the other way.
+    v, p = _grid()
+    a, c, north, south = _v(3, 3), len(v), _v(3, 4), _v(3, 2)
+    v = np.vstack([v, [(2.75, 3.0, 0.0)]])
+    v[a] = (3.25, 3.0, 0.0)
+    for row in (_quad_of(p, [_v(2, 3), a, north, _v(2, 4)]), _quad_of(p, [_v(2, 2), south, a, _v(2, 3)])):
+        p[row][p[row] == a] = c
+    p = np.vstack([p, [[a, north, c, south]]])
+    assert poly.topology(p).manifold and (poly.polygon_normals(v, p)[:, 2] > 0).all()
+    out_v, out_p, report = reduce_poles(v, p)
+    assert report.collapses == 1 and len(out_p) == N * N and len(out_v) == (N + 1) ** 2
+    assert (_interior_valences(out_v, out_p) == 4).all()
+    assert np.allclose(out_v[np.argmin(np.linalg.norm(out_v - (3.0, 3.0, 0.0), axis=1))], (3.0, 3.0, 0.0))
+
+
+def test_pinned_and_regular_layouts_are_left_alone():
+    v, p = _grid()
+    out_v, out_p, report = reduce_poles(v, p)
+    assert report.rotations == report.collapses == 0
+    assert np.array_equal(out_v, v) and np.array_equal(out_p, p)
+    v, p = _rotated_grid()
+    pinned = np.zeros(len(v), dtype=bool)
+    pinned[[_v(3, 2), _v(3, 3)]] = True                                # the valence-3 vertices keep their edges
+    _, out_p, report = reduce_poles(v, p, pinned=pinned)
+    assert report.rotations == 0 and np.array_equal(out_p, p)
+
+
+def test_a_rewiring_that_would_fold_the_surface_is_skipped():
+    # The turned edge over a sharp ridge: turning it back would make quads that face away.
+    v, p = _rotated_grid()
+    v[_v(3, 2), 2] = v[_v(3, 3), 2] = -20.0                             # the valence-3 pair pulled far below
+    out_v, out_p, report = reduce_poles(v, p)
+    assert report.rotations == 0 and np.array_equal(out_p, p)
+
+
+def _turn(p: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Rotate the edge a-b between its two quads (one step counter-clockwise) in a copy of ``p``."""
+    p = p.copy()
+    rows = [r for r in range(len(p)) if a in p[r] and b in p[r]]
+    q1, q2 = (list(p[r]) for r in rows)
+    if q1[(q1.index(a) + 1) % 4] != b:
+        rows, (q1, q2) = rows[::-1], (q2, q1)
+    i, j = q1.index(a), q2.index(b)
+    ring = [b, q1[(i + 2) % 4], q1[(i + 3) % 4], a, q2[(j + 2) % 4], q2[(j + 3) % 4]]
+    p[rows[0]], p[rows[1]] = ring[1:5], ring[4:6] + ring[0:2]
+    return p
+
+
+def test_a_border_vertex_left_with_one_flat_quad_gets_a_second():
+    v, p = _grid()
+    p = _turn(p, _v(3, 0), _v(3, 1))                                   # (3, 0) on the border keeps one quad
+    corner = lambda q: poly.quad_corner_angles(v, q)[1].max()            # noqa: E731
+    assert corner(p) > 179.0
+    out_v, out_p, report = reduce_poles(v, p)
+    assert report.rotations >= 1 and corner(out_p) < 91.0
+    assert np.array_equal(out_v, v) and poly.topology(out_p).manifold
+
+
+def test_crease_edges_stay_and_a_crease_vertex_gets_a_face_on_its_empty_side():
+    v, p = _grid()
+    v[:, 2] = np.maximum(v[:, 0] - 3.0, 0.0)                             # folded along x = 3: a ridge
+    crease = np.array([[_v(3, j), _v(3, j + 1)] for j in range(N)])
+    p = _turn(p, _v(3, 3), _v(4, 3))                                   # (3, 3): one quad east of the crease
+    out_v, out_p, report = reduce_poles(v, p, crease_edges=crease)
+    edges, _, _ = poly.edge_counts(out_p)
+    kept = {tuple(e) for e in np.sort(edges, axis=1).tolist()}
+    assert all(tuple(sorted(e)) in kept for e in crease.tolist())
+    assert (_interior_valences(out_v, out_p) == 4).all() and report.rotations >= 1
+    assert np.array_equal(out_v[crease.ravel()], v[crease.ravel()])
+
+
+def test_a_crease_edge_is_never_turned_even_when_that_would_pay():
+    v, p = _rotated_grid()                                             # the 5-5 edge (2, 2)-(4, 3) undoes it
+    diagonal = [_v(2, 2), _v(4, 3)]
+    _, out_p, report = reduce_poles(v, p, crease_edges=np.array([diagonal]))
+    assert any(set(diagonal) <= set(row) for row in out_p.tolist()) and np.array_equal(out_p, p)
+    _, free_p, _ = reduce_poles(v, p)
+    assert not any(set(diagonal) <= set(row) for row in free_p.tolist())
