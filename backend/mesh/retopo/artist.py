@@ -26,6 +26,11 @@ Method
    Its crease mode gives up on some meshes (long slivers along creases: it returns a small
    fraction of the faces asked for); it then runs again without it. Separate parts it
    dropped for being smaller than a quad are remeshed alone and added (:class:`_Parts`).
+   Parts thinner than an edge (a chair's wire legs) survive it as strips one quad round,
+   which step 4 takes apart: after it, a part whose pieces cover less than half its area
+   loses them and is remeshed alone with about four quads round its thickness, and pieces
+   far smaller than another on the same part are dropped as scraps, so every part comes back
+   as one piece (:meth:`_Parts.restore_thin`).
 4. **Repair** (:func:`backend.mesh.retopo.repair.repair`): faces of 5+ corners cut into quads
    and a triangle, short edges collapsed, duplicates, fins (edges in 3+ faces), pinched
    vertices, inconsistent winding, holes and valence-2 vertices fixed. On an open
@@ -161,6 +166,10 @@ BORDER_REACH_EDGES = 1.0
 MIN_PART_AREA = 5e-4
 MIN_PART_FACES = 24
 MAX_RESTORED_PARTS = 64
+#: A part whose result pieces cover less than this share of its area is remeshed alone (:meth:`_Parts.restore_thin`).
+THIN_COVERAGE = 0.5
+#: Beside a larger piece on the same part, pieces under this share of the part's area are scraps.
+SCRAP_AREA = 0.1
 
 #: Crease snapping moves a vertex at most this many target edge lengths.
 MAX_SNAP_EDGES = 0.75
@@ -384,6 +393,10 @@ def retopo(
             lap("instant meshes")
             progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
             v, p, report, snapped = _finish(rv, raw, mode, edge, surface, creases, holes)
+            v, p, report.thin_parts = parts.restore_thin(
+                v, p, surface, edge=edge, target_faces=aim,
+                remesh_part=lambda pv, pf, faces, part_edge: _finish(
+                    *instant_meshes(pv, pf, target_faces=faces), mode, part_edge, surface, None, holes)[:2])
             lap("clean up")
             count = len(p)
             miss = count / target_faces - 1.0
@@ -752,6 +765,83 @@ class _Parts:
             offset += len(pv)
         log.info("retopo: %d small parts the remesh lost were remeshed on their own", len(vertices) - 1)
         return np.concatenate(vertices), polygons
+
+
+    def restore_thin(self, vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", *, edge: float,
+                     target_faces: int, remesh_part) -> tuple[np.ndarray, np.ndarray, int]:
+        """Give back parts the clean-up lost, and drop the scraps it left of them.
+
+        A part thinner than an edge (a chair's wire leg) comes out of Instant Meshes as a strip
+        one or two quads round, which the repair takes apart: the result keeps a few scraps of
+        it, or nothing. Each result piece is assigned to the reference part under most of its
+        vertices; a part of at least :data:`MIN_PART_AREA` of the surface whose pieces cover
+        less than :data:`THIN_COVERAGE` of its area loses them and is remeshed alone by
+        ``remesh_part(vertices, faces, target_faces, edge)`` with an edge fitted to its
+        thickness (:func:`_thin_edge`), and added. Of the pieces on one part, those under
+        :data:`SCRAP_AREA` of its area are dropped when a larger piece is there: a connected
+        part comes back as one piece. Returns the vertices, polygons and the parts remeshed.
+        """
+        from backend.mesh.metrics import connected_components
+
+        if len(polygons) == 0 or len(self.area) < 2:
+            return vertices, polygons, 0
+        tris, sizes = poly.to_mesh(vertices, polygons)
+        first = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) - 2)[:-1]])
+        count, labels = connected_components(tris)
+        piece = labels[first]                                                  # per polygon
+        _, near_face = surface.nearest(vertices)
+        vertex_part = self.of_face[near_face]
+        corners = polygons[:, 0]
+        on_part = np.array([np.bincount(vertex_part[corners[piece == k]]).argmax() for k in range(count)])
+        piece_area = np.bincount(piece, poly.polygon_areas(vertices, polygons), minlength=count)
+        covered = np.bincount(on_part, piece_area, minlength=len(self.area))
+        total = float(self.area.sum())
+        lost = [int(c) for c in self.candidates if covered[c] < THIN_COVERAGE * self.area[c]][:MAX_RESTORED_PARTS]
+        drop = np.isin(on_part, lost)
+        for c in np.unique(on_part):
+            mine = np.flatnonzero((on_part == c) & ~drop)
+            if len(mine) > 1:
+                biggest = mine[np.argmax(piece_area[mine])]
+                drop[mine[(mine != biggest) & (piece_area[mine] < SCRAP_AREA * self.area[c])]] = True
+        if not drop.any() and not lost:
+            return vertices, polygons, 0
+        out_v, out_p = poly.unused_removed(vertices, polygons[~drop[piece]])
+        pieces_v, pieces_p, restored = [out_v], [out_p], 0
+        offset = len(out_v)
+        for c in lost:
+            sub = self.faces[self.of_face == c]
+            keep, sub = np.unique(sub, return_inverse=True)
+            sub = sub.reshape(-1, 3)
+            part_edge = _thin_edge(self.vertices[keep], sub, edge)
+            faces = max(MIN_PART_FACES, int(round(self.area[c] / part_edge ** 2)),
+                        int(round(target_faces * self.area[c] / total)))
+            try:
+                pv, pp = remesh_part(self.vertices[keep], sub, faces, part_edge)
+            except RuntimeError as exc:
+                log.info("retopo: a thin part (%.2g of the area) could not be remeshed: %s", self.area[c] / total, exc)
+                continue
+            if len(pp) == 0:
+                continue
+            pieces_v.append(pv)
+            pieces_p.append(np.where(pp >= 0, pp + offset, poly.NO_CORNER))
+            offset += len(pv)
+            restored += 1
+        log.info("retopo: %d pieces dropped as scraps of lost parts, %d thin parts remeshed alone",
+                 int(drop.sum()), restored)
+        return np.concatenate(pieces_v), np.concatenate(pieces_p), restored
+
+
+def _thin_edge(vertices: np.ndarray, faces: np.ndarray, edge: float) -> float:
+    """An edge length for remeshing a thin closed part alone: a quarter of a rod's circumference
+    (four quads round it, the fewest that keep a tube), ``(pi / 2) 2 V / A`` since ``2 V / A`` is a
+    cylinder's radius (and a plate's thickness), between a quarter of the target edge and the
+    target edge; half the target edge for an open part (no volume)."""
+    from backend.mesh.metrics import is_watertight, signed_volume
+
+    area = float(_triangle_areas(vertices, faces).sum())
+    if not is_watertight(faces) or area <= 0.0:
+        return 0.5 * edge
+    return float(np.clip(np.pi * abs(signed_volume(vertices, faces)) / area, 0.25 * edge, edge))
 
 
 class _Borders:

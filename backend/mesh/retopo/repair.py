@@ -100,6 +100,9 @@ class RepairReport:
     open_corners : int
         Vertices at quad corners near 180 degrees moved to open them (set by the artist pipeline
         after repair: :mod:`backend.mesh.retopo.relax`).
+    thin_parts : int
+        Parts thinner than an edge that the clean-up lost, remeshed alone at an edge fitted to
+        their thickness (set by the artist pipeline).
     passes : int
         Passes over steps 3-8.
     """
@@ -118,6 +121,7 @@ class RepairReport:
     rotated_edges: int = 0
     collapsed_diagonals: int = 0
     open_corners: int = 0
+    thin_parts: int = 0
     passes: int = 0
 
     def as_dict(self) -> dict[str, int]:

@@ -83,6 +83,43 @@ def test_a_spheres_layout_is_regular_with_open_corners(mode):
     assert result.repair["rotated_edges"] + result.repair["collapsed_diagonals"] > 0   # the clean-up did the work
 
 
+def _chair(rod_voxels: float, target: int) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """A seat (1 x 1 x 0.08) on four round legs through it, each a closed part ``rod_voxels``
+    voxels of the artist's working grid thick (:func:`auto_resolution` for ``target``)."""
+    import trimesh
+
+    legs = [(-0.4, -0.4), (-0.4, 0.4), (0.4, -0.4), (0.4, 0.4)]
+    scale = 1.9 / 1.1                                        # canonical box: the height 1.1 spans 1.9
+    h = 2.0 / retopo_module.auto_resolution((2.0 + 0.32 + 0.25) * scale ** 2, target) / scale
+    parts = [trimesh.creation.box(extents=(1.0, 1.0, 0.08))]
+    for x, y in legs:
+        leg = trimesh.creation.cylinder(radius=rod_voxels * h / 2.0, height=1.0, sections=16)
+        leg.apply_translation((x, y, -0.46))
+        parts.append(leg)
+    chair = trimesh.util.concatenate(parts)
+    return np.asarray(chair.vertices), np.asarray(chair.faces), legs
+
+
+@pytest.mark.parametrize("mode", ["quads", "quad_dominant"])
+def test_a_chairs_legs_two_voxels_thick_are_kept_and_nothing_is_added(mode):
+    # Issue 19: the legs came out of Instant Meshes as strips one quad round, which the
+    # clean-up took apart: no legs, and scraps of them as extra pieces with valence-2 vertices.
+    from backend.mesh.metrics import connected_components, layout_report
+
+    v, f, legs = _chair(rod_voxels=2.0, target=2000)
+    result = retopo(v, f, target_faces=2000, mode=mode)
+    tris, sizes = result.mesh_arrays()
+    report, layout = polygon_report(tris, sizes), layout_report(result.vertices, tris, sizes)
+    assert report["manifold"] and report["closed"] and layout["valence2"] == 0
+    assert layout["components"] == connected_components(f)[0] == 5                  # seat and four legs
+    assert result.repair["thin_parts"] == 4 and _within(report["faces"], 2000)
+    for x, y in legs:                                                                # each leg, top to bottom
+        on_leg = result.vertices[(np.hypot(result.vertices[:, 0] - x, result.vertices[:, 1] - y) < 0.05)
+                                 & (result.vertices[:, 2] < -0.05)]
+        assert len(on_leg) >= 40 and on_leg[:, 2].min() < -0.9 and on_leg[:, 2].max() > -0.15
+        assert np.hypot(on_leg[:, 0] - x, on_leg[:, 1] - y).max() < 0.03              # on the rod, not a blob
+
+
 def _box_edge_points(n: int = 20) -> np.ndarray:
     lo, hi = BOX
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
