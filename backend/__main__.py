@@ -77,8 +77,8 @@ def _run_pipeline(args: argparse.Namespace, name: str, params: dict, files: dict
     progress = _TqdmProgress()
     try:
         pipeline = get_pipeline(name)
-        pipeline.check_available()
         checked = pipeline.parse_params(params)
+        pipeline.check_available(checked)
         files = {k: v for k, v in (files or {}).items() if v is not None}
         pipeline.check_inputs(["mesh", *files] if mesh else list(files))
         inputs = {"mesh": load_mesh(args.input)} if mesh else {}

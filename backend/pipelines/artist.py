@@ -93,6 +93,11 @@ def estimate(facts: dict[str, dict], params: ArtistParams) -> MemoryEstimate:
                               + BYTES_PER_INPUT_FACE * mesh["faces"]), "the resolution or the face count")
 
 
+#: The quad modes' remesher (the triangle mode decimates and does without it).
+INSTANT_MESHES = (("pyinstantmeshes", "Instant Meshes publishes no build for this platform and Python (on Intel "
+                                      "Macs there is none); run the backend from an environment where "
+                                      "pip install pyinstantmeshes==1.0.0 works, or use the triangles mode"),)
+
 PIPELINE = Pipeline(
     name="artist",
     title="Artist topology",
@@ -100,7 +105,6 @@ PIPELINE = Pipeline(
     inputs=("mesh",),
     run=run,
     estimate=estimate,
-    needs=(("pyinstantmeshes", "Instant Meshes publishes no build for this platform and Python (on Intel Macs "
-                               "there is none); run the backend from an environment where "
-                               "pip install pyinstantmeshes==1.0.0 works"),),
+    needs=INSTANT_MESHES,
+    needs_for=lambda params: () if params.mode == "triangles" else INSTANT_MESHES,   # triangles: decimation
 )

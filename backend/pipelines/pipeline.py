@@ -74,9 +74,13 @@ class Pipeline:
     estimate: EstimateFn | None = None
     #: Optional modules (import names) the pipeline cannot run without, with what provides them.
     needs: tuple[tuple[str, str], ...] = ()
+    #: What a job with these parameters needs, when that depends on them (a mode that does
+    #: without a module); None: :attr:`needs` always.
+    needs_for: Callable[[BaseModel], tuple[tuple[str, str], ...]] | None = None
 
-    def unavailable(self) -> str:
-        """Why this pipeline cannot run in this Python ("" when it can): its missing modules."""
+    def unavailable(self, params: BaseModel | None = None) -> str:
+        """Why this pipeline (with ``params``, when given) cannot run in this Python ("" when it can):
+        its missing modules."""
         import importlib.util
 
         def importable(module: str) -> bool:
@@ -85,15 +89,16 @@ class Pipeline:
             except (ImportError, ValueError):     # blocked (sys.modules[name] = None) or broken
                 return False
 
-        missing = [(module, hint) for module, hint in self.needs if not importable(module)]
+        needs = self.needs_for(params) if params is not None and self.needs_for is not None else self.needs
+        missing = [(module, hint) for module, hint in needs if not importable(module)]
         if not missing:
             return ""
         names = ", ".join(module for module, _ in missing)
         return f"{self.title} needs {names}, which this backend's Python does not have: {missing[0][1]}"
 
-    def check_available(self) -> None:
+    def check_available(self, params: BaseModel | None = None) -> None:
         """Raise :class:`MissingDependency` when :meth:`unavailable` says why."""
-        why = self.unavailable()
+        why = self.unavailable(params)
         if why:
             raise MissingDependency(why)
 

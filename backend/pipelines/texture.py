@@ -46,7 +46,7 @@ class TextureParams(BaseModel):
     )
     uv_method: Literal["auto", "xatlas", "project", "keep"] = Field(
         "auto", description="UV unwrap: xatlas charts (low-poly meshes), planar projection charts (dense meshes, "
-                            "fast), auto: xatlas up to 60,000 faces; or keep: bake into the target's own UVs "
+                            "fast), auto: xatlas up to 60,000 faces (when installed); or keep: bake into the target's own UVs "
                             "(TEXCOORD_0 of a one-primitive GLB, inside the 0..1 square)."
     )
 
@@ -86,6 +86,9 @@ def estimate(facts: dict[str, dict], params: TextureParams) -> MemoryEstimate:
                           f"texture_size (e.g. to {largest})" if largest else "the mesh's face count")
 
 
+PILLOW = (("PIL", "pip install pillow into the backend's Python"),)
+XATLAS = (("xatlas", "pip install xatlas==0.0.11 into the backend's Python"),)
+
 PIPELINE = Pipeline(
     name="texture",
     title="Texture",
@@ -95,6 +98,6 @@ PIPELINE = Pipeline(
     required=("mesh",),
     one_of=(("source", "views"),),
     estimate=estimate,
-    needs=(("xatlas", "pip install xatlas==0.0.11 into the backend's Python"),
-           ("PIL", "pip install pillow into the backend's Python")),
+    needs=PILLOW,
+    needs_for=lambda params: PILLOW + (XATLAS if params.uv_method == "xatlas" else ()),   # auto: projects without it
 )

@@ -69,11 +69,11 @@ async def submit_job(request: Request) -> dict:
     if twice:
         raise BadInputs(f"Send each input once; got {', '.join(repr(k) for k in twice)} more than once.")
     pipeline = get_pipeline(spec["pipeline"])
-    pipeline.check_available()
     raw_params = spec.get("params", {})
     if not isinstance(raw_params, dict):
         raise BadParams("'params.params' must be a JSON object of the pipeline's parameters.")
     checked = pipeline.parse_params(raw_params)
+    pipeline.check_available(checked)
     pipeline.check_inputs(names)
     contents: dict[str, bytes] = {}
     budget = settings.max_upload_bytes

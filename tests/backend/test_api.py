@@ -71,23 +71,37 @@ def test_health_says_which_python_runs_the_backend_and_what_it_lacks(server):
     assert runtime["unavailable"] == {}            # this environment has every optional package
 
 
-def test_a_pipeline_whose_package_is_missing_says_so_and_refuses_jobs(tmp_path):
-    """As on a platform without an xatlas build: health names the gap and a texture job gets a 501
-    with what to install, not a failure deep in the job."""
+def test_a_pipeline_whose_package_is_missing_says_so_and_refuses_only_the_jobs_that_need_it(tmp_path):
+    """As on a platform without xatlas and Instant Meshes builds (an Intel Mac): health names the
+    gap, a job that needs the missing package gets a 501 with what to install, not a failure deep in
+    the job, and the modes that do without it still run."""
     hide = tmp_path / "hide"
     hide.mkdir()
-    # sitecustomize runs at the server's start-up (and its workers'): it blocks 'xatlas' the standard way.
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['xatlas'] = None\n")
+    # sitecustomize runs at the server's start-up (and its workers'): it blocks the modules the standard way.
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['xatlas'] = sys.modules['pyinstantmeshes'] = None\n")
     backend = BackendProcess(tmp_path / "state", tmp_path / "data", python_path=(str(hide),)).start()
     try:
         with backend.client(token="") as anonymous:
             unavailable = anonymous.get("/v1/health").json()["runtime"]["unavailable"]
-        assert set(unavailable) == {"texture"} and "xatlas" in unavailable["texture"]
+        assert set(unavailable) == {"artist"} and "pyinstantmeshes" in unavailable["artist"]
         with backend.client() as c:
-            answer = _submit_texture(c, dict(zip(("source", "mesh"), _texture_files())))
-        assert answer.status_code == 501, answer.text
-        assert answer.json()["code"] == "missing_dependency"
-        assert "xatlas" in answer.json()["message"] and "pip install" in answer.json()["message"]
+            refused = [_submit_texture(c, dict(zip(("source", "mesh"), _texture_files())),
+                                       {"texture_size": 128, "uv_method": "xatlas"}),
+                       _submit(c, _glb(*meshes.uv_sphere(10, 20)), raw_params=json.dumps(
+                           {"pipeline": "artist", "params": {"faces": 200, "mode": "quads"}}))]
+            for answer, package in zip(refused, ("xatlas", "pyinstantmeshes")):
+                assert answer.status_code == 501, answer.text
+                assert answer.json()["code"] == "missing_dependency"
+                assert package in answer.json()["message"] and "pip install" in answer.json()["message"]
+            accepted = [_submit_texture(c, dict(zip(("source", "mesh"), _texture_files()))),
+                        _submit(c, _glb(*meshes.uv_sphere(10, 20)), raw_params=json.dumps(
+                            {"pipeline": "artist", "params": {"faces": 200, "mode": "triangles"}}))]
+            for answer in accepted:
+                assert answer.status_code == 201, answer.text
+                job = _wait(c, answer.json()["id"])
+                assert job["state"] == "done", job
+            texture = c.get(f"/v1/jobs/{accepted[0].json()['id']}").json()
+            assert texture["result"]["summary"]["uv_method"] == "project"           # auto without xatlas
     finally:
         backend.stop()
 

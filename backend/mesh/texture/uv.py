@@ -1,7 +1,7 @@
 """UV unwrapping: cut a mesh into charts and pack them into one square texture.
 
 Two methods; ``method="auto"`` takes xatlas up to :data:`XATLAS_MAX_FACES` faces and
-projection above.
+projection above (and always when the ``xatlas`` module is not installed).
 
 ``xatlas`` (low-poly and artist meshes)
     xatlas segments the surface into charts, flattens each (least-squares conformal maps)
@@ -148,7 +148,7 @@ def unwrap(mesh: Mesh, *, texture_size: int = 1024, padding: int = 4, method: st
     if area <= 0.0:
         raise ValueError("mesh has zero surface area; there is nothing to unwrap")
     if method == "auto":
-        method = "xatlas" if len(faces) <= XATLAS_MAX_FACES else "project"
+        method = "xatlas" if len(faces) <= XATLAS_MAX_FACES and _has_xatlas() else "project"
     layout = None
     if method == "xatlas":
         layout = _xatlas(vertices, faces, polygon, size, padding, area, progress)
@@ -156,24 +156,19 @@ def unwrap(mesh: Mesh, *, texture_size: int = 1024, padding: int = 4, method: st
             log.info("xatlas could not fit one %d px atlas; projecting instead", size)
             method = "project"
     if method == "project":
-        # A rough surface cuts into many charts; each needs its padding all round. Give up padding
-        # (halving it) before giving up: a thinner seam guard beats no texture.
-        for pad in sorted({padding, *[padding >> k for k in range(1, 7)]}, reverse=True):
-            try:
-                layout = _project(vertices, faces, polygon, size, pad, area, progress)
-                break
-            except _NoFit as exc:
-                last = exc
-                log.info("%s; trying %d px padding", exc, pad >> 1)
-        else:
-            raise ChartsDoNotFit(f"The surface cuts into {last.charts} UV charts, more than a {size} px texture holds "
-                                 "even without padding. Choose a larger texture size.") from None
+        layout = _project(vertices, faces, polygon, size, padding, area, progress)
     vertex_map, face_out, uv, charts, utilization, tpu = layout
     out_faces, sizes, split = _regroup_quads(face_out, mesh.face_sizes)
     normals = None if mesh.normals is None else np.asarray(mesh.normals)[vertex_map]
     new_mesh = Mesh(vertices[vertex_map], out_faces, sizes, uv=uv, normals=normals)
     progress(1.0, "unwrapping UVs")
     return Unwrapped(new_mesh, vertex_map, int(charts), float(utilization), float(tpu), split, method)
+
+
+def _has_xatlas() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("xatlas") is not None
 
 
 class _NoFit(ValueError):
@@ -288,7 +283,7 @@ def _project(vertices, faces, polygon, size, padding, area, progress):
         chart_of_face = chart[polygon]
         vertex_map, face_out, local_uv = _chart_vertices(vertices, faces, chart_of_face, label[polygon])
         n_charts = int(chart.max()) + 1
-        uv, tpu = _pack(local_uv, face_out, chart_of_face, n_charts, size, padding, area)
+        uv, tpu, padding = _pack_shrinking(local_uv, face_out, chart_of_face, n_charts, size, padding, area)
         progress(0.5 + 0.4 * round_ / (MAX_SPLIT_ROUNDS + 1), "unwrapping UVs (checking overlaps)")
         # A fold is a property of the chart's own projection, so only the charts cut in the
         # previous round need looking at again.
@@ -384,6 +379,20 @@ def _chart_vertices(vertices, faces, chart_of_face, label_of_face):
     c, s = np.cos(angle), np.sin(angle)
     uv = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], axis=1)
     return vertex_map, face_out, uv
+
+
+def _pack_shrinking(local_uv, face_out, chart_of_face, n_charts, size, padding, area):
+    """:func:`_pack`, halving the padding while the charts do not fit: a rough surface cuts into many
+    charts, each needing its padding all round, and a thinner seam guard beats no texture.
+    Returns (uv, texels per unit, the padding used); raises :class:`ChartsDoNotFit`."""
+    for pad in sorted({padding, *[padding >> k for k in range(1, 7)]}, reverse=True):
+        try:
+            uv, tpu = _pack(local_uv, face_out, chart_of_face, n_charts, size, pad, area)
+            return uv, tpu, pad
+        except _NoFit as exc:
+            log.info("%s%s", exc, f"; trying {pad >> 1} px padding" if pad else "")
+    raise ChartsDoNotFit(f"The surface cuts into {n_charts} UV charts, more than a {size} px texture holds "
+                         "even without padding. Choose a larger texture size.")
 
 
 def _pack(local_uv, face_out, chart_of_face, n_charts, size, padding, area):
