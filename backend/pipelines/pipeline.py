@@ -36,6 +36,11 @@ TORCH_HINT = ("install PyTorch into the backend's Python (pip install torch==2.1
               "--index-url https://download.pytorch.org/whl/cpu for the CPU build), or run the backend from an "
               "environment that has it (Meshsmith's preferences: Backend Python)")
 
+
+def needs_torch(alternative: str = "") -> tuple[tuple[str, str], ...]:
+    """A :attr:`Pipeline.needs` entry for PyTorch, naming the ``alternative`` that does without it."""
+    return (("torch", TORCH_HINT + (f"; or {alternative}" if alternative else "")),)
+
 #: Memory a worker holds before a job's own work (interpreter, numpy, scipy, trimesh: the
 #: children of ``python -m backend bench budget`` reach 62 MB after the imports; this leaves
 #: room for the worker's own state).

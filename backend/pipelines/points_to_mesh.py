@@ -20,11 +20,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conventions import BLENDER_FROM_GLTF
-from backend.errors import BadParams, MissingDependency
+from backend.errors import BadParams
 from backend.mesh.metrics import polygon_report, surface_area
 from backend.mesh.points import PointCloud
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
+from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult, needs_torch
 from backend.pipelines.text_to_mesh import _polygon_mesh
 from backend.progress import ProgressFn, report_partial, subrange
 
@@ -56,11 +56,8 @@ def _file_frame(points: np.ndarray, up_axis: str) -> np.ndarray:
 
 
 def run(inputs: dict, params: PointsToMeshParams, progress: ProgressFn) -> PipelineResult:
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependency(f"Artist (learned) needs PyTorch, which this backend's Python does not have: "
-                                f"{TORCH_HINT}.") from None
+    import torch
+
     from training.mesh_lm import generate
     from training.registry import WeightsNotFound, load_mesh_lm
 
@@ -171,5 +168,5 @@ PIPELINE = Pipeline(
     run=run,
     required=("points",),
     estimate=estimate,
-    needs=(("torch", TORCH_HINT),),
+    needs=needs_torch(),
 )

@@ -23,10 +23,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.errors import BadParams, MissingDependency
+from backend.errors import BadParams
 from backend.mesh.metrics import polygon_report, surface_area
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
+from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult, needs_torch
 from backend.progress import ProgressFn, report_partial, subrange
 
 
@@ -63,11 +63,6 @@ def _frame(vertices_zup: np.ndarray) -> np.ndarray:
 
 
 def _meshsmith(params: TextToMeshParams, progress: ProgressFn) -> tuple[Mesh, dict]:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise MissingDependency(f"The meshsmith model needs PyTorch, which this backend's Python does not have: "
-                                f"{TORCH_HINT}; or choose the llama-mesh model.") from None
     from training.mesh_lm import caption_bytes, generate
     from training.registry import WeightsNotFound, load_mesh_lm
 
@@ -213,4 +208,5 @@ PIPELINE = Pipeline(
     run=run,
     required=(),
     estimate=estimate,
+    needs_for=lambda params: needs_torch("choose the llama-mesh model") if params.model == "meshsmith" else (),
 )

@@ -26,11 +26,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conventions import BLENDER_FROM_GLTF
-from backend.errors import BadParams, MissingDependency
+from backend.errors import BadParams
 from backend.mesh.metrics import connected_components, is_oriented, is_watertight
 from backend.mesh.texture.projection import PosedViews
 from backend.mesh.types import Mesh
-from backend.pipelines.pipeline import TORCH_HINT, MemoryEstimate, Pipeline, PipelineResult
+from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult, needs_torch
 from backend.progress import ProgressFn, subrange
 
 #: Pieces below this share of the largest piece's faces are dropped (floaters of the field).
@@ -80,11 +80,6 @@ def run(inputs: dict, params: ViewsToMeshParams, progress: ProgressFn) -> Pipeli
     progress(0.0, "reconstructing")
     shape_progress = subrange(progress, 0.0, 0.6 if params.texture else 0.95)
     if params.method == "model":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise MissingDependency(f"From Views by the model needs PyTorch, which this backend's Python does not "
-                                    f"have: {TORCH_HINT}; or choose method 'hull'.") from None
         from training.infer import reconstruct
         from training.registry import WeightsNotFound, load_views_model
 
@@ -175,4 +170,5 @@ PIPELINE = Pipeline(
     required=(),
     one_of=(("views", "grid"),),
     estimate=estimate,
+    needs_for=lambda params: needs_torch("choose method 'hull'") if params.method == "model" else (),
 )

@@ -78,18 +78,22 @@ def test_a_pipeline_whose_package_is_missing_says_so_and_refuses_only_the_jobs_t
     hide = tmp_path / "hide"
     hide.mkdir()
     # sitecustomize runs at the server's start-up (and its workers'): it blocks the modules the standard way.
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['xatlas'] = sys.modules['pyinstantmeshes'] = None\n")
+    (hide / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['xatlas'] = sys.modules['pyinstantmeshes'] = sys.modules['torch'] = None\n")
     backend = BackendProcess(tmp_path / "state", tmp_path / "data", python_path=(str(hide),)).start()
     try:
         with backend.client(token="") as anonymous:
             unavailable = anonymous.get("/v1/health").json()["runtime"]["unavailable"]
-        assert set(unavailable) == {"artist"} and "pyinstantmeshes" in unavailable["artist"]
+        assert set(unavailable) == {"artist", "points_to_mesh"} and "pyinstantmeshes" in unavailable["artist"]
         with backend.client() as c:
             refused = [_submit_texture(c, dict(zip(("source", "mesh"), _texture_files())),
                                        {"texture_size": 128, "uv_method": "xatlas"}),
                        _submit(c, _glb(*meshes.uv_sphere(10, 20)), raw_params=json.dumps(
-                           {"pipeline": "artist", "params": {"faces": 200, "mode": "quads"}}))]
-            for answer, package in zip(refused, ("xatlas", "pyinstantmeshes")):
+                           {"pipeline": "artist", "params": {"faces": 200, "mode": "quads"}})),
+                       c.post("/v1/jobs", data={"params": json.dumps(
+                           {"pipeline": "text_to_mesh", "params": {"prompt": "a chair"}})})]
+            assert "llama-mesh" in refused[2].json()["message"]                     # what does without it
+            for answer, package in zip(refused, ("xatlas", "pyinstantmeshes", "torch")):
                 assert answer.status_code == 501, answer.text
                 assert answer.json()["code"] == "missing_dependency"
                 assert package in answer.json()["message"] and "pip install" in answer.json()["message"]
