@@ -335,21 +335,14 @@ def polygon_report(faces: np.ndarray, face_sizes: np.ndarray | None = None) -> P
         consistent winding, one fan of polygons per vertex and no polygon with a repeated
         corner (open borders allowed); ``closed``: no edge in only one polygon.
     """
-    from backend.mesh.polygons import edge_counts, from_mesh, halfedges, topology
+    from backend.mesh.polygons import from_mesh, interior_valences, topology
 
     polygons = from_mesh(_check_faces(faces), face_sizes)
     if len(polygons) == 0:
         return PolygonReport(faces=0, quads=0, triangles=0, quad_ratio=0.0, valence4_share=0.0, manifold=False,
                              closed=False)
     quads = int((polygons[:, 3] >= 0).sum())
-    src, _, _, _ = halfedges(polygons)
-    _, counts, edge_of = edge_counts(polygons)
-    on_boundary = np.zeros(int(polygons.max()) + 1, dtype=bool)
-    on_boundary[src[counts[edge_of] == 1]] = True
-    used = np.zeros_like(on_boundary)
-    used[src] = True
-    valence = np.bincount(src, minlength=len(used))          # interior: polygons around = edges at it
-    interior = used & ~on_boundary
+    interior, valence = interior_valences(polygons)
     top = topology(polygons)
     return PolygonReport(
         faces=int(len(polygons)),
@@ -387,21 +380,14 @@ def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarra
     ``obtuse_quads``: quads with a corner above ``obtuse_degrees`` (geometrically near-triangles),
     and ``max_quad_angle`` (degrees); ``components``: connected pieces (by shared vertices).
     """
-    from backend.mesh.polygons import edge_counts, from_mesh, halfedges, quad_corner_angles
+    from backend.mesh.polygons import from_mesh, interior_valences, quad_corner_angles
 
     polygons = from_mesh(_check_faces(faces), face_sizes)
     out = {"poles_per_1000": 0.0, "valence2": 0, "obtuse_quads": 0, "max_quad_angle": 0.0, "components": 0}
     if len(polygons) == 0:
         return out
     v = np.asarray(vertices, dtype=np.float64)
-    src, _, _, _ = halfedges(polygons)
-    edges, counts, edge_of = edge_counts(polygons)
-    on_boundary = np.zeros(len(v), dtype=bool)
-    on_boundary[src[counts[edge_of] == 1]] = True
-    used = np.zeros(len(v), dtype=bool)
-    used[src] = True
-    edge_valence = np.bincount(edges.ravel(), minlength=len(v))
-    interior = used & ~on_boundary
+    interior, edge_valence = interior_valences(polygons, len(v))
     out["poles_per_1000"] = 1000.0 * float((interior & (edge_valence != 4)).sum()) / len(polygons)
     out["valence2"] = int((interior & (edge_valence == 2)).sum())
     _, angles = quad_corner_angles(v, polygons)

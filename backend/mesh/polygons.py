@@ -132,6 +132,18 @@ def edge_counts(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return edges, links.counts, links.edge_of
 
 
+def interior_valences(polygons: np.ndarray, n_vertices: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which vertices are interior (used, on no border edge) and the valence (edges) of each, ``(n,)`` bool
+    and ``(n,)`` int64; ``n`` defaults to one past the largest index used."""
+    n = int(polygons.max()) + 1 if n_vertices is None else int(n_vertices)
+    src, _, _, _ = halfedges(polygons)
+    edges, counts, edge_of = edge_counts(polygons)
+    interior = np.zeros(n, dtype=bool)
+    interior[src] = True
+    interior[src[counts[edge_of] == 1]] = False
+    return interior, np.bincount(edges.ravel(), minlength=n)
+
+
 def halfedge_links(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Edge numbers and twins of half-edges ``src -> dst`` (int64, indices below ``n_vertices``).
 
