@@ -939,6 +939,7 @@ class _Creases:
         p0, p1 = self.patch[f0[sharp]], self.patch[f1[sharp]]
         between = p0 != p1
         self.seg = seg[between]
+        self._lines: dict[float, relax.CreaseLines] = {}
         self.seg_pair = np.minimum(p0, p1)[between] * (m + 1) + np.maximum(p0, p1)[between]
         self.span = m + 1
         # Convex creases (the far face bends away from the near one's normal) make outlines;
@@ -969,7 +970,10 @@ class _Creases:
         """The crease segments for sliding vertices along them (None without creases)."""
         if len(self.seg) == 0:
             return None
-        return relax.CreaseLines(self.vertices[self.seg[:, 0]], self.vertices[self.seg[:, 1]], tolerance)
+        if tolerance not in self._lines:                      # built once per remesh, asked once per attempt
+            self._lines[tolerance] = relax.CreaseLines(self.vertices[self.seg[:, 0]], self.vertices[self.seg[:, 1]],
+                                                       tolerance, ends=self.seg)
+        return self._lines[tolerance]
 
     def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float, max_corner_move: float
              ) -> tuple[np.ndarray, int]:

@@ -34,7 +34,9 @@ class CreaseLines:
     ``a``, ``b``: ``(s, 3)`` segment ends; ``tolerance``: how near counts as on a crease.
     """
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, tolerance: float):
+    def __init__(self, a: np.ndarray, b: np.ndarray, tolerance: float, *, ends: np.ndarray | None = None):
+        """``ends`` (optional, ``(s, 2)`` int): the segments' end vertices, which name the crease
+        corners exactly; without them, ends are matched by position."""
         from scipy.spatial import cKDTree
 
         self.a, self.b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -45,9 +47,12 @@ class CreaseLines:
         t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 0.5) / n[self.owner]
         self.tree = cKDTree(self.a[self.owner] + t[:, None] * (self.b - self.a)[self.owner])
         # Crease corners: segment ends not shared by exactly two segments.
-        ends = np.round(np.vstack([self.a, self.b]) / max(self.tolerance * 1e-3, 1e-12)).astype(np.int64)
-        _, inverse, counts = np.unique(ends, axis=0, return_inverse=True, return_counts=True)
-        corner = counts[inverse.reshape(-1)] != 2
+        if ends is None:
+            ends = np.unique(np.round(np.vstack([self.a, self.b]) / max(self.tolerance * 1e-3, 1e-12)).astype(np.int64),
+                             axis=0, return_inverse=True)[1].reshape(2, -1).T
+        ends = np.asarray(ends).reshape(-1, 2)
+        counts = np.bincount(ends.ravel())
+        corner = counts[ends.T.ravel()] != 2
         self.corners = np.vstack([self.a, self.b])[corner]
         self.corner_tree = cKDTree(self.corners) if len(self.corners) else None
 
