@@ -35,12 +35,12 @@ async def health(request: Request) -> Response:
 def runtime_facts() -> dict:
     """Which Python runs the backend and which of its optional parts it has (for the add-on's panel)."""
     from backend.mesh import native
-    from backend.pipelines import registry
 
+    why = {name: p.unavailable() for name, p in registry().items()}
     return {
         "python": platform.python_version(),
         "executable": sys.executable,
         "kernels": "compiled" if native.available() else "numpy",
         "kernels_note": native.why_unavailable(),
-        "unavailable": {name: p.unavailable() for name, p in registry().items() if p.unavailable()},
+        "unavailable": {name: reason for name, reason in why.items() if reason},
     }

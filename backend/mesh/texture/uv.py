@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.errors import BadParams
+from backend.mesh.metrics import surface_area
 from backend.mesh.types import Mesh
 from backend.progress import ProgressFn, null_progress
 
@@ -144,7 +145,7 @@ def unwrap(mesh: Mesh, *, texture_size: int = 1024, padding: int = 4, method: st
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     polygon = _polygon_of_face(mesh)
-    area = _surface_area(vertices, faces)
+    area = surface_area(vertices, faces)
     if area <= 0.0:
         raise ValueError("mesh has zero surface area; there is nothing to unwrap")
     if method == "auto":
@@ -506,11 +507,6 @@ def _polygon_sum(values: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 def _polygon_mean(values: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return _polygon_sum(values, polygon) / np.bincount(polygon).astype(np.float64)[:, None]
-
-
-def _surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
 
 
 def _uv_area(uv: np.ndarray, faces: np.ndarray) -> float:
