@@ -177,8 +177,10 @@ def _child(method: str, mesh_path: str, target: int, mode: str, out_path: str, r
 # -- parent side ----------------------------------------------------------------------------
 
 
-def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: int, repeat: int = 1) -> dict:
-    """Remesh ``mesh_path`` with ``method`` in a child process and measure the result."""
+def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: int, repeat: int = 1,
+            keep: dict | None = None) -> dict:
+    """Remesh ``mesh_path`` with ``method`` in a child process and measure the result; with ``keep``, the
+    result's (vertices, faces, face_sizes) go into it under (mesh, target, method, mode)."""
     from backend.mesh.metrics import chamfer_l1, connected_components, crease_coverage, layout_report, polygon_report
     from backend.mesh.retopo.artist import weld
 
@@ -197,6 +199,8 @@ def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: in
         if "faces" not in data.files:
             return {**row, "error": meta.get("error", "no result")}
         v, f, sizes = data["vertices"], data["faces"], data["face_sizes"]
+    if keep is not None:
+        keep[(row["mesh"], target, method, row["mode"])] = (v, f, sizes)
     source = load_mesh(mesh_path)
     sv = Normalization.fit(source.vertices).apply(source.vertices)
     row.update(polygon_report(f, sizes))
@@ -314,8 +318,65 @@ def plot(pairs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def layout_sheet(kept: dict, names: list[str], target: int, mode: str, path: Path) -> None:
+    """A PNG of quad layouts: a row per mesh, Meshsmith's ``mode`` result and QuadriFlow's side by side,
+    each drawn with its polygon edges (:func:`draw_polygons`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [("meshsmith", mode, f"Meshsmith {mode}"), ("quadriflow", "quads", "QuadriFlow")]
+    fig, axes = plt.subplots(len(names), 2, figsize=(8, 4 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        for ax, (method, m, title) in zip(row, columns):
+            ax.set_axis_off()
+            found = kept.get((name, target, method, m))
+            if found is None:
+                continue
+            draw_polygons(ax, *found)
+            ax.set_title(f"{Path(name).stem}, {title}: {len(found[2])} faces", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_polygons(ax, vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarray, *,
+                  azimuth: float = 35.0, elevation: float = 20.0) -> None:
+    """Draw a triangle-and-quad mesh (faces and sizes as results carry them) on a matplotlib axis:
+    polygons facing the camera, far to near, shaded by their normal, with their edges (the
+    diagonal of a quad is not drawn). Orthographic, from (azimuth, elevation) in degrees, z up."""
+    from matplotlib.collections import PolyCollection
+
+    from backend.mesh.polygons import from_mesh, polygon_normals
+
+    polygons = from_mesh(np.asarray(faces), np.asarray(face_sizes))
+    a, e = np.radians(azimuth), np.radians(elevation)
+    forward = -np.array([np.cos(e) * np.sin(a), -np.cos(e) * np.cos(a), np.sin(e)])
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    v = np.asarray(vertices, dtype=np.float64)
+    normal = polygon_normals(v, polygons)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1), 1e-300)[:, None]
+    facing = normal @ forward < 0
+    quad = polygons[:, 3] >= 0
+    corners = np.where(quad[:, None], polygons, np.column_stack([polygons[:, :3], polygons[:, 2]]))
+    depth = (v[corners] @ forward).mean(axis=1)
+    order = np.flatnonzero(facing)[np.argsort(-depth[facing])]
+    xy = np.stack([v @ right, v @ up], axis=1)
+    shade = 0.35 + 0.6 * np.clip(-(normal[order] @ forward), 0.0, 1.0)
+    ax.add_collection(PolyCollection(list(xy[corners[order]]), facecolors=np.repeat(shade[:, None], 3, axis=1),
+                                     edgecolors="black", linewidths=0.25))
+    ax.set_xlim(xy[:, 0].min(), xy[:, 0].max())
+    ax.set_ylim(xy[:, 1].min(), xy[:, 1].max())
+    ax.set_aspect("equal")
+
+
 def bench_artist(meshes_dir: Path, targets: list[int], modes: list[str], out: Path, *, samples: int,
-                 methods: tuple[str, ...] = METHODS, repeat: int = 1) -> dict:
+                 methods: tuple[str, ...] = METHODS, repeat: int = 1, pictures: tuple[str, ...] = ()) -> dict:
+    """Run the bench (module doc); ``pictures``: mesh file names whose results at the first target
+    are drawn beside QuadriFlow's in ``<out>-layouts.png``."""
     from tqdm import tqdm
 
     paths = sorted(p for p in Path(meshes_dir).iterdir() if p.suffix.lower() in MESH_SUFFIXES)
@@ -328,7 +389,9 @@ def bench_artist(meshes_dir: Path, targets: list[int], modes: list[str], out: Pa
                 jobs += [("meshsmith", p, t, m) for m in modes]
             if "quadriflow" in methods:
                 jobs.append(("quadriflow", p, t, "quads"))
-    rows = [run_one(method, path, t, mode, samples=samples, repeat=repeat)
+    kept: dict = {}
+    rows = [run_one(method, path, t, mode, samples=samples, repeat=repeat,
+                    keep=kept if path.name in pictures and t == targets[0] else None)
             for method, path, t, mode in tqdm(jobs, desc="bench artist", unit="run")]
     pairs = pair_ratios(rows)
     report = {"targets": targets, "modes": modes, "samples": samples, "repeat": repeat, "rows": rows,
@@ -337,6 +400,9 @@ def bench_artist(meshes_dir: Path, targets: list[int], modes: list[str], out: Pa
     out.write_text(json.dumps(report, indent=1))
     if pairs:
         plot(pairs, out.with_suffix(".png"))
+    if kept:
+        layout_sheet(kept, [name for name in pictures if any(k[0] == name for k in kept)], targets[0],
+                     modes[0], out.with_name(out.stem + "-layouts.png"))
     return report
 
 
@@ -351,6 +417,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="JSON report; a PNG plot goes next to it (default docs/bench-artist.json)")
     a.add_argument("--only", choices=METHODS, help="run one method only")
     a.add_argument("--repeat", type=int, default=1, help="remesh this many times per run, keep the fastest (default 1)")
+    a.add_argument("--pictures", nargs="+", default=[], metavar="NAME",
+                   help="mesh file names whose first-target results are drawn beside QuadriFlow's (<out>-layouts.png)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -363,7 +431,7 @@ def main(args: argparse.Namespace) -> int:
     methods = (args.only,) if args.only else METHODS
     try:
         report = bench_artist(args.meshes, args.faces, args.mode, args.out, samples=args.samples, methods=methods,
-                              repeat=args.repeat)
+                              repeat=args.repeat, pictures=tuple(args.pictures))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
     save_mesh(Mesh(v, f), tmp_path / "in" / "flipped.ply")
     (tmp_path / "in" / "notes.txt").write_text("not a mesh, skipped")
     out = tmp_path / "out" / "artist.json"
-    report = bench_artist(tmp_path / "in", [300], ["quads"], out, samples=5_000)
+    report = bench_artist(tmp_path / "in", [300], ["quads"], out, samples=5_000, pictures=("sphere.stl", "flipped.ply"))
     rows = {(r["mesh"], r["method"]): r for r in report["rows"]}
     assert set(rows) == {(m, k) for m in ("sphere.stl", "broken.ply", "flipped.ply") for k in ("meshsmith", "quadriflow")}
     for row in rows.values():
@@ -40,6 +40,7 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
     saved = json.loads(out.read_text())
     assert saved["summary"] == report["summary"] and saved["summary"]["all_manifold"]
     assert out.with_suffix(".png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "artist-layouts.png").stat().st_size > 20_000           # two rows, both methods
     table = format_table(report["rows"], report["pairs"])
     assert "quadriflow (on watertight)" in table and "quadriflow (on mended)" in table and "time x" in table
     assert saved["summary"]["quadriflow_failed_on_input"] == {"broken.ply": "watertight", "flipped.ply": "mended"}
