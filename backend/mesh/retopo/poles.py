@@ -196,9 +196,12 @@ class _Rewiring:
 
     def change(self, x: int, delta: int, g: int) -> int:
         """How much vertex ``x``'s excess changes when the sector holding its face ``g`` gains ``delta`` faces."""
-        key, count = self.sector(x, g)
-        now = count - self.sector_ideal.get(key, 4)
-        return (now + delta) ** 2 - now * now
+        if self.special[x]:
+            key, count = self.sector(x, g)
+            now = count - self.sector_ideal.get(key, 4)
+        else:
+            now = len(self.around[x]) - 4
+        return delta * (2 * now + delta)                   # (now + delta)^2 - now^2
 
     def off(self, x: int) -> bool:
         """Whether some sector of ``x`` has other than its ideal face count."""
