@@ -13,6 +13,8 @@
  *   place_vertices   dual contouring's vertices: mean crossing, then the QEF minimizer
  *   halfedge_links   edge numbers and twins of a polygon mesh's half-edges (the repair of
  *                    backend.mesh.polygons asks for them several times per pass)
+ *   sheet_steps      where the vertices of an open sheet's slab move to hug the sheet
+ *   turned_over      triangles whose normal a move of their corners turned over
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -346,33 +348,32 @@ static inline int32_t region_near(const RegionGrid *r, vec3 p) {
     return region_of(r, (int64_t)rint(p.x), (int64_t)rint(p.y), (int64_t)rint(p.z));
 }
 
-/* probe_regions(ijk, d, face, vertices, faces, origin, h, shape, region_node, region_block,
+/* probe_regions(ijk, face, vertices, faces, origin, h, shape, region_node, region_block,
  *               slot, coarse, eps, probe_voxels, on_surface_voxels, cone, cone_cos,
  *               out_ahead, out_behind, out_facing)
  *
- * Step 5 of backend.mesh.remesh.watertight for shell nodes ijk (k, 3) int64 at distance d (k,)
- * float32 from their nearest face face (k,) int64 (vertices (n, 3) float64 in the grid's
- * frame, faces (m, 3) int64): the direction n from the closest point c to the node (the
- * face's normal for nodes on the input), facing = sign(n . normal), and the region of the
+ * Step 5 of backend.mesh.remesh.watertight for shell nodes ijk (k, 3) int64 with nearest face
+ * face (k,) int64 (vertices (n, 3) float64 in the grid's frame, faces (m, 3) int64): the
+ * direction n from the closest point c to the node (the face's normal for nodes within
+ * on_surface_voxels of it, by the float64 offset: the band's float32 distance of a node on a
+ * large face is off by more), facing = sign(n . normal), and the region of the
  * nodes nearest c +- L n for L = eps + probe_voxels h, retried at one voxel more while 0.
  * An ahead probe still 0 of a node in front of its face takes the first nonzero region
  * among the lattice offsets cone (c, 3) (sorted nearest first) within the cone
  * n . unit(offset) >= cone_cos. Same arithmetic as watertight._probe_regions. */
 static PyObject *probe_regions(PyObject *self, PyObject *args) {
-    Py_buffer ijk, dist, face, vertices, faces, region_node, region_block, slot, cone, out_ahead, out_behind,
-        out_facing;
+    Py_buffer ijk, face, vertices, faces, region_node, region_block, slot, cone, out_ahead, out_behind, out_facing;
     double ox, oy, oz, h, eps, probe_voxels, on_surface_voxels, cone_cos;
     Py_ssize_t nx, ny, nz, cx, cy, cz;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*(ddd)d(nnn)y*y*y*(nnn)dddy*dw*w*w*", &ijk, &dist, &face, &vertices,
-                          &faces, &ox, &oy, &oz, &h, &nx, &ny, &nz, &region_node, &region_block, &slot, &cx, &cy,
-                          &cz, &eps, &probe_voxels, &on_surface_voxels, &cone, &cone_cos, &out_ahead, &out_behind,
-                          &out_facing))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*(ddd)d(nnn)y*y*y*(nnn)dddy*dw*w*w*", &ijk, &face, &vertices, &faces, &ox,
+                          &oy, &oz, &h, &nx, &ny, &nz, &region_node, &region_block, &slot, &cx, &cy, &cz, &eps,
+                          &probe_voxels, &on_surface_voxels, &cone, &cone_cos, &out_ahead, &out_behind, &out_facing))
         return NULL;
-    Py_ssize_t k = dist.len / (Py_ssize_t)sizeof(float);
+    Py_ssize_t k = face.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
     Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
     Py_ssize_t c_count = cone.len / (3 * (Py_ssize_t)sizeof(double));
-    int ok = ijk.len == 3 * k * (Py_ssize_t)sizeof(int64_t) && face.len == k * (Py_ssize_t)sizeof(int64_t)
+    int ok = ijk.len == 3 * k * (Py_ssize_t)sizeof(int64_t)
              && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t)
              && region_block.len == cx * cy * cz * (Py_ssize_t)sizeof(int32_t)
              && nx <= cx * 8 && ny <= cy * 8 && nz <= cz * 8
@@ -390,7 +391,6 @@ static PyObject *probe_regions(PyObject *self, PyObject *args) {
     if (ok) {
         RegionGrid r = {region_node.buf, region_block.buf, slot.buf, cx, cy, cz, nx, ny, nz};
         const int64_t *node = ijk.buf;
-        const float *dd = dist.buf;
         const double *vs = vertices.buf, *co = cone.buf;
         int32_t *ahead = out_ahead.buf, *behind = out_behind.buf;
         int8_t *facing = out_facing.buf;
@@ -401,8 +401,8 @@ static PyObject *probe_regions(PyObject *self, PyObject *args) {
             vec3 unit = plane_normal(&t);
             vec3 x = {ox + node[3 * i] * h, oy + node[3 * i + 1] * h, oz + node[3 * i + 2] * h};
             vec3 away = triangle_offset(x, &t);                      /* x - c */
-            double di = (double)dd[i];
-            vec3 dir = di <= on_surface_voxels * h ? unit : scale(away, 1.0 / fmax(di, 1e-12 * h));
+            double di = sqrt(dot(away, away));
+            vec3 dir = di <= on_surface_voxels * h ? unit : scale(away, 1.0 / di);
             double f = dot(dir, unit);
             facing[i] = (int8_t)((f > 0.0) - (f < 0.0));
             vec3 c = sub(x, away);
@@ -426,7 +426,7 @@ static PyObject *probe_regions(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    Py_buffer *all[] = {&ijk, &dist, &face, &vertices, &faces, &region_node, &region_block, &slot, &cone,
+    Py_buffer *all[] = {&ijk, &face, &vertices, &faces, &region_node, &region_block, &slot, &cone,
                         &out_ahead, &out_behind, &out_facing};
     for (size_t b = 0; b < sizeof(all) / sizeof(all[0]); b++)
         PyBuffer_Release(all[b]);
@@ -1124,6 +1124,164 @@ static PyObject *halfedge_links(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(edges);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Open sheets: the slab around a sheet pulled onto it (backend.mesh.remesh.sheets)        */
+/* ------------------------------------------------------------------------------------ */
+
+/* sheet_steps(vertices, field, nearest, sheet, slot, coarse, shape, input_vertices, faces, offset, tie,
+ *             out_step, out_movable) -> count
+ *
+ * vertices (n, 3) float64: the mesher's vertices in grid index units; field, nearest, sheet
+ * (nb * 512,) float32, int32 (-1 off the shell), uint8 (1: signed as a sheet); slot, coarse:
+ * the band blocks; shape (nx, ny, nz): the grid's nodes; input_vertices (v, 3) float64 in grid
+ * index units, faces (m, 3) int64. A vertex whose cell (its floor, clipped into the grid) has
+ * all 8 corners in the band and more negative sheet corners than other negative ones, and
+ * whose nearest point c on its corners' nearest faces (distances within a fraction tie of the
+ * least are tied: the lower face) is farther than
+ * offset, gets out_step = c + offset (x - c) / |x - c| - x and out_movable = 1; the others
+ * are left as they are (as sheets._sheet_steps). Returns how many were movable. */
+static PyObject *sheet_steps(PyObject *self, PyObject *args) {
+    Py_buffer vertices, field, nearest, sheet, slot, input_vertices, faces, out_step, out_movable;
+    Py_ssize_t cx, cy, cz, nx, ny, nz;
+    double offset, tie;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*(nnn)(nnn)y*y*ddw*w*", &vertices, &field, &nearest, &sheet, &slot, &cx, &cy,
+                          &cz, &nx, &ny, &nz, &input_vertices, &faces, &offset, &tie, &out_step, &out_movable))
+        return NULL;
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t nodes = field.len / (Py_ssize_t)sizeof(float);
+    Py_ssize_t nv = input_vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    int ok = nodes % BLOCK_NODES == 0 && nearest.len == nodes * (Py_ssize_t)sizeof(int32_t) && sheet.len == nodes
+             && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t) && out_step.len == vertices.len
+             && out_movable.len == n && nx >= 2 && ny >= 2 && nz >= 2
+             && nx <= cx * 8 && ny <= cy * 8 && nz <= cz * 8;
+    const int64_t *fc = faces.buf;
+    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
+        ok = fc[i] >= 0 && fc[i] < nv;
+    const int32_t *near = nearest.buf;
+    for (Py_ssize_t i = 0; ok && i < nodes; i++)
+        ok = near[i] < m;
+    const int64_t *slots = slot.buf;
+    for (Py_ssize_t i = 0; ok && i < cx * cy * cz; i++)
+        ok = slots[i] < nodes / BLOCK_NODES;
+    Py_ssize_t count = 0;
+    if (ok) {
+        const double *x = vertices.buf, *vs = input_vertices.buf;
+        const float *f = field.buf;
+        const uint8_t *flag = sheet.buf;
+        double *step = out_step.buf;
+        uint8_t *movable = out_movable.buf;
+        const int64_t limit[3] = {nx - 2, ny - 2, nz - 2};
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            vec3 p = v3(x + 3 * i);
+            int64_t cell[3];
+            for (int a = 0; a < 3; a++) {
+                double lo = floor(x[3 * i + a]);
+                cell[a] = lo < 0.0 ? 0 : (lo > (double)limit[a] ? limit[a] : (int64_t)lo);
+            }
+            int sheets = 0, others = 0, in_band = 1;
+            int32_t face[8];
+            for (int c = 0; c < 8; c++) {
+                int64_t ci = cell[0] + (c >> 2 & 1), cj = cell[1] + (c >> 1 & 1), ck = cell[2] + (c & 1);
+                int64_t id = block_of(ci, cj, ck, cx, cy, cz);
+                if (id < 0 || slots[id] < 0) {
+                    in_band = 0;
+                    break;
+                }
+                int64_t at = band_position(slots[id], ci, cj, ck);
+                if (f[at] < 0.0f) {
+                    if (flag[at])
+                        sheets++;
+                    else
+                        others++;
+                }
+                face[c] = near[at];
+            }
+            if (!in_band || sheets <= others)
+                continue;
+            vec3 offsets[8];
+            double gaps[8], least = INFINITY;
+            for (int c = 0; c < 8; c++) {
+                gaps[c] = INFINITY;
+                if (face[c] < 0)
+                    continue;
+                Triangle t = face_triangle(vs, fc, face[c]);
+                offsets[c] = triangle_offset(p, &t);
+                gaps[c] = sqrt(dot(offsets[c], offsets[c]));
+                least = fmin(least, gaps[c]);
+            }
+            int32_t best_face = -1;
+            vec3 away = {0.0, 0.0, 0.0};
+            double d = INFINITY;
+            for (int c = 0; c < 8; c++) {
+                if (face[c] >= 0 && gaps[c] <= least * (1.0 + tie) && (best_face < 0 || face[c] < best_face)) {
+                    best_face = face[c];
+                    away = offsets[c];
+                    d = gaps[c];
+                }
+            }
+            if (best_face < 0 || !(d > offset))
+                continue;
+            /* x - away is the nearest point c; c + offset away / d - x = away (offset / d - 1). */
+            vec3 s = scale(away, offset / d - 1.0);
+            step[3 * i] = s.x; step[3 * i + 1] = s.y; step[3 * i + 2] = s.z;
+            movable[i] = 1;
+            count++;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    Py_buffer *all[] = {&vertices, &field, &nearest, &sheet, &slot, &input_vertices, &faces, &out_step, &out_movable};
+    for (size_t c = 0; c < sizeof(all) / sizeof(all[0]); c++)
+        PyBuffer_Release(all[c]);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "sheet_steps: buffer sizes do not match or an index is out of range");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+/* turned_over(before, after, triangles, out_mark) -> count
+ *
+ * before, after (n, 3) float64: two positions of the same vertices; triangles (t, 3) int64.
+ * out_mark (t,) uint8: 1 where the triangle's normal after has a dot product <= 0 with its
+ * normal before and that one is not zero (as sheets._turned_over), else 0. */
+static PyObject *turned_over(PyObject *self, PyObject *args) {
+    Py_buffer before, after, triangles, out_mark;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &before, &after, &triangles, &out_mark))
+        return NULL;
+    Py_ssize_t n = before.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t t = triangles.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    int ok = after.len == before.len && out_mark.len == t;
+    const int64_t *tri = triangles.buf;
+    for (Py_ssize_t i = 0; ok && i < 3 * t; i++)
+        ok = tri[i] >= 0 && tri[i] < n;
+    Py_ssize_t count = 0;
+    if (ok) {
+        const double *b = before.buf, *a = after.buf;
+        uint8_t *mark = out_mark.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < t; i++) {
+            const int64_t *c = tri + 3 * i;
+            vec3 b0 = v3(b + 3 * c[0]), a0 = v3(a + 3 * c[0]);
+            vec3 nb = cross(sub(v3(b + 3 * c[1]), b0), sub(v3(b + 3 * c[2]), b0));
+            vec3 na = cross(sub(v3(a + 3 * c[1]), a0), sub(v3(a + 3 * c[2]), a0));
+            mark[i] = dot(nb, nb) > 0.0 && dot(na, nb) <= 0.0;
+            count += mark[i];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&before);
+    PyBuffer_Release(&after);
+    PyBuffer_Release(&triangles);
+    PyBuffer_Release(&out_mark);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "turned_over: buffer sizes do not match or a vertex index is out of range");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef methods[] = {
     {"band_distance", band_distance, METH_VARARGS, "Exact distances at band nodes (see _native.c)."},
     {"tangent_normals", tangent_normals, METH_VARARGS, "Input normals at crossings (see _native.c)."},
@@ -1135,6 +1293,8 @@ static PyMethodDef methods[] = {
     {"short_edge_ends", short_edge_ends, METH_VARARGS, "Ends of nearly zero-length quad edges (see _native.c)."},
     {"split_quads", split_quads, METH_VARARGS, "Quads to triangles (see _native.c)."},
     {"halfedge_links", halfedge_links, METH_VARARGS, "Edge numbers and twins of half-edges (see _native.c)."},
+    {"sheet_steps", sheet_steps, METH_VARARGS, "Steps of a sheet's slab vertices onto it (see _native.c)."},
+    {"turned_over", turned_over, METH_VARARGS, "Triangles whose normal a move turned over (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -126,7 +126,7 @@ def split_quads(vertices: np.ndarray, quads: np.ndarray, tie: float) -> np.ndarr
     return out
 
 
-def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+def probe_regions(ijk: np.ndarray, face: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
                   origin: np.ndarray, spacing: float, shape: tuple[int, int, int], region_node: np.ndarray,
                   region_block: np.ndarray, slot: np.ndarray, coarse_shape: tuple[int, int, int], eps: float,
                   probe_voxels: float, on_surface_voxels: float, cone: np.ndarray, cone_cos: float,
@@ -135,7 +135,7 @@ def probe_regions(ijk: np.ndarray, distance: np.ndarray, face: np.ndarray, verti
     see :func:`backend.mesh.remesh.watertight._probe_regions`."""
     _check_outputs(ahead=(ahead, np.int32), behind=(behind, np.int32), facing=(facing, np.int8))
     _native.probe_regions(
-        _c(ijk, np.int64, (3,)), _c(distance, np.float32), _c(face, np.int64), _c(vertices, np.float64, (3,)),
+        _c(ijk, np.int64, (3,)), _c(face, np.int64), _c(vertices, np.float64, (3,)),
         _c(faces, np.int64, (3,)), tuple(map(float, origin)), float(spacing), tuple(map(int, shape)),
         _c(region_node.reshape(-1), np.int32), _c(region_block, np.int32), _c(slot, np.int64),
         tuple(map(int, coarse_shape)), float(eps), float(probe_voxels), float(on_surface_voxels),
@@ -172,3 +172,29 @@ def halfedge_links(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> tuple[n
     twin = np.empty(len(src), dtype=np.int64)
     edges = _native.halfedge_links(src, dst, int(n_vertices), edge_of, twin)
     return edge_of, twin, edges
+
+
+def sheet_steps(vertices: np.ndarray, field: np.ndarray, nearest: np.ndarray, sheet: np.ndarray, slot: np.ndarray,
+                coarse_shape: tuple[int, int, int], shape: tuple[int, int, int], input_vertices: np.ndarray,
+                faces: np.ndarray, offset: float, tie: float) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices of a sheet's slab (k,) int64 and their steps (k, 3) onto the sheet; see
+    :func:`backend.mesh.remesh.sheets._sheet_steps`."""
+    vertices = _c(vertices, np.float64, (3,))
+    step = np.zeros_like(vertices)
+    movable = np.zeros(len(vertices), dtype=np.uint8)
+    sheet = sheet.reshape(-1)
+    _native.sheet_steps(vertices, _c(field.reshape(-1), np.float32), _c(nearest.reshape(-1), np.int32),
+                        _c(sheet.view(np.uint8) if sheet.dtype == bool else sheet, np.uint8), _c(slot, np.int64),
+                        tuple(map(int, coarse_shape)), tuple(map(int, shape)), _c(input_vertices, np.float64, (3,)),
+                        _c(faces, np.int64, (3,)), float(offset), float(tie), step, movable)
+    rows = np.flatnonzero(movable)
+    return rows, step[rows]
+
+
+def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(t,) bool: triangles whose normal turned over from ``before`` to ``after``; see
+    :func:`backend.mesh.remesh.sheets._turned_over`."""
+    triangles = _c(triangles, np.int64, (3,))
+    mark = np.zeros(len(triangles), dtype=np.uint8)
+    _native.turned_over(_c(before, np.float64, (3,)), _c(after, np.float64, (3,)), triangles, mark)
+    return mark.view(bool)

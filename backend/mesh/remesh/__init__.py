@@ -11,6 +11,7 @@ memory grow with the surface's area, not the grid's volume.
 - :mod:`~backend.mesh.remesh.blocks`: the lattice's windows and sparse 8^3 blocks, and the
   flood fill over them;
 - :mod:`~backend.mesh.remesh.dual`: dual contouring (sharp creases kept);
+- :mod:`~backend.mesh.remesh.sheets`: the slab around an open sheet pulled onto its two sides;
 - :mod:`~backend.mesh.remesh.decimate`: edge collapses that keep a mesh closed and manifold;
 - :mod:`~backend.mesh.remesh.gpu`: the same distances with cubvh on a CUDA device (optional).
 """

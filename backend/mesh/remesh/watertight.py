@@ -34,19 +34,20 @@ sheets do not matter.
    ahead probe still lost in front of its face (by the face's winding; near a concave crease
    the other face's shell is in the way) takes the nearest non-shell node in a cone around
    ``n`` within ``CONE_MAX_VOXELS``: empty space opens diagonally out of a crease, while a
-   gap narrower than the shell shows only the solid beyond its other wall. A behind probe still lost (it skims the other face of a
-   wedge near an edge) is answered by the nearest face: is its other side seen as empty by
-   some node there?
+   gap narrower than the shell shows only the solid beyond its other wall. A behind probe
+   still lost (it skims the other face of a wedge near an edge) is answered by the nearest
+   face: is its other side seen as empty by some node there?
    *Empty ahead, solid behind*: the outer side, ``+d``. *Empty on both sides*: an open sheet
    (or a part thinner than the probe): ``d - tau``, so every sheet becomes a closed slab of
-   half-thickness ``tau = SHEET_VOXELS * h``. *Otherwise* (solid ahead, or the ahead probe
-   lost in a sealed hole or gap): the inner side, ``-d``; this is what caps holes narrower
-   than the shell and fills gaps. Non-shell nodes get ``+eps`` in empty regions and
-   ``-eps`` in solid ones. The field is a signed distance to the input wherever the input
-   is a clean closed surface, so its zero level lies on the input (no dilation), and every
-   grid edge whose sign changes has a shell end. Where the level is off the input (sheets,
-   caps) such an edge may end at a non-shell node; those few nodes get their distance to
-   their shell neighbours' nearest faces, so the crossing lands in the right place.
+   half-thickness ``tau = SHEET_VOXELS * h`` (which step 7 thins); these nodes are
+   remembered. *Otherwise* (solid ahead, or the ahead probe lost in a sealed hole or gap):
+   the inner side, ``-d``; this is what caps holes narrower than the shell and fills gaps.
+   Non-shell nodes get ``+eps`` in empty regions and ``-eps`` in solid ones. The field is a
+   signed distance to the input wherever the input is a clean closed surface, so its zero
+   level lies on the input (no dilation), and every grid edge whose sign changes has a shell
+   end. Where the level is off the input (sheets, caps) such an edge may end at a non-shell
+   node; those few nodes get their distance to their shell neighbours' nearest faces, so the
+   crossing lands in the right place.
 6. **Dual contouring** (:mod:`backend.mesh.remesh.dual`) of level 0 on each band block that can
    hold a sign change, over its ``9^3`` nodes (its own and the first layers of the blocks
    above it). Every cut cell has a shell corner, so all its corners lie within
@@ -58,13 +59,20 @@ sheets do not matter.
    negative end to its positive end: outer surfaces face outward, kept cavities inward
    (negative volume). The window's outer layer is positive, so the surface is closed;
    edges where a pinch of the level joins four faces are separated, so it is manifold.
-7. **Parts**: with ``keep="largest"`` the connected surface enclosing the largest volume
+7. **Sheets hug the input** (:mod:`backend.mesh.remesh.sheets`): the grid cannot hold a
+   slab thinner than ``tau`` without pinholes, but its mesh can be thinner. The vertices of
+   cells whose negative corners were mostly signed by the sheet rule move along the
+   unsigned distance's gradient to ``SHEET_OFFSET_VOXELS`` (0.1 voxel) from the input,
+   each held back as far as keeps every triangle from turning over. Only positions change:
+   the surface stays closed, manifold and oriented; caps and fills (signed ``-d``) and
+   closed surfaces do not move.
+8. **Parts**: with ``keep="largest"`` the connected surface enclosing the largest volume
    is kept, with the inward-facing cavity surfaces inside it (by winding number); with
    ``cavities="fill"`` no inward-facing surface is kept at all (a pocket of a few voxels
    signed empty in the solid is the only way to get one).
-8. **target_faces** (optional): edge-collapse decimation that keeps the surface closed,
+9. **target_faces** (optional): edge-collapse decimation that keeps the surface closed,
    manifold and oriented (:mod:`backend.mesh.remesh.decimate`), in grid index coordinates.
-9. **Back** to index -> canonical -> the caller's frame with :meth:`Normalization.invert`.
+10. **Back** to index -> canonical -> the caller's frame with :meth:`Normalization.invert`.
 
 Cost
 ----
@@ -81,8 +89,10 @@ Blender's voxel remesher.
 
 Limits
 ------
-- Parts thinner than about ``2 (eps + h)`` look like sheets from both sides and are
-  thickened by up to ``tau`` per side; walls between ``2 tau`` and that may come out hollow.
+- Parts thinner than about ``2 (eps + h)`` look like sheets from both sides and come back
+  ``SHEET_OFFSET_VOXELS`` out on each side (step 7); walls between ``2 tau`` and that may
+  come out hollow. A sheet's concave creases keep a chamfer (a chord between the two
+  faces' offsets), and small holes in a sheet come back as polygons of few sides.
 - Holes wider than about ``2 eps`` (2.2 voxels) are not capped: the part becomes a slab
   around the open surface (still closed). A lower resolution seals wider holes.
 - ``cavities="keep"`` trusts the majority winding of each wall; a wall whose faces are
@@ -102,6 +112,7 @@ from backend.conventions import Normalization
 from backend.mesh import native, parallel
 from backend.mesh.remesh.blocks import BLOCK, BlockGrid, Grid, label_free, padded_window
 from backend.mesh.remesh.distance import narrow_band_blocks
+from backend.mesh.remesh.sheets import SHEET_OFFSET_VOXELS, hug_sheets
 from backend.mesh.triangles import TriangleFrames, point_triangle_distance, triangle_params
 from backend.progress import ProgressFn, null_progress, subrange
 
@@ -117,13 +128,14 @@ SHELL_VOXELS = 1.1
 #: lands outside the shell unless other input is near.
 PROBE_VOXELS = 1.0
 
-#: Minimum half-thickness ``tau`` of open sheets, in voxels. Along a grid edge crossing a
+#: Half-thickness ``tau`` of the slab the field makes of an open sheet, in voxels (step 7
+#: then moves its vertices to ``SHEET_OFFSET_VOXELS``). Along a grid edge crossing a
 #: flat sheet one end is within ``h / 2``, so above 0.5 the slab has a node on every crossing
 #: edge; but a cell face whose diagonal crosses the sheet can have only its two other
 #: corners inside the slab, an ambiguous face marching cubes may open: a pinhole. That needs
 #: the diagonal (``sqrt(2) h`` long) to span ``2 tau``, so ``tau > sqrt(2) / 2`` rules it
 #: out (0.55 gave a curved sheet at resolution 128 genus ~5000; 0.72 and up, none). The
-#: margin above 0.707 covers curvature; Chamfer on open inputs grows with it.
+#: margin above 0.707 covers curvature. The result does not keep this thickness (step 7).
 SHEET_VOXELS = 0.75
 
 #: An ahead probe lost in the shell (a concave crease, a gap) is retried on the lattice nodes
@@ -154,6 +166,7 @@ PARALLEL_MIN_PROBES = 1 << 18
 
 Keep = Literal["all", "largest"]
 Cavities = Literal["fill", "keep"]
+Sheets = Literal["hug", "slab"]
 
 
 @dataclass(frozen=True)
@@ -171,7 +184,9 @@ class WatertightResult:
     voxel_size : float
         Grid spacing ``h`` in the caller's units.
     sheet_half_thickness : float
-        ``tau``: open sheets become slabs this far out on each side of the input.
+        Open sheets (and parts thinner than the probes) come back as shells this far out on
+        each side of the input (``SHEET_OFFSET_VOXELS`` voxels), but where that would fold
+        the surface.
     """
 
     vertices: np.ndarray
@@ -188,6 +203,7 @@ def watertight(
     resolution: int = 128,
     keep: Keep = "all",
     cavities: Cavities = "fill",
+    sheets: Sheets = "hug",
     target_faces: int | None = None,
     sharp_features: bool = True,
     progress: ProgressFn = null_progress,
@@ -209,6 +225,10 @@ def watertight(
     cavities : {"fill", "keep"}
         Fill enclosed empty space (hidden inner parts included), or keep it as inner
         surfaces facing into the cavity.
+    sheets : {"hug", "slab"}
+        Open sheets and parts thinner than the probes come back as shells ``hug``: 0.1 voxel
+        (``SHEET_OFFSET_VOXELS``) off each side of the input, or ``slab``: 0.75 voxel
+        (``SHEET_VOXELS``) off, a solid at least 1.5 voxels thick (module doc, steps 5 and 7).
     target_faces : int or None
         Decimate to about this many faces (>= 4) by edge collapses that keep the surface
         closed, manifold and oriented (:func:`backend.mesh.remesh.decimate.decimate`); it may stop
@@ -224,15 +244,15 @@ def watertight(
     Returns
     -------
     WatertightResult
-        On the input where it is closed; open sheets become slabs ``sheet_half_thickness``
-        thick on each side (see the module docstring).
+        On the input where it is closed; open sheets become shells ``sheet_half_thickness``
+        out on each side (see the module docstring).
 
     Raises
     ------
     ValueError
         Naming the argument: empty or misshapen arrays, wrong dtypes, non-finite
         coordinates, out-of-range indices, a resolution outside ``[16, 1024]``, a mesh
-        whose used vertices all coincide, an unknown ``keep`` or ``cavities``, or a
+        whose used vertices all coincide, an unknown ``keep``, ``cavities`` or ``sheets``, or a
         ``target_faces`` that is not an integer >= 4.
     """
     vertices, faces, resolution = _check_inputs(vertices, faces, resolution)
@@ -240,6 +260,8 @@ def watertight(
         raise ValueError(f"keep must be 'all' or 'largest', got {keep!r}")
     if cavities not in ("fill", "keep"):
         raise ValueError(f"cavities must be 'fill' or 'keep', got {cavities!r}")
+    if sheets not in ("hug", "slab"):
+        raise ValueError(f"sheets must be 'hug' or 'slab', got {sheets!r}")
     if target_faces is not None and (isinstance(target_faces, (bool, np.bool_))
                                      or not isinstance(target_faces, (int, np.integer)) or target_faces < 4):
         raise ValueError(f"target_faces must be None or an integer >= 4, got {target_faces!r}")
@@ -279,19 +301,24 @@ def watertight(
     shell_face = nearest.reshape(-1)[shell].astype(np.int64)
     shell_udf = udf.reshape(-1)[shell]
 
-    ahead, behind, facing = _probe_regions(canonical, faces, blocks, regions, shell_ijk, shell_udf, shell_face, eps)
+    ahead, behind, facing = _probe_regions(canonical, faces, blocks, regions, shell_ijk, shell_face, eps)
     empty = _empty_regions(outside, regions.count, ahead, behind, facing, cavities)
     behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
-    field = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h, eps)
-    del udf
+    field, sheet = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h,
+                                 eps)
+    sheet_nodes = shell[sheet] if sheets == "hug" else None       # sorted band positions
+    del udf, sheet
     block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
     specks = _remove_specks(field, blocks)
     _exact_at_crossings(field, nearest, blocks, canonical, faces, eps)
     lap("signing")
 
     mesh_stop = 0.97 if target_faces is None else 0.8
-    index_vertices, tris = _mesh(field, nearest, blocks, block_value, NUDGE_VOXELS * h, (canonical - window.origin) / h,
+    index_canonical = (canonical - window.origin) / h
+    index_vertices, tris = _mesh(field, nearest, blocks, block_value, NUDGE_VOXELS * h, index_canonical,
                                  faces, sharp_features, subrange(progress, 0.7, mesh_stop))
+    hugged = hug_sheets(index_vertices, tris, field, nearest, blocks, sheet_nodes, index_canonical, faces) \
+        if sheets == "hug" else 0
     del field
     if keep == "largest" or cavities == "fill":
         index_vertices, tris = _select_parts(index_vertices, tris, largest=keep == "largest",
@@ -308,8 +335,8 @@ def watertight(
     out_vertices = norm.invert(window.origin + index_vertices * h)
     log.info(
         "watertight: %d faces -> %d faces at resolution %d, %d band blocks of %d^3 in a window %s, "
-        "%d one-node specks flipped; %s",
-        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks,
+        "%d one-node specks flipped, %d sheet vertices pulled onto the input; %s",
+        len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks, hugged,
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()),
     )
     progress(1.0, "remeshed")
@@ -318,7 +345,7 @@ def watertight(
         faces=np.ascontiguousarray(tris, dtype=np.int64),
         resolution=resolution,
         voxel_size=h / norm.scale,
-        sheet_half_thickness=SHEET_VOXELS * h / norm.scale,
+        sheet_half_thickness=(SHEET_OFFSET_VOXELS if sheets == "hug" else SHEET_VOXELS) * h / norm.scale,
     )
 
 
@@ -364,7 +391,7 @@ def check_mesh_arrays(vertices: object, faces: object) -> tuple[np.ndarray, np.n
 
 
 def _probe_regions(vertices: np.ndarray, faces: np.ndarray, blocks: BlockGrid, regions, ijk: np.ndarray,
-                   d: np.ndarray, face: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   face: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Regions (k,) int32 ahead of and behind each shell node (module doc, step 5); 0 = lost.
 
     Also returns ``facing`` (k,) int8: +1 when the node is in front of its nearest face
@@ -380,8 +407,6 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, blocks: BlockGrid, r
         The flood fill's labels.
     ijk : (k, 3) int64
         The shell nodes' grid indices.
-    d : (k,) float32
-        Their distance to the input.
     face : (k,) int64
         A nearest face of each.
     """
@@ -395,7 +420,7 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, blocks: BlockGrid, r
         def native_part(part: int, parts: int) -> None:
             for i in range(part * PROBE_CHUNK, len(ijk), parts * PROBE_CHUNK):
                 rows = slice(i, i + PROBE_CHUNK)
-                native.probe_regions(ijk[rows], d[rows], face[rows], vertices, faces, grid.origin, h, grid.shape,
+                native.probe_regions(ijk[rows], face[rows], vertices, faces, grid.origin, h, grid.shape,
                                      regions.node, regions.block, blocks.slot, blocks.coarse_shape, eps, PROBE_VOXELS,
                                      ON_SURFACE_VOXELS, _CONE, CONE_COS, ahead[rows], behind[rows], facing[rows])
 
@@ -424,7 +449,9 @@ def _probe_regions(vertices: np.ndarray, faces: np.ndarray, blocks: BlockGrid, r
             ap = x[rows] - fr.a
             s, t = triangle_params(ap, fr)
             away = ap - s[:, None] * fr.ab - t[:, None] * fr.ac                     # x - c
-            di = d[rows].astype(np.float64)
+            # The distance from this float64 offset, not the band's float32 one: on a large
+            # face that is off by ~1e-6 of the face's size, and the two must agree here.
+            di = np.linalg.norm(away, axis=1)
             n = away / np.maximum(di, 1e-12 * h)[:, None]
             # A node on the input (lattice-aligned input) has no direction of its own: it
             # looks along its face's normal, so that on a sheet it still gets -tau, not -0.
@@ -541,8 +568,9 @@ def _behind_empty(empty: np.ndarray, ahead: np.ndarray, behind: np.ndarray, faci
 
 
 def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell: np.ndarray, d: np.ndarray,
-                  ahead: np.ndarray, behind_empty: np.ndarray, tau: float, eps: float) -> np.ndarray:
-    """The (nb, BLOCK^3) float32 field of the band nodes, whose level 0 is the result (step 5).
+                  ahead: np.ndarray, behind_empty: np.ndarray, tau: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (nb, BLOCK^3) float32 field of the band nodes, whose level 0 is the result (step 5),
+    and which shell nodes (k,) bool were signed as sheets (``d - tau``).
 
     Non-shell nodes get ``+-eps`` here (the blocks outside the band get the same from their
     region); :func:`_exact_at_crossings` then gives the ones at a sign change their distance.
@@ -557,7 +585,7 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
               np.count_nonzero(sheet), len(d), np.count_nonzero(ahead == 0))
     value = np.where(sheet, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
-    return field
+    return field, sheet
 
 
 #: The 6 grid steps, as (6, 3) index offsets.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backend.mesh import native
-from backend.mesh.remesh import distance, dual
+from backend.mesh.remesh import distance, dual, sheets
 from backend.mesh.remesh import watertight as wt
 from backend.mesh.remesh.watertight import watertight
 from tests import meshes
@@ -101,17 +101,21 @@ def test_bad_indices_are_refused_not_read():
 
 
 @needs_native
-@pytest.mark.parametrize("stage", ["signing", "dual contouring"])
-@pytest.mark.parametrize("mesh", ["broken", "boxes", "sheet"])
+@pytest.mark.parametrize("stage", ["signing", "dual contouring", "sheets"])
+@pytest.mark.parametrize("mesh", ["broken", "boxes", "sheet", "patch"])
 def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
     # Every stage on numpy but one, run on each kernel: the same triangles, the same vertices
     # up to rounding. (The distance pass is compared in test_blocks: its float32 rounding on
     # numpy decides ties between faces differently, so whole results differ there.)
-    v, f = {"broken": meshes.broken_mesh, "boxes": meshes.two_intersecting_boxes, "sheet": meshes.plane}[mesh]()
+    from tests.backend.mesh.remesh.test_sheets import bumpy_patch
+
+    v, f = {"broken": meshes.broken_mesh, "boxes": meshes.two_intersecting_boxes, "sheet": meshes.plane,
+            "patch": bumpy_patch}[mesh]()
     off = types.SimpleNamespace(available=lambda: False)
-    for module in (distance, dual, wt):
+    for module in (distance, dual, wt, sheets):
         monkeypatch.setattr(module, "native", off)
-    tested = wt if stage == "signing" else dual          # probes and exact crossings, or the mesher
+    # Probes and exact crossings, the mesher, or the moves onto open sheets.
+    tested = {"signing": wt, "dual contouring": dual, "sheets": sheets}[stage]
     results = []
     for kernels in (native, off):
         monkeypatch.setattr(tested, "native", kernels)
@@ -119,6 +123,20 @@ def test_stage_is_the_same_on_both_kernels(monkeypatch, stage, mesh):
     compiled, numpy_ = results
     np.testing.assert_array_equal(compiled.faces, numpy_.faces)
     np.testing.assert_allclose(compiled.vertices, numpy_.vertices, rtol=0, atol=1e-9 * compiled.voxel_size)
+
+
+@needs_native
+def test_turned_over_matches_numpy(monkeypatch):
+    rng = np.random.default_rng(7)
+    before = rng.uniform(size=(80, 3))
+    after = before + rng.normal(scale=0.2, size=before.shape)
+    triangles = rng.integers(0, 80, size=(600, 3))
+    triangles[:20, 2] = triangles[:20, 1]                                   # degenerate: never turned over
+    got = native.turned_over(before, after, triangles)
+    monkeypatch.setattr(sheets, "native", types.SimpleNamespace(available=lambda: False))
+    expected = sheets._turned_over(before, after, triangles)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < expected.sum() < len(triangles) and not expected[:20].any()
 
 
 @needs_native

@@ -119,10 +119,11 @@ CASES = {
 
 #: Chamfer-L1 bounds in voxels at RESOLUTION with 30,000 samples. Closed inputs: the field
 #: is a signed distance, so only marching cubes' chords and sampling remain (measured
-#: 0.13-0.22; the sampling floor alone is ~0.15 on the unit sphere). Open inputs become
-#: slabs ``tau`` = 0.75 voxel out on each side (measured 0.63-0.74).
+#: 0.13-0.22; the sampling floor alone is ~0.15 on the unit sphere). Open inputs come back
+#: as shells 0.1 voxel off each side (measured 0.13-0.26; the open box's inner corners keep
+#: a chamfer).
 CLOSED_CHAMFER_VOXELS = 0.35
-OPEN_CHAMFER_VOXELS = wt.SHEET_VOXELS + 0.2
+OPEN_CHAMFER_VOXELS = 0.35
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -282,15 +283,24 @@ def test_kept_cavities_inside_any_kept_solid_stay():
 
 
 def test_open_sheet_becomes_a_thin_closed_slab():
+    # More in test_sheets.py: how close it hugs, on flat, tilted and bumpy sheets.
     v, f = meshes.plane(size=1.0)
-    for shift in (0.0, 0.3):  # lattice-aligned (nodes on the plane) and not
-        result = watertight(v + [0.0, 0.0, shift], f, resolution=RESOLUTION)
+    for resolution in (RESOLUTION, RESOLUTION + 1):  # lattice-aligned (nodes on the plane) and not
+        result = watertight(v, f, resolution=resolution)
         _assert_clean_closed_surface(result)
-        tau = result.sheet_half_thickness
-        assert np.ptp(result.vertices[:, 2]) == pytest.approx(2 * tau, abs=0.25 * result.voxel_size)
-        # The slab over the square plus a rim of radius tau around it.
-        expected = 2 * tau + 4 * np.pi * tau**2 / 2
-        assert signed_volume(result.vertices, result.faces) == pytest.approx(expected, rel=0.15)
+        r = result.sheet_half_thickness
+        assert r == pytest.approx(0.1 * result.voxel_size)
+        assert np.ptp(result.vertices[:, 2]) == pytest.approx(2 * r, rel=1e-6)
+        # The slab over the square plus a rim of radius r around it.
+        expected = 2 * r + 4 * np.pi * r**2 / 2
+        assert signed_volume(result.vertices, result.faces) == pytest.approx(expected, rel=0.05)
+        # Asked for, the slab the field makes: 0.75 voxel off each side.
+        slab = watertight(v, f, resolution=resolution, sheets="slab")
+        _assert_clean_closed_surface(slab)
+        tau = slab.sheet_half_thickness
+        assert tau == pytest.approx(wt.SHEET_VOXELS * slab.voxel_size)
+        assert np.ptp(slab.vertices[:, 2]) == pytest.approx(2 * tau, abs=0.25 * slab.voxel_size)
+        assert len(slab.faces) == len(result.faces)                      # the same mesh, its vertices moved
 
 
 @pytest.mark.parametrize("resolution", [64, 128])
@@ -487,6 +497,7 @@ def test_decimation_stops_where_no_collapse_is_safe():
 
 
 @pytest.mark.parametrize("option,value", [("keep", "biggest"), ("keep", None), ("cavities", "hollow"), ("cavities", 1),
+                                          ("sheets", "thin"), ("sheets", True),
                                           ("target_faces", 3), ("target_faces", 100.0), ("target_faces", True)])
 def test_bad_options_are_named(option, value):
     with pytest.raises(ValueError, match=option):

@@ -1,0 +1,217 @@
+"""Open sheets: the slab the watertight engine makes around a sheet, pulled onto the sheet's two sides.
+
+The engine signs a shell node that sees empty space on both sides of its nearest surface
+point (an open sheet, or a part thinner than the probes) ``d - tau``
+(:mod:`backend.mesh.remesh.watertight`, step 5): the level 0 there is the boundary of the
+``tau``-offset volume of the sheet, a closed slab ``tau`` (0.75 voxel) out on each side. The
+grid cannot hold a thinner slab (a cell diagonal must span it, or marching cubes' ambiguous
+faces perforate it), but the mesh can: as in double-covering extraction from unsigned
+distance fields (Hou et al., "Robust zero level-set extraction from unsigned distance
+fields based on double covering", 2023: mesh the boundary of an offset volume, which is
+closed and orientable whatever the sheet, then map it toward the sheet without folding),
+the vertices of that slab move along the unsigned distance's gradient to the offset
+``SHEET_OFFSET_VOXELS``:
+
+1. **Which vertices.** A vertex of the dual mesh sits in its cut cell (a sheet's vertices
+   at the mean of their crossings, which is inside the cell). It came from the sheet rule
+   when most negative corners of that cell are shell nodes signed as sheets; caps of holes
+   and fills of gaps (their nodes signed ``-d`` or off the shell) keep their vertices where
+   they are. A minority is allowed for the odd node inside a sheet's slab whose ahead probe
+   was lost on a curved sheet (signed ``-d``): it would pin the vertices of 8 cells.
+2. **Where to.** Its nearest input point ``c`` among the nearest faces of its cell's
+   corners (the surface within a voxel of it; both walls of a part thinner than the
+   probes), at distance ``d``; it moves to
+   ``c + r (x - c) / d``, the point at distance ``r`` on the same gradient line. A vertex
+   already within ``r`` stays: moves only ever approach the input. (Steps 1 and 2 per
+   vertex, and step 3's test per triangle, are compiled kernels of
+   :mod:`backend.mesh.native`, with their numpy twins here.)
+3. **No folds.** Each triangle with a moved corner must keep its orientation: its normal
+   after the move has a positive dot product with its normal before. The moved corners of
+   a triangle that turns over go back halfway, up to ``UNFOLD_ROUNDS`` times, then all the
+   way. Only vertex positions change, so the surface stays closed, manifold and oriented.
+
+On a flat sheet every vertex reaches ``r``; around a sheet's border the slab's rounded rim
+shrinks to radius ``r``; a concave crease of a sheet keeps a chamfer (a chord between the
+two faces' offsets). Where sheets lie closer than ``2 tau`` the slab bridges them and its
+vertices go to the nearer one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+
+from backend.mesh import native
+from backend.mesh.remesh.blocks import BlockGrid
+from backend.mesh.remesh.dual import CORNERS
+from backend.mesh.triangles import TriangleFrames, triangle_params
+
+log = logging.getLogger(__name__)
+
+#: Distance (voxels) from the input at which sheet vertices settle, on each side. Far below
+#: a voxel, so an open sheet comes back as a shell ``2 r`` thick; above 0, so the two sides
+#: stay apart (vertices and faces distinct, normals defined).
+SHEET_OFFSET_VOXELS = 0.1
+
+#: Candidate faces whose distances differ by less than this fraction are a tie (a vertex
+#: on the medial axis of two faces), settled by the lower face index, so that the compiled
+#: and numpy kernels pick the same face whatever their rounding.
+TIE_RELATIVE = 1e-9
+
+#: Rounds in which the corners of a triangle that a move turned over go back halfway, before
+#: they go back all the way.
+UNFOLD_ROUNDS = 4
+
+
+def hug_sheets(vertices: np.ndarray, triangles: np.ndarray, field: np.ndarray, nearest: np.ndarray,
+               blocks: BlockGrid, sheet_nodes: np.ndarray, input_vertices: np.ndarray, faces: np.ndarray,
+               *, offset: float = SHEET_OFFSET_VOXELS) -> int:
+    """Move the vertices the sheet rule made to ``offset`` from the input, in place (module doc).
+
+    Parameters
+    ----------
+    vertices : (n, 3) float64
+        The mesher's vertices in grid index coordinates; changed in place.
+    triangles : (m, 3) int64
+        A closed, oriented surface over them.
+    field : (nb, BLOCK^3) float32
+        The signed field that was meshed (negative inside).
+    nearest : (nb, BLOCK^3) int32
+        Nearest input face of each band node, -1 off the shell.
+    blocks : BlockGrid
+    sheet_nodes : (s,) int64
+        Sorted band positions of the shell nodes signed as sheets (``d - tau``).
+    input_vertices : (v, 3) float64
+        The input in grid index coordinates.
+    faces : (f, 3) int64
+    offset : float
+        Target distance from the input, in voxels (> 0).
+
+    Returns
+    -------
+    int
+        How many vertices moved (all the way or part of it).
+    """
+    if not offset > 0:
+        raise ValueError(f"offset must be positive, got {offset!r}")
+    if not len(sheet_nodes) or not len(vertices):
+        return 0
+    sheet = np.zeros(field.size, dtype=bool)
+    sheet[sheet_nodes] = True
+    movable, step = _sheet_steps(vertices, field, nearest, sheet, blocks, input_vertices, faces, offset)
+    del sheet
+    fraction = _unfolded_moves(vertices, triangles, movable, step)
+    log.debug("sheets: %d sheet vertices moved to %.2f voxel from the input, %d of them held back by folds",
+              np.count_nonzero(fraction > 0), offset, np.count_nonzero(fraction < 1))
+    return int(np.count_nonzero(fraction > 0))
+
+
+def _sheet_steps(vertices: np.ndarray, field: np.ndarray, nearest: np.ndarray, sheet: np.ndarray, blocks: BlockGrid,
+                 input_vertices: np.ndarray, faces: np.ndarray, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices (k,) int64 the sheet rule made that are farther than ``offset`` from the
+    input, and their steps (k, 3) to ``offset`` (module doc, steps 1 and 2).
+
+    ``sheet`` (nb * BLOCK^3,) bool marks the band nodes signed as sheets.
+    """
+    if native.available():
+        return native.sheet_steps(vertices, field, nearest, sheet, blocks.slot, blocks.coarse_shape,
+                                  blocks.grid.shape, input_vertices, faces, offset, TIE_RELATIVE)
+    shape = np.asarray(blocks.grid.shape, dtype=np.int64)
+    cell = np.clip(np.floor(vertices).astype(np.int64), 0, shape - 2)            # (n, 3) lower corners
+    sheets = np.zeros(len(vertices), dtype=np.int8)
+    others = np.zeros(len(vertices), dtype=np.int8)
+    off_band = np.zeros(len(vertices), dtype=bool)
+    face = np.full((len(vertices), 8), -1, dtype=np.int32)
+    flat_field, flat_nearest = field.reshape(-1), nearest.reshape(-1)
+    for k, corner in enumerate(CORNERS):
+        position = blocks.locate(cell + corner)[1]
+        stored = position >= 0
+        off_band |= ~stored
+        negative = np.zeros(len(vertices), dtype=bool)
+        negative[stored] = flat_field[position[stored]] < 0
+        signed_sheet = np.zeros(len(vertices), dtype=bool)
+        signed_sheet[stored] = sheet[position[stored]]
+        sheets += negative & signed_sheet
+        others += negative & ~signed_sheet
+        face[stored, k] = flat_nearest[position[stored]]
+    # A corner off the band: the vertex is not in a cut cell (a QEF vertex that left its own).
+    movable = np.flatnonzero((sheets > others) & ~off_band)
+    x = vertices[movable]
+    c, d = _nearest_points(x, face[movable], input_vertices, faces)
+    far = np.isfinite(d) & (d > offset)
+    return movable[far], (c[far] - x[far]) * (1.0 - offset / d[far])[:, None]
+
+
+def _nearest_points(x: np.ndarray, candidates: np.ndarray, input_vertices: np.ndarray, faces: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest point (k, 3) to each ``x`` (k, 3) on its candidate faces (k, c) (-1: none; ties
+    within ``TIE_RELATIVE``: the lower face), and its distance (k,); ``inf`` for a point
+    without candidates."""
+    # Each distinct (vertex, face) pair once: neighbouring corners mostly share a face.
+    candidates = np.sort(candidates, axis=1)
+    fresh = np.ones(candidates.shape, dtype=bool)
+    fresh[:, 1:] = candidates[:, 1:] != candidates[:, :-1]
+    row, col = np.nonzero(fresh & (candidates >= 0))
+    nearest, distance = np.zeros_like(x), np.full(len(x), np.inf)
+    if not len(row):
+        return nearest, distance
+    face = candidates[row, col]
+    t = input_vertices[faces[face]]                                                   # (p, 3, 3)
+    frames = TriangleFrames.from_corners(t[:, 0], t[:, 1], t[:, 2])
+    s, u = triangle_params(x[row] - frames.a, frames)
+    point = frames.a + s[:, None] * frames.ab + u[:, None] * frames.ac
+    gap = np.linalg.norm(x[row] - point, axis=1)
+    # Per vertex the lowest face among those tied for the least distance. Pairs come grouped
+    # by vertex (np.nonzero's order), and a sort by vertex first keeps each group in place.
+    start = np.flatnonzero(np.concatenate([[True], row[1:] != row[:-1]]))
+    least = np.repeat(np.minimum.reduceat(gap, start), np.diff(np.append(start, len(row))))
+    tied = gap <= least * (1.0 + TIE_RELATIVE)
+    first = np.lexsort((face, ~tied, row))[start]
+    nearest[row[first]], distance[row[first]] = point[first], gap[first]
+    return nearest, distance
+
+
+def _unfolded_moves(vertices: np.ndarray, triangles: np.ndarray, movable: np.ndarray, step: np.ndarray
+                    ) -> np.ndarray:
+    """``vertices[movable] += fraction * step`` in place, each vertex's fraction (k,) (returned) as
+    large as keeps every triangle from turning over (module doc, step 3)."""
+    fraction = np.ones(len(movable))
+    if not len(movable):
+        return fraction
+    touched = np.zeros(len(vertices), dtype=bool)
+    touched[movable] = True
+    around = triangles[touched[triangles].any(axis=1)]                              # (t, 3)
+    del touched
+    home = vertices.copy()
+    slot = np.full(len(vertices), -1, dtype=np.int64)
+    slot[movable] = np.arange(len(movable))
+    for round_ in itertools.count():
+        vertices[movable] = home[movable] + fraction[:, None] * step
+        folded = _turned_over(home, vertices, around)
+        if not folded.any():
+            break
+        back = slot[around[folded]].reshape(-1)
+        back = np.unique(back[back >= 0])
+        if not fraction[back].any():
+            break                                   # all home: such a triangle was never moved
+        # Sending a corner home may turn over a triangle next to it, whose corners follow in
+        # the next round; it ends, as every round after the halving ones sends one more home.
+        fraction[back] = 0.5 * fraction[back] if round_ < UNFOLD_ROUNDS else 0.0
+    return fraction
+
+
+def _turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(t,) bool: ``triangles`` (t, 3) whose normal over ``after`` has a dot product <= 0 with
+    their normal over ``before`` (both (n, 3)), that one not zero (a degenerate triangle has
+    no side to turn over)."""
+    if native.available():
+        return native.turned_over(before, after, triangles)
+
+    def normals(vertices: np.ndarray) -> np.ndarray:
+        a, b, c = (vertices[triangles[:, k]] for k in range(3))
+        return np.cross(b - a, c - a)
+
+    was = normals(before)
+    return (np.einsum("ij,ij->i", normals(after), was) <= 0.0) & (np.einsum("ij,ij->i", was, was) > 0.0)
