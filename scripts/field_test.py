@@ -24,6 +24,9 @@ Modes (``--modes``, default all):
   helper) renders of the source object, by the visual hull and by the shipped model: the
   result must be closed, textured, and land over the source (its box within 15% of the
   source's size on every side);
+- ``text``, ``artist-learned``: From Text ("a chair", Meshsmith's model) once, and Artist
+  (learned) on each mesh, at most 300 faces, with the shipped mesh model (skipped until
+  ``training/weights/mesh-lm-cpu`` holds it): the result must arrive with faces;
 - ``cancel``: a watertight job at a large resolution, cancelled once it runs: it must end
   cancelled, with nothing imported.
 
@@ -62,7 +65,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 MODES = ("watertight", "artist", "artist-quads", "artist-triangles", "texture-object", "texture-keep",
-         "texture-views", "artist-texture", "views-hull", "views-model", "cancel")
+         "texture-views", "artist-texture", "views-hull", "views-model", "text", "artist-learned", "cancel")
+#: The mesh model's shipped weights (From Text and Artist (learned) need them).
+MESH_LM_WEIGHTS = REPO / "training" / "weights" / "mesh-lm-cpu" / "model.safetensors"
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
 #: Seconds one run may take before the field test calls it failed.
 RUN_TIMEOUT = 900.0
@@ -245,6 +250,10 @@ class FieldTest:
                     row.status = "skip: needs the texture-object mode's result"
                 elif mode == "texture-views" and not path.is_file():
                     row.status = "skip: no file to render views of"
+                elif mode in ("text", "artist-learned") and not MESH_LM_WEIGHTS.is_file():
+                    row.status = "skip: no mesh model weights shipped yet (training/weights/mesh-lm-cpu)"
+                elif mode == "text" and len(self.results) > 1:
+                    row.status = "skip: From Text takes no object; it runs on the first mesh only"
                 else:
                     self.run_mode(mode, path, source, row)
             except Exception as exc:  # noqa: BLE001 - a field test reports every failure as a row and goes on
@@ -267,7 +276,7 @@ class FieldTest:
             settings.mode = "WATERTIGHT"
             if mode == "cancel":
                 settings.resolution = 1024
-        elif mode.startswith("artist") and mode != "artist-texture":
+        elif mode in ("artist", "artist-quads", "artist-triangles"):
             settings.mode = "ARTIST"
             settings.topology = {"artist": "QUAD_DOMINANT", "artist-quads": "QUADS",
                                  "artist-triangles": "TRIANGLES"}[mode]
@@ -288,6 +297,11 @@ class FieldTest:
             settings.views_method = "HULL" if mode == "views-hull" else "MODEL"
             settings.views_resolution = 128
             settings.views_dir = self.helper_views(source)
+        elif mode == "text":
+            settings.mode, settings.text_model, settings.text_repair = "TEXT", "MESHSMITH", "NONE"
+            settings.text_prompt, settings.text_weights, settings.learned_faces = "a chair", "", 300
+        elif mode == "artist-learned":
+            settings.mode, settings.learned_faces = "ARTIST_LEARNED", 300
         select(target, *others)
         job, row.seconds, row.stall_ms = self.generate(cancel=mode == "cancel")
         if mode == "cancel":
@@ -302,6 +316,8 @@ class FieldTest:
         self.results[path.name][mode] = result
         mesh = result.data
         row.faces = len(mesh.polygons)
+        if mode in ("text", "artist-learned") and row.faces == 0:
+            row.status = "the result has no faces"
         row.quads = sum(1 for p in mesh.polygons if len(p.vertices) == 4)
         row.closed, row.manifold = closed_and_manifold(result)
         row.texture = has_baked_texture(result)
