@@ -346,7 +346,9 @@ def retopo(
 
         res = resolution or auto_resolution(area, target_faces, triangles=(mode == "triangles"))
         progress(0.02, "watertight")
-        wt = watertight(wv, wf, resolution=res, sharp_features=sharp_angle is not None,
+        # sheets="slab": Instant Meshes cannot tell apart two sides 0.2 voxel apart (a hugging
+        # shell); the slab's sides are 1.5 voxels apart.
+        wt = watertight(wv, wf, resolution=res, sharp_features=sharp_angle is not None, sheets="slab",
                         progress=subrange(progress, 0.02, 0.3))
         lap("watertight")
         return wt.vertices, wt.faces, res
