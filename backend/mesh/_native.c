@@ -744,7 +744,7 @@ static PyObject *dual_quads(PyObject *self, PyObject *args) {
     Py_ssize_t k = position.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t capacity = out_quads.len / (4 * (Py_ssize_t)sizeof(int64_t));
     int ok = field.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(float) && nearest.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int32_t)
-             && cell_code.len == nb * BLOCK_NODES && first_vertex.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int64_t)
+             && cell_code.len == nb * BLOCK_NODES && first_vertex.len == nb * BLOCK_NODES * (Py_ssize_t)sizeof(int32_t)
              && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t) && block_value.len == cx * cy * cz * (Py_ssize_t)sizeof(float)
              && patch.len == 256 * 12 && rings.len == 3 * 18 * (Py_ssize_t)sizeof(int64_t)
              && out_points.len == capacity * 3 * (Py_ssize_t)sizeof(double)
@@ -758,7 +758,8 @@ static PyObject *dual_quads(PyObject *self, PyObject *args) {
     int narrow = 0, overflow = 0;
     if (ok) {
         BlockField g = {field.buf, nearest.buf, slot.buf, block_value.buf, outside, cx, cy, cz};
-        const int64_t *bc = blocks.buf, *first = first_vertex.buf, *ring = rings.buf;
+        const int64_t *bc = blocks.buf, *ring = rings.buf;
+        const int32_t *first = first_vertex.buf;
         const uint8_t *codes = cell_code.buf;
         const int8_t *table = patch.buf;
         int64_t *quads = out_quads.buf;
@@ -793,7 +794,7 @@ static PyObject *dual_quads(PyObject *self, PyObject *args) {
                         narrow = 1;
                         break;
                     }
-                    quad[s] = first[other] + patch_of;
+                    quad[s] = (int64_t)first[other] + patch_of;
                 }
                 if (narrow)
                     break;

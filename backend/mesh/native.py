@@ -112,7 +112,7 @@ def dual_quads(field: np.ndarray, nearest: np.ndarray, slot: np.ndarray, block_v
     written = _native.dual_quads(
         _c(field.reshape(-1), np.float32), _c(nearest.reshape(-1), np.int32), _c(slot, np.int64),
         _c(block_value, np.float32), float(outside_value), tuple(map(int, coarse_shape)), _c(blocks, np.int64, (3,)),
-        _c(position, np.int64), _c(cell_code, np.uint8), _c(first_vertex, np.int64), _c(patch.reshape(-1), np.int8),
+        _c(position, np.int64), _c(cell_code, np.uint8), _c(first_vertex, np.int32), _c(patch.reshape(-1), np.int8),
         _c(rings, np.int64, (18,)), quads, points, face_a, face_b)
     if written != len(quads):
         raise ValueError(f"dual_quads wrote {written} quads, expected {len(quads)}")

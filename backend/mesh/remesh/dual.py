@@ -213,14 +213,19 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
     if not len(position):
         raise RuntimeError("no cell of the field changes sign; the field has no negative node")
     progress(0.5, "dual contouring")
-    # The vertex of patch p of the cut cell at band position q is first_vertex[q] + p.
-    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int64)
+    # The vertex of patch p of the cut cell at band position q is first_vertex[q] + p. One
+    # entry per band node, so int32 (vertices stay far below 2^31; 4 bytes less per node).
+    first_vertex = np.full(blocks.count * BLOCK ** 3, -1, dtype=np.int32)
     first_vertex[position] = np.concatenate([[0], np.cumsum(patches[code])[:-1]])
-    ijk = blocks.node_ijk(position)
-    cell_corner = np.repeat(ijk, patches[code], axis=0)
+    # Only the vertices of cells with a pinched face can end an edge of four faces.
+    pinched = np.flatnonzero(pinch_table()[code])
+    pinched_first = first_vertex[position[pinched]].astype(np.int64)
+    pinched_patches = patches[code[pinched]]
+    cell_corner = np.repeat(blocks.node_ijk(position), patches[code], axis=0)
 
     # Every cut grid edge once (as the edge at the top corner of one cell): its quad, its
-    # crossing and the tangent plane there.
+    # crossing and the tangent plane there. Each big array is dropped once used: this is
+    # the engine's peak of memory.
     if use_native:
         cut_edges = sum(int(np.count_nonzero(((code >> low) & 1) != ((code >> 7) & 1))) for low, *_ in _RINGS)
         quads = np.empty((cut_edges, 4), dtype=np.int64)
@@ -228,29 +233,29 @@ def dual_contour(field: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, rows
         face_a, face_b = np.empty(cut_edges, dtype=np.int32), np.empty(cut_edges, dtype=np.int32)
         native.dual_quads(field, nearest, blocks.slot, block_value, outside_value, blocks.coarse_shape, blocks.blocks,
                           position, cell_code, first_vertex, table, _native_rings(), quads, points, face_a, face_b)
+        del first_vertex, cell_code
         progress(0.7, "dual contouring")
         normals = native.tangent_normals(points, face_a, face_b, input_vertices, faces, ON_INPUT_VOXELS) if sharp else None
+        del face_a, face_b
         vertices = native.place_vertices(quads, points, normals, cell_corner, FLAT_RATIO, QEF_CUTOFF, QEF_MARGIN)
-        if sharp:
-            _spread_short_edges(vertices, quads, points)
-        progress(0.85, "dual contouring")
-        triangles = native.split_quads(vertices, quads, DIAGONAL_TIE)
     else:
         quads, points, normals = _quads(field, nearest, blocks, position, code, cell_code, first_vertex,
                                         _Faces.of(input_vertices, faces) if sharp else None)
+        del first_vertex, cell_code
         progress(0.7, "dual contouring")
         vertices = _place_vertices(quads, points, normals, cell_corner)
-        if sharp:
-            _spread_short_edges(vertices, quads, points)
-        progress(0.85, "dual contouring")
-        triangles = _split_quads(vertices, quads)
-    # Only the vertices of cells with a pinched face can end an edge of four faces.
-    pinched = np.flatnonzero(pinch_table()[code])
+    del normals, cell_corner
+    if sharp:
+        _spread_short_edges(vertices, quads, points)
+    del points
+    progress(0.85, "dual contouring")
+    triangles = native.split_quads(vertices, quads, DIAGONAL_TIE) if use_native else _split_quads(vertices, quads)
+    del quads
     if not len(pinched):
         return vertices, triangles
     suspects = np.zeros(len(vertices), dtype=bool)
-    slots = first_vertex[position[pinched]][:, None] + np.arange(4)[None]
-    suspects[slots[np.arange(4)[None] < patches[code[pinched]][:, None]]] = True
+    slots = pinched_first[:, None] + np.arange(4)[None]
+    suspects[slots[np.arange(4)[None] < pinched_patches[:, None]]] = True
     near_suspects = np.flatnonzero(suspects[triangles].any(axis=1))
     vertices, fixed = separate_nonmanifold_edges(vertices, triangles[near_suspects])
     triangles[near_suspects] = fixed

@@ -87,6 +87,13 @@ and the probes split over threads (:func:`backend.mesh.parallel.run_threads`,
 split over worker processes. ``python -m backend bench watertight`` measures it against
 Blender's voxel remesher.
 
+Memory: a band node costs 12 bytes that live through meshing (the field, its nearest face,
+and the mesher's int32 first vertex of each cut cell), plus its region label (int32) up
+to signing; the per-shell-node arrays of signing live only in :func:`_sign`, the mesher
+drops each per-edge array once used, and big lookups and sums run by chunks. At
+resolution 512 the whole process peaks at 470-520 MB on the bench meshes (distance pass:
+one minimum per thread; mesher: 104 bytes per vertex of QEF sums).
+
 Limits
 ------
 - Parts thinner than about ``2 (eps + h)`` look like sheets from both sides and come back
@@ -296,19 +303,10 @@ def watertight(
     lap("flood fill")
 
     progress(0.6, "signing")
-    shell = np.flatnonzero(udf.reshape(-1) < eps)                 # band-node positions
-    shell_ijk = blocks.node_ijk(shell)
-    shell_face = nearest.reshape(-1)[shell].astype(np.int64)
-    shell_udf = udf.reshape(-1)[shell]
-
-    ahead, behind, facing = _probe_regions(canonical, faces, blocks, regions, shell_ijk, shell_face, eps)
-    empty = _empty_regions(outside, regions.count, ahead, behind, facing, cavities)
-    behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
-    field, sheet = _signed_field(udf, regions.node, empty, shell, shell_udf, ahead, behind_empty, SHEET_VOXELS * h,
-                                 eps)
-    sheet_nodes = shell[sheet] if sheets == "hug" else None       # sorted band positions
-    del udf, sheet
-    block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
+    field, block_value, sheet_nodes = _sign(udf, nearest, blocks, regions, outside, canonical, faces, eps, cavities)
+    del udf, regions                    # the field took the distances' memory; labels are done
+    if sheets == "slab":
+        sheet_nodes = None
     specks = _remove_specks(field, blocks)
     _exact_at_crossings(field, nearest, blocks, canonical, faces, eps)
     lap("signing")
@@ -388,6 +386,28 @@ def check_mesh_arrays(vertices: object, faces: object) -> tuple[np.ndarray, np.n
     if lo < 0 or hi >= len(v):
         raise ValueError(f"faces has indices from {lo} to {hi}, but vertices has {len(v)} rows")
     return v, f.astype(np.int64, copy=False)
+
+
+def _sign(udf: np.ndarray, nearest: np.ndarray, blocks: BlockGrid, regions, outside: int, vertices: np.ndarray,
+          faces: np.ndarray, eps: float, cavities: Cavities) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 5: the signed field (written over ``udf``), the value of every block outside the
+    band (Cx * Cy * Cz,) float32, and the sorted band positions (s,) int64 of the shell nodes
+    signed as sheets.
+
+    The per-shell-node arrays live only in here, so that they are gone before the mesher,
+    the engine's peak of memory, runs.
+    """
+    shell = np.flatnonzero(udf.reshape(-1) < eps)                 # band-node positions
+    shell_face = nearest.reshape(-1)[shell].astype(np.int64)
+    ahead, behind, facing = _probe_regions(vertices, faces, blocks, regions, blocks.node_ijk(shell), shell_face, eps)
+    empty = _empty_regions(outside, regions.count, ahead, behind, facing, cavities)
+    behind_empty = _behind_empty(empty, ahead, behind, facing, shell_face, len(faces))
+    del behind, facing, shell_face
+    h = blocks.grid.spacing
+    field, sheet = _signed_field(udf, regions.node, empty, shell, udf.reshape(-1)[shell], ahead, behind_empty,
+                                 SHEET_VOXELS * h, eps)
+    block_value = np.where(empty[regions.block], np.float32(eps), np.float32(-eps))
+    return field, block_value, shell[sheet]
 
 
 def _probe_regions(vertices: np.ndarray, faces: np.ndarray, blocks: BlockGrid, regions, ijk: np.ndarray,
@@ -576,9 +596,14 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
     region); :func:`_exact_at_crossings` then gives the ones at a sign change their distance.
     ``udf`` is overwritten: it becomes the field.
     """
-    # Written over ``udf``, whose shell values were read out already: no new big array.
-    # mode="wrap" (the labels are in range anyway) keeps int32 indices fast; "clip" and "raise" convert them first.
-    field = np.take(np.where(empty, np.float32(eps), np.float32(-eps)), regions, out=udf, mode="wrap")
+    # Written over ``udf``, whose shell values were read out already: no new big array. By
+    # chunks: np.take converts the int32 labels to int64 first (twice the field's size at
+    # once). mode="wrap" (the labels are in range anyway) is the fast one.
+    field, value_of = udf, np.where(empty, np.float32(eps), np.float32(-eps))
+    flat_field, flat_regions = field.reshape(-1), regions.reshape(-1)
+    for start in range(0, len(flat_field), TAKE_CHUNK):
+        part = slice(start, start + TAKE_CHUNK)
+        np.take(value_of, flat_regions[part], out=flat_field[part], mode="wrap")
     empty_ahead = empty[ahead]
     sheet = empty_ahead & behind_empty
     log.debug("signing: %d of %d shell nodes see empty space on both sides; %d lost ahead",
@@ -586,6 +611,10 @@ def _signed_field(udf: np.ndarray, regions: np.ndarray, empty: np.ndarray, shell
     value = np.where(sheet, d - tau, np.where(empty_ahead, d, -d))
     field.reshape(-1)[shell] = value
     return field, sheet
+
+
+#: Band nodes per chunk of :func:`_signed_field`'s region lookup.
+TAKE_CHUNK = 1 << 20
 
 
 #: The 6 grid steps, as (6, 3) index offsets.
@@ -696,14 +725,17 @@ def _select_parts(vertices: np.ndarray, faces: np.ndarray, *, largest: bool, cav
     teapot: closed shells of 20 faces, 2 voxels). With ``cavities`` one stays when its first
     vertex lies inside a kept outer surface, by its winding number.
     """
-    from backend.mesh.metrics import connected_components
     from backend.mesh.sampling import winding_number
 
-    count, part = connected_components(faces)
+    count, part = _components(len(vertices), faces)
     if count <= 1:
         return vertices, faces
-    t = vertices[faces]
-    volume = np.bincount(part, np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])) / 6.0, minlength=count)
+    # Signed volume per component, a chunk of faces at a time (the mesh has millions).
+    volume = np.zeros(count)
+    for start in range(0, len(faces), PARTS_CHUNK):
+        a, b, c = (vertices[faces[start:start + PARTS_CHUNK, k]] for k in range(3))
+        volume += np.bincount(part[start:start + PARTS_CHUNK], np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0,
+                              minlength=count)
     keep_part = volume > 0
     if largest:
         keep_part[:] = False
@@ -714,9 +746,33 @@ def _select_parts(vertices: np.ndarray, faces: np.ndarray, *, largest: bool, cav
         probes = vertices[faces[first_face[inward], 0]]
         outer = faces[keep_part[part]]
         keep_part[inward] = np.abs(winding_number(vertices, outer, probes)) > 0.5
-    faces = faces[keep_part[part]]
-    used, faces = np.unique(faces, return_inverse=True)
-    return vertices[used], faces.reshape(-1, 3)
+    kept = keep_part[part]
+    if kept.all():
+        return vertices, faces
+    faces = faces[kept]
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.reshape(-1)] = True
+    new_index = np.cumsum(used) - 1
+    return vertices[used], new_index[faces]
+
+
+#: Faces per chunk of :func:`_select_parts`' volume sums.
+PARTS_CHUNK = 1 << 18
+
+
+def _components(vertex_count: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of a mesh whose vertices are all used: their count and the
+    component (m,) int32 of each face. Two edges per face join its corners; int32 indices
+    and int8 weights keep the graph at 9 bytes per edge."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    start = np.concatenate([faces[:, 0], faces[:, 1]]).astype(np.int32)
+    end = np.concatenate([faces[:, 1], faces[:, 2]]).astype(np.int32)
+    graph = coo_matrix((np.ones(len(start), dtype=np.int8), (start, end)), shape=(vertex_count, vertex_count))
+    del start, end
+    count, labels = connected_components(graph, directed=False)
+    return int(count), labels[faces[:, 0]]
 
 
 #: The 7 blocks above a block that its ``(BLOCK + 1)^3`` window reaches.
