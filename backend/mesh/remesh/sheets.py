@@ -180,25 +180,33 @@ def _unfolded_moves(vertices: np.ndarray, triangles: np.ndarray, movable: np.nda
     fraction = np.ones(len(movable))
     if not len(movable):
         return fraction
-    touched = np.zeros(len(vertices), dtype=bool)
-    touched[movable] = True
-    around = triangles[touched[triangles].any(axis=1)]                              # (t, 3)
-    del touched
+
+    def around(moved: np.ndarray) -> np.ndarray:
+        """The triangles with a corner among ``moved`` (vertex ids)."""
+        mark = np.zeros(len(vertices), dtype=bool)
+        mark[moved] = True
+        return triangles[mark[triangles[:, 0]] | mark[triangles[:, 1]] | mark[triangles[:, 2]]]
+
     home = vertices.copy()
     slot = np.full(len(vertices), -1, dtype=np.int64)
     slot[movable] = np.arange(len(movable))
+    vertices[movable] += step
+    check = around(movable)
     for round_ in itertools.count():
-        vertices[movable] = home[movable] + fraction[:, None] * step
-        folded = _turned_over(home, vertices, around)
-        if not folded.any():
+        folded = check[_turned_over(home, vertices, check)]
+        if not len(folded):
             break
-        back = slot[around[folded]].reshape(-1)
+        back = slot[folded].reshape(-1)
         back = np.unique(back[back >= 0])
         if not fraction[back].any():
             break                                   # all home: such a triangle was never moved
         # Sending a corner home may turn over a triangle next to it, whose corners follow in
         # the next round; it ends, as every round after the halving ones sends one more home.
+        # Only the triangles around the corners that moved back can change: the next round
+        # looks at those.
         fraction[back] = 0.5 * fraction[back] if round_ < UNFOLD_ROUNDS else 0.0
+        vertices[movable[back]] = home[movable[back]] + fraction[back, None] * step[back]
+        check = around(movable[back])
     return fraction
 
 
