@@ -157,9 +157,10 @@ class _Rewiring:
         self.rotations = self.collapses = 0
         self.floor = -1
         # Ideal face counts of the sectors of border and crease vertices, from their corner angles.
-        angles = _corner_angles(self.xyz, self.faces)
+        specials = np.flatnonzero(special).tolist()
+        angles = _corner_angles(self.xyz, {g: self.faces[g] for x in specials for g in self.around[x]})
         sums: dict[tuple[int, int], float] = {}
-        for x in np.flatnonzero(special).tolist():
+        for x in specials:
             for g in self.around[x]:
                 key = self.sector(x, g)[0]
                 sums[key] = sums.get(key, 0.0) + angles[g][self.faces[g].index(x)]
@@ -236,13 +237,30 @@ class _Rewiring:
             queued.discard(f)
             if f not in self.faces or len(self.faces[f]) != 4:
                 continue
-            changed = self._collapse_best(f) or self._rotate_best(f) or (self._shift_best(f) if shifts else None)
+            changed = self._collapse_best(f) or self._rotate_best(f) or (
+                self._shift_best(f) if shifts and self._has_partner(f) else None)
             if changed:
                 for x in changed:
                     for g in around[x]:
                         if g not in queued and len(self.faces[g]) == 4:
                             queue.append(g)
                             queued.add(g)
+
+    def _has_partner(self, f: int) -> bool:
+        """Whether a pole of quad ``f`` has one of the other kind (too many faces against too few)
+        within two rings: only then can two steps make them cancel."""
+        for x in self.faces[f]:
+            if self.frozen[x] or not self.off(x):
+                continue
+            over = len(self.around[x]) > 4 if not self.special[x] else None
+            ring = {y for g in self.around[x] for y in self.faces[g]}
+            ring |= {z for y in ring for g in self.around[y] for z in self.faces[g]}
+            for y in ring - {x}:
+                if self.frozen[y] or not self.off(y):
+                    continue
+                if over is None or self.special[y] or (len(self.around[y]) > 4) != over:
+                    return True
+        return False
 
     # -- diagonal collapse ------------------------------------------------------------------
 
@@ -364,7 +382,7 @@ class _Rewiring:
 
     # -- two steps ---------------------------------------------------------------------------
 
-    def _shift_best(self, f: int, depth: int = 2) -> list[int] | None:
+    def _shift_best(self, f: int, depth: int = 1) -> list[int] | None:
         """A rotation that changes nothing by itself (it moves a pole by one edge) kept only when it
         opens a rotation or collapse that lowers the excess: how a 3-5 pair walks to its partner."""
         for _, g, new, ring in list(self._rotations(f, allow_zero=True)):

@@ -23,6 +23,8 @@ from backend.mesh import polygons as poly
 RELAX_ABOVE_DEGREES = 150.0
 #: Passes (each recomputes the angles; a pass moves only vertices still at an open corner).
 PASSES = 8
+#: Passes that move the ``also`` vertices whatever their angles.
+ALSO_PASSES = 3
 #: Share of the way to the neighbours' mean taken per pass.
 STEP = 0.7
 
@@ -99,7 +101,7 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
 
     ``closest`` maps points to the reference surface; ``creases`` (optional) holds the
     reference's crease lines; ``also`` (optional, (n,) bool) marks vertices relaxed in every pass
-    whatever their angles (where the layout was just rewired). Returns the new vertices and how
+    whatever their angles in the first :data:`ALSO_PASSES` passes (where the layout was just rewired). Returns the new vertices and how
     many vertices moved at least once.
     """
     v = np.asarray(vertices, dtype=np.float64).copy()
@@ -118,7 +120,9 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     degree = np.bincount(edges.ravel(), minlength=len(v)).astype(np.float64)
     moved = np.zeros(len(v), dtype=bool)
     always = np.flatnonzero(also) if also is not None else np.zeros(0, dtype=np.int64)
-    for _ in range(passes):
+    for round_ in range(passes):
+        if round_ == ALSO_PASSES:
+            always = always[:0]                     # the rewired vertices have settled; open corners go on
         rows, angles = poly.quad_corner_angles(v, p)
         open_corner = angles > above_degrees
         if not open_corner.any() and len(always) == 0:
