@@ -156,6 +156,7 @@ class _Rewiring:
         self.touched = np.zeros(len(v), dtype=bool)
         self.rotations = self.collapses = 0
         self.floor = -1
+        self._fans: dict[int, dict[int, tuple[tuple[int, int], int]]] = {}
         # Ideal face counts of the sectors of border and crease vertices, from their corner angles.
         specials = np.flatnonzero(special).tolist()
         angles = _corner_angles(self.xyz, {g: self.faces[g] for x in specials for g in self.around[x]})
@@ -176,24 +177,46 @@ class _Rewiring:
         ``x``; all of them for a free vertex): its key and its face count."""
         if not self.special[x]:
             return (x, -1), len(self.around[x])
-        count, key = 0, None
-        for step in (1, -1):                            # toward the corner after x, then before it
-            h = g
-            while True:
-                corners = self.faces[h]
-                y = corners[(corners.index(x) + step) % len(corners)]
-                count += 1
-                if self.is_locked(x, y):
-                    key = key or (x, y)
+        fan = self._fans.get(x)
+        if fan is None:
+            fan = self._fans[x] = self._partition(x)
+        return fan[g]
+
+    def _partition(self, x: int) -> dict[int, tuple[tuple[int, int], int]]:
+        """Each face around the border or crease vertex ``x`` -> its sector's key and face count:
+        walk round from a face both ways until a locked edge (or a border) stops the walk."""
+        out: dict[int, tuple[tuple[int, int], int]] = {}
+        for g in self.around[x]:
+            if g in out:
+                continue
+            members, key, whole = {g}, None, False
+            for step in (1, -1):                        # toward the corner after x, then before it
+                h = g
+                while True:
+                    corners = self.faces[h]
+                    y = corners[(corners.index(x) + step) % len(corners)]
+                    if self.is_locked(x, y):
+                        key = key or (x, y)
+                        break
+                    nxt = (self.around[x] & self.around[y]) - {h}
+                    if len(nxt) != 1:                   # a border edge (locked too) or a tangle: stop
+                        key = key or (x, y)
+                        break
+                    h = next(iter(nxt))
+                    if h == g:                           # all the way round (no locked edge): one sector
+                        whole = True
+                        break
+                    members.add(h)
+                if whole:
                     break
-                nxt = (self.around[x] & self.around[y]) - {h}
-                if len(nxt) != 1:                       # a border edge (locked too) or a tangle: stop
-                    key = key or (x, y)
-                    break
-                h = next(iter(nxt))
-                if h == g:                               # all the way round (no locked edge): one sector
-                    return (x, -2), len(self.around[x])
-        return key, count - 1
+            found = ((x, -2) if whole else key, len(members))
+            out.update((h, found) for h in members)
+        return out
+
+    def _changed(self, vertices) -> None:
+        """Forget the sectors of ``vertices`` (their fans changed)."""
+        for x in vertices:
+            self._fans.pop(x, None)
 
     def change(self, x: int, delta: int, g: int) -> int:
         """How much vertex ``x``'s excess changes when the sector holding its face ``g`` gains ``delta`` faces."""
@@ -298,6 +321,7 @@ class _Rewiring:
             self.faces[g] = [a if x == c else x for x in self.faces[g]]
             self.around[a].add(g)
         self.around[c] = set()
+        self._changed({y for h in self.around[a] for y in self.faces[h]} | {b, c, d})
         self.collapses += 1
         self.touched[[a, b, d]] = True
         return [a, b, d]
@@ -370,6 +394,7 @@ class _Rewiring:
                     yield gain, g, new, ring
 
     def _rotate(self, f: int, g: int, new: tuple[list[int], list[int]], ring: list[int]) -> list[int]:
+        self._changed(ring)
         for face, corners in zip((f, g), new):
             for x in self.faces[face]:
                 self.around[x].discard(face)
