@@ -839,6 +839,24 @@ static PyObject *dual_quads(PyObject *self, PyObject *args) {
  * smallest, never below eps), keeping its sign. All nodes are judged on the field as it
  * was before any of them changed. Walks the shell nodes (the few) and looks at their
  * neighbours. Returns the number of nodes changed. */
+
+/* Whether the faces (m x 3) index n vertices, the nearest-face table (nodes) indexes the m faces
+   (-1: none) and the coarse slots (ncoarse) index the nb band blocks (-1: none). */
+static int band_indices_valid(const int64_t *fc, Py_ssize_t m, Py_ssize_t n, const int32_t *near, Py_ssize_t nodes,
+                              const int64_t *slots, Py_ssize_t ncoarse, Py_ssize_t nb)
+{
+    for (Py_ssize_t i = 0; i < 3 * m; i++)
+        if (fc[i] < 0 || fc[i] >= n)
+            return 0;
+    for (Py_ssize_t i = 0; i < nodes; i++)
+        if (near[i] >= m)
+            return 0;
+    for (Py_ssize_t i = 0; i < ncoarse; i++)
+        if (slots[i] >= nb)
+            return 0;
+    return 1;
+}
+
 static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
     Py_buffer field, nearest, slot, blocks, vertices, faces;
     double ox, oy, oz, h, eps;
@@ -853,14 +871,9 @@ static PyObject *exact_at_crossings(PyObject *self, PyObject *args) {
     int ok = field.len == nodes * (Py_ssize_t)sizeof(float) && nearest.len == nodes * (Py_ssize_t)sizeof(int32_t)
              && slot.len == cx * cy * cz * (Py_ssize_t)sizeof(int64_t);
     const int64_t *fc = faces.buf;
-    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
-        ok = fc[i] >= 0 && fc[i] < n;
     const int32_t *near = nearest.buf;
-    for (Py_ssize_t i = 0; ok && i < nodes; i++)
-        ok = near[i] < m;
     const int64_t *slots = slot.buf;
-    for (Py_ssize_t i = 0; ok && i < cx * cy * cz; i++)
-        ok = slots[i] < nb;
+    ok = ok && band_indices_valid(fc, m, n, near, nodes, slots, cx * cy * cz, nb);
     float *best = NULL;
     if (ok && !(best = malloc(nodes * sizeof(float)))) {
         ok = 0;
@@ -1157,14 +1170,9 @@ static PyObject *sheet_steps(PyObject *self, PyObject *args) {
              && out_movable.len == n && nx >= 2 && ny >= 2 && nz >= 2
              && nx <= cx * 8 && ny <= cy * 8 && nz <= cz * 8;
     const int64_t *fc = faces.buf;
-    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
-        ok = fc[i] >= 0 && fc[i] < nv;
     const int32_t *near = nearest.buf;
-    for (Py_ssize_t i = 0; ok && i < nodes; i++)
-        ok = near[i] < m;
     const int64_t *slots = slot.buf;
-    for (Py_ssize_t i = 0; ok && i < cx * cy * cz; i++)
-        ok = slots[i] < nodes / BLOCK_NODES;
+    ok = ok && band_indices_valid(fc, m, nv, near, nodes, slots, cx * cy * cz, nodes / BLOCK_NODES);
     Py_ssize_t count = 0;
     if (ok) {
         const double *x = vertices.buf, *vs = input_vertices.buf;
