@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.conventions import BLENDER_FROM_GLTF
 from backend.errors import BadParams
-from backend.mesh.metrics import polygon_report, surface_area
+from backend.mesh.metrics import polygon_report
 from backend.mesh.points import PointCloud
 from backend.mesh.types import Mesh
 from backend.pipelines.pipeline import MemoryEstimate, Pipeline, PipelineResult, needs_torch
-from backend.pipelines.text_to_mesh import _polygon_mesh
+from backend.pipelines.text_to_mesh import _model_mesh, _polygon_mesh
 from backend.progress import ProgressFn, report_partial, subrange
 
 #: Points on each surface for the Chamfer figures of the summary.
@@ -101,12 +101,7 @@ def run(inputs: dict, params: PointsToMeshParams, progress: ProgressFn) -> Pipel
 
     sample = generate(model, cond, max_faces=params.max_faces, temperature=params.temperature, top_p=params.top_p,
                       seed=params.seed, should_stop=should_stop, on_progress=on_face)
-    if not sample.faces:
-        raise BadParams("The model wrote no faces for these points; try another seed or a higher temperature.")
-    mesh = _polygon_mesh(to_input(sample.vertices), sample.faces)
-    if not surface_area(mesh.vertices, mesh.faces) > 0:
-        raise BadParams(f"The model wrote {len(sample.faces)} faces, all of zero area (no surface); "
-                        "try another seed or a higher temperature.")
+    mesh = _model_mesh(to_input(np.asarray(sample.vertices).reshape(-1, 3)), sample.faces, "these points")
     seconds_generate = time.perf_counter() - start
     report = polygon_report(mesh.faces, mesh.face_sizes)
     summary = {"model": "meshsmith", "weights_step": record.get("step"), "faces": report["faces"],

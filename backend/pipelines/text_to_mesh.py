@@ -94,13 +94,8 @@ def _meshsmith(params: TextToMeshParams, progress: ProgressFn) -> tuple[Mesh, di
 
     sample = generate(model, cond, max_faces=budget, temperature=params.temperature, top_p=params.top_p,
                       seed=params.seed, should_stop=should_stop, on_progress=on_face)
-    if not sample.faces:
-        raise BadParams("The model wrote no faces for this prompt; try another seed or a higher temperature.")
-    quantized = np.asarray(sample.vertices, dtype=np.float64)
-    mesh = _polygon_mesh(_frame(quantized * (2.0 / (2 ** model.config.bits - 1)) - 1.0), sample.faces)
-    if not surface_area(mesh.vertices, mesh.faces) > 0:
-        raise BadParams(f"The model wrote {len(sample.faces)} faces, all of zero area (no surface); "
-                        "try another seed or a higher temperature.")
+    quantized = np.asarray(sample.vertices, dtype=np.float64).reshape(-1, 3)
+    mesh = _model_mesh(_frame(quantized * (2.0 / (2 ** model.config.bits - 1)) - 1.0), sample.faces, "this prompt")
     facts = {"model": "meshsmith", "weights_step": record.get("step"), "tokens": len(sample.tokens),
              "tokens_per_second": round(sample.tokens_per_second, 1),
              "stopped": "end" if sample.finished else "max_faces"}
@@ -145,6 +140,18 @@ def _llama_mesh(params: TextToMeshParams, progress: ProgressFn) -> tuple[Mesh, d
              "tokens": generation.tokens, "tokens_per_second": round(generation.tokens / max(generation.seconds, 1e-9), 2),
              "stopped": generation.stopped, "problems": stream.problems}
     return Mesh(vertices, faces), facts
+
+
+def _model_mesh(vertices: np.ndarray, polygons: list[tuple[int, ...]], source: str) -> Mesh:
+    """What the model wrote from ``source`` as a :class:`Mesh`; :class:`BadParams` when it wrote no face
+    or only faces of zero area (nothing to import or measure)."""
+    if not polygons:
+        raise BadParams(f"The model wrote no faces for {source}; try another seed or a higher temperature.")
+    mesh = _polygon_mesh(vertices, polygons)
+    if not surface_area(mesh.vertices, mesh.faces) > 0:
+        raise BadParams(f"The model wrote {len(polygons)} faces, all of zero area (no surface); "
+                        "try another seed or a higher temperature.")
+    return mesh
 
 
 def _polygon_mesh(vertices: np.ndarray, polygons: list[tuple[int, ...]]) -> Mesh:
