@@ -55,6 +55,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,9 @@ def main() -> int:
                         help="with --zip: press Install Model Support first (pip installs PyTorch with Blender's Python)")
     parser.add_argument("--torch-index", default=None,
                         help="with --model-support: the PyTorch index preference ('' for pip's own configuration)")
+    parser.add_argument("--keep-scratch", action="store_true",
+                        help="keep the throw-away Blender user folder (the installed extension, model support, the "
+                             "backend's state) instead of removing it at the end; its path is printed")
     args = parser.parse_args()
     paths = sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in MESH_SUFFIXES)
     if not paths:
@@ -147,6 +151,18 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="meshsmith-field-"))
+    try:
+        return _run(args, paths, out, scratch)
+    finally:
+        # The installed extension carries its wheels (and, with --model-support, PyTorch): about a
+        # gigabyte a run, so it goes unless asked for.
+        if args.keep_scratch:
+            print(f"kept the scratch folder {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, paths: list[Path], out: Path, scratch: Path) -> int:
     os.environ["BLENDER_USER_RESOURCES"] = str(scratch / "blender")
     os.environ["MESHSMITH_STATE_DIR"] = str(scratch / "state")
     os.environ["MESHSMITH_DATA_DIR"] = str(scratch / "data")

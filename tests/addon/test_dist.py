@@ -228,7 +228,7 @@ def _fresh_python() -> Path:
     if not marker.is_file():
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-m", "venv", "--clear", str(folder)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"bpy=={bpy_version}",
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-cache-dir", f"bpy=={bpy_version}",
                         f"numpy=={numpy_version}"], check=True)
         marker.write_text(f"bpy {bpy_version}, numpy {numpy_version}\n")
     return python
