@@ -16,7 +16,7 @@ Conventions
 
 Signed distance, method
 -----------------------
-Unsigned distance is exact: Ericson's point-triangle kernel
+(:func:`unsigned_distance` is its first half, for any triangles.) Unsigned distance is exact: Ericson's point-triangle kernel
 (:func:`backend.mesh.triangles.triangle_params`) on every triangle that could be nearest.
 Those are found in a complete binary tree over the triangles (median splits along the
 longest side, ``LEAF_SIZE`` triangles a leaf), walked level by level for a whole chunk of
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -425,6 +426,42 @@ def signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
     return out
 
 
+def unsigned_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, *,
+                      progress: ProgressFn = null_progress) -> np.ndarray:
+    """Exact distance from ``points`` to the nearest point of any triangle mesh (open, non-manifold
+    and unoriented ones included), by the tree of :func:`signed_distance` without the sign.
+
+    Parameters
+    ----------
+    vertices : (v, 3) float
+    faces : (m, 3) int
+    points : (k, 3) float
+    progress : ProgressFn
+        ``progress(fraction, "distance")`` between chunks of points.
+
+    Returns
+    -------
+    (k,) float64
+        ``>= 0``.
+
+    Raises
+    ------
+    ValueError
+        Misshapen or non-finite arrays, out-of-range indices.
+    """
+    vertices, faces = _check_mesh(vertices, faces)
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+        raise ValueError(f"points must be a finite (k, 3) array, got shape {points.shape}")
+    index = _DistanceIndex(vertices, faces)
+    out = np.empty(len(points))
+    for start in range(0, len(points), CHUNK_POINTS):
+        progress(start / max(len(points), 1), "distance")
+        out[start:start + CHUNK_POINTS] = index.nearest(points[start:start + CHUNK_POINTS])[0]
+    progress(1.0, "distance")
+    return out
+
+
 def winding_number(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Generalized winding number of the surface around each point (Van Oosterom-Strackee).
 
@@ -474,9 +511,6 @@ class _DistanceIndex:
         self.frames = TriangleFrames.from_corners(a, b, c)
         self.normal, _ = _face_normals(vertices, faces)
         self.degenerate = self.frames.degenerate
-        self.edge_normal = _edge_pseudo_normals(self.normal, faces, len(vertices))     # (m, 3, 3)
-        self.vertex_normal = _vertex_pseudo_normals(vertices, faces, self.normal)      # (v, 3)
-        self.pinched = _pinched_vertices(faces, len(vertices))
         centroid = (a + b + c) / 3.0
         # Per triangle: its plane and the disc around its centroid that holds it.
         self.centroid = centroid
@@ -496,8 +530,24 @@ class _DistanceIndex:
         closest = f.a + s[:, None] * f.ab + t[:, None] * f.ac
         return np.linalg.norm(points - closest, axis=1), closest, s, t
 
+    @cached_property
+    def _pseudo_normals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Edge (m, 3, 3) and vertex (v, 3) pseudo-normals and pinched vertices (v,): for signs
+        only, so only on a closed mesh, and only once a sign is asked for."""
+        return (_edge_pseudo_normals(self.normal, self.faces, len(self.vertices)),
+                _vertex_pseudo_normals(self.vertices, self.faces, self.normal),
+                _pinched_vertices(self.faces, len(self.vertices)))
+
     def query(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Signed distances of a chunk of points, and the positions whose sign needs the winding number."""
+        dist, closest, s, t, tri = self.nearest(points)
+        sign, unsure = self._sign(points, tri, closest, s, t, dist)
+        return sign * dist, np.flatnonzero(unsure)
+
+    def nearest(self, points: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distance, closest point, its barycentrics ``s``, ``t`` and its triangle, for a chunk of
+        points; any triangles (open, non-manifold, unoriented) will do."""
         k = len(points)
         # Down the tree with (point, node) pairs, kept sorted by point. Each node's
         # representative (a centroid of one of its triangles, a surface point) bounds the
@@ -542,12 +592,12 @@ class _DistanceIndex:
             nearest_tri = best_tri.copy()
             nearest_tri[pt[arg[closer]]] = tri[arg[closer]]
         dist, closest, s, t = self._nearest_on(points, nearest_tri)
-        sign, unsure = self._sign(points, nearest_tri, closest, s, t, dist)
-        return sign * dist, np.flatnonzero(unsure)
+        return dist, closest, s, t, nearest_tri
 
     def _sign(self, points: np.ndarray, tri: np.ndarray, closest: np.ndarray, s: np.ndarray, t: np.ndarray,
               dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """+-1 by the pseudo-normal of the nearest feature, and where that is not to be trusted."""
+        edge_normal, vertex_normal, pinched = self._pseudo_normals
         u = 1.0 - s - t
         zero = np.stack([u, s, t], axis=1) <= FEATURE_TOL                          # corners a, b, c
         nzero = zero.sum(axis=1)
@@ -555,15 +605,15 @@ class _DistanceIndex:
         # Edge: the zero weight names the opposite corner; local edges 0: ab, 1: bc, 2: ca.
         on_edge = nzero == 1
         local = np.select([zero[:, 2], zero[:, 0]], [0, 1], 2)
-        pseudo[on_edge] = self.edge_normal[tri[on_edge], local[on_edge]]
+        pseudo[on_edge] = edge_normal[tri[on_edge], local[on_edge]]
         # Vertex: the one nonzero weight names it.
         on_vertex = nzero >= 2
         vertex = self.faces[tri, np.argmin(zero, axis=1)]
-        pseudo[on_vertex] = self.vertex_normal[vertex[on_vertex]]
+        pseudo[on_vertex] = vertex_normal[vertex[on_vertex]]
         dot = np.einsum("ij,ij->i", points - closest, pseudo)
         scale = dist * np.linalg.norm(pseudo, axis=1)
         unsure = (dist > 0) & ((np.abs(dot) <= SIGN_COS_TOL * scale) | self.degenerate[tri]
-                               | (on_vertex & self.pinched[vertex]))
+                               | (on_vertex & pinched[vertex]))
         return np.where(dot < 0, -1.0, 1.0), unsure
 
 

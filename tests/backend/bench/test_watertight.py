@@ -26,6 +26,8 @@ def test_bench_measures_both_methods_and_writes_json_and_plot(tmp_path):
         assert row["closed"] and row["faces"] > 100
         assert row["manifold"] == row["oriented"] == True  # noqa: E712 (both methods, this mesh)
         assert 0 < row["chamfer"] < 0.2
+        # Exact distances: far below the sampled figure's floor, never above it.
+        assert 0 < row["surface_chamfer"] < row["chamfer"]
     # Finer grids give more faces, for both methods.
     for method in ("meshsmith", "blender"):
         faces = {r["resolution"]: r["faces"] for r in rows if r["method"] == method}
@@ -48,6 +50,23 @@ def test_summary_is_the_median_of_per_mesh_ratios():
     assert summary["median_chamfer_ratio"] == pytest.approx(2.0)  # ratios 1, 3, 2
     assert summary["all_closed_manifold_oriented"]
     assert summary["time_exponent"]["meshsmith"] is None  # one resolution: no slope
+
+
+def test_ratios_and_goals_are_on_the_surface_chamfer_when_rows_have_it():
+    rows = [
+        {"method": m, "mesh": name, "resolution": 256, "seconds": 1.0, "chamfer": sampled, "surface_chamfer": exact,
+         "peak_mb": mb, "closed": True, "manifold": True, "oriented": True}
+        for name, pair in {"floor": ((0.0101, 1e-4, 90.0), (0.0100, 2e-4, 100.0)),
+                           "worse": ((0.0100, 3e-4, 120.0), (0.0100, 2e-4, 100.0))}.items()
+        for m, (sampled, exact, mb) in zip(("meshsmith", "blender"), pair)
+    ]
+    summary = summarize(rows)
+    by_mesh = {p["mesh"]: p for p in summary["pairs"]}
+    assert by_mesh["floor"]["chamfer_ratio"] == pytest.approx(0.5)
+    assert by_mesh["floor"]["sampled_chamfer_ratio"] == pytest.approx(1.01)
+    assert by_mesh["worse"]["chamfer_ratio"] == pytest.approx(1.5)
+    assert summary["chamfer_goal_met"] == 1 and summary["memory_goal_met"] == 1
+    assert summary["median_chamfer_ratio"] == pytest.approx(1.0)
 
 
 def test_exponent_is_the_median_slope_of_log_time_against_log_resolution():

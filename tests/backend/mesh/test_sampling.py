@@ -281,3 +281,38 @@ def test_surface_area_is_the_sum_of_triangle_areas_and_zero_when_all_are_degener
     assert surface_area(v * 2.0, f) == pytest.approx(6 * np.ptp(v * 2.0, axis=0)[0] ** 2)
     collinear = np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0]])
     assert surface_area(collinear, np.array([[0, 1, 2], [1, 2, 3], [0, 0, 3]])) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsigned distance and the surface Chamfer
+
+
+@pytest.mark.parametrize("shape", ["open_box", "broken", "flipped"])
+def test_unsigned_distance_is_exact_on_open_broken_and_unoriented_meshes(shape):
+    v, f = {"open_box": meshes.open_box, "broken": meshes.broken_mesh,
+            "flipped": lambda: meshes.flipped_faces(*meshes.uv_sphere(), fraction=0.3)}[shape]()
+    rng = np.random.default_rng(3)
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    points = np.vstack([rng.uniform(lo - 0.5, hi + 0.5, (300, 3)),
+                        sampling.sample_surface(v, f, 200, seed=1)[0] + rng.normal(0, 1e-3, (200, 3))])
+    d = sampling.unsigned_distance(v, f, points)
+    assert (d >= 0).all()
+    assert np.abs(d - _brute_distance(v, f, points)).max() < 1e-12
+
+
+def test_unsigned_distance_rejects_bad_points():
+    v, f = meshes.open_box()
+    with pytest.raises(ValueError, match="points"):
+        sampling.unsigned_distance(v, f, np.array([[0.0, np.nan, 0.0]]))
+
+
+def test_the_surface_chamfer_has_no_sampling_floor():
+    """Identical meshes: the sampled Chamfer measures its own sample spacing, the surface Chamfer
+    0; a sphere grown by 1e-3 (far below that spacing): the surface Chamfer finds the 1e-3."""
+    from backend.mesh.metrics import chamfer_l1, surface_chamfer_l1
+
+    v, f, _ = _icosphere(4)
+    assert chamfer_l1(v, f, v, f, samples=5000) > 5e-3
+    assert surface_chamfer_l1(v, f, v, f, samples=5000) < 1e-12
+    grown = surface_chamfer_l1(v, f, v * 1.001, f, samples=5000)
+    assert grown == pytest.approx(1e-3, rel=0.02)
