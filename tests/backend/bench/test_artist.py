@@ -29,6 +29,7 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
         assert "error" not in row, row
         assert row["seconds"] > 0 and row["quad_ratio"] == 1.0 and row["manifold"]
         assert abs(row["faces"] / 300 - 1) < 0.25 and 0 < row["chamfer"] < 0.05
+        assert 0 < row["surface_chamfer"] < row["chamfer"]          # exact distances: no sampling floor
     # QuadriFlow takes the clean sphere as it is, the one with a backwards face mended, and
     # needs the watertight remesh for the broken torus.
     assert rows[("sphere.stl", "quadriflow")]["input"] == "input"
@@ -67,6 +68,15 @@ def test_pair_ratios_and_goal():
     assert pairs["quads"]["goal_met"]
     assert not pairs["quad_dominant"]["goal_met"]                  # fewer quads than QuadriFlow
     assert "layout_goal_met" not in pairs["quads"]                 # rows without the layout figures
+
+
+def test_the_chamfer_ratio_is_the_surface_one_where_rows_have_it():
+    ours = {"method": "meshsmith", "mode": "quads", "mesh": "a", "target": 100, "seconds": 1.0, "chamfer": 0.99,
+            "surface_chamfer": 0.3, "quad_ratio": 1.0}
+    qf = {"method": "quadriflow", "mode": "quads", "mesh": "a", "target": 100, "seconds": 4.0, "chamfer": 1.0,
+          "surface_chamfer": 0.6, "quad_ratio": 1.0, "input": "input"}
+    (pair,) = pair_ratios([ours, qf])
+    assert pair["chamfer_ratio"] == 0.5 and pair["sampled_chamfer_ratio"] == 0.99
 
 
 def test_the_layout_goal_needs_every_part_of_it():
