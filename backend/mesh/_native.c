@@ -13,7 +13,8 @@
  *   place_vertices   dual contouring's vertices: mean crossing, then the QEF minimizer
  *   halfedge_links   edge numbers and twins of a polygon mesh's half-edges (the repair of
  *                    backend.mesh.polygons asks for them several times per pass)
- *   sheet_steps      where the vertices of an open sheet's slab move to hug the sheet
+ *   sheet_steps      where the vertices of an open sheet's slab move to hug the sheet, and the
+ *                    others near the input onto it
  *   turned_over      triangles whose normal a move of their corners turned over
  */
 #define PY_SSIZE_T_CLEAN
@@ -1142,7 +1143,7 @@ static PyObject *halfedge_links(PyObject *self, PyObject *args) {
 /* Open sheets: the slab around a sheet pulled onto it (backend.mesh.remesh.sheets)        */
 /* ------------------------------------------------------------------------------------ */
 
-/* sheet_steps(vertices, field, nearest, sheet, slot, coarse, shape, input_vertices, faces, offset, tie,
+/* sheet_steps(vertices, field, nearest, sheet, slot, coarse, shape, input_vertices, faces, offset, snap, tie,
  *             out_step, out_movable) -> count
  *
  * vertices (n, 3) float64: the mesher's vertices in grid index units; field, nearest, sheet
@@ -1152,14 +1153,16 @@ static PyObject *halfedge_links(PyObject *self, PyObject *args) {
  * all 8 corners in the band and more negative sheet corners than other negative ones, and
  * whose nearest point c on its corners' nearest faces (distances within a fraction tie of the
  * least are tied: the lower face) is farther than
- * offset, gets out_step = c + offset (x - c) / |x - c| - x and out_movable = 1; the others
- * are left as they are (as sheets._sheet_steps). Returns how many were movable. */
+ * offset, gets out_step = c + offset (x - c) / |x - c| - x and out_movable = 1; any other
+ * vertex of such a cell whose c is within snap (> 0) gets out_step = c - x and out_movable = 1;
+ * the others are left as they are (as sheets._sheet_steps). Returns how many were movable. */
 static PyObject *sheet_steps(PyObject *self, PyObject *args) {
     Py_buffer vertices, field, nearest, sheet, slot, input_vertices, faces, out_step, out_movable;
     Py_ssize_t cx, cy, cz, nx, ny, nz;
-    double offset, tie;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*(nnn)(nnn)y*y*ddw*w*", &vertices, &field, &nearest, &sheet, &slot, &cx, &cy,
-                          &cz, &nx, &ny, &nz, &input_vertices, &faces, &offset, &tie, &out_step, &out_movable))
+    double offset, snap, tie;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*(nnn)(nnn)y*y*dddw*w*", &vertices, &field, &nearest, &sheet, &slot, &cx,
+                          &cy, &cz, &nx, &ny, &nz, &input_vertices, &faces, &offset, &snap, &tie, &out_step,
+                          &out_movable))
         return NULL;
     Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
     Py_ssize_t nodes = field.len / (Py_ssize_t)sizeof(float);
@@ -1207,7 +1210,8 @@ static PyObject *sheet_steps(PyObject *self, PyObject *args) {
                 }
                 face[c] = near[at];
             }
-            if (!in_band || sheets <= others)
+            int is_sheet = sheets > others;
+            if (!in_band || (!is_sheet && !(snap > 0.0)))
                 continue;
             vec3 offsets[8];
             double gaps[8], least = INFINITY;
@@ -1230,10 +1234,11 @@ static PyObject *sheet_steps(PyObject *self, PyObject *args) {
                     d = gaps[c];
                 }
             }
-            if (best_face < 0 || !(d > offset))
+            if (best_face < 0 || (is_sheet ? !(d > offset) : !(d > 0.0 && d <= snap)))
                 continue;
-            /* x - away is the nearest point c; c + offset away / d - x = away (offset / d - 1). */
-            vec3 s = scale(away, offset / d - 1.0);
+            /* x - away is the nearest point c; c + offset away / d - x = away (offset / d - 1);
+             * onto c: -away. */
+            vec3 s = is_sheet ? scale(away, offset / d - 1.0) : scale(away, -1.0);
             step[3 * i] = s.x; step[3 * i + 1] = s.y; step[3 * i + 2] = s.z;
             movable[i] = 1;
             count++;
@@ -1250,14 +1255,16 @@ static PyObject *sheet_steps(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
-/* turned_over(before, after, triangles, out_mark) -> count
+/* turned_over(before, after, triangles, out_mark, min_ratio, min_area) -> count
  *
  * before, after (n, 3) float64: two positions of the same vertices; triangles (t, 3) int64.
- * out_mark (t,) uint8: 1 where the triangle's normal after has a dot product <= 0 with its
- * normal before and that one is not zero (as sheets._turned_over), else 0. */
+ * out_mark (t,) uint8: 1 where the triangle's area after, seen along its normal n before, is at
+ * most max(min_ratio times its area before, min_area) (turned over: <= 0; or shrunk to a
+ * sliver) and n is not zero (as sheets._turned_over), else 0. */
 static PyObject *turned_over(PyObject *self, PyObject *args) {
     Py_buffer before, after, triangles, out_mark;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*", &before, &after, &triangles, &out_mark))
+    double min_ratio, min_area;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*dd", &before, &after, &triangles, &out_mark, &min_ratio, &min_area))
         return NULL;
     Py_ssize_t n = before.len / (3 * (Py_ssize_t)sizeof(double));
     Py_ssize_t t = triangles.len / (3 * (Py_ssize_t)sizeof(int64_t));
@@ -1275,7 +1282,8 @@ static PyObject *turned_over(PyObject *self, PyObject *args) {
             vec3 b0 = v3(b + 3 * c[0]), a0 = v3(a + 3 * c[0]);
             vec3 nb = cross(sub(v3(b + 3 * c[1]), b0), sub(v3(b + 3 * c[2]), b0));
             vec3 na = cross(sub(v3(a + 3 * c[1]), a0), sub(v3(a + 3 * c[2]), a0));
-            mark[i] = dot(nb, nb) > 0.0 && dot(na, nb) <= 0.0;
+            double nb2 = dot(nb, nb);
+            mark[i] = nb2 > 0.0 && dot(na, nb) <= fmax(min_ratio * nb2, 2.0 * min_area * sqrt(nb2));
             count += mark[i];
         }
         Py_END_ALLOW_THREADS

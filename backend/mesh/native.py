@@ -176,8 +176,9 @@ def halfedge_links(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> tuple[n
 
 def sheet_steps(vertices: np.ndarray, field: np.ndarray, nearest: np.ndarray, sheet: np.ndarray, slot: np.ndarray,
                 coarse_shape: tuple[int, int, int], shape: tuple[int, int, int], input_vertices: np.ndarray,
-                faces: np.ndarray, offset: float, tie: float) -> tuple[np.ndarray, np.ndarray]:
-    """The vertices of a sheet's slab (k,) int64 and their steps (k, 3) onto the sheet; see
+                faces: np.ndarray, offset: float, snap: float, tie: float) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices (k,) int64 of a sheet's slab, and of the rest within ``snap`` of the input, and
+    their steps (k, 3) to the sheet's offset or onto the input; see
     :func:`backend.mesh.remesh.sheets._sheet_steps`."""
     vertices = _c(vertices, np.float64, (3,))
     step = np.zeros_like(vertices)
@@ -186,15 +187,17 @@ def sheet_steps(vertices: np.ndarray, field: np.ndarray, nearest: np.ndarray, sh
     _native.sheet_steps(vertices, _c(field.reshape(-1), np.float32), _c(nearest.reshape(-1), np.int32),
                         _c(sheet.view(np.uint8) if sheet.dtype == bool else sheet, np.uint8), _c(slot, np.int64),
                         tuple(map(int, coarse_shape)), tuple(map(int, shape)), _c(input_vertices, np.float64, (3,)),
-                        _c(faces, np.int64, (3,)), float(offset), float(tie), step, movable)
+                        _c(faces, np.int64, (3,)), float(offset), float(snap), float(tie), step, movable)
     rows = np.flatnonzero(movable)
     return rows, step[rows]
 
 
-def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(t,) bool: triangles whose normal turned over from ``before`` to ``after``; see
-    :func:`backend.mesh.remesh.sheets._turned_over`."""
+def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray, min_ratio: float = 0.0,
+                min_area: float = 0.0) -> np.ndarray:
+    """(t,) bool: triangles whose normal turned over from ``before`` to ``after`` (or that shrank to
+    a sliver); see :func:`backend.mesh.remesh.sheets._turned_over`."""
     triangles = _c(triangles, np.int64, (3,))
     mark = np.zeros(len(triangles), dtype=np.uint8)
-    _native.turned_over(_c(before, np.float64, (3,)), _c(after, np.float64, (3,)), triangles, mark)
+    _native.turned_over(_c(before, np.float64, (3,)), _c(after, np.float64, (3,)), triangles, mark,
+                        float(min_ratio), float(min_area))
     return mark.view(bool)

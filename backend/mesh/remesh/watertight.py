@@ -59,13 +59,14 @@ sheets do not matter.
    negative end to its positive end: outer surfaces face outward, kept cavities inward
    (negative volume). The window's outer layer is positive, so the surface is closed;
    edges where a pinch of the level joins four faces are separated, so it is manifold.
-7. **Sheets hug the input** (:mod:`backend.mesh.remesh.sheets`): the grid cannot hold a
+7. **Onto the input; sheets hug it** (:mod:`backend.mesh.remesh.sheets`): the grid cannot hold a
    slab thinner than ``tau`` without pinholes, but its mesh can be thinner. The vertices of
    cells whose negative corners were mostly signed by the sheet rule move along the
    unsigned distance's gradient to ``SHEET_OFFSET_VOXELS`` (0.1 voxel) from the input,
-   each held back as far as keeps every triangle from turning over. Only positions change:
-   the surface stays closed, manifold and oriented; caps and fills (signed ``-d``) and
-   closed surfaces do not move.
+   each held back as far as keeps every triangle from turning over. Every other vertex
+   within ``SNAP_VOXELS`` (0.2 voxel) of the input moves onto its nearest input point under
+   the same rule (tangent planes meet a little off a curved surface). Only positions change:
+   the surface stays closed, manifold and oriented; caps and fills (signed ``-d``) stay.
 8. **Parts**: with ``keep="largest"`` the connected surface enclosing the largest volume
    is kept, with the inward-facing cavity surfaces inside it (by winding number); with
    ``cavities="fill"`` no inward-facing surface is kept at all (a pocket of a few voxels
@@ -119,7 +120,7 @@ from backend.conventions import Normalization
 from backend.mesh import native, parallel
 from backend.mesh.remesh.blocks import BLOCK, BlockGrid, Grid, label_free, padded_window
 from backend.mesh.remesh.distance import narrow_band_blocks
-from backend.mesh.remesh.sheets import SHEET_OFFSET_VOXELS, hug_sheets
+from backend.mesh.remesh.sheets import SHEET_OFFSET_VOXELS, SNAP_VOXELS, hug_sheets
 from backend.mesh.triangles import TriangleFrames, point_triangle_distance, triangle_params
 from backend.progress import ProgressFn, null_progress, subrange
 
@@ -315,8 +316,9 @@ def watertight(
     index_canonical = (canonical - window.origin) / h
     index_vertices, tris = _mesh(field, nearest, blocks, block_value, NUDGE_VOXELS * h, index_canonical,
                                  faces, sharp_features, subrange(progress, 0.7, mesh_stop))
-    hugged = hug_sheets(index_vertices, tris, field, nearest, blocks, sheet_nodes, index_canonical, faces) \
-        if sheets == "hug" else 0
+    # Sheets' vertices to their offset (hug), every other vertex near the input onto it.
+    hugged = hug_sheets(index_vertices, tris, field, nearest, blocks, sheet_nodes if sheets == "hug" else None,
+                        index_canonical, faces, snap=SNAP_VOXELS)
     del field
     if keep == "largest" or cavities == "fill":
         index_vertices, tris = _select_parts(index_vertices, tris, largest=keep == "largest",
@@ -333,7 +335,7 @@ def watertight(
     out_vertices = norm.invert(window.origin + index_vertices * h)
     log.info(
         "watertight: %d faces -> %d faces at resolution %d, %d band blocks of %d^3 in a window %s, "
-        "%d one-node specks flipped, %d sheet vertices pulled onto the input; %s",
+        "%d one-node specks flipped, %d vertices moved onto the input (or a sheet's offset); %s",
         len(faces), len(tris), resolution, blocks.count, BLOCK, window.shape, specks, hugged,
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()),
     )
