@@ -1255,16 +1255,16 @@ static PyObject *sheet_steps(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
-/* turned_over(before, after, triangles, out_mark, min_ratio, min_area) -> count
+/* turned_over(before, after, triangles, out_mark, min_area) -> count
  *
  * before, after (n, 3) float64: two positions of the same vertices; triangles (t, 3) int64.
  * out_mark (t,) uint8: 1 where the triangle's area after, seen along its normal n before, is at
- * most max(min_ratio times its area before, min_area) (turned over: <= 0; or shrunk to a
- * sliver) and n is not zero (as sheets._turned_over), else 0. */
+ * most min_area (turned over: <= 0; or shrunk to a sliver) and n is not zero (as
+ * sheets._turned_over), else 0. */
 static PyObject *turned_over(PyObject *self, PyObject *args) {
     Py_buffer before, after, triangles, out_mark;
-    double min_ratio, min_area;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*dd", &before, &after, &triangles, &out_mark, &min_ratio, &min_area))
+    double min_area;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*d", &before, &after, &triangles, &out_mark, &min_area))
         return NULL;
     Py_ssize_t n = before.len / (3 * (Py_ssize_t)sizeof(double));
     Py_ssize_t t = triangles.len / (3 * (Py_ssize_t)sizeof(int64_t));
@@ -1283,7 +1283,7 @@ static PyObject *turned_over(PyObject *self, PyObject *args) {
             vec3 nb = cross(sub(v3(b + 3 * c[1]), b0), sub(v3(b + 3 * c[2]), b0));
             vec3 na = cross(sub(v3(a + 3 * c[1]), a0), sub(v3(a + 3 * c[2]), a0));
             double nb2 = dot(nb, nb);
-            mark[i] = nb2 > 0.0 && dot(na, nb) <= fmax(min_ratio * nb2, 2.0 * min_area * sqrt(nb2));
+            mark[i] = nb2 > 0.0 && dot(na, nb) <= 2.0 * min_area * sqrt(nb2);
             count += mark[i];
         }
         Py_END_ALLOW_THREADS

@@ -192,12 +192,12 @@ def sheet_steps(vertices: np.ndarray, field: np.ndarray, nearest: np.ndarray, sh
     return rows, step[rows]
 
 
-def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray, min_ratio: float = 0.0,
-                min_area: float = 0.0) -> np.ndarray:
+def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray, min_area: float = 0.0
+                ) -> np.ndarray:
     """(t,) bool: triangles whose normal turned over from ``before`` to ``after`` (or that shrank to
     a sliver); see :func:`backend.mesh.remesh.sheets._turned_over`."""
     triangles = _c(triangles, np.int64, (3,))
     mark = np.zeros(len(triangles), dtype=np.uint8)
     _native.turned_over(_c(before, np.float64, (3,)), _c(after, np.float64, (3,)), triangles, mark,
-                        float(min_ratio), float(min_area))
+                        float(min_area))
     return mark.view(bool)

@@ -62,7 +62,7 @@ sheets do not matter.
 7. **Onto the input; sheets hug it** (:mod:`backend.mesh.remesh.sheets`): the grid cannot hold a
    slab thinner than ``tau`` without pinholes, but its mesh can be thinner. The vertices of
    cells whose negative corners were mostly signed by the sheet rule move along the
-   unsigned distance's gradient to ``SHEET_OFFSET_VOXELS`` (0.1 voxel) from the input,
+   unsigned distance's gradient to ``SHEET_OFFSET_VOXELS`` (0.05 voxel) from the input,
    each held back as far as keeps every triangle from turning over. Every other vertex
    within ``SNAP_VOXELS`` (0.2 voxel) of the input moves onto its nearest input point under
    the same rule (tangent planes meet a little off a curved surface). Only positions change:
@@ -234,7 +234,7 @@ def watertight(
         Fill enclosed empty space (hidden inner parts included), or keep it as inner
         surfaces facing into the cavity.
     sheets : {"hug", "slab"}
-        Open sheets and parts thinner than the probes come back as shells ``hug``: 0.1 voxel
+        Open sheets and parts thinner than the probes come back as shells ``hug``: 0.05 voxel
         (``SHEET_OFFSET_VOXELS``) off each side of the input, or ``slab``: 0.75 voxel
         (``SHEET_VOXELS``) off, a solid at least 1.5 voxels thick (module doc, steps 5 and 7).
     target_faces : int or None

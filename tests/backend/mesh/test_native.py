@@ -133,13 +133,13 @@ def test_turned_over_matches_numpy(monkeypatch):
     triangles = rng.integers(0, 80, size=(600, 3))
     triangles[:20, 2] = triangles[:20, 1]                                   # degenerate: never turned over
     got = native.turned_over(before, after, triangles)
-    shrunk = native.turned_over(before, after, triangles, 0.3, 0.01)
+    shrunk = native.turned_over(before, after, triangles, 0.01)
     monkeypatch.setattr(sheets, "native", types.SimpleNamespace(available=lambda: False))
     expected = sheets._turned_over(before, after, triangles)
     np.testing.assert_array_equal(got, expected)
     assert 0 < expected.sum() < len(triangles) and not expected[:20].any()
-    # With a least area ratio: the turned-over ones and more (the slivers), the same in both.
-    np.testing.assert_array_equal(shrunk, sheets._turned_over(before, after, triangles, 0.3, 0.01))
+    # With a least area: the turned-over ones and more (the slivers), the same in both.
+    np.testing.assert_array_equal(shrunk, sheets._turned_over(before, after, triangles, 0.01))
     assert (shrunk >= expected).all() and shrunk.sum() > expected.sum() and not shrunk[:20].any()
 
 
