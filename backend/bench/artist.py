@@ -20,7 +20,7 @@ do not leak into the figures:
   nearest distances between ``--samples`` area-uniform points on each surface
   (:func:`backend.mesh.metrics.chamfer_l1`), and the *surface* Chamfer-L1: ``--surface-samples``
   points on each, exact distance to the other surface
-  (:func:`backend.mesh.metrics.surface_chamfer_l1`). The sampled figure carries a floor of
+  (:func:`backend.mesh.sampling.surface_chamfer_l1`). The sampled figure carries a floor of
   about half the sample spacing (at 10^6 samples, half or more of what a 2,000-face remesh
   is off), which pulls every ratio toward 1; the ratios and goals use the surface figure.
 
@@ -185,8 +185,8 @@ def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: in
             repeat: int = 1, keep: dict | None = None) -> dict:
     """Remesh ``mesh_path`` with ``method`` in a child process and measure the result; with ``keep``, the
     result's (vertices, faces, face_sizes) go into it under (mesh, target, method, mode)."""
-    from backend.mesh.metrics import (chamfer_l1, connected_components, crease_coverage, layout_report,
-                                      polygon_report, surface_chamfer_l1)
+    from backend.mesh.metrics import chamfer_l1, connected_components, crease_coverage, layout_report, polygon_report
+    from backend.mesh.sampling import surface_chamfer_l1
     from backend.mesh.retopo.artist import weld
 
     row = {"method": method, "mode": mode if method == "meshsmith" else "quads", "mesh": mesh_path.name,

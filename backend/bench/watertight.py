@@ -115,7 +115,8 @@ def _child(method: str, mesh_path: str, resolution: int, out_path: str, repeat: 
 def run_one(method: str, mesh_path: Path, resolution: int, *, samples: int, surface_samples: int = 100_000,
             repeat: int = 1) -> dict:
     """Remesh ``mesh_path`` with ``method`` in a child process and measure the result."""
-    from backend.mesh.metrics import chamfer_l1, is_manifold, is_oriented, is_watertight, surface_chamfer_l1
+    from backend.mesh.metrics import chamfer_l1, is_manifold, is_oriented, is_watertight
+    from backend.mesh.sampling import surface_chamfer_l1
 
     with tempfile.TemporaryDirectory(prefix="meshsmith-bench-") as tmp:
         out = Path(tmp) / "result.npz"

@@ -14,8 +14,8 @@ Conventions
   area-uniform surface samples of the two meshes and ``d`` is the Euclidean distance to the
   nearest *sample* of the other mesh (not squared, not to the exact surface). Sampling adds
   a bias of about the sample spacing, ``~0.5 * sqrt(area / samples)``.
-- *Surface Chamfer-L1*: the same mean, but ``d`` is the exact distance to the other *surface*
-  (its nearest point on any triangle). No sampling floor: two identical meshes give 0, and
+- *Surface Chamfer-L1* (:func:`backend.mesh.sampling.surface_chamfer_l1`): the same mean, but
+  ``d`` is the exact distance to the other *surface* (its nearest point on any triangle). No sampling floor: two identical meshes give 0, and
   remeshes far closer than the sample spacing (a watertight remesh at resolution 256 is about
   0.01 voxel off a clean input, the floor at 10^5 samples about 0.5 voxel) are told apart.
 """
@@ -357,24 +357,6 @@ def polygon_report(faces: np.ndarray, face_sizes: np.ndarray | None = None) -> P
         manifold=bool(top.manifold),
         closed=bool(top.closed),
     )
-
-
-def surface_chamfer_l1(a_vertices: np.ndarray, a_faces: np.ndarray, b_vertices: np.ndarray,
-                       b_faces: np.ndarray, *, samples: int = 100_000, seed: int = 0) -> float:
-    """Surface Chamfer-L1 between two triangle meshes, in their units (module docstring): samples
-    of each surface, exact distance to the other (:func:`backend.mesh.sampling.unsigned_distance`).
-
-    Parameters are those of :func:`chamfer_l1`; either mesh may be open or non-manifold.
-    """
-    from backend.mesh.sampling import unsigned_distance
-
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    pa, _ = sample_surface(a_vertices, a_faces, samples, seed=seed)
-    pb, _ = sample_surface(b_vertices, b_faces, samples, seed=seed + 1)
-    a_to_b = unsigned_distance(b_vertices, b_faces, pa)
-    b_to_a = unsigned_distance(a_vertices, a_faces, pb)
-    return float((a_to_b.mean() + b_to_a.mean()) / 2.0)
 
 
 def canonical_chamfer_l1(source_vertices: np.ndarray, source_faces: np.ndarray, vertices: np.ndarray,

@@ -151,7 +151,7 @@ def test_closed_surfaces_land_on_the_input(mesh, gain, kernels, monkeypatch):
     """Dual contouring's vertices sit where tangent planes meet, a little off a curved surface;
     the snap puts them on it: nearer in the exact surface Chamfer (flat boxes: their vertices
     were on the planes already, and the hidden inner faces dominate), nothing opens or folds."""
-    from backend.mesh.metrics import surface_chamfer_l1
+    from backend.mesh.sampling import surface_chamfer_l1
     from backend.mesh.sampling import unsigned_distance
 
     v, f = mesh
