@@ -299,7 +299,13 @@ class JobRunner:
             self._end(job, "failed", error=("internal", "The backend could not start a worker process "
                                             f"({worker.exit_description()}); see the backend's log."))
             return False
-        worker.conn.send(("run", job.id, job.pipeline, job.params, job.input_files(), str(self.store.dir(job.id))))
+        try:
+            worker.conn.send(("run", job.id, job.pipeline, job.params, job.input_files(), str(self.store.dir(job.id))))
+        except OSError:
+            # It died between "ready" and this job (a broken pipe): the loop below finds it gone
+            # and fails the job; raised here, it would end the slot's thread and leave the job
+            # "running" for ever.
+            worker.process.join(1.0)
         started = time.monotonic()
         cancel_sent: float | None = None
         while True:

@@ -293,3 +293,25 @@ def test_the_disk_budget_removes_the_oldest_finished_jobs_first(tmp_path):
     assert store.clean(None, 9500, now=2000.0) == [jobs[0].id]       # 4 x ~1.4 KB + 5.4 KB: one must go
     assert store.clean(None, 1, now=2000.0) == [j.id for j in jobs[1:]]  # never the unfinished one
     assert store.get(running.id) is not None and store.dir(running.id).is_dir()
+
+
+def test_a_worker_that_dies_before_its_job_reaches_it_fails_the_job_not_the_slot(tmp_path):
+    """The race behind a CI flake: the worker died between "ready" and the job being sent to it.
+    Sending raised BrokenPipeError out of the slot's thread, which left the job running for ever
+    and the slot gone."""
+    from backend.jobs import JobRunner, JobStore
+    from backend.workers import Worker
+
+    store = JobStore(tmp_path / "data")
+    runner = JobRunner(store)                               # not started: this test is its slot
+    job = store.create("watertight", {"resolution": 32}, {"mesh": (_glb(*meshes.cube()), "glb")})
+    worker = Worker()
+    try:
+        assert worker.wait_ready(120)
+        worker.process.kill()
+        worker.process.join(10)
+        assert runner._run(worker, job) is False               # the slot replaces the worker
+    finally:
+        worker.kill()
+    assert job.state == "failed" and job.error["code"] == "worker_died", job.error
+    assert "SIGKILL" in job.error["message"]
