@@ -15,9 +15,10 @@ Conventions
   nearest *sample* of the other mesh (not squared, not to the exact surface). Sampling adds
   a bias of about the sample spacing, ``~0.5 * sqrt(area / samples)``.
 - *Surface Chamfer-L1* (:func:`backend.mesh.sampling.surface_chamfer_l1`): the same mean, but
-  ``d`` is the exact distance to the other *surface* (its nearest point on any triangle). No sampling floor: two identical meshes give 0, and
-  remeshes far closer than the sample spacing (a watertight remesh at resolution 256 is about
-  0.01 voxel off a clean input, the floor at 10^5 samples about 0.5 voxel) are told apart.
+  ``d`` is the exact distance to the other *surface* (its nearest point on any triangle). No
+  sampling floor: two identical meshes give 0, and remeshes far closer than the sample
+  spacing (a watertight remesh at resolution 256 is about 0.01 voxel off a clean input, the
+  floor at 10^5 samples about 0.5 voxel) are told apart.
 """
 
 from __future__ import annotations

@@ -403,9 +403,7 @@ def signed_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
         The mesh is not closed or not consistently oriented, or arrays are misshapen.
     """
     vertices, faces = _check_mesh(vertices, faces)
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
-        raise ValueError(f"points must be a finite (k, 3) array, got shape {points.shape}")
+    points = _check_points(points)
     if not is_watertight(faces) or not is_oriented(faces):
         raise ValueError("faces must form a closed, consistently oriented mesh (every edge in two faces, "
                          "opposite directions); run backend.mesh.remesh.watertight.watertight on it first")
@@ -450,9 +448,7 @@ def unsigned_distance(vertices: np.ndarray, faces: np.ndarray, points: np.ndarra
         Misshapen or non-finite arrays, out-of-range indices.
     """
     vertices, faces = _check_mesh(vertices, faces)
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
-        raise ValueError(f"points must be a finite (k, 3) array, got shape {points.shape}")
+    points = _check_points(points)
     index = _DistanceIndex(vertices, faces)
     out = np.empty(len(points))
     for start in range(0, len(points), CHUNK_POINTS):
@@ -793,6 +789,13 @@ def _check_mesh(vertices: object, faces: object) -> tuple[np.ndarray, np.ndarray
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise ValueError(f"faces index vertices 0..{len(vertices) - 1}, got {faces.min()}..{faces.max()}")
     return vertices, faces.astype(np.int64, copy=False)
+
+
+def _check_points(points: object) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+        raise ValueError(f"points must be a finite (k, 3) array, got shape {points.shape}")
+    return points
 
 
 def _check_count(n: object, name: str) -> int:

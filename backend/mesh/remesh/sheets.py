@@ -26,8 +26,10 @@ the vertices of that slab move along the unsigned distance's gradient to the off
    vertex, and step 3's test per triangle, are compiled kernels of
    :mod:`backend.mesh.native`, with their numpy twins here.)
 3. **No folds.** Each triangle with a moved corner must keep its orientation and some area:
-   seen along its normal before the move, its area after is above ``MIN_AREA_VOXELS2``. The moved corners of a triangle that turns over (or
-   shrinks to a sliver) go back halfway, up to ``UNFOLD_ROUNDS`` times, then all the way. Only vertex positions change, so the surface stays closed, manifold and oriented.
+   seen along its normal before the move, its area after is above ``MIN_AREA_VOXELS2``. The
+   moved corners of a triangle that turns over (or shrinks to a sliver) go back halfway, up to
+   ``UNFOLD_ROUNDS`` times, then all the way. Only vertex positions change, so the surface
+   stays closed, manifold and oriented.
 
 On a flat sheet every vertex reaches ``r``; around a sheet's border the slab's rounded rim
 shrinks to radius ``r``; a concave crease of a sheet keeps a chamfer (a chord between the

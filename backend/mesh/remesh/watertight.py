@@ -317,8 +317,8 @@ def watertight(
     index_vertices, tris = _mesh(field, nearest, blocks, block_value, NUDGE_VOXELS * h, index_canonical,
                                  faces, sharp_features, subrange(progress, 0.7, mesh_stop))
     # Sheets' vertices to their offset (hug), every other vertex near the input onto it.
-    hugged = hug_sheets(index_vertices, tris, field, nearest, blocks, sheet_nodes if sheets == "hug" else None,
-                        index_canonical, faces, snap=SNAP_VOXELS)
+    hugged = hug_sheets(index_vertices, tris, field, nearest, blocks, sheet_nodes, index_canonical, faces,
+                        snap=SNAP_VOXELS)
     del field
     if keep == "largest" or cavities == "fill":
         index_vertices, tris = _select_parts(index_vertices, tris, largest=keep == "largest",
