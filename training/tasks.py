@@ -204,12 +204,14 @@ class MeshLMTask:
                 ref_v, ref_f = decode(example["tokens"][1:int(example["length"])].numpy(), vocab)
                 cond = model.condition(points=example["points"][None].to(device))
                 sample = generate(model, cond, max_faces=cfg.max_faces, temperature=0.0, seed=step)
+                # Grid coordinates 0 .. 2^bits - 1 back to the pack's cube [-1, 1] (the pictures' frame too).
+                scale = 2.0 / ((1 << cfg.model.bits) - 1)
                 v, f = _triangles(sample.vertices, sample.faces)
                 rv, rf = _triangles(ref_v, ref_f)
+                v, rv = v * scale - 1.0, rv * scale - 1.0
                 manifold.append(float(_is_manifold(sample.faces)))
                 if len(f) and surface_area(v, f) > 0:   # all-degenerate samples have no surface to measure
-                    scale = 2.0 / ((1 << cfg.model.bits) - 1)
-                    chamfers.append(float(chamfer_l1(v * scale, f, rv * scale, rf)))
+                    chamfers.append(float(chamfer_l1(v, f, rv, rf)))
                 panels.append((val_set.items[i][1], v, f, rv, rf))
         model.train()
         if out_png is not None and panels:

@@ -139,6 +139,13 @@ def test_the_one_loop_trains_the_mesh_lm_and_its_checkpoint_rebuilds_it(tiny_mes
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
     val = [r for r in rows if r["val_loss"]]
     assert val and float(val[-1]["val_manifold"]) in (0.0, 1.0)
+    # The validation sheet shows the reference in the picture's frame (grid coordinates drawn as they
+    # are all fall on the right edge: a blank sheet).
+    import matplotlib.image
+
+    sheet = matplotlib.image.imread(tmp_path / "run" / "val" / "step_30.png")[..., :3].mean(axis=-1)
+    reference = sheet[:, sheet.shape[1] // 2:sheet.shape[1] * 3 // 4]
+    assert (reference < 0.8).mean() > 0.1              # 0.04 when blank (frame and labels), 0.19 here
     rebuilt, record = load_model(tmp_path / "run" / "ckpt", architecture="MeshLM")
     assert record["task"] == "mesh_lm" and rebuilt.config.width == 64
     with pytest.raises(ValueError, match="not a ViewsToSDF checkpoint"):
