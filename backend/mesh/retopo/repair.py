@@ -60,10 +60,11 @@ from backend.mesh.polygons import (
 
 log = logging.getLogger(__name__)
 
-#: Repair passes over steps 3-8 before giving up on reaching a clean mesh. A pass dissolves
-#: every other valence-2 vertex of a chain (their polygons overlap), so chains need several:
-#: at 4, two were left on beast's quads at 2,000 faces (issue 19); 5 cleared them.
+#: Repair passes over steps 3-8 before giving up on reaching a clean mesh.
 MAX_REPAIR_PASSES = 8
+#: Rounds of valence-2 dissolving within one pass: a round dissolves every other vertex of a
+#: chain (their polygons overlap), and beast's quads at 2,000 faces had a chain of ten.
+MAX_DISSOLVE_ROUNDS = 64
 
 
 @dataclass
@@ -588,7 +589,19 @@ def _fill_holes(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, m
 
 def _dissolve_valence2(vertices: np.ndarray, polys: np.ndarray, report: RepairReport, links: HalfedgeLinks | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge the two polygons around each interior vertex that has only those two."""
+    """Merge the two polygons around each interior vertex that has only those two, again while
+    merging leaves new ones (a chain of them shares polygons, so one round takes every other)."""
+    for _ in range(MAX_DISSOLVE_ROUNDS):
+        before = report.valence2
+        vertices, polys = _dissolve_valence2_once(vertices, polys, report, links)
+        if report.valence2 == before:
+            break
+        links = None
+    return vertices, polys
+
+
+def _dissolve_valence2_once(vertices: np.ndarray, polys: np.ndarray, report: RepairReport,
+                            links: HalfedgeLinks | None = None) -> tuple[np.ndarray, np.ndarray]:
     if len(polys) == 0:
         return vertices, polys
     links = HalfedgeLinks.of(polys, links)

@@ -125,3 +125,29 @@ def test_mend_fixes_a_fin_and_a_flipped_face_and_nothing_else():
     assert meshes.polygon_volume(v, polys) > 0
     # Too many faces on bad edges: left to the caller.
     assert R.mend(v, P.pad(np.vstack([f, [[a, b, len(v) - 1]]])), max_faces=2) is None
+
+
+def test_a_long_chain_of_valence_2_vertices_is_dissolved_in_one_repair():
+    # The middle quad of a 3 x 3 grid split again and again: each split puts a new vertex on the
+    # diagonal from the last one, so the last has two edges and each earlier one three. Dissolving
+    # the last leaves the one before with two: a chain, one vertex at a time, longer than the
+    # repair's passes (beast's quads at 2,000 faces had one of ten).
+    xs = np.arange(4, dtype=float)
+    v = [np.array((x, y, 0.0)) for y in xs for x in xs]
+    quads = [[j * 4 + i, j * 4 + i + 1, (j + 1) * 4 + i + 1, (j + 1) * 4 + i] for j in range(3) for i in range(3)]
+    a, b, c, d = quads.pop(4)                                          # the middle quad
+    v.append((v[a] + v[c]) / 2)
+    quad = [c, d, a, len(v) - 1]
+    quads.append([a, b, c, len(v) - 1])
+    splits = 3 * R.MAX_REPAIR_PASSES
+    for _ in range(splits):
+        p0, p1, p2, x = quad
+        v.append((v[x] + v[p1]) / 2)                                   # on the diagonal x - p1
+        y = len(v) - 1
+        quads.append([p0, p1, y, x])
+        quad = [p1, p2, x, y]
+    quads.append(quad)
+    out_v, out_p, report = R.repair(np.array(v), quads, max_hole=8)  # the grid's border stays open
+    interior, valence = P.interior_valences(out_p, len(out_v))
+    assert not (interior & (valence == 2)).any()
+    assert report.valence2 == splits + 1 and len(out_p) == 9 and P.topology(out_p).manifold
