@@ -28,8 +28,9 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
     for row in rows.values():
         assert "error" not in row, row
         assert row["seconds"] > 0 and row["quad_ratio"] == 1.0 and row["manifold"]
-        assert abs(row["faces"] / 300 - 1) < 0.25 and 0 < row["chamfer"] < 0.05
-        assert 0 < row["surface_chamfer"] < row["chamfer"]          # exact distances: no sampling floor
+        assert abs(row["faces"] / 300 - 1) < 0.25 and 0 < row["surface_chamfer"] < 0.05
+        # The sampled figure (5,000 samples) sits on a floor of about 0.025 here; the exact one does not.
+        assert 0 < row["surface_chamfer"] < row["chamfer"]
     # QuadriFlow takes the clean sphere as it is, the one with a backwards face mended, and
     # needs the watertight remesh for the broken torus.
     assert rows[("sphere.stl", "quadriflow")]["input"] == "input"
