@@ -16,6 +16,8 @@
  *   sheet_steps      where the vertices of an open sheet's slab move to hug the sheet, and the
  *                    others near the input onto it
  *   turned_over      triangles whose normal a move of their corners turned over
+ *   reduce_poles     a quad layout's edge rotations and diagonal collapses toward valence 4
+ *                    (the search of backend.mesh.retopo.poles, step for step)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1299,6 +1301,630 @@ static PyObject *turned_over(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Fewer poles: edge rotations and diagonal collapses (backend.mesh.retopo.poles)           */
+/* ------------------------------------------------------------------------------------ */
+
+/* The same search as poles._Rewiring, step for step: faces are visited in the same order
+ * (the queue, and every set the Python walks, in ascending face id), so both give the same
+ * layout. Faces around a vertex are kept as sorted arrays. */
+
+#define POLE_MAX_DEPTH 8
+#define POLE_CHANGED (6 * (POLE_MAX_DEPTH + 1) + 3)
+
+typedef struct {
+    int64_t n, k;
+    double *v;                  /* (n, 3), the merged vertex of a collapse moves */
+    int64_t *p;                 /* (k, 4), -1 corners: a triangle's last, every one of a removed face */
+    const uint8_t *special, *frozen, *border;
+    const int64_t *lock_start, *lock_to;          /* locked neighbours of each vertex */
+    const int64_t *ideal_start, *ideal_key, *ideal_value;  /* sector ideals by bounding neighbour */
+    int64_t **around;           /* faces around each vertex, ascending */
+    int64_t *alen, *acap;
+    uint8_t *touched;
+    int64_t *stamp, stamp_now;  /* scratch marks for vertex sets */
+    int64_t *ring_buf;          /* scratch list of vertices (n) */
+    double min_cosine;          /* a new face's normal against the replaced ones' at least this */
+    int64_t rotations, collapses;
+    int floor, failed;
+} Rewire;
+
+typedef struct {
+    int gain;
+    int64_t g, quads[2][4], ring[6];
+} Rotation;
+
+static inline int face_size(const Rewire *r, int64_t f) {
+    const int64_t *c = r->p + 4 * f;
+    return c[0] < 0 ? 0 : (c[3] < 0 ? 3 : 4);
+}
+
+static inline int corner_of(const Rewire *r, int64_t f, int64_t x) {
+    const int64_t *c = r->p + 4 * f;
+    for (int i = 0; i < 4; i++)
+        if (c[i] == x)
+            return i;
+    return -1;
+}
+
+static void around_add(Rewire *r, int64_t x, int64_t f) {
+    if (r->alen[x] == r->acap[x]) {
+        int64_t cap = r->acap[x] ? 2 * r->acap[x] : 8;
+        int64_t *grown = realloc(r->around[x], (size_t)cap * sizeof(int64_t));
+        if (!grown) {
+            r->failed = 1;
+            return;
+        }
+        r->around[x] = grown;
+        r->acap[x] = cap;
+    }
+    int64_t *a = r->around[x], i = r->alen[x];
+    while (i > 0 && a[i - 1] > f) {
+        a[i] = a[i - 1];
+        i--;
+    }
+    if (i > 0 && a[i - 1] == f) {               /* already there: undo the shift */
+        memmove(a + i, a + i + 1, (size_t)(r->alen[x] - i) * sizeof(int64_t));
+        return;
+    }
+    a[i] = f;
+    r->alen[x]++;
+}
+
+static void around_remove(Rewire *r, int64_t x, int64_t f) {
+    int64_t *a = r->around[x];
+    for (int64_t i = 0; i < r->alen[x]; i++)
+        if (a[i] == f) {
+            memmove(a + i, a + i + 1, (size_t)(r->alen[x] - i - 1) * sizeof(int64_t));
+            r->alen[x]--;
+            return;
+        }
+}
+
+/* Faces around both a and b other than f: how many, and the first (ascending). */
+static int shared_faces(const Rewire *r, int64_t a, int64_t b, int64_t f, int64_t *first) {
+    const int64_t *s = r->around[a], *t = r->around[b];
+    int64_t i = 0, j = 0;
+    int count = 0;
+    while (i < r->alen[a] && j < r->alen[b]) {
+        if (s[i] < t[j]) {
+            i++;
+        } else if (s[i] > t[j]) {
+            j++;
+        } else {
+            if (s[i] != f && count++ == 0)
+                *first = s[i];
+            i++;
+            j++;
+        }
+    }
+    return count;
+}
+
+static inline int is_locked(const Rewire *r, int64_t a, int64_t b) {
+    if (!r->special[a])
+        return 0;
+    for (int64_t i = r->lock_start[a]; i < r->lock_start[a + 1]; i++)
+        if (r->lock_to[i] == b)
+            return 1;
+    return 0;
+}
+
+static inline int64_t sector_ideal(const Rewire *r, int64_t x, int64_t key) {
+    for (int64_t i = r->ideal_start[x]; i < r->ideal_start[x + 1]; i++)
+        if (r->ideal_key[i] == key)
+            return r->ideal_value[i];
+    return 4;
+}
+
+/* The sector of x that face g lies in (poles._Rewiring.sector): the neighbour bounding it
+ * (walking on from g's corner after x; -2 all the way round, -1 a free vertex) and its faces
+ * (counted up to 64: a border or crease vertex with more is past any ideal anyway). */
+static void sector(const Rewire *r, int64_t x, int64_t g, int64_t *key, int64_t *count) {
+    if (!r->special[x]) {
+        *key = -1;
+        *count = r->alen[x];
+        return;
+    }
+    int64_t members[64], m = 1, found = INT64_MIN;
+    members[0] = g;
+    int whole = 0;
+    for (int step = 1; step >= -1 && !whole; step -= 2) {
+        int64_t h = g;
+        for (int64_t guard = 0; guard <= r->alen[x]; guard++) {
+            int size = face_size(r, h), i = corner_of(r, h, x);
+            int64_t y = r->p[4 * h + (i + step + size) % size], next = -1;
+            if (is_locked(r, x, y) || shared_faces(r, x, y, h, &next) != 1) {
+                if (found == INT64_MIN)
+                    found = y;
+                break;
+            }
+            h = next;
+            if (h == g) {
+                whole = 1;
+                break;
+            }
+            int seen = 0;
+            for (int64_t j = 0; j < m; j++)
+                seen |= members[j] == h;
+            if (!seen && m < 64)
+                members[m++] = h;
+        }
+    }
+    *key = whole ? -2 : found;
+    *count = m;
+}
+
+/* How x's excess changes when the sector holding its face g gains delta faces. */
+static int excess_change(const Rewire *r, int64_t x, int delta, int64_t g) {
+    int64_t now;
+    if (r->special[x]) {
+        int64_t key, count;
+        sector(r, x, g, &key, &count);
+        now = count - sector_ideal(r, x, key);
+    } else {
+        now = r->alen[x] - 4;
+    }
+    return (int)(delta * (2 * now + delta));
+}
+
+static int is_off(const Rewire *r, int64_t x) {
+    if (!r->special[x])
+        return r->alen[x] != 4;
+    for (int64_t i = 0; i < r->alen[x]; i++) {
+        int64_t key, count;
+        sector(r, x, r->around[x][i], &key, &count);
+        if (count != sector_ideal(r, x, key))
+            return 1;
+    }
+    return 0;
+}
+
+static inline int can_lose(const Rewire *r, int64_t x) { return r->border[x] || r->alen[x] > 3; }
+
+/* Unit normal of a face given by corner indices (a quad's from its diagonals), with one vertex
+ * optionally standing in at another place: as poles._normal. */
+static vec3 unit_or_zero(vec3 n) {
+    double length = sqrt(n.x * n.x + n.y * n.y + n.z * n.z);
+    if (length < 1e-300)
+        length = 1e-300;
+    vec3 u = {n.x / length, n.y / length, n.z / length};
+    return u;
+}
+
+static vec3 corners_normal(const Rewire *r, const int64_t *c, int size, int64_t moved_a, int64_t moved_b,
+                           const double *moved_to) {
+    vec3 pt[4];
+    for (int i = 0; i < size; i++)
+        pt[i] = (c[i] == moved_a || c[i] == moved_b) && moved_to ? v3(moved_to) : v3(r->v + 3 * c[i]);
+    vec3 u, w;
+    if (size == 4) {
+        u = sub(pt[2], pt[0]);
+        w = sub(pt[3], pt[1]);
+    } else {
+        u = sub(pt[1], pt[0]);
+        w = sub(pt[2], pt[0]);
+    }
+    vec3 n = {u.y * w.z - u.z * w.y, u.z * w.x - u.x * w.z, u.x * w.y - u.y * w.x};
+    return unit_or_zero(n);
+}
+
+static int64_t next_stamp(Rewire *r) { return ++r->stamp_now; }
+
+/* Appends the corners of the faces around y not yet marked to list; returns the new count. */
+static int64_t add_ring(Rewire *r, int64_t y, int64_t mark, int64_t *list, int64_t count) {
+    for (int64_t j = 0; j < r->alen[y]; j++) {
+        int64_t h = r->around[y][j];
+        int size = face_size(r, h);
+        for (int c = 0; c < size; c++) {
+            int64_t z = r->p[4 * h + c];
+            if (r->stamp[z] != mark) {
+                r->stamp[z] = mark;
+                list[count++] = z;
+            }
+        }
+    }
+    return count;
+}
+
+/* Whether a pole of quad f has one of the other kind within two rings (poles._Rewiring._has_partner). */
+static int has_partner(Rewire *r, int64_t f) {
+    for (int i = 0; i < 4; i++) {
+        int64_t x = r->p[4 * f + i];
+        if (r->frozen[x] || !is_off(r, x))
+            continue;
+        int over = r->special[x] ? -1 : r->alen[x] > 4;
+        int64_t mark = next_stamp(r), *list = r->ring_buf;
+        r->stamp[x] = mark;                          /* x itself is not its own partner */
+        int64_t count = add_ring(r, x, mark, list, 0), first = count;
+        for (int64_t s = 0; s < first; s++)
+            count = add_ring(r, list[s], mark, list, count);
+        for (int64_t s = 0; s < count; s++) {
+            int64_t y = list[s];
+            if (r->frozen[y] || !is_off(r, y))
+                continue;
+            if (over < 0 || r->special[y] || (r->alen[y] > 4) != over)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Merging c into a keeps the mesh manifold and folds no face (poles._Rewiring._can_merge). */
+static int can_merge(Rewire *r, int64_t f, int64_t a, int64_t c) {
+    int64_t common = -1;
+    if (shared_faces(r, a, c, -1, &common) != 1 || common != f)
+        return 0;
+    int64_t mark = next_stamp(r);
+    add_ring(r, a, mark, r->ring_buf, 0);
+    const int64_t *q = r->p + 4 * f;
+    for (int64_t j = 0; j < r->alen[c]; j++) {
+        int64_t h = r->around[c][j];
+        int size = face_size(r, h);
+        for (int i = 0; i < size; i++) {
+            int64_t z = r->p[4 * h + i];
+            if (r->stamp[z] == mark && z != q[0] && z != q[1] && z != q[2] && z != q[3])
+                return 0;
+        }
+    }
+    double mid[3];
+    for (int i = 0; i < 3; i++)
+        mid[i] = r->special[a] ? r->v[3 * a + i] : (r->v[3 * a + i] + r->v[3 * c + i]) / 2.0;
+    for (int side = 0; side < 2; side++) {
+        int64_t x = side ? c : a;
+        for (int64_t j = 0; j < r->alen[x]; j++) {
+            int64_t h = r->around[x][j];
+            if (h == f)
+                continue;
+            int size = face_size(r, h);
+            vec3 before = corners_normal(r, r->p + 4 * h, size, -1, -1, NULL);
+            vec3 after = corners_normal(r, r->p + 4 * h, size, a, c, mid);
+            if (dot(before, after) < r->min_cosine)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The best diagonal collapse of quad f, applied; writes the vertices it changed (3) to changed
+ * and returns how many, 0 when none lowers the excess (poles._Rewiring._collapse_best). */
+static int collapse_best(Rewire *r, int64_t f, int64_t *changed) {
+    int64_t q[4];
+    memcpy(q, r->p + 4 * f, sizeof q);
+    for (int i = 0; i < 4; i++)
+        if (r->frozen[q[i]] || is_locked(r, q[i], q[(i + 1) % 4]))
+            return 0;
+    int have = 0, best_gain = 0;
+    int64_t best_a = -1, best_c = -1;
+    for (int k = 0; k < 2; k++) {
+        int64_t a = q[k], b = q[k + 1], c = q[(k + 2) % 4], d = q[(k + 3) % 4];
+        if (r->special[a] && r->special[c])
+            continue;
+        if (r->special[c]) {                          /* the free vertex merges into the fixed one */
+            int64_t t = a;
+            a = c;
+            c = t;
+        }
+        if (!(can_lose(r, b) && can_lose(r, d)))
+            continue;
+        int64_t key, count;
+        sector(r, a, f, &key, &count);
+        int64_t ideal = sector_ideal(r, a, key), merged = count + r->alen[c] - 2 - ideal;
+        int64_t gain = merged * merged - (count - ideal) * (count - ideal) - (r->alen[c] - 4) * (r->alen[c] - 4)
+                       + excess_change(r, b, -1, f) + excess_change(r, d, -1, f);
+        if (gain < 0 && (!have || gain < best_gain) && can_merge(r, f, a, c)) {
+            have = 1;
+            best_gain = (int)gain;
+            best_a = a;
+            best_c = c;
+        }
+    }
+    if (!have)
+        return 0;
+    int64_t a = best_a, c = best_c, rest[2], m = 0;
+    for (int i = 0; i < 4; i++)
+        if (q[i] != a && q[i] != c)
+            rest[m++] = q[i];
+    for (int i = 0; i < 4; i++)
+        around_remove(r, q[i], f);
+    for (int i = 0; i < 4; i++)
+        r->p[4 * f + i] = -1;
+    if (!r->special[a])
+        for (int i = 0; i < 3; i++)
+            r->v[3 * a + i] = (r->v[3 * a + i] + r->v[3 * c + i]) / 2.0;
+    for (int64_t j = 0; j < r->alen[c]; j++) {
+        int64_t h = r->around[c][j];
+        for (int i = 0; i < 4; i++)
+            if (r->p[4 * h + i] == c)
+                r->p[4 * h + i] = a;
+        around_add(r, a, h);
+    }
+    r->alen[c] = 0;
+    r->collapses++;
+    changed[0] = a;
+    changed[1] = rest[0];
+    changed[2] = rest[1];
+    for (int i = 0; i < 3; i++)
+        r->touched[changed[i]] = 1;
+    return 3;
+}
+
+static int faces_agree(const Rewire *r, const int64_t *q1, const int64_t *q2, const int64_t new_quads[2][4]) {
+    vec3 n1 = corners_normal(r, q1, 4, -1, -1, NULL), n2 = corners_normal(r, q2, 4, -1, -1, NULL);
+    vec3 reference = unit_or_zero(add(n1, n2));
+    for (int i = 0; i < 2; i++)
+        if (dot(corners_normal(r, new_quads[i], 4, -1, -1, NULL), reference) < r->min_cosine)
+            return 0;
+    return 1;
+}
+
+/* Rotations of the edges of quad f that lower the excess (or keep it, with allow_zero), in
+ * the Python's order; returns how many were written to out (at most 8). */
+static int rotations_of(const Rewire *r, int64_t f, int allow_zero, Rotation *out) {
+    const int64_t *q = r->p + 4 * f;
+    int found = 0;
+    for (int k = 0; k < 4; k++) {
+        int64_t a = q[k], b = q[(k + 1) % 4];
+        if (r->frozen[a] || r->frozen[b] || is_locked(r, a, b) || !(can_lose(r, a) && can_lose(r, b)))
+            continue;
+        int lose = excess_change(r, a, -1, f) + excess_change(r, b, -1, f);
+        if (lose + 2 * r->floor > (allow_zero ? 0 : -1))
+            continue;                                 /* no pair of gainers could make up for it */
+        int64_t g = -1;
+        if (shared_faces(r, a, b, f, &g) != 1 || face_size(r, g) != 4)
+            continue;
+        const int64_t *other = r->p + 4 * g;
+        int j = corner_of(r, g, b);
+        if (other[(j + 1) % 4] != a)                  /* inconsistent winding: leave it */
+            continue;
+        int64_t ring[6] = {b, q[(k + 2) % 4], q[(k + 3) % 4], a, other[(j + 2) % 4], other[(j + 3) % 4]};
+        int distinct = 1;
+        for (int s = 0; s < 6; s++)
+            for (int t = s + 1; t < 6; t++)
+                distinct &= ring[s] != ring[t];
+        if (!distinct)
+            continue;
+        for (int s = 1; s <= 2; s++) {
+            int64_t x = ring[s], y = ring[s + 3];
+            if (r->frozen[x] || r->frozen[y])
+                continue;
+            int gain = lose + excess_change(r, x, 1, f) + excess_change(r, y, 1, g);
+            if (!(gain < 0 || (allow_zero && gain == 0 && (is_off(r, a) || is_off(r, b) || is_off(r, x)
+                                                             || is_off(r, y)))))
+                continue;
+            int64_t unused;
+            if (shared_faces(r, x, y, -1, &unused) > 0)
+                continue;
+            Rotation *o = out + found;
+            for (int i = 0; i < 4; i++) {
+                o->quads[0][i] = ring[s + i];
+                o->quads[1][i] = ring[(s + 3 + i) % 6];
+            }
+            if (!faces_agree(r, q, other, (const int64_t(*)[4])o->quads))
+                continue;
+            o->gain = gain;
+            o->g = g;
+            memcpy(o->ring, ring, sizeof ring);
+            found++;
+        }
+    }
+    return found;
+}
+
+static void rotate(Rewire *r, int64_t f, int64_t g, const int64_t quads[2][4], const int64_t ring[6]) {
+    int64_t faces[2] = {f, g};
+    for (int t = 0; t < 2; t++) {
+        int64_t *c = r->p + 4 * faces[t];
+        for (int i = 0; i < 4; i++)
+            around_remove(r, c[i], faces[t]);
+        memcpy(c, quads[t], 4 * sizeof(int64_t));
+        for (int i = 0; i < 4; i++)
+            around_add(r, c[i], faces[t]);
+    }
+    r->rotations++;
+    for (int i = 0; i < 6; i++)
+        r->touched[ring[i]] = 1;
+}
+
+static int rotate_best(Rewire *r, int64_t f, int64_t *changed) {
+    Rotation found[8];
+    int count = rotations_of(r, f, 0, found), best = -1;
+    for (int i = 0; i < count; i++)
+        if (best < 0 || found[i].gain < found[best].gain)
+            best = i;
+    if (best < 0)
+        return 0;
+    rotate(r, f, found[best].g, (const int64_t(*)[4])found[best].quads, found[best].ring);
+    memcpy(changed, found[best].ring, 6 * sizeof(int64_t));
+    return 6;
+}
+
+/* A zero-cost rotation kept only when it opens an improvement within depth steps
+ * (poles._Rewiring._shift_best). */
+static int shift_best(Rewire *r, int64_t f, int depth, int64_t *changed) {
+    Rotation found[8];
+    int count = rotations_of(r, f, 1, found);
+    for (int i = 0; i < count && !r->failed; i++) {
+        Rotation *o = found + i;
+        int64_t before[2][4];
+        uint8_t was_touched[6];
+        memcpy(before[0], r->p + 4 * f, sizeof before[0]);
+        memcpy(before[1], r->p + 4 * o->g, sizeof before[1]);
+        for (int s = 0; s < 6; s++)
+            was_touched[s] = r->touched[o->ring[s]];
+        rotate(r, f, o->g, (const int64_t(*)[4])o->quads, o->ring);
+        /* The faces around the poles it moved, ascending (up to 64 per pole). */
+        int64_t faces[6 * 64], nf = 0;
+        for (int s = 0; s < 6; s++) {
+            int64_t x = o->ring[s];
+            if (r->frozen[x] || !is_off(r, x))
+                continue;
+            for (int64_t j = 0; j < r->alen[x] && nf < 6 * 64; j++)
+                faces[nf++] = r->around[x][j];
+        }
+        qsort(faces, (size_t)nf, sizeof(int64_t), compare_int64);
+        for (int64_t j = 0; j < nf; j++) {
+            int64_t h = faces[j];
+            if ((j > 0 && faces[j - 1] == h) || face_size(r, h) != 4)
+                continue;
+            int follow = collapse_best(r, h, changed + 6);
+            if (!follow)
+                follow = rotate_best(r, h, changed + 6);
+            if (!follow && depth > 1)
+                follow = shift_best(r, h, depth - 1, changed + 6);
+            if (follow) {
+                memcpy(changed, o->ring, 6 * sizeof(int64_t));
+                return 6 + follow;
+            }
+        }
+        rotate(r, f, o->g, (const int64_t(*)[4])before, o->ring);   /* no follow-up: undo */
+        for (int s = 0; s < 6; s++)
+            r->touched[o->ring[s]] = was_touched[s];
+        r->rotations -= 2;
+    }
+    return 0;
+}
+
+static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued) {
+    int floor = -1, top_ideal = 0;
+    for (int64_t x = 0; x < r->n; x++)
+        if (!r->special[x] && r->alen[x] > 0 && 2 * (r->alen[x] - 4) + 1 < floor)
+            floor = (int)(2 * (r->alen[x] - 4) + 1);
+    for (int64_t i = 0; i < r->ideal_start[r->n]; i++)
+        if (r->ideal_value[i] - 1 > top_ideal)
+            top_ideal = (int)(r->ideal_value[i] - 1);
+    r->floor = floor < -1 - 2 * top_ideal ? floor : -1 - 2 * top_ideal;
+    int64_t size = 0;
+    for (int64_t f = 0; f < r->k; f++) {
+        queued[f] = 0;
+        if (face_size(r, f) != 4)
+            continue;
+        for (int i = 0; i < 4; i++) {
+            int64_t x = r->p[4 * f + i];
+            if (!r->frozen[x] && is_off(r, x)) {
+                queue[size++] = f;
+                queued[f] = 1;
+                break;
+            }
+        }
+    }
+    int64_t changed[POLE_CHANGED];
+    while (size > 0 && !r->failed) {
+        int64_t f = queue[--size];
+        queued[f] = 0;
+        if (face_size(r, f) != 4)
+            continue;
+        int count = collapse_best(r, f, changed);
+        if (!count)
+            count = rotate_best(r, f, changed);
+        if (!count && shifts && has_partner(r, f))
+            count = shift_best(r, f, shifts, changed);
+        for (int i = 0; i < count; i++) {
+            int64_t x = changed[i];
+            for (int64_t j = 0; j < r->alen[x]; j++) {
+                int64_t g = r->around[x][j];
+                if (!queued[g] && face_size(r, g) == 4) {
+                    queue[size++] = g;
+                    queued[g] = 1;
+                }
+            }
+        }
+    }
+}
+
+/* reduce_poles(vertices, polygons, special, frozen, border, lock_start, lock_to, ideal_start, ideal_key,
+ *              ideal_value, shift_depth, min_cosine, out_touched) -> (rotations, collapses)
+ *
+ * vertices (n, 3) float64 and polygons (k, 4) int64 (-1 last corner: a triangle) are rewired in
+ * place: a removed face becomes a row of -1, a merged vertex moves, a merged-away one is left
+ * unused. special, frozen, border (n,) uint8; lock_start (n + 1,) and lock_to: each vertex's
+ * neighbours across a locked edge (both directions); ideal_start (n + 1,), ideal_key, ideal_value:
+ * each border or crease vertex's sectors, by the neighbour that bounds them (-2: no bound), and
+ * their ideal face counts. out_touched (n,) uint8 is set where a neighbourhood changed. */
+static PyObject *reduce_poles(PyObject *self, PyObject *args) {
+    Py_buffer vertices, polygons, special, frozen, border, lock_start, lock_to, ideal_start, ideal_key, ideal_value,
+        out_touched;
+    int depth;
+    double min_cosine;
+    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*y*y*y*y*idw*", &vertices, &polygons, &special, &frozen, &border,
+                          &lock_start, &lock_to, &ideal_start, &ideal_key, &ideal_value, &depth, &min_cosine,
+                          &out_touched))
+        return NULL;
+    Rewire r;
+    memset(&r, 0, sizeof r);
+    r.min_cosine = min_cosine;
+    r.n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    r.k = polygons.len / (4 * (Py_ssize_t)sizeof(int64_t));
+    r.v = vertices.buf;
+    r.p = polygons.buf;
+    r.special = special.buf;
+    r.frozen = frozen.buf;
+    r.border = border.buf;
+    r.lock_start = lock_start.buf;
+    r.lock_to = lock_to.buf;
+    r.ideal_start = ideal_start.buf;
+    r.ideal_key = ideal_key.buf;
+    r.ideal_value = ideal_value.buf;
+    r.touched = out_touched.buf;
+    int64_t locks = lock_to.len / (Py_ssize_t)sizeof(int64_t), ideals = ideal_key.len / (Py_ssize_t)sizeof(int64_t);
+    int ok = depth >= 0 && depth <= POLE_MAX_DEPTH && special.len == r.n && frozen.len == r.n && border.len == r.n
+             && out_touched.len == r.n && lock_start.len == (r.n + 1) * (Py_ssize_t)sizeof(int64_t)
+             && ideal_start.len == lock_start.len && ideal_value.len == ideal_key.len;
+    for (int64_t i = 0; ok && i < 4 * r.k; i++)
+        ok = r.p[i] >= -1 && r.p[i] < r.n && (r.p[i] >= 0 || i % 4 == 3) && (i % 4 != 3 || r.p[i - 1] >= 0);
+    for (int64_t x = 0; ok && x < r.n; x++)
+        ok = r.lock_start[x] <= r.lock_start[x + 1] && r.ideal_start[x] <= r.ideal_start[x + 1];
+    ok = ok && r.lock_start[0] == 0 && r.lock_start[r.n] == locks && r.ideal_start[0] == 0 && r.ideal_start[r.n] == ideals;
+    for (int64_t i = 0; ok && i < locks; i++)
+        ok = r.lock_to[i] >= 0 && r.lock_to[i] < r.n;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "reduce_poles: buffer sizes do not match or an index is out of range");
+    } else {
+        int64_t *queue = NULL;
+        uint8_t *queued = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        r.around = calloc((size_t)r.n + 1, sizeof(int64_t *));
+        r.alen = calloc((size_t)r.n + 1, sizeof(int64_t));
+        r.acap = calloc((size_t)r.n + 1, sizeof(int64_t));
+        r.stamp = calloc((size_t)r.n + 1, sizeof(int64_t));
+        r.ring_buf = malloc(((size_t)r.n + 1) * sizeof(int64_t));
+        queue = malloc(((size_t)r.k + 1) * sizeof(int64_t));
+        queued = malloc((size_t)r.k + 1);
+        r.failed = !r.around || !r.alen || !r.acap || !r.stamp || !r.ring_buf || !queue || !queued;
+        for (int64_t f = 0; f < r.k && !r.failed; f++)
+            for (int i = 0; i < face_size(&r, f); i++)
+                around_add(&r, r.p[4 * f + i], f);
+        for (int shifts = 0; shifts <= depth && !r.failed; shifts++)
+            sweep(&r, shifts, queue, queued);
+        for (int64_t x = 0; r.around && x < r.n; x++)
+            free(r.around[x]);
+        free(r.around);
+        free(r.alen);
+        free(r.acap);
+        free(r.stamp);
+        free(r.ring_buf);
+        free(queue);
+        free(queued);
+        Py_END_ALLOW_THREADS
+        if (r.failed)
+            PyErr_NoMemory();
+    }
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&polygons);
+    PyBuffer_Release(&special);
+    PyBuffer_Release(&frozen);
+    PyBuffer_Release(&border);
+    PyBuffer_Release(&lock_start);
+    PyBuffer_Release(&lock_to);
+    PyBuffer_Release(&ideal_start);
+    PyBuffer_Release(&ideal_key);
+    PyBuffer_Release(&ideal_value);
+    PyBuffer_Release(&out_touched);
+    if (!ok || r.failed)
+        return NULL;
+    return Py_BuildValue("LL", (long long)r.rotations, (long long)r.collapses);
+}
+
 static PyMethodDef methods[] = {
     {"band_distance", band_distance, METH_VARARGS, "Exact distances at band nodes (see _native.c)."},
     {"tangent_normals", tangent_normals, METH_VARARGS, "Input normals at crossings (see _native.c)."},
@@ -1312,6 +1938,7 @@ static PyMethodDef methods[] = {
     {"halfedge_links", halfedge_links, METH_VARARGS, "Edge numbers and twins of half-edges (see _native.c)."},
     {"sheet_steps", sheet_steps, METH_VARARGS, "Steps of a sheet's slab vertices onto it (see _native.c)."},
     {"turned_over", turned_over, METH_VARARGS, "Triangles whose normal a move turned over (see _native.c)."},
+    {"reduce_poles", reduce_poles, METH_VARARGS, "Edge rotations and diagonal collapses toward valence 4 (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };
 

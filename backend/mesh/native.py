@@ -201,3 +201,35 @@ def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray, mi
     _native.turned_over(_c(before, np.float64, (3,)), _c(after, np.float64, (3,)), triangles, mark,
                         float(min_area))
     return mark.view(bool)
+
+
+def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, special: np.ndarray, frozen: np.ndarray,
+                 border: np.ndarray, locked: np.ndarray, sector_ideal: dict[tuple[int, int], int], depth: int,
+                 min_cosine: float, out_touched: np.ndarray) -> tuple[int, int]:
+    """Rewire ``polygons`` (k, 4) int64 and ``vertices`` (n, 3) float64 in place, as
+    :meth:`backend.mesh.retopo.poles._Rewiring.run` does (a removed face becomes a row of -1);
+    mark ``out_touched`` (n,) bool. ``locked`` (e, 2): edges never rotated or merged;
+    ``sector_ideal``: ``(vertex, bounding neighbour or -2) -> faces``; ``depth``: zero-cost rotations a
+    walk may chain (at most 8); ``min_cosine``: how far a new face may turn. Returns (rotations, collapses)."""
+    _check_outputs(vertices=(vertices, np.float64), polygons=(polygons, np.int64), out_touched=(out_touched, np.bool_))
+    n = len(vertices)
+    if vertices.shape != (n, 3) or polygons.ndim != 2 or polygons.shape[1] != 4:
+        raise ValueError(f"expected vertices (n, 3) and polygons (k, 4), got {vertices.shape} and {polygons.shape}")
+    locked = np.asarray(locked, dtype=np.int64).reshape(-1, 2)
+    lock_start, lock_to = _by_vertex(np.concatenate([locked[:, 0], locked[:, 1]]),
+                                     np.concatenate([locked[:, 1], locked[:, 0]]), n)
+    keys = np.array(list(sector_ideal), dtype=np.int64).reshape(-1, 2)
+    values = np.array(list(sector_ideal.values()), dtype=np.int64)
+    ideal_start, order = _by_vertex(keys[:, 0], np.arange(len(keys)), n)
+    flags = [_c(np.asarray(a, dtype=bool).view(np.uint8), np.uint8) for a in (special, frozen, border)]
+    return _native.reduce_poles(vertices, polygons, *flags, lock_start, lock_to, ideal_start,
+                                _c(keys[order, 1], np.int64), _c(values[order], np.int64), int(depth),
+                                float(min_cosine), out_touched.view(np.uint8))
+
+
+def _by_vertex(owner: np.ndarray, value: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR rows of ``value`` grouped by ``owner`` in ``[0, n)``: starts (n + 1,) and the values."""
+    order = np.argsort(owner, kind="stable")
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=n), out=start[1:])
+    return start, _c(np.asarray(value, dtype=np.int64)[order], np.int64)

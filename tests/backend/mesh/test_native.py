@@ -188,3 +188,37 @@ def test_halfedge_links_match_numpy():
     np.testing.assert_array_equal(edge_of[twin[paired]], edge_of[paired])   # ... on one edge
     with pytest.raises(ValueError, match="out of range"):
         native.halfedge_links(src, dst, n)
+
+
+@needs_native
+@pytest.mark.parametrize("case", ["closed", "creases", "open and pinned", "with triangles"])
+def test_pole_search_is_the_python_one_step_for_step(monkeypatch, case):
+    # The same faces in the same order, the same merged positions, the same counts.
+    from backend.mesh import polygons as poly
+    from backend.mesh.retopo.poles import reduce_poles
+    from tests.backend.mesh.retopo.test_poles import torus_layout
+
+    v, p = torus_layout(pair=case != "with triangles")
+    assert (p[:, 3] == poly.NO_CORNER).any() == (case == "with triangles")
+    kwargs = {}
+    if case == "creases":
+        edges, _, _ = poly.edge_counts(p)
+        kwargs["crease_edges"] = edges[(v[edges, 2] > 0.2).all(axis=1)]           # the torus's top band
+    if case == "open and pinned":
+        p = p[(v[p[:, :3], 1] < 0.5).all(axis=1)]                                   # a border across it
+        kwargs["pinned"] = v[:, 0] > 1.1
+    results = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("MESHSMITH_NATIVE", flag)
+        results[flag] = reduce_poles(v, p, **kwargs)
+    (cv, cp, creport), (pv, pp, preport) = results["1"], results["0"]
+    assert preport.rotations > 10 and preport.collapses > 0                       # the search had work to do
+    assert (creport.rotations, creport.collapses) == (preport.rotations, preport.collapses)
+    np.testing.assert_array_equal(cp, pp)
+    np.testing.assert_array_equal(cv, pv)
+    np.testing.assert_array_equal(creport.touched, preport.touched)
+    bad = pp.copy()
+    bad[3, 1] = len(pv)
+    with pytest.raises(ValueError, match="out of range"):
+        native.reduce_poles(pv.copy(), bad, *np.zeros((3, len(pv)), dtype=bool), np.zeros((0, 2)), {}, 3, 0.3,
+                            np.zeros(len(pv), dtype=bool))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from backend.mesh import polygons as poly
 from backend.mesh.retopo.poles import reduce_poles
+
+# Every test here runs on the compiled search and on its Python twin.
+pytestmark = pytest.mark.usefixtures("kernels")
 
 N = 6
 
@@ -43,6 +47,16 @@ def _rotated_grid() -> tuple[np.ndarray, np.ndarray]:
     p[_quad_of(p, [_v(2, 2), _v(3, 2), _v(3, 3), _v(2, 3)])] = hexagon[0:4]
     p[_quad_of(p, [_v(3, 2), _v(4, 2), _v(4, 3), _v(3, 3)])] = hexagon[3:6] + hexagon[:1]
     return v, p
+
+
+def torus_layout(pair: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Instant Meshes' layout of a torus, made manifold (quads and triangles), paired into quads if ``pair``."""
+    from backend.mesh.retopo import artist, quads, repair
+    from tests import meshes
+
+    v, raw = artist.instant_meshes(*meshes.torus(rings=48, segments=24), target_faces=800)
+    v, p = repair.repair(v, raw)[:2]
+    return quads.pair_triangles(v, p)[:2] if pair else (v, p)
 
 
 def test_a_turned_edge_is_turned_back():
@@ -139,11 +153,9 @@ def test_a_crease_edge_is_never_turned_even_when_that_would_pay():
 def test_deeper_walks_cancel_poles_that_one_step_cannot(monkeypatch):
     # Instant Meshes' own layout of a torus (genus 1: it needs no pole at all), made manifold and
     # paired into quads, rewired with walks of one zero-cost rotation and then of three.
-    from backend.mesh.retopo import artist, poles, quads, repair
-    from tests import meshes
+    from backend.mesh.retopo import poles
 
-    v, raw = artist.instant_meshes(*meshes.torus(rings=48, segments=24), target_faces=800)
-    v, p, _ = quads.pair_triangles(*repair.repair(v, raw)[:2])
+    v, p = torus_layout()
     assert poly.topology(p).manifold
     counts = {}
     for depth in (1, 3):
@@ -153,3 +165,4 @@ def test_deeper_walks_cancel_poles_that_one_step_cannot(monkeypatch):
         counts[depth] = int((valence != 4).sum())
         assert poly.topology(out_p).manifold
     assert counts[3] < counts[1], counts                # 60 -> 38 when measured
+
