@@ -50,11 +50,13 @@ from backend.mesh import polygons as poly
 #: the replaced quads' mean normal at least this.
 MIN_NORMAL_COSINE = 0.3
 #: Zero-cost rotations a search may chain before the step that lowers the excess (how far a 3-5
-#: pair may walk to its partner). Measured in ``quads`` mode at 2,000 faces, valence-4 share at
-#: depth 1 / 3 / 4: spot 0.924 / 0.946 / 0.953, Duck 0.936 / 0.951 / 0.953, beast 0.899 / 0.922,
-#: the truck 0.878 / 0.893. The search grows about threefold per step (compiled, spot at 2,000
-#: faces: 0.02 s at 3; in Python 0.8 s).
-SHIFT_DEPTH = 3
+#: pair may walk to its partner). Measured on the pole pass's inputs in ``quads`` mode, bench
+#: meshes at 2,000 / 5,000 faces, valence-4 share at depth 3 / 4 / 5 (compiled seconds at 4):
+#: spot 0.946 / 0.953 / 0.955 and 0.959 / 0.963 / 0.966 (0.03, 0.10 s), Duck 0.951 / 0.953 / 0.956
+#: and 0.956 / 0.959 / 0.963 (0.03, 0.08 s), beast 0.922 / 0.929 / 0.933 and 0.928 / 0.933 / 0.936,
+#: busted 0.956 / 0.964 / 0.966 and 0.970 / 0.974 / 0.976. The search grows about threefold per
+#: step (suzanne at 5,000 faces: 0.20 / 0.41 / 1.39 s); in Python it is about 30x slower.
+SHIFT_DEPTH = 4
 #: Fewest faces an interior vertex may be left with.
 MIN_INTERIOR_FACES = 3
 
