@@ -382,8 +382,9 @@ def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarra
     Returns ``poles_per_1000``: interior vertices whose valence is not 4, per 1,000 polygons;
     ``valence2``: interior vertices on exactly two polygon edges (they only bend an edge; an open
     sheet's corners, on its border, do not count);
-    ``obtuse_quads``: quads with a corner above ``obtuse_degrees`` (geometrically near-triangles),
-    and ``max_quad_angle`` (degrees); ``components``: connected pieces (by shared vertices).
+    ``obtuse_quads``: quads with a corner above ``obtuse_degrees`` (geometrically near-triangles, or
+    concave: a corner that turns the wrong way counts as 360 degrees less its edges' angle), and
+    ``max_quad_angle`` (degrees, up to 360); ``components``: connected pieces (by shared vertices).
     """
     from backend.mesh.polygons import from_mesh, interior_valences, quad_corner_angles
 

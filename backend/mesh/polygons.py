@@ -247,14 +247,23 @@ def polygon_normals(vertices: np.ndarray, polygons: np.ndarray) -> np.ndarray:
 
 def quad_corner_angles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For the quads of ``polygons`` (``(k, 4)``, -1 in the last column for triangles): their rows
-    and the ``(q, 4)`` corner angles in degrees."""
+    and the ``(q, 4)`` corner angles in degrees (:func:`corner_angles`: a concave corner above 180)."""
     rows = np.flatnonzero(polygons[:, 3] != NO_CORNER)
-    p = vertices[polygons[rows]]
-    to_prev = np.roll(p, 1, axis=1) - p
-    to_next = np.roll(p, -1, axis=1) - p
+    return rows, corner_angles(vertices[polygons[rows]])
+
+
+def corner_angles(quads: np.ndarray) -> np.ndarray:
+    """Corner angles in degrees of quads ``(..., 4, 3)``, measured inside the quad: a corner that
+    turns against the quad's normal (from its diagonals) is concave, ``360 - angle`` (a dart's
+    reflex corner would otherwise read as an ordinary one)."""
+    to_prev = np.roll(quads, 1, axis=-2) - quads
+    to_next = np.roll(quads, -1, axis=-2) - quads
     cos = (to_prev * to_next).sum(-1) / np.maximum(
         np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
-    return rows, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    normal = np.cross(quads[..., 2, :] - quads[..., 0, :], quads[..., 3, :] - quads[..., 1, :])
+    turn = (np.cross(to_next, to_prev) * normal[..., None, :]).sum(-1)
+    return np.where(turn < 0.0, 360.0 - angles, angles)
 
 
 def guarded_moves(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, polygons: np.ndarray, *,

@@ -678,6 +678,9 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         # vertex): relax them in their tangent planes.
         v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines,
                                                           also=rewired.touched)
+        # Corners the relaxing could not open (T-junctions, corners on a crease): the best of a
+        # ring of positions around their vertex.
+        v, report.widened_corners = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
     return v, p, report, snapped
 
 

@@ -6,9 +6,18 @@ vertex at such a corner sits almost on the line between its two neighbours in th
 its other corners share what is left of 360 degrees. Moving it to the mean of its edge
 neighbours, within its tangent plane, spreads the angles evenly (a valence-3 vertex gets about
 120 degrees per corner), and putting it back on the reference surface keeps the shape. Only
-those vertices move. Border vertices stay; a vertex on one of the reference's creases
-(:class:`CreaseLines`) slides along it and stays on it; one at a crease corner (where three or
-more crease lines meet, or one ends) stays. Connectivity never changes.
+those vertices move; a concave corner (a dart: :func:`backend.mesh.polygons.corner_angles`)
+counts as one above 180 degrees and is opened the same way. Border vertices stay; a vertex on
+one of the reference's creases (:class:`CreaseLines`) slides along it and stays on it; one at a
+crease corner (where three or more crease lines meet, or one ends) stays. Connectivity never
+changes.
+
+The neighbours' mean does not open every corner: a step that would fold a polygon is refused,
+and a vertex on a crease that runs straight through its corner cannot open it by sliding.
+:func:`widen_flat_corners` then tries, for each quad still above 160 degrees, a ring of points
+around each of its corners that may move (on the surface, or along the crease) and keeps, per
+vertex, the one that leaves the fewest such quads around it and the smallest largest angle, if
+no polygon around it turns over.
 """
 
 from __future__ import annotations
@@ -27,6 +36,18 @@ PASSES = 8
 ALSO_PASSES = 3
 #: Share of the way to the neighbours' mean taken per pass.
 STEP = 0.7
+#: Corners above this (degrees) get their vertex moved by :func:`widen_flat_corners`.
+FLAT_DEGREES = 160.0
+#: Where it may go: this many directions in its tangent plane (two along a crease) ...
+WIDEN_DIRECTIONS = 12
+#: ... at these fractions of its mean distance to the other corners of its polygons.
+WIDEN_STEPS = (0.05, 0.1, 0.2, 0.3, 0.45)
+#: Rounds (each recomputes the angles and tries every vertex still at a flat corner).
+WIDEN_ROUNDS = 3
+#: A polygon around a moved vertex keeps its normal within this cosine of its old one, and at
+#: least this share of its area.
+WIDEN_MIN_COSINE = 0.3
+WIDEN_MIN_AREA = 0.1
 
 
 class CreaseLines:
@@ -156,3 +177,100 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         v, step = poly.guarded_moves(v, target, step, p)      # no move may fold or flatten a polygon
         moved |= step
     return v, int(moved.sum())
+
+
+def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Callable[[np.ndarray], np.ndarray], *,
+                       creases: CreaseLines | None = None, above_degrees: float = FLAT_DEGREES,
+                       rounds: int = WIDEN_ROUNDS) -> tuple[np.ndarray, int]:
+    """Open the quads with a corner above ``above_degrees`` by moving their corners, one vertex at a
+    time, to sampled points nearby (module doc).
+
+    Each round tries the vertex at each such corner, then the other corners of those quads, while
+    a quad around it is still open. The points: :data:`WIDEN_DIRECTIONS` directions in the vertex's
+    tangent plane at each of :data:`WIDEN_STEPS`, put back on the surface with ``closest``; for a
+    vertex on a crease of ``creases``, the two directions along it, put back on it. Border vertices
+    and crease corners stay. The point taken leaves fewer open quads around the vertex, or as many
+    with a smaller largest angle, and keeps every polygon around it facing its way
+    (:data:`WIDEN_MIN_COSINE`) and at least :data:`WIDEN_MIN_AREA` of its area. Returns the new
+    vertices and how many vertices moved.
+    """
+    v = np.asarray(vertices, dtype=np.float64).copy()
+    p = np.asarray(polygons, dtype=np.int64)
+    is_quad = p[:, 3] != poly.NO_CORNER if len(p) else np.zeros(0, dtype=bool)
+    if not is_quad.any():
+        return v, 0
+    # Triangles padded with their first corner: the diagonal cross product is then their normal.
+    padded = np.where(is_quad[:, None], p, p[:, [0, 1, 2, 0]])
+    src, _, face, _ = poly.halfedges(p)
+    order = np.argsort(src, kind="stable")
+    start = np.searchsorted(src[order], np.arange(len(v) + 1))
+    faces_at = face[order]                                       # faces_at[start[x]:start[x + 1]]: x's polygons
+    edges, counts, edge_of = poly.edge_counts(p)
+    pinned = np.zeros(len(v), dtype=bool)
+    pinned[src[counts[edge_of] == 1]] = True
+    on_crease = np.zeros(len(v), dtype=bool)
+    if creases is not None:
+        _, distance, _ = creases.nearest(v)
+        on_crease = distance <= creases.tolerance
+        pinned |= on_crease & creases.at_corner(v)
+    turn = np.linspace(0.0, 2.0 * np.pi, WIDEN_DIRECTIONS, endpoint=False)
+    steps = np.asarray(WIDEN_STEPS, dtype=np.float64)[:, None, None]
+    moved = np.zeros(len(v), dtype=bool)
+    for _ in range(rounds):
+        rows, angles = poly.quad_corner_angles(v, p)
+        flat = angles.max(axis=1) > above_degrees
+        if not flat.any():
+            break
+        # The vertex at the open corner first; then the quad's other corners, which can open it too
+        # (where that vertex is on a border, or on a crease that runs straight through it).
+        first = p[rows[flat], angles[flat].argmax(axis=1)]
+        at = np.concatenate([first, np.setdiff1d(p[rows[flat]].ravel(), first)])
+        at = at[~pinned[at]]
+        at = at[np.sort(np.unique(at, return_index=True)[1])]
+        changed = False
+        for x in at.tolist():
+            fs = faces_at[start[x]:start[x + 1]]
+            corners = padded[fs]
+            points = v[corners]                                              # (m, 4, 3)
+            normals = _diagonal_normals(points)
+            now = poly.corner_angles(points[is_quad[fs]]).max(axis=-1)
+            worst = (int((now > above_degrees).sum()), float(now.max()))
+            if worst[0] == 0:
+                continue                                     # opened already by a neighbour's move
+            others = points[corners != x]
+            reach = float(np.linalg.norm(others - v[x], axis=1).mean())
+            if on_crease[x]:
+                _, _, direction = creases.nearest(v[[x]])
+                directions = np.vstack([direction, -direction])
+            else:
+                n = normals.sum(axis=0)
+                n /= max(float(np.linalg.norm(n)), 1e-300)
+                u = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+                u /= max(float(np.linalg.norm(u)), 1e-300)
+                w = np.cross(n, u)
+                directions = np.cos(turn)[:, None] * u + np.sin(turn)[:, None] * w
+            candidates = (v[x] + steps * reach * directions[None]).reshape(-1, 3)
+            candidates = creases.nearest(candidates)[0] if on_crease[x] else closest(candidates)
+            trial = np.broadcast_to(points, (len(candidates),) + points.shape).copy()   # (c, m, 4, 3)
+            trial[:, corners == x] = candidates[:, None, :]
+            after = _diagonal_normals(trial)
+            size_before, size_after = np.linalg.norm(normals, axis=-1), np.linalg.norm(after, axis=-1)
+            keeps = ((after * normals).sum(-1) >= WIDEN_MIN_COSINE * size_before * size_after) \
+                & (size_after >= WIDEN_MIN_AREA * size_before)
+            largest = poly.corner_angles(trial[:, is_quad[fs]]).max(axis=-1)            # (c, quads)
+            # Fewer open quads first, then a smaller largest angle.
+            score = (largest > above_degrees).sum(axis=1) * 1000.0 + largest.max(axis=1)
+            score[~keeps.all(axis=1)] = np.inf
+            best = int(np.argmin(score))
+            if score[best] < worst[0] * 1000.0 + worst[1]:
+                v[x] = candidates[best]
+                moved[x] = changed = True
+        if not changed:
+            break
+    return v, int(moved.sum())
+
+
+def _diagonal_normals(points: np.ndarray) -> np.ndarray:
+    """Area normals (twice the area long) of quads ``(..., 4, 3)`` from their diagonals."""
+    return np.cross(points[..., 2, :] - points[..., 0, :], points[..., 3, :] - points[..., 1, :])
+

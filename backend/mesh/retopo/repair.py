@@ -98,9 +98,10 @@ class RepairReport:
     rotated_edges, collapsed_diagonals : int
         Pole-removing rewirings of the quad layout (set by the artist pipeline after repair:
         :mod:`backend.mesh.retopo.poles`).
-    open_corners : int
-        Vertices at quad corners near 180 degrees moved to open them (set by the artist pipeline
-        after repair: :mod:`backend.mesh.retopo.relax`).
+    open_corners, widened_corners : int
+        Vertices at quad corners near 180 degrees moved to open them, by relaxing and then by
+        a search around them (set by the artist pipeline after repair:
+        :mod:`backend.mesh.retopo.relax`).
     thin_parts : int
         Parts thinner than an edge that the clean-up lost, remeshed alone at an edge fitted to
         their thickness (set by the artist pipeline).
@@ -122,6 +123,7 @@ class RepairReport:
     rotated_edges: int = 0
     collapsed_diagonals: int = 0
     open_corners: int = 0
+    widened_corners: int = 0
     thin_parts: int = 0
     passes: int = 0
 

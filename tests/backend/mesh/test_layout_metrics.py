@@ -38,6 +38,15 @@ def test_a_near_triangle_quad_is_counted_and_so_is_a_second_piece():
     assert layout_report(v, f, np.array([4, 4]), obtuse_degrees=178.0)["obtuse_quads"] == 0
 
 
+def test_a_dart_counts_by_its_reflex_corner_not_the_angle_between_its_edges():
+    # (0, 0) (2, 0) (1, 0.5) (1, 2) wound counter-clockwise: the corner at (1, 0.5) turns the wrong
+    # way. The edges there meet at about 117 degrees; inside the quad the corner is 243.
+    v = np.array([(0, 0, 0), (2, 0, 0), (1, 0.5, 0), (1, 2, 0)], dtype=float)
+    f = np.array([(0, 1, 2), (0, 2, 3)])
+    report = layout_report(v, f, np.array([4]))
+    assert report["obtuse_quads"] == 1 and 243.0 < report["max_quad_angle"] < 244.0
+
+
 def test_a_closed_two_quad_pillow_is_all_valence_two():
     """The speck issue 19 found under a chair: two quads glued along all four edges."""
     v = np.array([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)], dtype=float)

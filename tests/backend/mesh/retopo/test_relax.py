@@ -6,7 +6,7 @@ import numpy as np
 
 from backend.mesh import polygons as poly
 from backend.mesh.polygons import quad_corner_angles
-from backend.mesh.retopo.relax import CreaseLines, relax_open_corners
+from backend.mesh.retopo.relax import CreaseLines, relax_open_corners, widen_flat_corners
 
 
 def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,3 +73,53 @@ def test_a_vertex_on_a_crease_slides_along_it_and_a_crease_corner_stays():
     ended = CreaseLines(np.array([(1.0, 3.0, 0.0)]), np.array([(1.52, 2.48, 0.0)]), tolerance=0.05)
     pinned, moved = relax_open_corners(v, p, _on_plane, creases=ended)
     assert moved == 0 and np.array_equal(pinned, v)
+
+
+def _t_junction() -> tuple[np.ndarray, np.ndarray]:
+    """Three quads around a valence-3 vertex (index 1, at the origin) on a straight line of edges:
+    corners of 90, 90 and 180 degrees, the upper quad a triangle with an extra vertex."""
+    v = np.array([(-1, 0, 0), (0, 0, 0), (1, 0, 0), (0, 1, 0), (-1, -1, 0), (0, -1, 0), (1, -1, 0)], dtype=float)
+    p = np.array([[0, 1, 2, 3], [4, 5, 1, 0], [5, 6, 2, 1]])
+    return v, p
+
+
+def test_a_t_junction_is_widened_in_its_plane_and_nothing_else_moves():
+    v, p = _t_junction()
+    assert quad_corner_angles(v, p)[1].max() == 180.0
+    v, p = _ringed(v, p)
+    widened, moved = widen_flat_corners(v, p, _on_plane)
+    angles = quad_corner_angles(widened, p)[1]
+    assert moved == 1 and angles.max() < 160.0
+    # Toward the stem, on the plane: the upper quad becomes a kite. (Up into it would read as
+    # 127 degrees to an angle without a side: a dart, its corner at vertex 1 reflex.)
+    assert np.allclose(widened[:, 2], 0.0) and widened[1, 1] < 0.0
+    assert np.array_equal(np.delete(widened, 1, axis=0), np.delete(v, 1, axis=0))
+    assert (poly.polygon_normals(widened, p)[:, 2] > 0).all()                  # nothing turned over
+    dart = v.copy()
+    dart[1] = (0.0, 0.5, 0.0)
+    assert quad_corner_angles(dart, p)[1][0, 1] > 180.0
+
+
+def test_widening_keeps_crease_and_border_vertices_where_they_may_be():
+    v, p = _ringed(*_t_junction())
+    along_stem = CreaseLines(np.array([(0.0, -3.0, 0.0)]), np.array([(0.0, 3.0, 0.0)]), tolerance=1e-6)
+    widened, moved = widen_flat_corners(v, p, _on_plane, creases=along_stem)
+    assert moved == 1 and abs(widened[1, 0]) < 1e-9                          # slid along the crease only
+    assert quad_corner_angles(widened, p)[1].max() < 160.0
+    along_line = CreaseLines(np.array([(-3.0, 0.0, 0.0)]), np.array([(3.0, 0.0, 0.0)]), tolerance=1e-6)
+    widened, moved = widen_flat_corners(v, p, _on_plane, creases=along_line)  # sliding cannot open it
+    assert moved == 0 and np.array_equal(widened, v)
+    bare, q = _t_junction()
+    q = q[:2]                                                                 # vertex 1 now on the border
+    widened, moved = widen_flat_corners(bare, q, _on_plane)
+    assert moved == 0 and np.array_equal(widened, bare)
+
+
+def _ringed(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The T-junction's six outer vertices joined to a ring of six more, twice as far out, by quads."""
+    outer = [0, 4, 5, 6, 2, 3]                                        # its border, counter-clockwise
+    ring = np.array([2.0 * v[i] * (1.5 if i in (3, 5) else 1.0) for i in outer])
+    out_v = np.vstack([v, ring])
+    first = len(v)
+    quads = [[outer[k], first + k, first + (k + 1) % 6, outer[(k + 1) % 6]] for k in range(6)]
+    return out_v, np.vstack([p, quads])
