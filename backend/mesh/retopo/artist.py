@@ -681,6 +681,14 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         # Corners the relaxing could not open (T-junctions, corners on a crease): the best of a
         # ring of positions around their vertex.
         v, report.widened_corners = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+        # What is still open sits on a border or on a crease straight through the corner: split the
+        # corner with an edge where the layout allows it, then open what that leaves.
+        p, split = poles.split_flat_corners(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+        if split.rotations:
+            report.split_corners = split.rotations
+            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=split.touched)
+            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+            report.widened_corners += widened
     return v, p, report, snapped
 
 

@@ -99,20 +99,11 @@ def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np
     p = np.asarray(polygons, dtype=np.int64)
     if len(p) == 0:
         return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
-    edges, counts, _ = poly.edge_counts(p)
-    locked = edges[counts == 1]
-    if crease_edges is not None and len(crease_edges):
-        locked = np.vstack([locked, np.sort(np.asarray(crease_edges, dtype=np.int64).reshape(-1, 2), axis=1)])
-    special = np.zeros(len(v), dtype=bool)
-    special[locked.ravel()] = True
-    frozen = np.zeros(len(v), dtype=bool) if pinned is None else np.asarray(pinned, dtype=bool)
-    border = np.zeros(len(v), dtype=bool)
-    border[edges[counts == 1].ravel()] = True
-    rewire = _Rewiring(v, p, special, frozen, locked, border)     # (the compiled search takes its sector ideals)
+    rewire = _rewiring(v, p, crease_edges, pinned)                   # (the compiled search takes its sector ideals)
     if native.available():
         out = p.copy()
         touched = np.zeros(len(v), dtype=bool)
-        rotations, collapses = native.reduce_poles(v, out, special, frozen, border, locked, rewire.sector_ideal,
+        rotations, collapses = native.reduce_poles(v, out, *rewire.flags(), rewire.locked_edges, rewire.sector_ideal,
                                                    SHIFT_DEPTH, MIN_NORMAL_COSINE, touched)
         out = out[out[:, 0] >= 0]
     else:
@@ -125,6 +116,63 @@ def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np
     new_index = np.cumsum(used) - 1
     out = np.where(out >= 0, new_index[np.maximum(out, 0)], poly.NO_CORNER)
     return v[used], out, PoleReport(rotations, collapses, touched[used])
+
+
+def split_flat_corners(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np.ndarray | None = None,
+                       above_degrees: float = 160.0) -> tuple[np.ndarray, PoleReport]:
+    """Give the vertex at each quad corner above ``above_degrees`` an edge into that quad, where
+    the layout's excess does not grow.
+
+    A corner near 180 degrees (or concave) that relaxing could not open sits on a border or on a
+    crease that runs straight through it: no move opens it, but turning one of the quad's two far
+    edges to end at that vertex splits its corner in two. Of those two rotations (and only
+    those whose excess change is at most 0, whose new quads face the surface's way and whose
+    edge is not a border or crease edge) the cheaper is taken, the one whose new quads' largest
+    angle is least on a tie. Vertices do not move: the caller relaxes ``touched``.
+
+    Returns the rewired ``(k, 4)`` polygons (the same faces, in the same order) and the report.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    p = np.asarray(polygons, dtype=np.int64)
+    touched = np.zeros(len(v), dtype=bool)
+    if len(p) == 0 or not (p[:, 3] != poly.NO_CORNER).any():
+        return p.copy(), PoleReport(0, 0, touched)
+    rows, angles = poly.quad_corner_angles(v, p)
+    open_ = angles.max(axis=1) > above_degrees
+    rewire = _rewiring(v, p, crease_edges, None)
+    for f, k in zip(rows[open_].tolist(), angles[open_].argmax(axis=1).tolist()):
+        quad = rewire.faces[f]
+        if len(quad) != 4 or rewire.faces[f] != p[f].tolist():
+            continue                                          # rewired already by an earlier split
+        x = quad[k]
+        options = []
+        for edge, s in (((k + 1) % 4, 2), ((k + 2) % 4, 1)):   # the far edges: x is ring[s] after it
+            found = rewire.rotation(f, edge, s)
+            if found is not None and found[0] <= 0 and found[3][s] == x:
+                g, new = found[1], found[2]
+                worst = max(poly.corner_angles(v[np.array(n)][None])[0].max() for n in new)
+                options.append((found[0], worst, g, new, found[3]))
+        if options:
+            _, _, g, new, ring = min(options, key=lambda o: o[:2])
+            rewire._rotate(f, g, new, ring)
+    out = np.array([rewire.faces[f] + [poly.NO_CORNER] * (4 - len(rewire.faces[f])) for f in range(len(p))],
+                   dtype=np.int64).reshape(-1, 4)
+    return out, PoleReport(rewire.rotations, 0, rewire.touched)
+
+
+def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None) -> "_Rewiring":
+    """The layout :func:`reduce_poles` and :func:`split_flat_corners` rewire: border and crease edges
+    locked, ``pinned`` vertices frozen."""
+    edges, counts, _ = poly.edge_counts(p)
+    locked = edges[counts == 1]
+    if crease_edges is not None and len(crease_edges):
+        locked = np.vstack([locked, np.sort(np.asarray(crease_edges, dtype=np.int64).reshape(-1, 2), axis=1)])
+    special = np.zeros(len(v), dtype=bool)
+    special[locked.ravel()] = True
+    frozen = np.zeros(len(v), dtype=bool) if pinned is None else np.asarray(pinned, dtype=bool)
+    border = np.zeros(len(v), dtype=bool)
+    border[edges[counts == 1].ravel()] = True
+    return _Rewiring(v, p, special, frozen, locked, border)
 
 
 def _share_faces(sectors: dict[tuple[int, int], float]) -> dict[tuple[int, int], int]:
@@ -169,6 +217,7 @@ class _Rewiring:
     def __init__(self, v: np.ndarray, p: np.ndarray, special: np.ndarray, frozen: np.ndarray, locked: np.ndarray,
                  border: np.ndarray):
         self.v, self.border = v, border.tolist()
+        self._flags, self.locked_edges = (special, frozen, border), locked
         self.xyz = [tuple(row) for row in v.tolist()]
         self.special, self.frozen = special.tolist(), frozen.tolist()
         self.locked = {(int(a), int(b)) for a, b in np.sort(locked, axis=1).tolist()}
@@ -260,6 +309,35 @@ class _Rewiring:
     def can_lose(self, x: int) -> bool:
         """An interior vertex keeps at least :data:`MIN_INTERIOR_FACES` faces (valence 2 only bends an edge)."""
         return self.border[x] or len(self.around[x]) > MIN_INTERIOR_FACES
+
+    def flags(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (n,) bool masks ``special`` (on a locked edge), ``frozen`` and ``border``."""
+        return self._flags
+
+    def rotation(self, f: int, k: int, s: int):
+        """Turning edge ``k`` of quad ``f`` (its corners ``k``, ``k + 1``) so that hexagon corners
+        ``s`` and ``s + 3`` gain it (see :meth:`_rotations`): (excess change, other quad, new corners
+        of both, hexagon), or None where it is locked, frozen, on a border or would fold."""
+        q, around, frozen = self.faces[f], self.around, self.frozen
+        a, b = q[k], q[(k + 1) % 4]
+        if frozen[a] or frozen[b] or self.is_locked(a, b) or not (self.can_lose(a) and self.can_lose(b)):
+            return None
+        shared = (around[a] & around[b]) - {f}
+        if len(shared) != 1:
+            return None
+        g = next(iter(shared))
+        other = self.faces[g]
+        if len(other) != 4 or other[(other.index(b) + 1) % 4] != a:
+            return None
+        j = other.index(b)
+        ring = [b, q[(k + 2) % 4], q[(k + 3) % 4], a, other[(j + 2) % 4], other[(j + 3) % 4]]
+        x, y = ring[s], ring[s + 3]
+        if len(set(ring)) != 6 or frozen[x] or frozen[y] or around[x] & around[y]:
+            return None
+        gain = self.change(a, -1, f) + self.change(b, -1, f) + self.change(x, 1, f) + self.change(y, 1, g)
+        new = ([ring[s], ring[s + 1], ring[s + 2], ring[s + 3]],
+               [ring[s + 3], ring[(s + 4) % 6], ring[(s + 5) % 6], ring[s]])
+        return (gain, g, new, ring) if self._faces_agree(q, other, new) else None
 
     def is_locked(self, a: int, b: int) -> bool:
         return ((a, b) if a < b else (b, a)) in self.locked

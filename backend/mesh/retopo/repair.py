@@ -98,10 +98,11 @@ class RepairReport:
     rotated_edges, collapsed_diagonals : int
         Pole-removing rewirings of the quad layout (set by the artist pipeline after repair:
         :mod:`backend.mesh.retopo.poles`).
-    open_corners, widened_corners : int
+    open_corners, widened_corners, split_corners : int
         Vertices at quad corners near 180 degrees moved to open them, by relaxing and then by
-        a search around them (set by the artist pipeline after repair:
-        :mod:`backend.mesh.retopo.relax`).
+        a search around them (:mod:`backend.mesh.retopo.relax`), and such corners split by an
+        edge rotation (:func:`backend.mesh.retopo.poles.split_flat_corners`); set by the artist
+        pipeline after repair.
     thin_parts : int
         Parts thinner than an edge that the clean-up lost, remeshed alone at an edge fitted to
         their thickness (set by the artist pipeline).
@@ -124,6 +125,7 @@ class RepairReport:
     collapsed_diagonals: int = 0
     open_corners: int = 0
     widened_corners: int = 0
+    split_corners: int = 0
     thin_parts: int = 0
     passes: int = 0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backend.mesh import polygons as poly
-from backend.mesh.retopo.poles import reduce_poles
+from backend.mesh.retopo.poles import reduce_poles, split_flat_corners
 
 # Every test here runs on the compiled search and on its Python twin.
 pytestmark = pytest.mark.usefixtures("kernels")
@@ -127,6 +127,24 @@ def test_a_border_vertex_left_with_one_flat_quad_gets_a_second():
     assert report.rotations >= 1 and corner(out_p) < 91.0
     assert np.array_equal(out_v, v) and poly.topology(out_p).manifold
 
+
+
+def test_a_flat_corner_is_split_by_an_edge_where_the_layout_allows():
+    v, p = _grid()
+    p = _turn(p, _v(3, 0), _v(3, 1))                                   # (3, 0): one quad, flat
+    corner = lambda q: poly.quad_corner_angles(v, q)[1].max()            # noqa: E731
+    split, report = split_flat_corners(v, p)
+    assert report.rotations == 1 and corner(split) < 91.0 and len(split) == len(p)
+    assert sum(_v(3, 0) in row for row in split.tolist()) == 2 and poly.topology(split).manifold
+    assert report.touched[_v(3, 0)]
+    # Both far edges of its quad on a crease: nothing may turn.
+    quad = next(row for row in p.tolist() if _v(3, 0) in row)
+    k = quad.index(_v(3, 0))
+    far = np.array([[quad[(k + 1) % 4], quad[(k + 2) % 4]], [quad[(k + 2) % 4], quad[(k + 3) % 4]]])
+    kept, report = split_flat_corners(v, p, crease_edges=far)
+    assert sum(_v(3, 0) in row for row in kept.tolist()) == 1 and not report.touched[_v(3, 0)]
+    regular, report = split_flat_corners(*_grid())
+    assert report.rotations == 0 and np.array_equal(regular, _grid()[1])
 
 def test_crease_edges_stay_and_a_crease_vertex_gets_a_face_on_its_empty_side():
     v, p = _grid()
