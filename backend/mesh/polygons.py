@@ -256,14 +256,23 @@ def corner_angles(quads: np.ndarray) -> np.ndarray:
     """Corner angles in degrees of quads ``(..., 4, 3)``, measured inside the quad: a corner that
     turns against the quad's normal (from its diagonals) is concave, ``360 - angle`` (a dart's
     reflex corner would otherwise read as an ordinary one)."""
-    to_prev = np.roll(quads, 1, axis=-2) - quads
-    to_next = np.roll(quads, -1, axis=-2) - quads
+    to_prev = quads[..., [3, 0, 1, 2], :] - quads
+    to_next = quads[..., [1, 2, 3, 0], :] - quads
     cos = (to_prev * to_next).sum(-1) / np.maximum(
         np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
     angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-    normal = np.cross(quads[..., 2, :] - quads[..., 0, :], quads[..., 3, :] - quads[..., 1, :])
-    turn = (np.cross(to_next, to_prev) * normal[..., None, :]).sum(-1)
+    normal = cross(quads[..., 2, :] - quads[..., 0, :], quads[..., 3, :] - quads[..., 1, :])
+    turn = (cross(to_next, to_prev) * normal[..., None, :]).sum(-1)
     return np.where(turn < 0.0, 360.0 - angles, angles)
+
+
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross`` over the last axis without its per-call overhead (the callers pass small arrays often)."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
+    out[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
+    out[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+    return out
 
 
 def guarded_moves(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, polygons: np.ndarray, *,

@@ -139,6 +139,8 @@ def split_flat_corners(vertices: np.ndarray, polygons: np.ndarray, *, crease_edg
         return p.copy(), PoleReport(0, 0, touched)
     rows, angles = poly.quad_corner_angles(v, p)
     open_ = angles.max(axis=1) > above_degrees
+    if not open_.any():
+        return p.copy(), PoleReport(0, 0, touched)
     rewire = _rewiring(v, p, crease_edges, None)
     for f, k in zip(rows[open_].tolist(), angles[open_].argmax(axis=1).tolist()):
         quad = rewire.faces[f]

@@ -40,7 +40,7 @@ STEP = 0.7
 FLAT_DEGREES = 160.0
 #: Where it may go: this many directions in its tangent plane (two along a crease) ...
 WIDEN_DIRECTIONS = 12
-#: ... at these fractions of its mean distance to the other corners of its polygons.
+#: ... at these fractions of its mean edge length.
 WIDEN_STEPS = (0.05, 0.1, 0.2, 0.3, 0.45)
 #: Rounds (each recomputes the angles and tries every vertex still at a flat corner).
 WIDEN_ROUNDS = 3
@@ -185,9 +185,10 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     """Open the quads with a corner above ``above_degrees`` by moving their corners, one vertex at a
     time, to sampled points nearby (module doc).
 
-    Each round tries the vertex at each such corner, then the other corners of those quads, while
-    a quad around it is still open. The points: :data:`WIDEN_DIRECTIONS` directions in the vertex's
-    tangent plane at each of :data:`WIDEN_STEPS`, put back on the surface with ``closest``; for a
+    Each round tries the vertex at each such corner, and after the first round also the other
+    corners of those quads, while a quad around it is still open. The points: :data:`WIDEN_DIRECTIONS` directions in the vertex's
+    tangent plane (from its polygons' normals, at the round's start) at each of :data:`WIDEN_STEPS`,
+    put back on the surface with ``closest``; for a
     vertex on a crease of ``creases``, the two directions along it, put back on it. Border vertices
     and crease corners stay. The point taken leaves fewer open quads around the vertex, or as many
     with a smaller largest angle, and keeps every polygon around it facing its way
@@ -214,45 +215,33 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         on_crease = distance <= creases.tolerance
         pinned |= on_crease & creases.at_corner(v)
     turn = np.linspace(0.0, 2.0 * np.pi, WIDEN_DIRECTIONS, endpoint=False)
-    steps = np.asarray(WIDEN_STEPS, dtype=np.float64)[:, None, None]
+    steps = np.asarray(WIDEN_STEPS, dtype=np.float64)[None, :, None, None]
     moved = np.zeros(len(v), dtype=bool)
-    for _ in range(rounds):
+    for round_ in range(rounds):
         rows, angles = poly.quad_corner_angles(v, p)
         flat = angles.max(axis=1) > above_degrees
         if not flat.any():
             break
-        # The vertex at the open corner first; then the quad's other corners, which can open it too
-        # (where that vertex is on a border, or on a crease that runs straight through it).
+        # The vertex at the open corner; from the second round on, also the quad's other corners,
+        # which can open it too (where that vertex is on a border, or on a crease that runs
+        # straight through it).
         first = p[rows[flat], angles[flat].argmax(axis=1)]
-        at = np.concatenate([first, np.setdiff1d(p[rows[flat]].ravel(), first)])
+        at = np.concatenate([first, np.setdiff1d(p[rows[flat]].ravel(), first)]) if round_ else first
         at = at[~pinned[at]]
         at = at[np.sort(np.unique(at, return_index=True)[1])]
+        candidates = _ring_points(v, p, padded, src, face, edges, at, on_crease, creases, closest, turn, steps)
         changed = False
-        for x in at.tolist():
+        for x, points_x in zip(at.tolist(), candidates):
             fs = faces_at[start[x]:start[x + 1]]
             corners = padded[fs]
             points = v[corners]                                              # (m, 4, 3)
-            normals = _diagonal_normals(points)
             now = poly.corner_angles(points[is_quad[fs]]).max(axis=-1)
             worst = (int((now > above_degrees).sum()), float(now.max()))
             if worst[0] == 0:
                 continue                                     # opened already by a neighbour's move
-            others = points[corners != x]
-            reach = float(np.linalg.norm(others - v[x], axis=1).mean())
-            if on_crease[x]:
-                _, _, direction = creases.nearest(v[[x]])
-                directions = np.vstack([direction, -direction])
-            else:
-                n = normals.sum(axis=0)
-                n /= max(float(np.linalg.norm(n)), 1e-300)
-                u = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
-                u /= max(float(np.linalg.norm(u)), 1e-300)
-                w = np.cross(n, u)
-                directions = np.cos(turn)[:, None] * u + np.sin(turn)[:, None] * w
-            candidates = (v[x] + steps * reach * directions[None]).reshape(-1, 3)
-            candidates = creases.nearest(candidates)[0] if on_crease[x] else closest(candidates)
-            trial = np.broadcast_to(points, (len(candidates),) + points.shape).copy()   # (c, m, 4, 3)
-            trial[:, corners == x] = candidates[:, None, :]
+            normals = _diagonal_normals(points)
+            trial = np.broadcast_to(points, (len(points_x),) + points.shape).copy()     # (c, m, 4, 3)
+            trial[:, corners == x] = points_x[:, None, :]
             after = _diagonal_normals(trial)
             size_before, size_after = np.linalg.norm(normals, axis=-1), np.linalg.norm(after, axis=-1)
             keeps = ((after * normals).sum(-1) >= WIDEN_MIN_COSINE * size_before * size_after) \
@@ -263,14 +252,49 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
             score[~keeps.all(axis=1)] = np.inf
             best = int(np.argmin(score))
             if score[best] < worst[0] * 1000.0 + worst[1]:
-                v[x] = candidates[best]
+                v[x] = points_x[best]
                 moved[x] = changed = True
         if not changed:
             break
     return v, int(moved.sum())
 
 
+def _ring_points(v: np.ndarray, p: np.ndarray, padded: np.ndarray, src: np.ndarray, face: np.ndarray,
+                 edges: np.ndarray, at: np.ndarray, on_crease: np.ndarray, creases: CreaseLines | None,
+                 closest: Callable[[np.ndarray], np.ndarray], turn: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
+    """The points :func:`widen_flat_corners` tries for each vertex of ``at``, all projected at once:
+    a list of ``(c, 3)`` arrays. ``steps`` (1, s, 1, 1) are fractions of the vertex's mean edge length."""
+    n = np.zeros_like(v)
+    np.add.at(n, src, _diagonal_normals(v[padded])[face])                  # area-weighted vertex normals
+    n /= np.maximum(np.linalg.norm(n, axis=1), 1e-300)[:, None]
+    length = np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)
+    reach = np.bincount(edges.ravel(), np.repeat(length, 2), minlength=len(v)) \
+        / np.maximum(np.bincount(edges.ravel(), minlength=len(v)), 1)
+    out: list[np.ndarray] = [np.zeros((0, 3))] * len(at)
+    sliding = on_crease[at]
+    free = at[~sliding]
+    if len(free):
+        nf = n[free]
+        u = np.cross(nf, np.where((np.abs(nf[:, 0]) < 0.9)[:, None], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
+        u /= np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
+        w = np.cross(nf, u)
+        directions = np.cos(turn)[None, :, None] * u[:, None] + np.sin(turn)[None, :, None] * w[:, None]
+        points = v[free][:, None, None] + steps * reach[free][:, None, None, None] * directions[:, None]
+        points = closest(points.reshape(-1, 3)).reshape(len(free), -1, 3)
+        for i, k in enumerate(np.flatnonzero(~sliding).tolist()):
+            out[k] = points[i]
+    if sliding.any():
+        along = at[sliding]
+        _, _, direction = creases.nearest(v[along])
+        directions = np.stack([direction, -direction], axis=1)                   # (a, 2, 3)
+        points = v[along][:, None, None] + steps * reach[along][:, None, None, None] * directions[:, None]
+        points = creases.nearest(points.reshape(-1, 3))[0].reshape(len(along), -1, 3)
+        for i, k in enumerate(np.flatnonzero(sliding).tolist()):
+            out[k] = points[i]
+    return out
+
+
 def _diagonal_normals(points: np.ndarray) -> np.ndarray:
     """Area normals (twice the area long) of quads ``(..., 4, 3)`` from their diagonals."""
-    return np.cross(points[..., 2, :] - points[..., 0, :], points[..., 3, :] - points[..., 1, :])
+    return poly.cross(points[..., 2, :] - points[..., 0, :], points[..., 3, :] - points[..., 1, :])
 
