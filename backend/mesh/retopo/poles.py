@@ -22,6 +22,10 @@ The search runs compiled (``reduce_poles`` of ``backend/mesh/_native.c``, about 
 when the extension is built; :class:`_Rewiring` is its Python twin, which visits faces and
 sets in the same (ascending) order, so both give the same layout (a test compares them).
 
+:func:`split_flat_corners`, run after relaxing, uses the same rotations for another end: a quad
+corner still near 180 degrees on a border or a straight crease gets an edge, where that costs
+the layout nothing.
+
 A free interior vertex's ideal is 4 faces.
 Around a vertex on the border or on a crease, the border and crease edges cut its faces into
 *sectors*, and each sector's ideal is what its corner angles ask for,
