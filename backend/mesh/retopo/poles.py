@@ -320,10 +320,11 @@ class _Rewiring:
         """The (n,) bool masks ``special`` (on a locked edge), ``frozen`` and ``border``."""
         return self._flags
 
-    def rotation(self, f: int, k: int, s: int):
+    def rotation(self, f: int, k: int, s: int, accept=None):
         """Turning edge ``k`` of quad ``f`` (its corners ``k``, ``k + 1``) so that hexagon corners
-        ``s`` and ``s + 3`` gain it (see :meth:`_rotations`): (excess change, other quad, new corners
-        of both, hexagon), or None where it is locked, frozen, on a border or would fold."""
+        ``s`` and ``s + 3`` gain it: (excess change, other quad, new corners of both, hexagon), or
+        None where it is locked, frozen, on a border, would fold, or ``accept(gain, (a, b, x, y))``
+        (the losing ends, then the gainers) says no."""
         q, around, frozen = self.faces[f], self.around, self.frozen
         a, b = q[k], q[(k + 1) % 4]
         if frozen[a] or frozen[b] or self.is_locked(a, b) or not (self.can_lose(a) and self.can_lose(b)):
@@ -333,14 +334,16 @@ class _Rewiring:
             return None
         g = next(iter(shared))
         other = self.faces[g]
-        if len(other) != 4 or other[(other.index(b) + 1) % 4] != a:
+        if len(other) != 4 or other[(other.index(b) + 1) % 4] != a:      # inconsistent winding: leave it
             return None
         j = other.index(b)
         ring = [b, q[(k + 2) % 4], q[(k + 3) % 4], a, other[(j + 2) % 4], other[(j + 3) % 4]]
         x, y = ring[s], ring[s + 3]
-        if len(set(ring)) != 6 or frozen[x] or frozen[y] or around[x] & around[y]:
+        if len(set(ring)) != 6 or frozen[x] or frozen[y]:
             return None
         gain = self.change(a, -1, f) + self.change(b, -1, f) + self.change(x, 1, f) + self.change(y, 1, g)
+        if (accept is not None and not accept(gain, (a, b, x, y))) or around[x] & around[y]:
+            return None
         new = ([ring[s], ring[s + 1], ring[s + 2], ring[s + 3]],
                [ring[s + 3], ring[(s + 4) % 6], ring[(s + 5) % 6], ring[s]])
         return (gain, g, new, ring) if self._faces_agree(q, other, new) else None
@@ -464,43 +467,22 @@ class _Rewiring:
 
     def _rotations(self, f: int, *, allow_zero: bool):
         """Rotations of the edges of quad ``f`` that lower the excess (or keep it, with
-        ``allow_zero``): (gain, other quad, new corners of both, hexagon)."""
-        q, around, frozen = self.faces[f], self.around, self.frozen
+        ``allow_zero``, when they move a pole): (gain, other quad, new corners of both, hexagon)."""
+        q = self.faces[f]
+
+        def lowers(gain: int, touched: tuple[int, int, int, int]) -> bool:
+            return gain < 0 or (allow_zero and gain == 0 and any(self.off(z) for z in touched))
+
         for k in range(4):
             a, b = q[k], q[(k + 1) % 4]
-            if frozen[a] or frozen[b] or self.is_locked(a, b) or not (self.can_lose(a) and self.can_lose(b)):
+            if self.frozen[a] or self.frozen[b] or self.is_locked(a, b) or not (self.can_lose(a) and self.can_lose(b)):
                 continue
-            lose = self.change(a, -1, f) + self.change(b, -1, f)
-            if lose + 2 * self.floor > (0 if allow_zero else -1):
+            if self.change(a, -1, f) + self.change(b, -1, f) + 2 * self.floor > (0 if allow_zero else -1):
                 continue                                     # no pair of gainers could make up for it
-            shared = (around[a] & around[b]) - {f}
-            if len(shared) != 1:
-                continue
-            g = next(iter(shared))
-            other = self.faces[g]
-            if len(other) != 4:
-                continue
-            j = other.index(b)
-            if other[(j + 1) % 4] != a:                      # inconsistent winding: leave it
-                continue
-            c, d = q[(k + 2) % 4], q[(k + 3) % 4]
-            e, h = other[(j + 2) % 4], other[(j + 3) % 4]
-            ring = [b, c, d, a, e, h]
-            if len(set(ring)) != 6:
-                continue
             for s in (1, 2):
-                x, y = ring[s], ring[s + 3]
-                if frozen[x] or frozen[y]:
-                    continue
-                gain = lose + self.change(x, 1, f if x in q else g) + self.change(y, 1, f if y in q else g)
-                if not (gain < 0 or (allow_zero and gain == 0 and any(self.off(z) for z in (a, b, x, y)))):
-                    continue
-                if around[x] & around[y]:
-                    continue
-                new = ([ring[s], ring[s + 1], ring[s + 2], ring[s + 3]],
-                       [ring[s + 3], ring[(s + 4) % 6], ring[(s + 5) % 6], ring[s]])
-                if self._faces_agree(q, other, new):
-                    yield gain, g, new, ring
+                found = self.rotation(f, k, s, lowers)
+                if found is not None:
+                    yield found
 
     def _rotate(self, f: int, g: int, new: tuple[list[int], list[int]], ring: list[int]) -> list[int]:
         self._changed(ring)

@@ -229,7 +229,7 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         at = np.concatenate([first, np.setdiff1d(p[rows[flat]].ravel(), first)]) if round_ else first
         at = at[~pinned[at]]
         at = at[np.sort(np.unique(at, return_index=True)[1])]
-        candidates = _ring_points(v, p, padded, src, face, edges, at, on_crease, creases, closest, turn, steps)
+        candidates = _ring_points(v, p, src, face, edges, at, on_crease, creases, closest, turn, steps)
         changed = False
         for x, points_x in zip(at.tolist(), candidates):
             fs = faces_at[start[x]:start[x + 1]]
@@ -259,13 +259,13 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     return v, int(moved.sum())
 
 
-def _ring_points(v: np.ndarray, p: np.ndarray, padded: np.ndarray, src: np.ndarray, face: np.ndarray,
+def _ring_points(v: np.ndarray, p: np.ndarray, src: np.ndarray, face: np.ndarray,
                  edges: np.ndarray, at: np.ndarray, on_crease: np.ndarray, creases: CreaseLines | None,
                  closest: Callable[[np.ndarray], np.ndarray], turn: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
     """The points :func:`widen_flat_corners` tries for each vertex of ``at``, all projected at once:
     a list of ``(c, 3)`` arrays. ``steps`` (1, s, 1, 1) are fractions of the vertex's mean edge length."""
     n = np.zeros_like(v)
-    np.add.at(n, src, _diagonal_normals(v[padded])[face])                  # area-weighted vertex normals
+    np.add.at(n, src, poly.polygon_normals(v, p)[face])                  # area-weighted vertex normals
     n /= np.maximum(np.linalg.norm(n, axis=1), 1e-300)[:, None]
     length = np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)
     reach = np.bincount(edges.ravel(), np.repeat(length, 2), minlength=len(v)) \
