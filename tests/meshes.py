@@ -64,6 +64,20 @@ def uv_sphere(rings: int = 16, segments: int = 32, radius: float = 1.0, center=(
     return v, np.concatenate([north, band, south]).astype(np.int64)
 
 
+def dumbbell(neck: float, rings: int = 96, segments: int = 48) -> Mesh:
+    """Two unit balls 3.5 apart on the z axis, joined by a smooth neck of radius ``neck`` (closed,
+    genus 0): a :func:`uv_sphere` stretched along z to [-2.75, 2.75] and swollen or pinched to the
+    profile ``r(z)``, the balls' outline blended with the neck by a soft maximum."""
+    v, f = uv_sphere(rings, segments)
+    z = 2.75 * v[:, 2]
+    ball = np.sqrt(np.clip(1.0 - (np.abs(z) - 1.75) ** 2, 0.0, None))
+    r = np.where(np.abs(z) >= 1.75, ball, (ball ** 4 + neck ** 4) ** 0.25)
+    around = np.linalg.norm(v[:, :2], axis=1)
+    v[:, :2] *= np.where(around > 0, r / np.maximum(around, 1e-300), 0.0)[:, None]
+    v[:, 2] = z
+    return v, f
+
+
 def torus(major: float = 1.0, minor: float = 0.4, rings: int = 32, segments: int = 16) -> Mesh:
     """Closed torus around the z axis (genus 1): ``rings`` around the axis, ``segments`` around the tube."""
     u = np.linspace(0.0, 2 * np.pi, rings, endpoint=False)

@@ -48,13 +48,23 @@ Method
    lower lip: masked PSNR of its baked 2,000-face mesh 22.9 -> 24.9 dB). Moves longer than
    :data:`MAX_SNAP_EDGES` edge lengths (:data:`MAX_CORNER_SNAP_EDGES` for corners) are
    skipped, and a move that flips or flattens a polygon is undone.
-6. **Mode.** ``quad_dominant``: done. ``quads``: the few triangles are paired into quads
+6. **Mode.** ``quad_dominant``: done. ``quads`` at :data:`SUBDIVIDE_MIN_FACES` faces or
+   more: Instant Meshes ran at a quarter of the budget, and every polygon is split into quads
+   through its centroid and edge midpoints (:func:`backend.mesh.retopo.quads.subdivide`): a
+   quad into four, a triangle into three around one valence-3 vertex. The new vertices go onto
+   the reference (border midpoints onto its borders, crease midpoints onto its creases by a
+   second snap at the finer edge), and the whole layout is relaxed. Pairing the triangles
+   instead cuts zig-zag seams of valence-3/5 pairs that the pole pass only partly removes
+   (Duck at 5,000: 0.959 valence-4 paired, 0.971 split). A coarse lattice cannot follow
+   features under two edges across (fingers, a thin handle): when the first split result
+   leaves more than :data:`MAX_LOST_DETAIL` of the reference over half an edge away, Instant
+   Meshes runs at the full budget instead and ``quads`` takes the path of smaller budgets:
+   the few triangles are paired into quads
    along shortest paths through quads, whose diagonals are re-cut
    (:func:`backend.mesh.retopo.quads.pair_triangles`): no vertex moves, so the surface is that of
    the quad-dominant result, at about the same face count. If a triangle finds no partner,
-   every polygon is split into quads through its centroid and edge midpoints
-   (:func:`backend.mesh.retopo.quads.subdivide`, new vertices put on the reference) and the next
-   run aims at a quarter of the budget. ``triangles``: no quads at all; the reference is
+   every polygon is split into quads and the next run aims at a quarter of the budget.
+   ``triangles``: no quads at all; the reference is
    decimated by edge collapses (:func:`backend.mesh.remesh.decimate.decimate`).
    For the two quad modes, two last steps make the layout one an artist keeps:
    **poles** (interior vertices of valence other than 4) are rewired away by edge rotations
@@ -129,8 +139,21 @@ MAX_ATTEMPTS = 3
 #: Polygons per Instant Meshes target face, as measured on the bench meshes after repair
 #: (pentagons cut in two add a few; pairing triangles into quads removes half the
 #: triangles; extrinsic mode gives 0.92-1.01 in ``quads``, median 0.99); the first run aims
-#: at ``target / ratio``.
-EXPECTED_RATIO = {"quad_dominant": 1.04, "quads": 0.98}
+#: at ``target / ratio``. Subdivided quads (:data:`SUBDIVIDE_MIN_FACES`): 3.97-4.14, median 4.07
+#: (a triangle splits into three quads, a pentagon cut in two into seven).
+EXPECTED_RATIO = {"quad_dominant": 1.04, "quads": 0.98, "subdivided": 4.07}
+
+#: ``quads`` at this many faces or more: Instant Meshes meshes a quarter of the budget, and every
+#: polygon is split into four quads (a triangle into three). Pairing its triangles along paths
+#: through quads instead cuts zig-zag seams of valence-3/5 pairs (Duck at 5,000: 292 poles before
+#: pairing, 862 after, 206 after the pole pass); split, a triangle leaves one valence-3 vertex.
+SUBDIVIDE_MIN_FACES = 1000
+#: ... unless the subdivided result leaves more than this share of the reference farther than
+#: half an edge (by DETAIL_SAMPLES samples): the quarter-budget lattice missed features under two
+#: edges across (beast's fingers, the teapot's handle at 2,000 faces), and Instant Meshes runs
+#: at the full budget with its triangles paired instead.
+MAX_LOST_DETAIL = 0.005
+DETAIL_SAMPLES = 10_000
 
 #: Vertices closer than this (canonical units, the box spans 1.9) are welded.
 WELD_TOLERANCE = 1e-6
@@ -370,7 +393,7 @@ def retopo(
                             source="input" if direct else "watertight", resolution=used_res, timings=timings)
 
     def remesh(ref_v: np.ndarray, ref_f: np.ndarray, open_reference: bool, can_fall_back: bool
-               ) -> tuple[list, list[int]]:
+               ) -> tuple[list, list[int], bool]:
         log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
         ref = _Faces(ref_v, ref_f)
@@ -378,57 +401,82 @@ def retopo(
         parts = _Parts(ref)
         creases = _Creases(ref, sharp_angle, surface, edge) if sharp_angle is not None else None
         # Loops longer than a small hole stay open only along the reference's own borders.
-        holes = {"max_hole": repair.MAX_CUT_RING,
-                 "is_border": _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge).follows} \
-            if open_reference else {"max_hole": None}
+        borders = _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge) if open_reference else None
+        holes = {"max_hole": repair.MAX_CUT_RING, "is_border": borders.follows} if borders is not None \
+            else {"max_hole": None}
         lap("reference index")
-        results, targets = [], []
-        aim = max(int(round(target_faces / EXPECTED_RATIO[mode])), 8)
-        crease = sharp_angle
-        for attempt in range(MAX_ATTEMPTS + 1):
-            lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
-            progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
-            targets.append(aim)
-            rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
-                                     align_to_boundaries=open_reference)
-            rv, raw = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim, crease_angle=crease)
-            lap("instant meshes")
-            progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
-            v, p, report, snapped = _finish(rv, raw, mode, edge, surface, creases, holes)
-            v, p, report.thin_parts = parts.restore_thin(
-                v, p, surface, edge=edge, target_faces=aim,
-                remesh_part=lambda pv, pf, faces, part_edge: _finish(
-                    *instant_meshes(pv, pf, target_faces=faces), mode, part_edge, surface, None, holes)[:2])
-            lap("clean up")
-            count = len(p)
-            miss = count / target_faces - 1.0
-            clean = poly.topology(p).manifold
-            results.append(((not clean, abs(miss), attempt), v, p, report, snapped))
-            log.info("retopo: run %d aimed at %d, got %d polygons (%+.1f%%), manifold %s",
-                     attempt + 1, aim, count, 100 * miss, clean)
-            if count < FALLBACK_FRACTION * aim:
-                if crease is not None:
-                    # Instant Meshes' crease mode gives up on some meshes (long sliver
-                    # triangles along creases); the creases are still snapped afterwards.
-                    log.info("retopo: Instant Meshes lost most faces with creases on; again without")
-                    crease = None
-                    continue
-                if can_fall_back:
-                    break
-            if (abs(miss) <= AIM_TOLERANCE and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
-                break
-            aim = max(int(round(aim * target_faces / max(count, 1))), 8)
-        return results, targets
+        targets: list[int] = []
 
-    results, targets = remesh(ref_v, ref_f, direct and not closed, can_fall_back=direct)
-    if direct and len(results[-1][2]) < FALLBACK_FRACTION * targets[-1]:
+        def attempts(subdivide: bool) -> tuple[list, str]:
+            """Instant Meshes runs until the face count is near the target. Returns the results and
+            ``"done"``; ``"lost surface"`` when it lost most of the surface (the caller may start
+            from a watertight reference); ``"lost detail"`` when the first subdivided result
+            leaves more than :data:`MAX_LOST_DETAIL` of the reference out (:func:`_lost_detail`)."""
+            per_polygon = 4 if subdivide else 1
+            results = []
+            aim = max(int(round(target_faces / EXPECTED_RATIO["subdivided" if subdivide else mode])), 8)
+            crease = sharp_angle
+            for attempt in range(MAX_ATTEMPTS + 1):
+                lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
+                progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
+                targets.append(aim)
+                rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
+                                         align_to_boundaries=open_reference)
+                rv, raw = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim, crease_angle=crease)
+                lap("instant meshes")
+                progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
+                v, p, report, snapped = _finish(rv, raw, mode, edge * per_polygon ** 0.5, surface, creases, holes,
+                                                subdivide=subdivide, borders=borders)
+                v, p, report.thin_parts = parts.restore_thin(
+                    v, p, surface, edge=edge, target_faces=aim * per_polygon,
+                    remesh_part=lambda pv, pf, faces, part_edge: _finish(
+                        *instant_meshes(pv, pf, target_faces=faces), mode, part_edge, surface, None, holes)[:2])
+                lap("clean up")
+                count = len(p)
+                miss = count / target_faces - 1.0
+                clean = poly.topology(p).manifold
+                results.append(((not clean, abs(miss), attempt), v, p, report, snapped))
+                log.info("retopo: run %d aimed at %d, got %d polygons (%+.1f%%), manifold %s",
+                         attempt + 1, aim, count, 100 * miss, clean)
+                if subdivide and attempt == 0:
+                    lost = _lost_detail(ref_v, ref_f, v, p, edge)
+                    lap("lost detail")
+                    if lost > MAX_LOST_DETAIL:
+                        log.info("retopo: %.2f%% of the surface lies over half an edge from the subdivided "
+                                 "quads", 100 * lost)
+                        return results, "lost detail"
+                if count < FALLBACK_FRACTION * aim * per_polygon:
+                    if crease is not None:
+                        # Instant Meshes' crease mode gives up on some meshes (long sliver
+                        # triangles along creases); the creases are still snapped afterwards.
+                        log.info("retopo: Instant Meshes lost most faces with creases on; again without")
+                        crease = None
+                        continue
+                    if can_fall_back:
+                        return results, "lost surface"
+                if (abs(miss) <= AIM_TOLERANCE and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
+                    break
+                aim = max(int(round(aim * target_faces / max(count, 1))), 8)
+            return results, "done"
+
+        results, outcome = attempts(subdivide)
+        if outcome == "lost detail":
+            # Features under two edges across (fingers, a thin handle) that a quarter-budget
+            # lattice cannot follow: Instant Meshes at the full budget, its triangles paired.
+            results, outcome = attempts(False)
+        return results, targets, outcome == "lost surface"
+
+    # Pure quads: Instant Meshes at a quarter of the budget, every polygon then split into quads.
+    subdivide = mode == "quads" and target_faces >= SUBDIVIDE_MIN_FACES
+    results, targets, gave_up = remesh(ref_v, ref_f, direct and not closed, can_fall_back=direct)
+    if direct and gave_up:
         # Instant Meshes lost most of the surface (intersecting parts, slivers): start again
         # from a watertight remesh.
         log.info("retopo: %d polygons from the input as it is; remeshing a watertight version instead",
                  len(results[-1][2]))
         direct = False
         ref_v, ref_f, used_res = watertight_reference()
-        results, more = remesh(ref_v, ref_f, False, can_fall_back=False)
+        results, more, _ = remesh(ref_v, ref_f, False, can_fall_back=False)
         targets += more
     _, v, p, report, snapped = min(results, key=lambda r: r[0])
     if len(p) == 0:
@@ -638,18 +686,23 @@ def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
 
 
 def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, surface: "_Surface",
-            creases: "_Creases | None", holes: dict
+            creases: "_Creases | None", holes: dict, *, subdivide: bool = False, borders: "_Borders | None" = None
             ) -> tuple[np.ndarray, np.ndarray, repair.RepairReport, int]:
-    """Repair, snap creases, pair triangles (pure quads), remove poles and relax one remesher output
-    (module doc, steps 4-6).
+    """Repair, snap creases, make pure quads (subdivide, or pair triangles), remove poles and relax
+    one remesher output (module doc, steps 4-6).
 
-    ``holes`` holds :func:`backend.mesh.retopo.repair.repair`'s ``max_hole`` and ``is_border``.
+    ``edge`` is the remesher's edge length; ``holes`` holds
+    :func:`backend.mesh.retopo.repair.repair`'s ``max_hole`` and ``is_border``. With ``subdivide``
+    (``quads`` only), every polygon is split into quads, halving the edge length; new vertices on
+    the border go onto ``borders``.
     """
     v, p, report = repair.repair(vertices, raw, min_edge=MIN_EDGE_FRACTION * edge, **holes)
     if report.hole_faces:
         v = surface.closest(v)                       # fans around holes add centroids off the surface
-    snapped = 0
-    if creases is not None and len(p):
+
+    def snap(v: np.ndarray, p: np.ndarray, edge: float) -> tuple[np.ndarray, np.ndarray, int]:
+        if creases is None or len(p) == 0:
+            return v, p, 0
         v, snapped = creases.snap(v, p, max_move=MAX_SNAP_EDGES * edge, max_corner_move=MAX_CORNER_SNAP_EDGES * edge)
         src, dst, _, _ = poly.halfedges(p)
         if snapped and (np.linalg.norm(v[src] - v[dst], axis=1) < MIN_EDGE_FRACTION * edge).any():
@@ -657,16 +710,23 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             for key, value in again.as_dict().items():
                 if key != "passes":
                     setattr(report, key, getattr(report, key) + value)
-    if mode == "quads" and len(p):
+        return v, p, snapped
+
+    v, p, snapped = snap(v, p, edge)
+    if mode == "quads" and len(p) and subdivide:
+        v, p = _subdivided(v, p, surface, borders, reach=BORDER_REACH_EDGES * edge)
+        edge *= 0.5
+        v, p, more = snap(v, p, edge)                # the new vertices on crease edges
+        snapped += more
+    if mode == "quads" and len(p) and (p[:, 3] == poly.NO_CORNER).any():
+        # Instant Meshes' triangles; after subdividing, the few a short edge's collapse left.
         v, p, left = quads.pair_triangles(v, p)
-        v, p, again = repair.repair(v, p, **holes)                      # valence-2 vertices a pairing may leave
-        if left or (p[:, 3] == poly.NO_CORNER).any():
+        v, p, _ = repair.repair(v, p, **holes)                          # valence-2 vertices a pairing may leave
+        if not subdivide and (left or (p[:, 3] == poly.NO_CORNER).any()):
             # Unpaired triangles (rare): split every polygon into quads instead; the face
             # count then grows about fourfold and the next run aims lower.
-            sub = quads.subdivide(v, p)
-            v = sub.vertices.copy()
-            v[sub.new] = surface.closest(v[sub.new])
-            p = sub.polygons
+            v, p = _subdivided(v, p, surface, borders, reach=BORDER_REACH_EDGES * edge)
+            edge *= 0.5
     if len(p) and (p[:, 3] != poly.NO_CORNER).any():
         lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
         # Poles the field left (zig-zag seams, 3-3 pairs across a quad, flat corners on borders
@@ -676,8 +736,9 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         v[rewired.touched] = surface.closest(v[rewired.touched])
         # Rewired vertices, and quads with a corner near 180 degrees (triangles with an extra
         # vertex): relax them in their tangent planes.
-        v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines,
-                                                          also=rewired.touched)
+        # A subdivided layout is relaxed everywhere: its new vertices sit where the coarse polygons put them.
+        also = np.ones(len(v), dtype=bool) if subdivide else rewired.touched
+        v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=also)
         # Corners the relaxing could not open (T-junctions, corners on a crease): the best of a
         # ring of positions around their vertex.
         v, report.widened_corners = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
@@ -690,6 +751,36 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
             report.widened_corners += widened
     return v, p, report, snapped
+
+
+def _lost_detail(ref_v: np.ndarray, ref_f: np.ndarray, vertices: np.ndarray, polygons: np.ndarray,
+                 edge: float) -> float:
+    """Share of the reference's area (by :data:`DETAIL_SAMPLES` samples) farther than half of
+    ``edge`` from a remesh of it: the parts the remesh rounded off or lost."""
+    from backend.mesh.sampling import sample_surface, unsigned_distance
+
+    if len(polygons) == 0:
+        return 1.0
+    points, _, _ = sample_surface(ref_v, ref_f, DETAIL_SAMPLES, seed=0)
+    tris, _ = poly.to_mesh(vertices, polygons)
+    return float(np.mean(unsigned_distance(vertices, tris, points) > 0.5 * edge))
+
+
+def _subdivided(vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", borders: "_Borders | None", *,
+                reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every polygon split into quads (:func:`backend.mesh.retopo.quads.subdivide`), the new vertices
+    put on the reference: a border edge's midpoint on the reference's nearest border (within
+    ``reach``), the others on its surface. Midpoints of crease edges are left to crease snapping."""
+    edges, counts, _ = poly.edge_counts(polygons)
+    sub = quads.subdivide(vertices, polygons)
+    v = sub.vertices.copy()
+    v[sub.new] = surface.closest(v[sub.new])
+    if borders is not None and borders.lines is not None:
+        mid = len(vertices) + np.flatnonzero(counts == 1)            # subdivide's midpoints follow edge_counts' order
+        near = borders.nearest(sub.vertices[mid])
+        close = np.linalg.norm(near - sub.vertices[mid], axis=1) <= reach
+        v[mid[close]] = near[close]
+    return v, sub.polygons
 
 
 class _Faces:
@@ -878,6 +969,12 @@ class _Borders:
         points = a[owner] + t[:, None] * (b - a)[owner]
         self.reach = reach
         self.tree = cKDTree(points) if len(points) else None
+        self.lines = relax.CreaseLines(a, b, reach / 4) if len(a) else None
+
+    def nearest(self, points: np.ndarray) -> np.ndarray:
+        """The nearest point on the reference's borders to each of ``points`` (a new vertex on a
+        remesh's border edge goes there, not to the surface beside the border)."""
+        return self.lines.nearest(points)[0] if self.lines is not None else points
 
     def follows(self, loop: np.ndarray) -> bool:
         if self.tree is None:

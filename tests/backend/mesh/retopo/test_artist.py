@@ -80,7 +80,68 @@ def test_a_spheres_layout_is_regular_with_open_corners(mode):
     report, layout = polygon_report(tris, sizes), layout_report(result.vertices, tris, sizes)
     assert report["valence4_share"] >= 0.95 and layout["max_quad_angle"] <= 160.0, (report, layout)
     assert _within(report["faces"], 2000) and report["manifold"] and report["closed"] and layout["components"] == 1
-    assert result.repair["rotated_edges"] + result.repair["collapsed_diagonals"] > 0   # the clean-up did the work
+    rewired = result.repair.get("rotated_edges", 0) + result.repair.get("collapsed_diagonals", 0)
+    assert rewired > 0   # the clean-up did the work
+
+
+def test_pure_quads_split_a_quarter_budget_layout_and_are_more_regular_for_it(monkeypatch):
+    # Pure quads at 1,000 faces or more: Instant Meshes at a quarter of the budget, each polygon
+    # split into quads; pairing the triangles of a full-budget run instead cuts zig-zag seams of
+    # valence-3/5 pairs. Both from the same sphere, with the same pole pass after.
+    v, f = meshes.uv_sphere(48, 96)
+    split = retopo(v, f, target_faces=2000, mode="quads")
+    monkeypatch.setattr(retopo_module, "SUBDIVIDE_MIN_FACES", 10**9)
+    paired = retopo(v, f, target_faces=2000, mode="quads")
+    assert len(split.remesher_targets) == 1 and split.remesher_targets[0] < 600
+    assert paired.remesher_targets[0] > 1800
+    a, b = _report(split), _report(paired)
+    assert a["quads"] == a["faces"] and _within(a["faces"], 2000) and a["closed"] and a["manifold"]
+    assert a["valence4_share"] > b["valence4_share"] + 0.005, (a, b)
+    # As close to the sphere: every vertex on it.
+    assert np.abs(np.linalg.norm(split.vertices, axis=1) - 1.0).max() < 5e-3
+
+
+@pytest.mark.parametrize("neck, runs", [(0.05, 2), (0.3, 1)])
+def test_a_neck_thinner_than_two_edges_sends_pure_quads_back_to_the_full_budget(neck, runs):
+    # At 2,000 faces an edge is about 0.11 here; a quarter-budget lattice (edges about 0.22) cannot
+    # follow a neck 0.1 across, and the subdivided result leaves it out; a neck 0.6 across it keeps.
+    from backend.mesh.metrics import surface_area
+
+    v, f = meshes.dumbbell(neck)
+    result = retopo(v, f, target_faces=2000, mode="quads")
+    assert len(result.remesher_targets) == runs, result.remesher_targets
+    assert result.remesher_targets[0] < 600 and (runs == 1 or result.remesher_targets[1] > 1800)
+    edge = np.sqrt(surface_area(v, f) / 2000)
+    assert retopo_module._lost_detail(v, f, result.vertices, result.polygons, edge) <= retopo_module.MAX_LOST_DETAIL
+    report = _report(result)
+    assert report["quads"] == report["faces"] and _within(report["faces"], 2000) and report["closed"]
+
+
+@pytest.mark.parametrize("with_borders", [True, False])
+def test_split_quads_put_their_new_border_vertices_on_the_border(with_borders):
+    # A disc: the midpoint of a coarse border edge (a chord) goes onto the disc's rim, not to the
+    # surface point nearest it, which is the chord's middle itself (0.966 from the centre here).
+    t = np.linspace(0.0, 2 * np.pi, 256, endpoint=False)
+    ref_v = np.vstack([[0.0, 0.0, 0.0], np.stack([np.cos(t), np.sin(t), np.zeros_like(t)], axis=1)])
+    ref_f = np.stack([np.zeros(256, dtype=np.int64), 1 + np.arange(256), 1 + (np.arange(256) + 1) % 256], axis=1)
+    a = np.linspace(0.0, 2 * np.pi, 12, endpoint=False)
+    v = np.vstack([[0.0, 0.0, 0.0], np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], axis=1)])
+    p = np.stack([np.zeros(12, dtype=np.int64), 1 + np.arange(12), 1 + (np.arange(12) + 1) % 12,
+                  np.full(12, -1)], axis=1)
+    surface = retopo_module._Surface(retopo_module._Faces(ref_v, ref_f), spacing=0.05)
+    borders = retopo_module._Borders(ref_v, ref_f, reach=0.5) if with_borders else None
+    out_v, out_p = retopo_module._subdivided(v, p, surface, borders, reach=0.5)
+    assert len(out_p) == 36 and (out_p >= 0).all()
+    from backend.mesh.polygons import edge_counts
+
+    edges, counts, _ = edge_counts(out_p)
+    rim = np.unique(edges[counts == 1])
+    radius = np.linalg.norm(out_v[rim], axis=1)
+    assert len(rim) == 24 and np.allclose(out_v[:, 2], 0.0)
+    if with_borders:
+        assert np.abs(radius - 1.0).max() < 1e-3, radius
+    else:
+        assert radius.min() < 0.97
 
 
 def _chair(rod_voxels: float, target: int) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
