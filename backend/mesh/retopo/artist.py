@@ -399,7 +399,7 @@ def retopo(
         ref = _Faces(ref_v, ref_f)
         surface = _Surface(ref, spacing=edge / 4)
         parts = _Parts(ref)
-        creases = _Creases(ref, sharp_angle, surface, edge) if sharp_angle is not None else None
+        creases = _Creases(ref, sharp_angle, surface) if sharp_angle is not None else None
         # Loops longer than a small hole stay open only along the reference's own borders.
         borders = _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge) if open_reference else None
         holes = {"max_hole": repair.MAX_CUT_RING, "is_border": borders.follows} if borders is not None \
@@ -703,7 +703,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
     def snap(v: np.ndarray, p: np.ndarray, edge: float) -> tuple[np.ndarray, np.ndarray, int]:
         if creases is None or len(p) == 0:
             return v, p, 0
-        v, snapped = creases.snap(v, p, max_move=MAX_SNAP_EDGES * edge, max_corner_move=MAX_CORNER_SNAP_EDGES * edge)
+        v, snapped = creases.snap(v, p, edge=edge)
         src, dst, _, _ = poly.halfedges(p)
         if snapped and (np.linalg.norm(v[src] - v[dst], axis=1) < MIN_EDGE_FRACTION * edge).any():
             v, p, again = repair.repair(v, p, min_edge=MIN_EDGE_FRACTION * edge, **holes)
@@ -712,12 +712,43 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
                     setattr(report, key, getattr(report, key) + value)
         return v, p, snapped
 
+    def tidy(v: np.ndarray, p: np.ndarray, edge: float, relax_all: bool) -> tuple[np.ndarray, np.ndarray]:
+        lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+        # Poles the field left (zig-zag seams, 3-3 pairs across a quad, flat corners on borders
+        # and creases): rewire toward valence 4; crease edges stay.
+        v, p, rewired = poles.reduce_poles(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+        report.rotated_edges += rewired.rotations
+        report.collapsed_diagonals += rewired.collapses
+        v[rewired.touched] = surface.closest(v[rewired.touched])
+        # Rewired vertices, and quads with a corner near 180 degrees (triangles with an extra
+        # vertex): relax them in their tangent planes (a split layout everywhere: its new
+        # vertices sit where the coarse polygons put them).
+        also = np.ones(len(v), dtype=bool) if relax_all else rewired.touched
+        v, opened = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=also)
+        report.open_corners += opened
+        # Corners the relaxing could not open (T-junctions, corners on a crease): the best of a
+        # ring of positions around their vertex.
+        v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+        report.widened_corners += widened
+        # What is still open sits on a border or on a crease straight through the corner: split the
+        # corner with an edge where the layout allows it, then open what that leaves.
+        p, split = poles.split_flat_corners(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+        if split.rotations:
+            report.split_corners += split.rotations
+            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=split.touched)
+            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+            report.widened_corners += widened
+        return v, p
+
     v, p, snapped = snap(v, p, edge)
     if mode == "quads" and len(p) and subdivide:
-        v, p = _subdivided(v, p, surface, borders, reach=BORDER_REACH_EDGES * edge)
+        lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+        # Flat corners of the coarse layout on a crease or border (three crease vertices in a row
+        # around one quad) would come back as flat corners of the split one: split them first.
+        p, split = poles.split_flat_corners(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+        report.split_corners += split.rotations
+        v, p = _subdivided(v, p, surface, borders, lines, reach=BORDER_REACH_EDGES * edge)
         edge *= 0.5
-        v, p, more = snap(v, p, edge)                # the new vertices on crease edges
-        snapped += more
     if mode == "quads" and len(p) and (p[:, 3] == poly.NO_CORNER).any():
         # Instant Meshes' triangles; after subdividing, the few a short edge's collapse left.
         v, p, left = quads.pair_triangles(v, p)
@@ -725,31 +756,10 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         if not subdivide and (left or (p[:, 3] == poly.NO_CORNER).any()):
             # Unpaired triangles (rare): split every polygon into quads instead; the face
             # count then grows about fourfold and the next run aims lower.
-            v, p = _subdivided(v, p, surface, borders, reach=BORDER_REACH_EDGES * edge)
+            v, p = _subdivided(v, p, surface, borders, None, reach=BORDER_REACH_EDGES * edge)
             edge *= 0.5
     if len(p) and (p[:, 3] != poly.NO_CORNER).any():
-        lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
-        # Poles the field left (zig-zag seams, 3-3 pairs across a quad, flat corners on borders
-        # and creases): rewire toward valence 4; crease edges stay.
-        v, p, rewired = poles.reduce_poles(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
-        report.rotated_edges, report.collapsed_diagonals = rewired.rotations, rewired.collapses
-        v[rewired.touched] = surface.closest(v[rewired.touched])
-        # Rewired vertices, and quads with a corner near 180 degrees (triangles with an extra
-        # vertex): relax them in their tangent planes.
-        # A subdivided layout is relaxed everywhere: its new vertices sit where the coarse polygons put them.
-        also = np.ones(len(v), dtype=bool) if subdivide else rewired.touched
-        v, report.open_corners = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=also)
-        # Corners the relaxing could not open (T-junctions, corners on a crease): the best of a
-        # ring of positions around their vertex.
-        v, report.widened_corners = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
-        # What is still open sits on a border or on a crease straight through the corner: split the
-        # corner with an edge where the layout allows it, then open what that leaves.
-        p, split = poles.split_flat_corners(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
-        if split.rotations:
-            report.split_corners = split.rotations
-            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=split.touched)
-            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
-            report.widened_corners += widened
+        v, p = tidy(v, p, edge, relax_all=subdivide)
     return v, p, report, snapped
 
 
@@ -766,20 +776,29 @@ def _lost_detail(ref_v: np.ndarray, ref_f: np.ndarray, vertices: np.ndarray, pol
     return float(np.mean(unsigned_distance(vertices, tris, points) > 0.5 * edge))
 
 
-def _subdivided(vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", borders: "_Borders | None", *,
-                reach: float) -> tuple[np.ndarray, np.ndarray]:
+def _subdivided(vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", borders: "_Borders | None",
+                lines: "relax.CreaseLines | None", *, reach: float) -> tuple[np.ndarray, np.ndarray]:
     """Every polygon split into quads (:func:`backend.mesh.retopo.quads.subdivide`), the new vertices
-    put on the reference: a border edge's midpoint on the reference's nearest border (within
-    ``reach``), the others on its surface. Midpoints of crease edges are left to crease snapping."""
+    put on the reference: the midpoint of an edge along a crease (``lines``) on the crease, of a
+    border edge on the reference's nearest border (within ``reach``), the others on its surface.
+    Only crease edges give crease vertices: snapping the split layout again would also pull
+    centroids and midpoints beside a crease onto it, leaving quads with three corners in a row."""
     edges, counts, _ = poly.edge_counts(polygons)
     sub = quads.subdivide(vertices, polygons)
     v = sub.vertices.copy()
     v[sub.new] = surface.closest(v[sub.new])
+    mid = len(vertices) + np.arange(len(edges))                        # subdivide's midpoints follow edge_counts' order
     if borders is not None and borders.lines is not None:
-        mid = len(vertices) + np.flatnonzero(counts == 1)            # subdivide's midpoints follow edge_counts' order
-        near = borders.nearest(sub.vertices[mid])
-        close = np.linalg.norm(near - sub.vertices[mid], axis=1) <= reach
-        v[mid[close]] = near[close]
+        rim = mid[counts == 1]
+        near = borders.nearest(sub.vertices[rim])
+        close = np.linalg.norm(near - sub.vertices[rim], axis=1) <= reach
+        v[rim[close]] = near[close]
+    if lines is not None:
+        along = lines.edges_on(vertices, polygons)
+        if len(along):
+            key = np.minimum(edges[:, 0], edges[:, 1]) * len(vertices) + np.maximum(edges[:, 0], edges[:, 1])
+            on = np.isin(key, np.minimum(along[:, 0], along[:, 1]) * len(vertices) + np.maximum(along[:, 0], along[:, 1]))
+            v[mid[on]] = lines.nearest(sub.vertices[mid[on]])[0]
     return v, sub.polygons
 
 
@@ -1036,7 +1055,7 @@ class _Surface:
 class _Creases:
     """Sharp edges of the reference, the patches they bound, and snapping onto them (module doc, step 5)."""
 
-    def __init__(self, ref: "_Faces", angle_deg: float, surface: _Surface, edge: float):
+    def __init__(self, ref: "_Faces", angle_deg: float, surface: _Surface):
         from backend.mesh.tangents import smoothing_groups
 
         vertices, faces, normal = ref.vertices, ref.faces, ref.normal
@@ -1061,8 +1080,9 @@ class _Creases:
         patches = int(self.patch.max()) + 1 if m else 0
         length = np.linalg.norm(vertices[self.seg[:, 0]] - vertices[self.seg[:, 1]], axis=1)
         rim = np.bincount(p0[between], length, patches) + np.bincount(p1[between], length, patches)
-        width = np.bincount(self.patch, area, patches) / np.maximum(0.5 * rim, 1e-300)
-        self.thin = (rim > 0) & (width < THIN_PATCH_EDGES * edge)
+        # Patch widths; a patch with a crease rim narrower than THIN_PATCH_EDGES edges is thin
+        # (see snap, which is given the edge: a split layout is snapped at twice its own).
+        self.width = np.where(rim > 0, np.bincount(self.patch, area, patches) / np.maximum(0.5 * rim, 1e-300), np.inf)
         # Corners: reference vertices on creases of three or more patches.
         corner_patches: dict[int, set[int]] = {}
         for (a, b), x, y in zip(self.seg.tolist(), p0[between].tolist(), p1[between].tolist()):
@@ -1085,9 +1105,11 @@ class _Creases:
                                                        tolerance, ends=self.seg)
         return self._lines[tolerance]
 
-    def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, max_move: float, max_corner_move: float
-             ) -> tuple[np.ndarray, int]:
-        """Move crease vertices of a polygon mesh onto the reference's creases; returns ``(vertices, moved)``."""
+    def snap(self, vertices: np.ndarray, polygons: np.ndarray, *, edge: float) -> tuple[np.ndarray, int]:
+        """Move crease vertices of a polygon mesh whose edges are about ``edge`` long onto the reference's
+        creases; returns ``(vertices, moved)``."""
+        max_move, max_corner_move = MAX_SNAP_EDGES * edge, MAX_CORNER_SNAP_EDGES * edge
+        thin = self.width < THIN_PATCH_EDGES * edge
         from scipy.spatial import cKDTree
 
         if len(self.seg) == 0:
@@ -1100,7 +1122,7 @@ class _Creases:
         label = self.patch[self.surface.nearest(centroid)[1]]
         # The patches around each vertex; polygons over a thin strip do not count, and
         # their vertices may go to an outline of the patches beside the strip instead.
-        on_thin = self.thin[label[face]]
+        on_thin = thin[label[face]]
         beside_thin = np.unique(src[on_thin])
         pairs = np.unique(np.stack([src[~on_thin], label[face[~on_thin]]], axis=1), axis=0)
         count = np.bincount(pairs[:, 0], minlength=len(vertices))
