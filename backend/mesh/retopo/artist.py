@@ -106,6 +106,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -425,8 +426,15 @@ def retopo(
                 rv, raw = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim, crease_angle=crease)
                 lap("instant meshes")
                 progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
-                v, p, report, snapped = _finish(rv, raw, mode, edge * per_polygon ** 0.5, surface, creases, holes,
-                                                subdivide=subdivide, borders=borders)
+                # The first split layout is checked for lost detail before it is tidied: a layout
+                # that goes back to the full budget costs no more than it must.
+                check = (lambda v, p: _lost_detail(ref_v, ref_f, v, p, edge)) if subdivide and attempt == 0 else None
+                finished = _finish(rv, raw, mode, edge * per_polygon ** 0.5, surface, creases, holes,
+                                   subdivide=subdivide, borders=borders, lost_detail=check)
+                if finished is None:
+                    lap("clean up")
+                    return results, "lost detail"
+                v, p, report, snapped = finished
                 v, p, report.thin_parts = parts.restore_thin(
                     v, p, surface, edge=edge, target_faces=aim * per_polygon,
                     remesh_part=lambda pv, pf, faces, part_edge: _finish(
@@ -438,13 +446,6 @@ def retopo(
                 results.append(((not clean, abs(miss), attempt), v, p, report, snapped))
                 log.info("retopo: run %d aimed at %d, got %d polygons (%+.1f%%), manifold %s",
                          attempt + 1, aim, count, 100 * miss, clean)
-                if subdivide and attempt == 0:
-                    lost = _lost_detail(ref_v, ref_f, v, p, edge)
-                    lap("lost detail")
-                    if lost > MAX_LOST_DETAIL:
-                        log.info("retopo: %.2f%% of the surface lies over half an edge from the subdivided "
-                                 "quads", 100 * lost)
-                        return results, "lost detail"
                 if count < FALLBACK_FRACTION * aim * per_polygon:
                     if crease is not None:
                         # Instant Meshes' crease mode gives up on some meshes (long sliver
@@ -686,15 +687,17 @@ def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
 
 
 def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, surface: "_Surface",
-            creases: "_Creases | None", holes: dict, *, subdivide: bool = False, borders: "_Borders | None" = None
-            ) -> tuple[np.ndarray, np.ndarray, repair.RepairReport, int]:
+            creases: "_Creases | None", holes: dict, *, subdivide: bool = False, borders: "_Borders | None" = None,
+            lost_detail: Callable[[np.ndarray, np.ndarray], float] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, repair.RepairReport, int] | None:
     """Repair, snap creases, make pure quads (subdivide, or pair triangles), remove poles and relax
     one remesher output (module doc, steps 4-6).
 
     ``edge`` is the remesher's edge length; ``holes`` holds
     :func:`backend.mesh.retopo.repair.repair`'s ``max_hole`` and ``is_border``. With ``subdivide``
     (``quads`` only), every polygon is split into quads, halving the edge length; new vertices on
-    the border go onto ``borders``.
+    the border go onto ``borders``; then, if ``lost_detail(vertices, polygons)`` (the share of the
+    reference the split layout misses) is above :data:`MAX_LOST_DETAIL`, None is returned.
     """
     v, p, report = repair.repair(vertices, raw, min_edge=MIN_EDGE_FRACTION * edge, **holes)
     if report.hole_faces:
@@ -749,6 +752,11 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         report.split_corners += split.rotations
         v, p = _subdivided(v, p, surface, borders, lines, reach=BORDER_REACH_EDGES * edge)
         edge *= 0.5
+        if lost_detail is not None:
+            lost = lost_detail(v, p)
+            if lost > MAX_LOST_DETAIL:
+                log.info("retopo: %.2f%% of the surface lies over half an edge from the split quads", 100 * lost)
+                return None
     if mode == "quads" and len(p) and (p[:, 3] == poly.NO_CORNER).any():
         # Instant Meshes' triangles; after subdividing, the few a short edge's collapse left.
         v, p, left = quads.pair_triangles(v, p)
