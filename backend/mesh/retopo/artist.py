@@ -156,6 +156,9 @@ SUBDIVIDE_MIN_FACES = 1000
 MAX_LOST_DETAIL = 0.005
 DETAIL_SAMPLES = 10_000
 
+#: A triangle of the coarse layout with a corner above this (degrees) is collapsed before splitting.
+FLAT_TRIANGLE_DEGREES = 150.0
+
 #: Vertices closer than this (canonical units, the box spans 1.9) are welded.
 WELD_TOLERANCE = 1e-6
 
@@ -746,6 +749,10 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
     v, p, snapped = snap(v, p, edge)
     if mode == "quads" and len(p) and subdivide:
         lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+        # A flat triangle (Instant Meshes leaves a few along creases) would split into three
+        # quads folded flat: its shortest edge is collapsed first.
+        v, p, flat = _flat_triangles_collapsed(v, p, lines, holes)
+        report.short_edges += flat
         # Flat corners of the coarse layout on a crease or border (three crease vertices in a row
         # around one quad) would come back as flat corners of the split one: split them first.
         p, split = poles.split_flat_corners(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
@@ -782,6 +789,44 @@ def _lost_detail(ref_v: np.ndarray, ref_f: np.ndarray, vertices: np.ndarray, pol
     points, _, _ = sample_surface(ref_v, ref_f, DETAIL_SAMPLES, seed=0)
     tris, _ = poly.to_mesh(vertices, polygons)
     return float(np.mean(unsigned_distance(vertices, tris, points) > 0.5 * edge))
+
+
+def _flat_triangles_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",
+                              holes: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """Collapse the shortest edge of each triangle with a corner above :data:`FLAT_TRIANGLE_DEGREES`
+    (both ends to the one on a crease or border, if one is, else to their midpoint), then repair;
+    returns the vertices, polygons and the edges collapsed."""
+    tri = np.flatnonzero(polygons[:, 3] == poly.NO_CORNER)
+    if len(tri) == 0:
+        return vertices, polygons, 0
+    corners = vertices[polygons[tri, :3]]                                  # (t, 3, 3)
+    side = np.roll(corners, -1, axis=1) - corners                          # side k runs from corner k to k + 1
+    length = np.linalg.norm(side, axis=2)
+    cos = -(side * np.roll(side, 1, axis=1)).sum(axis=2) / np.maximum(length * np.roll(length, 1, axis=1), 1e-300)
+    flat = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).max(axis=1) > FLAT_TRIANGLE_DEGREES
+    if not flat.any():
+        return vertices, polygons, 0
+    k = length[flat].argmin(axis=1)
+    a = polygons[tri[flat], k]
+    b = polygons[tri[flat], (k + 1) % 3]
+    edges, counts, _ = poly.edge_counts(polygons)
+    fixed = np.zeros(len(vertices), dtype=bool)
+    fixed[edges[counts == 1].ravel()] = True
+    if lines is not None:
+        fixed |= lines.nearest(vertices)[1] <= lines.tolerance
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vertices)
+    count, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    anchored = np.bincount(label, weights=fixed, minlength=count) > 0
+    weight = np.where(anchored[label], fixed, True).astype(np.float64)     # a fixed vertex keeps its place
+    merged = np.zeros((count, 3))
+    np.add.at(merged, label, vertices * weight[:, None])
+    merged /= np.bincount(label, weights=weight, minlength=count)[:, None]
+    rows = np.where(polygons >= 0, label[np.maximum(polygons, 0)], poly.NO_CORNER)
+    v, p, _ = repair.repair(merged, rows, **holes)
+    return v, p, int(n - count)
 
 
 def _subdivided(vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", borders: "_Borders | None",

@@ -224,6 +224,27 @@ def test_box_keeps_its_sharp_edges_and_corners(mode, target):
     assert sharp.creases_snapped >= 90
 
 
+def test_a_flat_triangle_of_the_coarse_layout_is_collapsed_before_splitting():
+    # Split, a triangle with a 178-degree corner would give three quads folded flat. Its shortest
+    # edge goes, toward the border vertex; the square keeps its area and corners.
+    v = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [2.0, 2.0, 0.0], [0.0, 2.0, 0.0], [1.0, 0.02, 0.0], [1.0, 1.0, 0.0]])
+    p = np.array([[0, 1, 4, -1], [0, 4, 5, 3], [4, 1, 2, 5], [5, 2, 3, -1]])
+    out_v, out_p, collapsed = retopo_module._flat_triangles_collapsed(v, p, None, {"max_hole": 0})
+    assert collapsed == 1 and len(out_p) == 3
+    from backend.mesh.polygons import polygon_areas
+
+    assert polygon_areas(out_v, out_p).sum() == pytest.approx(4.0)
+    assert {tuple(x) for x in out_v.tolist()} >= {(0.0, 0.0, 0.0), (2.0, 0.0, 0.0), (2.0, 2.0, 0.0), (0.0, 2.0, 0.0)}
+    tris = out_p[out_p[:, 3] < 0, :3]
+    a, b, c = (out_v[tris[:, i]] for i in range(3))
+    for x, y, z in ((a, b, c), (b, c, a), (c, a, b)):
+        u, w = y - x, z - x
+        cos = (u * w).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(w, axis=1)
+        assert np.degrees(np.arccos(cos)).max() < retopo_module.FLAT_TRIANGLE_DEGREES
+    unchanged = retopo_module._flat_triangles_collapsed(v, p[1:3], None, {"max_hole": 0})
+    assert unchanged[2] == 0
+
+
 def test_split_quads_keep_a_curved_crease():
     # A cylinder's rims are curved creases: the midpoint of a coarse edge along a rim (a chord) goes
     # back onto the rim, not to the surface point nearest it (which lies on the cap or the side,
