@@ -51,9 +51,11 @@ Method
 6. **Mode.** ``quad_dominant``: done. ``quads`` at :data:`SUBDIVIDE_MIN_FACES` faces or
    more: Instant Meshes ran at a quarter of the budget, and every polygon is split into quads
    through its centroid and edge midpoints (:func:`backend.mesh.retopo.quads.subdivide`): a
-   quad into four, a triangle into three around one valence-3 vertex. The new vertices go onto
-   the reference (border midpoints onto its borders, crease midpoints onto its creases by a
-   second snap at the finer edge), and the whole layout is relaxed. Pairing the triangles
+   quad into four, a triangle into three around one valence-3 vertex. Before that, the coarse
+   layout's flat triangles lose their shortest edge and its flat corners on creases are split
+   (either would come back as quads folded flat). The new vertices go onto the reference (the
+   midpoints of crease edges onto the crease, of border edges onto its border, the rest onto
+   its surface), and the whole layout is relaxed. Pairing the triangles
    instead cuts zig-zag seams of valence-3/5 pairs that the pole pass only partly removes
    (Duck at 5,000: 0.959 valence-4 paired, 0.971 split). A coarse lattice cannot follow
    features under two edges across (fingers, a thin handle): when the first split result
