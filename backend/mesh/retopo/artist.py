@@ -139,6 +139,9 @@ AIM_TOLERANCE = 0.08
 #: Instant Meshes runs per result at most.
 MAX_ATTEMPTS = 3
 
+#: A run's target is corrected by the last run's miss, by at most this factor either way.
+MAX_AIM_STEP = 2.0
+
 #: Polygons per Instant Meshes target face, as measured on the bench meshes after repair
 #: (pentagons cut in two add a few; pairing triangles into quads removes half the
 #: triangles; extrinsic mode gives 0.92-1.01 in ``quads``, median 0.99); the first run aims
@@ -426,8 +429,20 @@ def retopo(
                 lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
                 progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
                 targets.append(aim)
-                rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
-                                         align_to_boundaries=open_reference)
+                try:
+                    rv, raw = instant_meshes(ref_v, ref_f, target_faces=aim, crease_angle=crease,
+                                             align_to_boundaries=open_reference)
+                except RuntimeError as exc:
+                    # Instant Meshes runs out of memory on some meshes much thinner than an edge
+                    # (a closed plate 0.001 thick: 8 GB, then std::bad_alloc): the input as it is
+                    # goes to its watertight remesh; a run after others keeps the best of them.
+                    if can_fall_back:
+                        log.info("retopo: %s; trying a watertight version", exc)
+                        return results, "lost surface"
+                    if results:
+                        log.info("retopo: %s; keeping the closest of the runs before", exc)
+                        return results, "done"
+                    raise
                 rv, raw = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim, crease_angle=crease)
                 lap("instant meshes")
                 progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
@@ -462,7 +477,11 @@ def retopo(
                         return results, "lost surface"
                 if (abs(miss) <= AIM_TOLERANCE and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
                     break
-                aim = max(int(round(aim * target_faces / max(count, 1))), 8)
+                # At most MAX_AIM_STEP either way: a run that lost most of a thin slab must not send
+                # the next to a budget forty times the target (a 1 x 1 x 0.001 plate did, and took
+                # gigabytes at 4,000 faces).
+                step = min(max(target_faces / max(count, 1), 1.0 / MAX_AIM_STEP), MAX_AIM_STEP)
+                aim = max(int(round(aim * step)), 8)
             return results, "done"
 
         results, outcome = attempts(subdivide)
@@ -479,7 +498,7 @@ def retopo(
         # Instant Meshes lost most of the surface (intersecting parts, slivers): start again
         # from a watertight remesh.
         log.info("retopo: %d polygons from the input as it is; remeshing a watertight version instead",
-                 len(results[-1][2]))
+                 len(results[-1][2]) if results else 0)
         direct = False
         ref_v, ref_f, used_res = watertight_reference()
         results, more, _ = remesh(ref_v, ref_f, False, can_fall_back=False)

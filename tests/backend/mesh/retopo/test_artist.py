@@ -475,6 +475,37 @@ def test_face_budget_is_aimed_again_when_missed(monkeypatch):
     assert _within(len(result.polygons), 600)
 
 
+def test_a_far_miss_corrects_the_aim_at_most_twofold(monkeypatch):
+    # A run that comes back with a twentieth of the faces (Instant Meshes losing most of a thin
+    # slab does) must not send the next one to twenty times the target.
+    monkeypatch.setitem(retopo_module.EXPECTED_RATIO, "quad_dominant", 20.0)
+    v, f = meshes.uv_sphere(16, 32)
+    result = retopo(v, f, target_faces=600)
+    aims = result.remesher_targets
+    assert len(aims) >= 2 and all(b <= 2 * a for a, b in zip(aims, aims[1:])), aims
+
+
+def test_instant_meshes_failing_on_the_input_sends_it_to_the_watertight_remesh(monkeypatch):
+    # Instant Meshes runs out of memory on some inputs as they are (a plate 0.001 thick): the
+    # watertight remesh of the input is remeshed instead; a failure after a run keeps that run.
+    v, f = meshes.uv_sphere(16, 32)
+    real = retopo_module.instant_meshes
+    calls = []
+
+    def failing_on_the_input(vertices, faces, **kwargs):
+        calls.append(len(faces))
+        if len(faces) == len(f) or len(calls) == 3:
+            raise RuntimeError(f"Instant Meshes failed on a {len(faces)}-face mesh: std::bad_alloc")
+        return real(vertices, faces, **kwargs)
+
+    monkeypatch.setattr(retopo_module, "instant_meshes", failing_on_the_input)
+    monkeypatch.setitem(retopo_module.EXPECTED_RATIO, "quad_dominant", 1.5)     # so that a second run is due
+    result = retopo(v, f, target_faces=600)
+    assert result.source == "watertight" and calls[0] == len(f) and len(calls) == 3
+    report = _report(result)
+    assert report["faces"] > 0 and report["manifold"] and report["closed"]
+
+
 def test_instant_meshes_chatter_stays_out_of_stdout(capfd):
     v, f = meshes.uv_sphere(16, 32)
     retopo(v, f, target_faces=200)
