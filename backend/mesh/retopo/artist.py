@@ -817,19 +817,17 @@ def _flat_triangles_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines:
     """Collapse the shortest edge of each triangle with a corner above :data:`FLAT_TRIANGLE_DEGREES`
     (both ends to the one on a crease or border, if one is, else to their midpoint), then repair;
     returns the vertices, polygons and the edges collapsed."""
+    from backend.mesh.tangents import corner_angles
+
     tri = np.flatnonzero(polygons[:, 3] == poly.NO_CORNER)
     if len(tri) == 0:
         return vertices, polygons, 0
-    corners = vertices[polygons[tri, :3]]                                  # (t, 3, 3)
-    side = np.roll(corners, -1, axis=1) - corners                          # side k runs from corner k to k + 1
-    length = np.linalg.norm(side, axis=2)
-    cos = -(side * np.roll(side, 1, axis=1)).sum(axis=2) / np.maximum(length * np.roll(length, 1, axis=1), 1e-300)
-    flat = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).max(axis=1) > FLAT_TRIANGLE_DEGREES
-    if not flat.any():
+    flat = tri[np.degrees(corner_angles(vertices, polygons[tri, :3])).max(axis=1) > FLAT_TRIANGLE_DEGREES]
+    if len(flat) == 0:
         return vertices, polygons, 0
-    k = length[flat].argmin(axis=1)
-    a = polygons[tri[flat], k]
-    b = polygons[tri[flat], (k + 1) % 3]
+    ends = polygons[flat][:, [[0, 1], [1, 2], [2, 0]]]                       # (t, 3 sides, 2 ends)
+    length = np.linalg.norm(vertices[ends[..., 0]] - vertices[ends[..., 1]], axis=2)
+    a, b = ends[np.arange(len(flat)), length.argmin(axis=1)].T
     edges, counts, _ = poly.edge_counts(polygons)
     fixed = np.zeros(len(vertices), dtype=bool)
     fixed[edges[counts == 1].ravel()] = True
@@ -868,10 +866,9 @@ def _subdivided(vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface",
         close = np.linalg.norm(near - sub.vertices[rim], axis=1) <= reach
         v[rim[close]] = near[close]
     if lines is not None:
-        along = lines.edges_on(vertices, polygons)
-        if len(along):
-            key = np.minimum(edges[:, 0], edges[:, 1]) * len(vertices) + np.maximum(edges[:, 0], edges[:, 1])
-            on = np.isin(key, np.minimum(along[:, 0], along[:, 1]) * len(vertices) + np.maximum(along[:, 0], along[:, 1]))
+        along = lines.edges_on(vertices, polygons)                       # rows of the same (lo, hi) edges
+        on = np.isin(edges[:, 0] * len(vertices) + edges[:, 1], along[:, 0] * len(vertices) + along[:, 1])
+        if on.any():
             v[mid[on]] = lines.nearest(sub.vertices[mid[on]])[0]
     return v, sub.polygons
 

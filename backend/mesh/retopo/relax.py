@@ -131,13 +131,7 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         return v, 0
     src, _, face, _ = poly.halfedges(p)
     edges, counts, edge_of = poly.edge_counts(p)
-    pinned = np.zeros(len(v), dtype=bool)
-    pinned[src[counts[edge_of] == 1]] = True                              # border vertices stay
-    on_crease = np.zeros(len(v), dtype=bool)
-    if creases is not None:
-        _, distance, _ = creases.nearest(v)
-        on_crease = distance <= creases.tolerance
-        pinned |= on_crease & creases.at_corner(v)
+    pinned, on_crease = _held(v, src[counts[edge_of] == 1], creases)
     degree = np.bincount(edges.ravel(), minlength=len(v)).astype(np.float64)
     moved = np.zeros(len(v), dtype=bool)
     always = np.flatnonzero(also) if also is not None else np.zeros(0, dtype=np.int64)
@@ -207,13 +201,7 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     start = np.searchsorted(src[order], np.arange(len(v) + 1))
     faces_at = face[order]                                       # faces_at[start[x]:start[x + 1]]: x's polygons
     edges, counts, edge_of = poly.edge_counts(p)
-    pinned = np.zeros(len(v), dtype=bool)
-    pinned[src[counts[edge_of] == 1]] = True
-    on_crease = np.zeros(len(v), dtype=bool)
-    if creases is not None:
-        _, distance, _ = creases.nearest(v)
-        on_crease = distance <= creases.tolerance
-        pinned |= on_crease & creases.at_corner(v)
+    pinned, on_crease = _held(v, src[counts[edge_of] == 1], creases)
     turn = np.linspace(0.0, 2.0 * np.pi, WIDEN_DIRECTIONS, endpoint=False)
     steps = np.asarray(WIDEN_STEPS, dtype=np.float64)[None, :, None, None]
     moved = np.zeros(len(v), dtype=bool)
@@ -259,6 +247,18 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     return v, int(moved.sum())
 
 
+def _held(v: np.ndarray, border: np.ndarray, creases: CreaseLines | None) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) bool each: the vertices that stay (on the ``border`` vertices, or at a crease corner) and
+    those on a crease (they only slide along it)."""
+    pinned = np.zeros(len(v), dtype=bool)
+    pinned[border] = True
+    on_crease = np.zeros(len(v), dtype=bool)
+    if creases is not None:
+        on_crease = creases.nearest(v)[1] <= creases.tolerance
+        pinned |= on_crease & creases.at_corner(v)
+    return pinned, on_crease
+
+
 def _ring_points(v: np.ndarray, p: np.ndarray, src: np.ndarray, face: np.ndarray,
                  edges: np.ndarray, at: np.ndarray, on_crease: np.ndarray, creases: CreaseLines | None,
                  closest: Callable[[np.ndarray], np.ndarray], turn: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
@@ -275,9 +275,9 @@ def _ring_points(v: np.ndarray, p: np.ndarray, src: np.ndarray, face: np.ndarray
     free = at[~sliding]
     if len(free):
         nf = n[free]
-        u = np.cross(nf, np.where((np.abs(nf[:, 0]) < 0.9)[:, None], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
+        u = poly.cross(nf, np.where((np.abs(nf[:, 0]) < 0.9)[:, None], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
         u /= np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
-        w = np.cross(nf, u)
+        w = poly.cross(nf, u)
         directions = np.cos(turn)[None, :, None] * u[:, None] + np.sin(turn)[None, :, None] * w[:, None]
         points = v[free][:, None, None] + steps * reach[free][:, None, None, None] * directions[:, None]
         points = closest(points.reshape(-1, 3)).reshape(len(free), -1, 3)
