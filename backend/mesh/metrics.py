@@ -9,7 +9,7 @@ Conventions
   consistently oriented surface.
 - *Volume*: signed, positive when faces wind counter-clockwise seen from outside.
 - *Topology*: counts use only the vertices that faces reference; components are connected
-  through shared vertices.
+  through shared vertices (or, where asked, only through shared edges).
 - *Chamfer-L1*: ``(mean_a d(a, B) + mean_b d(b, A)) / 2`` where ``a``, ``b`` are
   area-uniform surface samples of the two meshes and ``d`` is the Euclidean distance to the
   nearest *sample* of the other mesh (not squared, not to the exact surface). Sampling adds
@@ -163,8 +163,11 @@ def euler_characteristic(faces: np.ndarray) -> int:
     return int(len(np.unique(faces)) - len(_undirected_edge_counts(faces)) + len(faces))
 
 
-def connected_components(faces: np.ndarray) -> tuple[int, np.ndarray]:
-    """Pieces of ``faces`` (m, 3) int connected through shared vertices.
+def connected_components(faces: np.ndarray, *, through: str = "vertices") -> tuple[int, np.ndarray]:
+    """Pieces of ``faces`` (m, 3) int: faces joined through shared vertices, or with
+    ``through="edges"`` only through shared edges, so two surfaces that touch at a vertex (an
+    eye resting on a head, a handle pinned to a body at a few points) stay two pieces, as an
+    artist counts them.
 
     Returns
     -------
@@ -175,9 +178,20 @@ def connected_components(faces: np.ndarray) -> tuple[int, np.ndarray]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as graph_components
 
+    if through not in ("vertices", "edges"):
+        raise ValueError(f"through must be 'vertices' or 'edges', not {through!r}")
     faces = _check_faces(faces)
     if len(faces) == 0:
         return 0, np.zeros(0, dtype=np.int64)
+    if through == "edges":
+        m = len(faces)
+        ids = _edge_ids(np.sort(_directed_edges(faces), axis=1))
+        order = np.argsort(ids, kind="stable")
+        same = ids[order[1:]] == ids[order[:-1]]                  # consecutive uses of one edge
+        a, b = order[:-1][same] // 3, order[1:][same] // 3        # directed edge 3 f + l is face f's
+        graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(m, m))
+        count, labels = graph_components(graph, directed=False)
+        return int(count), labels.astype(np.int64)
     used, local = np.unique(faces, return_inverse=True)
     local = local.reshape(faces.shape)
     edges = _directed_edges(local)
@@ -384,7 +398,8 @@ def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarra
     sheet's corners, on its border, do not count);
     ``obtuse_quads``: quads with a corner above ``obtuse_degrees`` (geometrically near-triangles, or
     concave: a corner that turns the wrong way counts as 360 degrees less its edges' angle), and
-    ``max_quad_angle`` (degrees, up to 360); ``components``: connected pieces (by shared vertices).
+    ``max_quad_angle`` (degrees, up to 360); ``components``: connected pieces (joined through shared
+    edges: parts that touch at a vertex count apart).
     """
     from backend.mesh.polygons import from_mesh, interior_valences, quad_corner_angles
 
@@ -400,7 +415,7 @@ def layout_report(vertices: np.ndarray, faces: np.ndarray, face_sizes: np.ndarra
     if len(angles):
         out["obtuse_quads"] = int((angles.max(axis=1) > obtuse_degrees).sum())
         out["max_quad_angle"] = float(angles.max())
-    out["components"] = connected_components(np.asarray(faces))[0]
+    out["components"] = connected_components(np.asarray(faces), through="edges")[0]
     return out
 
 

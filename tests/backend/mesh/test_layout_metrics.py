@@ -72,3 +72,20 @@ def test_crease_coverage_of_a_box_by_itself_and_by_a_rounded_copy():
     # A flat sheet has no crease: nothing to miss.
     g, gf, gs = _quad_grid(3)
     assert crease_coverage(g, gf, g, gf, gs) == 1.0
+
+
+def test_parts_touching_at_a_vertex_count_apart_when_joined_only_through_edges():
+    from backend.mesh.metrics import connected_components
+
+    # Two boxes sharing one corner vertex (an eye resting on a head), and a third box apart.
+    (va, fa), (vb, fb), (vc, fc) = (meshes.box(lo, hi) for lo, hi in
+                                    (((0, 0, 0), (1, 1, 1)), ((1, 1, 1), (2, 2, 2)), ((5, 5, 5), (6, 6, 6))))
+    v = np.concatenate([va, vb, vc])
+    f = np.concatenate([fa, fb + 8, fc + 16])
+    corner = np.flatnonzero(np.all(v == 1.0, axis=1))
+    assert len(corner) == 2
+    f[f == corner[1]] = corner[0]                   # the two boxes now share that vertex
+    assert connected_components(f)[0] == 2
+    count, labels = connected_components(f, through="edges")
+    assert count == 3 and len(np.unique(labels[:12])) == 1
+    assert layout_report(v, f)["components"] == 3
