@@ -163,6 +163,9 @@ DETAIL_SAMPLES = 10_000
 
 #: A triangle of the coarse layout with a corner above this (degrees) is collapsed before splitting.
 FLAT_TRIANGLE_DEGREES = 150.0
+#: A quad corner of the coarse layout above this (degrees) between two crease edges is merged away
+#: along the crease before splitting.
+FLAT_CREASE_DEGREES = 155.0
 
 #: Vertices closer than this (canonical units, the box spans 1.9) are welded.
 WELD_TOLERANCE = 1e-6
@@ -765,6 +768,16 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=split.touched)
             v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
             report.widened_corners += widened
+        # The last resort for what is left (slivers, quads with a doubled corner): rewire each at
+        # the cost of a pole or two.
+        v, p, rewired = poles.rewire_flat_quads(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+        if rewired.rotations or rewired.collapses:
+            report.rotated_edges += rewired.rotations
+            report.collapsed_diagonals += rewired.collapses
+            v[rewired.touched] = surface.closest(v[rewired.touched])
+            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=rewired.touched)
+            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+            report.widened_corners += widened
         return v, p
 
     v, p, snapped = snap(v, p, edge)
@@ -778,6 +791,13 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         # around one quad) would come back as flat corners of the split one: split them first.
         p, split = poles.split_flat_corners(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
         report.split_corners += split.rotations
+        # Those no rotation could split: the vertex merges along the crease (its quads become
+        # triangles, which split well).
+        v, p, merged = _flat_crease_corners_collapsed(v, p, lines, holes)
+        report.short_edges += merged
+        # Free vertices at flat corners: opened now, as each would leave a flat sub-quad.
+        v, opened = relax.relax_open_corners(v, p, surface.closest, creases=lines)
+        report.open_corners += opened
         v, p = _subdivided(v, p, surface, borders, lines, reach=BORDER_REACH_EDGES * edge)
         edge *= 0.5
         if lost_detail is not None:
@@ -785,6 +805,12 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             if lost > MAX_LOST_DETAIL:
                 log.info("retopo: %.2f%% of the surface lies over half an edge from the split quads", 100 * lost)
                 return None
+    if mode == "quads" and len(p) and not subdivide:
+        # A vertex on a straight crease or border with a single quad on one side: merged along it
+        # (its quads become triangles, which the pairing pairs).
+        lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+        v, p, merged = _flat_crease_corners_collapsed(v, p, lines, holes)
+        report.short_edges += merged
     if mode == "quads" and len(p) and (p[:, 3] == poly.NO_CORNER).any():
         # Instant Meshes' triangles; after subdividing, the few a short edge's collapse left.
         v, p, left = quads.pair_triangles(v, p)
@@ -833,6 +859,64 @@ def _flat_triangles_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines:
     fixed[edges[counts == 1].ravel()] = True
     if lines is not None:
         fixed |= lines.nearest(vertices)[1] <= lines.tolerance
+    return _merged(vertices, polygons, a, b, fixed, holes)
+
+
+def _flat_crease_corners_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",
+                                   holes: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """Merge the vertex at each quad corner above :data:`FLAT_CREASE_DEGREES` whose two edges in that
+    quad both run along a crease or the border into the nearer of its two neighbours there; returns
+    the vertices, polygons and the vertices merged away.
+
+    Such a vertex sits on a straight crease with a single quad on one side, or on a straight
+    border with a single quad (a triangle with an extra corner): splitting would give that quad's
+    corner to a sub-quad still at 180 degrees, and no move along the crease or border opens it.
+    Merged, the crease or border runs straight from one neighbour to the other (no length of it is
+    lost) and the quads on the vertex's merged edge become triangles, which the split turns into
+    quads around one valence-3 vertex each (and the pairing pairs). A crease corner, or a vertex
+    merging into one that merges itself, stays.
+    """
+    if not (polygons[:, 3] != poly.NO_CORNER).any():
+        return vertices, polygons, 0
+    rows, angles = poly.quad_corner_angles(vertices, polygons)
+    flat = angles.max(axis=1) > FLAT_CREASE_DEGREES
+    if not flat.any():
+        return vertices, polygons, 0
+    quad, k = polygons[rows[flat]], angles[flat].argmax(axis=1)
+    i = np.arange(len(quad))
+    at, before, after = quad[i, k], quad[i, (k + 3) % 4], quad[i, (k + 1) % 4]
+    n = len(vertices)
+    edges, counts, _ = poly.edge_counts(polygons)
+    along = edges[counts == 1]
+    if lines is not None:
+        along = np.vstack([along, lines.edges_on(vertices, polygons)])
+    kept = set((along[:, 0] * n + along[:, 1]).tolist())
+
+    def on(x, y):
+        return np.array([min(a, b) * n + max(a, b) in kept for a, b in zip(x.tolist(), y.tolist())], dtype=bool)
+
+    stays = lines.at_corner(vertices) if lines is not None else np.zeros(n, dtype=bool)
+    ok = on(at, before) & on(at, after) & ~stays[at]
+    into = np.where(np.linalg.norm(vertices[before] - vertices[at], axis=1)
+                    <= np.linalg.norm(vertices[after] - vertices[at], axis=1), before, after)
+    pairs, used = [], set()
+    for x, y in zip(at[ok].tolist(), into[ok].tolist()):
+        if x not in used and y not in used:               # one merge per vertex: no chains along a crease
+            pairs.append((x, y))
+            used.update((x, y))
+    if not pairs:
+        return vertices, polygons, 0
+    a, b = np.array(pairs).T
+    fixed = np.zeros(n, dtype=bool)
+    fixed[b] = True                                       # the neighbour keeps its place
+    return _merged(vertices, polygons, a, b, fixed, holes)
+
+
+def _merged(vertices: np.ndarray, polygons: np.ndarray, a: np.ndarray, b: np.ndarray, fixed: np.ndarray,
+            holes: dict) -> tuple[np.ndarray, np.ndarray, int]:
+    """Merge the vertices joined by edges ``a[i] - b[i]`` (chains merge whole): at their ``fixed``
+    vertices' mean where a chain has any, else at their mean; then repair. Returns the vertices,
+    polygons and the vertices merged away."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 

@@ -61,6 +61,12 @@ MIN_NORMAL_COSINE = 0.3
 #: busted 0.956 / 0.964 / 0.966 and 0.970 / 0.974 / 0.976. The search grows about threefold per
 #: step (suzanne at 5,000 faces: 0.20 / 0.41 / 1.39 s); in Python it is about 30x slower.
 SHIFT_DEPTH = 4
+#: Most :func:`rewire_flat_quads` may add to the layout's excess for one quad: a 3-5 pair of poles
+#: costs 2.
+FLAT_REWIRE_COST = 4
+#: A quad whose area (half its diagonals' cross product) is under this share of its longest edge
+#: squared is degenerate: :func:`rewire_flat_quads` collapses it whatever the cost.
+DEGENERATE_AREA = 0.1
 #: Fewest faces an interior vertex may be left with.
 MIN_INTERIOR_FACES = 3
 
@@ -164,6 +170,79 @@ def split_flat_corners(vertices: np.ndarray, polygons: np.ndarray, *, crease_edg
     out = np.array([rewire.faces[f] + [poly.NO_CORNER] * (4 - len(rewire.faces[f])) for f in range(len(p))],
                    dtype=np.int64).reshape(-1, 4)
     return out, PoleReport(rewire.rotations, 0, rewire.touched)
+
+
+def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np.ndarray | None = None,
+                      above_degrees: float = 160.0, max_cost: int = FLAT_REWIRE_COST) -> tuple[np.ndarray, np.ndarray, PoleReport]:
+    """The last resort for quads with a corner above ``above_degrees`` that neither relaxing nor
+    :func:`split_flat_corners` opened: rewire each one at the cost of a pole or two.
+
+    What is left at that point is mostly degenerate: slivers whose four corners lie nearly on a
+    line, and quads with one edge far shorter than the others (a triangle with a doubled corner),
+    often folded against their neighbours, so no move of one vertex opens them. Each of the quad's
+    four edge rotations (both ways) and two diagonal collapses that keeps the mesh manifold and
+    unfolded and adds at most ``max_cost`` to the layout's excess is tried, and judged by the
+    largest quad corner angle around it once its free vertices are smoothed (as the relaxing
+    after it would): of those that open the quad the one with the smallest such angle is taken
+    (then the cheapest), and none if none opens it. A degenerate quad (area under
+    :data:`DEGENERATE_AREA` of its longest edge squared: its corners on one line, as where several
+    vertices landed on one crease) may also collapse across crease and border edges, whatever the
+    cost, and takes its best option even if that does not open it. Crease and border edges stay
+    otherwise. The caller puts ``touched`` back on the surface and relaxes it.
+
+    Returns the vertices (unused ones removed), the polygons and the report.
+    """
+    v = np.asarray(vertices, dtype=np.float64).copy()
+    p = np.asarray(polygons, dtype=np.int64)
+    if len(p) == 0 or not (p[:, 3] != poly.NO_CORNER).any():
+        return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
+    rows, angles = poly.quad_corner_angles(v, p)
+    flat = angles.max(axis=1) > above_degrees
+    rewire = _rewiring(v, p, crease_edges, None)
+    for f in rows[flat][np.argsort(-angles[flat].max(axis=1), kind="stable")].tolist():
+        if len(rewire.faces.get(f, ())) != 4:
+            continue
+        q = rewire.faces[f]
+        if rewire.largest_angle([f]) <= above_degrees:
+            continue                                        # opened by an earlier rewiring nearby
+        corners = v[np.array(q)]
+        span = np.linalg.norm(corners - corners[[1, 2, 3, 0]], axis=1).max()
+        degenerate = bool(np.linalg.norm(poly.cross(corners[2] - corners[0], corners[3] - corners[1]))
+                          < DEGENERATE_AREA * span * span)
+        # Each option as the relaxing after it would leave it: its free vertices smoothed.
+        options = []
+        for k in range(4):
+            for s in (1, 2):
+                found = rewire.rotation(f, k, s)
+                if found is not None and found[0] <= max_cost:
+                    gain, g, new, ring = found
+                    options.append((rewire.relaxed_worst(ring, {f: new[0], g: new[1]}, set()), gain,
+                                    ("rotate", g, new, ring)))
+        for gain, a, c in list(rewire.collapses_of(f, degenerate=degenerate)):
+            if gain <= max_cost or degenerate:
+                merged = {g: [a if x == c else x for x in rewire.faces[g]] for g in rewire.around[c] - {f}}
+                at = None if rewire.special[a] else (rewire.v[a] + rewire.v[c]) / 2.0
+                options.append((rewire.relaxed_worst([a] + [x for x in q if x not in (a, c)], {f: None, **merged},
+                                                     {c}, moved={a: at} if at is not None else {}),
+                                gain, ("collapse", a, c)))
+        # Of those that open the quad, the one leaving the smallest angle (then the cheapest); a
+        # degenerate quad takes its best option whatever it leaves.
+        opened = [o for o in options if o[0] <= above_degrees]
+        if not opened and not (degenerate and options):
+            continue
+        _, _, op = min(opened or options, key=lambda o: o[:2])
+        if op[0] == "rotate":
+            rewire._rotate(f, *op[1:])
+        else:
+            rewire.collapse(f, *op[1:])
+    out = np.array([rewire.faces[f] + [poly.NO_CORNER] * (4 - len(rewire.faces[f])) for f in sorted(rewire.faces)],
+                   dtype=np.int64).reshape(-1, 4)
+    v, touched = rewire.v, rewire.touched
+    used = np.zeros(len(v), dtype=bool)
+    used[out[out >= 0]] = True
+    new_index = np.cumsum(used) - 1
+    out = np.where(out >= 0, new_index[np.maximum(out, 0)], poly.NO_CORNER)
+    return v[used], out, PoleReport(rewire.rotations, rewire.collapses, touched[used])
 
 
 def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None) -> "_Rewiring":
@@ -348,6 +427,42 @@ class _Rewiring:
                [ring[s + 3], ring[(s + 4) % 6], ring[(s + 5) % 6], ring[s]])
         return (gain, g, new, ring) if self._faces_agree(q, other, new) else None
 
+    def relaxed_worst(self, centre, replaced: dict, gone: set, *, moved: dict | None = None,
+                      passes: int = 4) -> float:
+        """The largest quad corner angle around ``centre`` (vertices) once the faces in ``replaced``
+        take their new corners (None: removed), the vertices in ``gone`` are merged away and those in
+        ``moved`` placed, and the free vertices of ``centre`` (off creases and borders) are moved to
+        their neighbours' mean ``passes`` times: what an operation leaves for the relaxing to open."""
+        faces = {}
+        for x in centre:
+            for g in self.around[x]:
+                corners = replaced[g] if g in replaced else self.faces[g]
+                if corners is not None:
+                    faces[g] = corners
+        for g, corners in replaced.items():
+            if corners is not None:
+                faces[g] = corners
+        at = {x: self.v[x] for corners in faces.values() for x in corners}
+        at.update(moved or {})
+        free = [x for x in dict.fromkeys(centre) if x not in gone and not self.special[x] and not self.frozen[x]]
+        near = {x: set() for x in free}
+        for corners in faces.values():
+            for i, x in enumerate(corners):
+                if x in near:
+                    near[x].update((corners[i - 1], corners[(i + 1) % len(corners)]))
+        for _ in range(passes):
+            for x in free:
+                at[x] = np.mean([at[y] for y in near[x]], axis=0)
+        quads = [corners for corners in faces.values() if len(corners) == 4]
+        if not quads:
+            return 0.0
+        return float(poly.corner_angles(np.array([[at[x] for x in corners] for corners in quads])).max())
+
+    def largest_angle(self, faces) -> float:
+        """The largest corner angle (degrees, concave corners above 180) of the quads among ``faces``."""
+        quads = [self.faces[g] for g in faces if len(self.faces[g]) == 4]
+        return float(poly.corner_angles(self.v[np.array(quads)]).max()) if quads else 0.0
+
     def is_locked(self, a: int, b: int) -> bool:
         return ((a, b) if a < b else (b, a)) in self.locked
 
@@ -400,13 +515,22 @@ class _Rewiring:
     # -- diagonal collapse ------------------------------------------------------------------
 
     def _collapse_best(self, f: int) -> list[int] | None:
+        best = min((o for o in self.collapses_of(f) if o[0] < 0), key=lambda o: o[0], default=None)
+        return self.collapse(f, best[1], best[2]) if best is not None else None
+
+    def collapses_of(self, f: int, *, degenerate: bool = False):
+        """Diagonal collapses of quad ``f`` that keep the mesh manifold and fold nothing: (excess
+        change, the vertex kept, the one merged into it), the free one merging into a fixed one.
+        A ``degenerate`` quad (no area: its corners on one line, as where several vertices landed on
+        one crease) may also merge two crease or border vertices, and lose locked edges (each pair of
+        them merges into one)."""
         q, frozen, special = self.faces[f], self.frozen, self.special
-        if any(frozen[x] for x in q) or any(self.is_locked(q[k], q[(k + 1) % 4]) for k in range(4)):
-            return None
-        best = None
+        if any(frozen[x] for x in q) or (not degenerate and any(self.is_locked(q[k], q[(k + 1) % 4])
+                                                                for k in range(4))):
+            return
         for k in (0, 1):
             a, b, c, d = q[k], q[k + 1], q[(k + 2) % 4], q[(k + 3) % 4]
-            if special[a] and special[c]:
+            if special[a] and special[c] and not degenerate:
                 continue
             if special[c]:
                 a, c = c, a                                  # the free vertex merges into the fixed one
@@ -417,11 +541,12 @@ class _Rewiring:
             merged = count + len(self.around[c]) - 2 - ideal
             gain = (merged * merged - (count - ideal) ** 2 - (len(self.around[c]) - 4) ** 2
                     + self.change(b, -1, f) + self.change(d, -1, f))
-            if gain < 0 and (best is None or gain < best[0]) and self._can_merge(f, a, c):
-                best = (gain, a, c)
-        if best is None:
-            return None
-        _, a, c = best
+            if self._can_merge(f, a, c):
+                yield gain, a, c
+
+    def collapse(self, f: int, a: int, c: int) -> list[int]:
+        """Merge ``c`` into ``a`` across quad ``f`` (removed); returns the corners left, ``[a, b, d]``."""
+        q, special = self.faces[f], self.special
         b, d = (x for x in q if x not in (a, c))
         for x in q:
             self.around[x].discard(f)

@@ -67,9 +67,11 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
     edge the path enters by from the edge it leaves by, and the triangles along the path are
     paired anew, ``(t, q1a), (q1b, q2a), ..., (qkb, u)``: every polygon stays, the two
     triangles become quads. On an open surface an open border may be nearer than any
-    triangle (and an odd count of triangles needs one): the path then ends at the border,
-    whose edge gets a new midpoint vertex, which makes the last half a quad.
-    Vertices do not move (except those midpoints), so the surface is the same one.
+    triangle (and an odd count of triangles needs one): the path then ends at the border, and
+    the last half, a triangle on the border, goes: its border edge collapses to its midpoint.
+    (A new vertex on that edge would make it a quad, but one with a flat 180-degree corner on
+    the border, a vertex with a single quad that no move opens.) Vertices do not move except
+    those merged border ends, so the surface is the same one but for those triangles.
 
     Parameters
     ----------
@@ -86,8 +88,6 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
         Triangles left.
     """
     rows = [[a for a in r if a != NO_CORNER] for r in np.asarray(polygons, dtype=np.int64).tolist()]
-    verts = [np.asarray(vertices, dtype=np.float64)]
-    extra: list[np.ndarray] = []
     owner: dict[tuple[int, int], int] = {}
     for f, p in enumerate(rows):
         for i, a in enumerate(p):
@@ -113,10 +113,13 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
         for i, a in enumerate(new):
             owner[(a, new[(i + 1) % len(new)])] = f
 
+    ends: list[tuple[int, int]] = []                        # border edges to collapse at the end
+    spent: set[int] = set()                                 # their triangles: paired already
+
     for t in range(len(rows)):
-        if not alive[t] or len(rows[t]) != 3:
+        if not alive[t] or len(rows[t]) != 3 or t in spent:
             continue
-        path = _path_to_partner(t, rows, neighbours)
+        path = _path_to_partner(t, rows, neighbours, spent)
         if path is None:
             continue
         faces, edges = path                                 # faces[0] = t; edges[i]: between faces[i], faces[i+1]
@@ -125,12 +128,9 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
         for i in range(1, len(faces) - (0 if edges[-1][1] is None else 1)):
             pieces.append(_cut_between(rows[faces[i]], edges[i - 1], edges[i]))
         if edges[-1][1] is None:
-            # Border: the last quad's exit half gets a midpoint on its open edge.
-            a, b = edges[-1][0]
-            mid = len(verts[0]) + len(extra)
-            extra.append(0.5 * (_vertex(a, verts[0], extra) + _vertex(b, verts[0], extra)))
-            last_half = pieces[-1][1] if pieces else halves[0]
-            tail = _insert_after(last_half, a, b, mid)
+            # Border: the last quad's exit half is a triangle on the border, whose open edge
+            # collapses once every path is found.
+            tail = pieces[-1][1] if pieces else halves[0]
         new_rows = []
         left = halves[0]
         for entry, exit_half in pieces:
@@ -148,20 +148,44 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
             rows.append(r)
             alive.append(True)
             replace(len(rows) - 1, r)
+        if edges[-1][1] is None:
+            spent.add(len(rows) - 1)
+            ends.append(edges[-1][0])
     out = [r for r, keep in zip(rows, alive) if keep]
-    all_v = np.vstack([verts[0], *[e[None, :] for e in extra]]) if extra else verts[0]
+    v = np.asarray(vertices, dtype=np.float64)
+    if ends:
+        v, out = _border_edges_collapsed(v, out, ends)
     polys = pad(out) if out else np.zeros((0, 4), dtype=np.int64)
-    return all_v, polys, int((polys[:, 3] == NO_CORNER).sum()) if len(polys) else 0
+    return v, polys, int((polys[:, 3] == NO_CORNER).sum()) if len(polys) else 0
 
 
-def _vertex(i: int, base: np.ndarray, extra: list[np.ndarray]) -> np.ndarray:
-    return base[i] if i < len(base) else extra[i - len(base)]
+def _border_edges_collapsed(vertices: np.ndarray, rows: list[list[int]], ends: list[tuple[int, int]]
+                            ) -> tuple[np.ndarray, list[list[int]]]:
+    """Merge the ends of each edge in ``ends`` (chains merge whole) at their mean; polygons keep their
+    distinct corners in order (the triangles on those edges lose theirs and go). Unused vertices stay."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vertices)
+    a, b = np.array(ends, dtype=np.int64).T
+    count, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    merged = np.zeros((count, 3))
+    np.add.at(merged, label, vertices)
+    merged /= np.bincount(label, minlength=count)[:, None]
+    out = []
+    for r in rows:
+        corners = [int(label[x]) for x in r]
+        corners = [x for i, x in enumerate(corners) if x != corners[i - 1]]    # a repeat is always adjacent
+        if len(set(corners)) >= 3:
+            out.append(corners)
+    return merged, out
 
 
-def _path_to_partner(t, rows, neighbours):
+def _path_to_partner(t, rows, neighbours, spent=frozenset()):
     """Breadth-first from triangle ``t`` through quads to the nearest other triangle or open
-    edge. Returns ``(faces, edges)``: ``edges[i] = ((a, b), next)`` is the directed edge of
-    ``faces[i]`` the path leaves by; for an open edge, ``next`` is None."""
+    edge (``spent`` triangles are neither partners nor passed through). Returns ``(faces, edges)``:
+    ``edges[i] = ((a, b), next)`` is the directed edge of ``faces[i]`` the path leaves by; for an
+    open edge, ``next`` is None."""
     from collections import deque
 
     parent = {t: None}
@@ -171,7 +195,7 @@ def _path_to_partner(t, rows, neighbours):
         for edge, g in neighbours(f):
             if g is None:
                 return _unwind(parent, f, (edge, None))
-            if g in parent:
+            if g in parent or g in spent:
                 continue
             parent[g] = (f, edge)
             if len(rows[g]) == 3:
@@ -224,9 +248,3 @@ def _join(p: list[int], q: list[int]) -> list[int] | None:
                 w = q[(j + 2) % 3]
                 return [x, w, y, z]
     return None
-
-
-def _insert_after(tri: list[int], a: int, b: int, mid: int) -> list[int]:
-    """``tri`` with ``mid`` between its consecutive corners ``a -> b``."""
-    i = tri.index(a)
-    return tri[:i + 1] + [mid] + tri[i + 1:]
