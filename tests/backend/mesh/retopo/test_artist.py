@@ -84,6 +84,21 @@ def test_a_spheres_layout_is_regular_with_open_corners(mode):
     assert rewired > 0   # the clean-up did the work
 
 
+@pytest.mark.parametrize("name, target", [("holes", 1000), ("holes", 2000), ("dumbbell", 1000)])
+def test_no_quad_is_left_flat_on_a_border_or_in_a_neck(name, target):
+    # Issue 19: no quad corner above 160 degrees. Before the border and last-resort steps: a sphere
+    # with three holes had a quad at 326 and 170 degrees (a pairing path that ended at a border
+    # put a midpoint there, a border vertex with one quad at 180), the dumbbell one at 197.
+    from backend.mesh.metrics import layout_report
+
+    v, f = meshes.sphere_with_holes() if name == "holes" else meshes.dumbbell(0.3)
+    result = retopo(v, f, target_faces=target, mode="quads")
+    tris, sizes = result.mesh_arrays()
+    report, layout = polygon_report(tris, sizes), layout_report(result.vertices, tris, sizes)
+    assert layout["max_quad_angle"] <= 160.0 and layout["valence2"] == 0, layout
+    assert report["quads"] == report["faces"] and _within(report["faces"], target) and report["manifold"]
+
+
 def test_pure_quads_split_a_quarter_budget_layout_and_are_more_regular_for_it(monkeypatch):
     # Pure quads at 1,000 faces or more: Instant Meshes at a quarter of the budget, each polygon
     # split into quads; pairing the triangles of a full-budget run instead cuts zig-zag seams of
@@ -243,6 +258,35 @@ def test_a_flat_triangle_of_the_coarse_layout_is_collapsed_before_splitting():
         assert np.degrees(np.arccos(cos)).max() < retopo_module.FLAT_TRIANGLE_DEGREES
     unchanged = retopo_module._flat_triangles_collapsed(v, p[1:3], None, {"max_hole": 0})
     assert unchanged[2] == 0
+
+
+@pytest.mark.parametrize("on", ["crease", "border"])
+def test_a_vertex_with_one_quad_on_a_straight_crease_or_border_merges_along_it(on):
+    # A(0,0) - M(1,0) - C(2,0) along a crease, two quads below it and one above: M's corner in the
+    # one above is 180 degrees, and a split would keep it. M merges into A along the crease; the
+    # quads on the merged edge become triangles, which split well. The quad above alone has
+    # A - M - C on its border, straight: M merges as well.
+    from backend.mesh.polygons import quad_corner_angles
+    from backend.mesh.retopo.relax import CreaseLines
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [1, 1, 0], [0, -1, 0], [1, -1, 0], [2, -1, 0]], dtype=float)
+    a, m, c, b, d0, d1, d2 = range(7)
+    p = np.array([[d0, d1, m, a], [d1, d2, c, m], [a, m, c, b]])
+    lines = CreaseLines(np.array([[-1.0, 0, 0]]), np.array([[3.0, 0, 0]]), 0.05) if on == "crease" else None
+    if on == "border":
+        p = p[2:]
+    out_v, out_p, merged = retopo_module._flat_crease_corners_collapsed(v, p, lines, {"max_hole": 0})
+    assert merged == 1
+    assert not any((out_v == v[m]).all(axis=1))                   # M went ...
+    assert any((out_v == v[a]).all(axis=1))                       # ... into A, which stayed
+    rows, angles = quad_corner_angles(out_v, out_p)
+    assert len(rows) == 0 or angles.max() < 155.0
+    if on == "crease":
+        assert sorted((out_p >= 0).sum(axis=1).tolist()) == [3, 3, 4]
+    # Without the crease (or the border) nothing is merged.
+    untouched = retopo_module._flat_crease_corners_collapsed(v, np.array([[d0, d1, m, a], [d1, d2, c, m], [a, m, c, b]]),
+                                                             None, {"max_hole": 0})
+    assert untouched[2] == 0
 
 
 def test_split_quads_keep_a_curved_crease():

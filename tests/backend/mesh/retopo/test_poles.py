@@ -184,3 +184,24 @@ def test_deeper_walks_cancel_poles_that_one_step_cannot(monkeypatch):
         assert poly.topology(out_p).manifold
     assert counts[3] < counts[1], counts                # 60 -> 38 when measured
 
+
+
+def test_a_degenerate_quad_is_collapsed_by_the_last_resort():
+    # Quad (2, 2) of the grid squashed onto its diagonal: its corners on one line (two at 180
+    # degrees, two at 0), as where several vertices landed on one crease. No move of one vertex
+    # opens it; rewire_flat_quads collapses it, and relaxing the vertices it touched opens the rest.
+    from backend.mesh.retopo.poles import rewire_flat_quads
+    from backend.mesh.retopo.relax import relax_open_corners
+
+    v, p = _grid()
+    v[_v(3, 2)] = (2.6, 2.6, 0.0)
+    v[_v(2, 3)] = (2.4, 2.4, 0.0)
+    squashed = _quad_of(p, [_v(2, 2), _v(3, 2), _v(3, 3), _v(2, 3)])
+    assert poly.quad_corner_angles(v, p)[1][squashed].max() > 179.0
+    out_v, out_p, report = rewire_flat_quads(v, p)
+    assert report.collapses == 1 and len(out_p) == len(p) - 1 and poly.topology(out_p).manifold
+    out_v, _ = relax_open_corners(out_v, out_p, lambda x: x * (1.0, 1.0, 0.0), also=report.touched)
+    assert poly.quad_corner_angles(out_v, out_p)[1].max() < 160.0
+    # Relaxing alone leaves it as it was.
+    assert poly.quad_corner_angles(relax_open_corners(v, p, lambda x: x * (1.0, 1.0, 0.0))[0], p)[1].max() > 160.0
+
