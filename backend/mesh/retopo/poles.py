@@ -207,8 +207,9 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
             continue                                        # opened by an earlier rewiring nearby
         corners = v[np.array(q)]
         span = np.linalg.norm(corners - corners[[1, 2, 3, 0]], axis=1).max()
+        inner = poly.corner_angles(corners[None])[0]
         degenerate = bool(np.linalg.norm(poly.cross(corners[2] - corners[0], corners[3] - corners[1]))
-                          < DEGENERATE_AREA * span * span)
+                          < DEGENERATE_AREA * span * span) or bool(np.minimum(inner[:2], inner[2:]).max() > above_degrees - 10.0)
         # Each option as the relaxing after it would leave it: its free vertices smoothed.
         options = []
         for k in range(4):
