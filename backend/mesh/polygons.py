@@ -276,10 +276,9 @@ def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def guarded_moves(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, polygons: np.ndarray, *,
-                  min_area_ratio: float = 0.1, min_edge: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  min_area_ratio: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Move the ``moved`` vertices to ``target``, undoing the moves of any polygon they would flip
-    (normal against its old one) or flatten (area below ``min_area_ratio`` of its old one), or
-    one of whose edges they would shorten below ``min_edge``.
+    (normal against its old one) or flatten (area below ``min_area_ratio`` of its old one).
 
     Returns the new vertices ``(n, 3)`` and the mask of the moves kept ``(n,)`` bool.
     """
@@ -287,17 +286,9 @@ def guarded_moves(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, p
     before = polygon_normals(vertices, polygons)
     before_area = np.linalg.norm(before, axis=1)
     out = np.where(moved[:, None], target, vertices)
-    padded = np.where(polygons == NO_CORNER, polygons[:, :1], polygons)         # a triangle's 4th edge: a -> a
-    ring = padded[:, [1, 2, 3, 0]]
-    real = np.ones(polygons.shape, dtype=bool)
-    real[:, 3] = polygons[:, 3] != NO_CORNER
-    before_edge = np.linalg.norm(vertices[padded] - vertices[ring], axis=-1)
     for _ in range(8):
         after = polygon_normals(out, polygons)
         bad = (np.einsum("ij,ij->i", before, after) <= 0) | (np.linalg.norm(after, axis=1) < min_area_ratio * before_area)
-        if min_edge > 0.0:
-            edge = np.linalg.norm(out[padded] - out[ring], axis=-1)
-            bad |= (real & (edge < min_edge) & (edge < before_edge)).any(axis=1)
         if not bad.any():
             break
         undo = np.unique(polygons[bad][polygons[bad] != NO_CORNER])

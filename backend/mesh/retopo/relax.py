@@ -48,10 +48,6 @@ WIDEN_ROUNDS = 3
 #: least this share of its area.
 WIDEN_MIN_COSINE = 0.3
 WIDEN_MIN_AREA = 0.1
-#: No move (of either step) may shorten an edge below this share of the layout's median edge: a
-#: crease vertex sliding onto its neighbour, or a corner widened onto the next vertex, would leave
-#: a quad with a doubled corner (a triangle), flat at the other end of its short edge.
-MIN_EDGE_SHARE = 0.25
 
 
 class CreaseLines:
@@ -136,7 +132,6 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     src, _, face, _ = poly.halfedges(p)
     edges, counts, edge_of = poly.edge_counts(p)
     pinned, on_crease = _held(v, src[counts[edge_of] == 1], creases)
-    min_edge = MIN_EDGE_SHARE * float(np.median(np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)))
     degree = np.bincount(edges.ravel(), minlength=len(v)).astype(np.float64)
     moved = np.zeros(len(v), dtype=bool)
     always = np.flatnonzero(also) if also is not None else np.zeros(0, dtype=np.int64)
@@ -173,7 +168,7 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         target[candidates] = moved_to
         step = np.zeros(len(v), dtype=bool)
         step[candidates] = True
-        v, step = poly.guarded_moves(v, target, step, p, min_edge=min_edge)   # nor fold, flatten or shrink one
+        v, step = poly.guarded_moves(v, target, step, p)      # no move may fold or flatten a polygon
         moved |= step
     return v, int(moved.sum())
 
@@ -207,7 +202,6 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     faces_at = face[order]                                       # faces_at[start[x]:start[x + 1]]: x's polygons
     edges, counts, edge_of = poly.edge_counts(p)
     pinned, on_crease = _held(v, src[counts[edge_of] == 1], creases)
-    min_edge = MIN_EDGE_SHARE * float(np.median(np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)))
     turn = np.linspace(0.0, 2.0 * np.pi, WIDEN_DIRECTIONS, endpoint=False)
     steps = np.asarray(WIDEN_STEPS, dtype=np.float64)[None, :, None, None]
     moved = np.zeros(len(v), dtype=bool)
@@ -240,17 +234,10 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
             size_before, size_after = np.linalg.norm(normals, axis=-1), np.linalg.norm(after, axis=-1)
             keeps = ((after * normals).sum(-1) >= WIDEN_MIN_COSINE * size_before * size_after) \
                 & (size_after >= WIDEN_MIN_AREA * size_before)
-            # Edges at x: to the corners before and after it in each of its polygons.
-            at_x = corners == x
-            ends = np.concatenate([corners[np.roll(at_x, 1, axis=1)], corners[np.roll(at_x, -1, axis=1)]])
-            ends = ends[ends != x]                                            # (a triangle's padding)
-            was = np.linalg.norm(v[ends] - v[x], axis=-1)
-            now_edge = np.linalg.norm(v[ends][None] - points_x[:, None], axis=-1)                # (c, e)
-            shrinks = ((now_edge < min_edge) & (now_edge < was)).any(axis=1)
             largest = poly.corner_angles(trial[:, is_quad[fs]]).max(axis=-1)            # (c, quads)
             # Fewer open quads first, then a smaller largest angle.
             score = (largest > above_degrees).sum(axis=1) * 1000.0 + largest.max(axis=1)
-            score[~keeps.all(axis=1) | shrinks] = np.inf
+            score[~keeps.all(axis=1)] = np.inf
             best = int(np.argmin(score))
             if score[best] < worst[0] * 1000.0 + worst[1]:
                 v[x] = points_x[best]
