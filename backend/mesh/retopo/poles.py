@@ -64,8 +64,9 @@ SHIFT_DEPTH = 4
 #: Most :func:`rewire_flat_quads` may add to the layout's excess for one quad: a 3-5 pair of poles
 #: costs 2.
 FLAT_REWIRE_COST = 4
-#: A quad whose area (half its diagonals' cross product) is under this share of its longest edge
-#: squared is degenerate: :func:`rewire_flat_quads` collapses it whatever the cost.
+#: A quad whose diagonals' cross product (twice its area) is under this share of its longest edge
+#: squared is degenerate, as is one whose two opposite corners are both within 10 degrees of the
+#: flat limit: :func:`rewire_flat_quads` collapses it whatever the cost.
 DEGENERATE_AREA = 0.1
 #: Fewest faces an interior vertex may be left with.
 MIN_INTERIOR_FACES = 3
@@ -187,8 +188,8 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
     (then the cheapest), and none if none opens it. A degenerate quad (area under
     :data:`DEGENERATE_AREA` of its longest edge squared: its corners on one line, as where several
     vertices landed on one crease) may also collapse across crease and border edges, whatever the
-    cost, and takes its best option even if that does not open it. Crease and border edges stay
-    otherwise. The caller puts ``touched`` back on the surface and relaxes it.
+    cost, and takes its best option even if that does not open it; so does a quad squashed along a
+    diagonal (two opposite corners near the limit). Crease and border edges stay otherwise. The caller puts ``touched`` back on the surface and relaxes it.
 
     Returns the vertices (unused ones removed), the polygons and the report.
     """
@@ -208,8 +209,10 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
         corners = v[np.array(q)]
         span = np.linalg.norm(corners - corners[[1, 2, 3, 0]], axis=1).max()
         inner = poly.corner_angles(corners[None])[0]
-        degenerate = bool(np.linalg.norm(poly.cross(corners[2] - corners[0], corners[3] - corners[1]))
-                          < DEGENERATE_AREA * span * span) or bool(np.minimum(inner[:2], inner[2:]).max() > above_degrees - 10.0)
+        doubled_area = np.linalg.norm(poly.cross(corners[2] - corners[0], corners[3] - corners[1]))
+        # No area (its corners on one line), or squashed along a diagonal (both ends of it flat).
+        degenerate = bool(doubled_area < DEGENERATE_AREA * span * span
+                          or np.minimum(inner[:2], inner[2:]).max() > above_degrees - 10.0)
         # Each option as the relaxing after it would leave it: its free vertices smoothed.
         options = []
         for k in range(4):
