@@ -52,8 +52,10 @@ Method
    more: Instant Meshes ran at a quarter of the budget, and every polygon is split into quads
    through its centroid and edge midpoints (:func:`backend.mesh.retopo.quads.subdivide`): a
    quad into four, a triangle into three around one valence-3 vertex. Before that, the coarse
-   layout's flat triangles lose their shortest edge and its flat corners on creases are split
-   (either would come back as quads folded flat). The new vertices go onto the reference (the
+   layout's flat triangles lose their shortest edge, its flat corners on creases are split, a
+   vertex on a straight crease or border with a single quad on one side merges along it
+   (:func:`_flat_crease_corners_collapsed`: its quads become triangles) and free vertices at flat
+   corners are relaxed (each of these would come back as quads folded flat). The new vertices go onto the reference (the
    midpoints of crease edges onto the crease, of border edges onto its border, the rest onto
    its surface), and the whole layout is relaxed. Pairing the triangles
    instead cuts zig-zag seams of valence-3/5 pairs that the pole pass only partly removes
@@ -64,7 +66,8 @@ Method
    the few triangles are paired into quads
    along shortest paths through quads, whose diagonals are re-cut
    (:func:`backend.mesh.retopo.quads.pair_triangles`): no vertex moves, so the surface is that of
-   the quad-dominant result, at about the same face count. If a triangle finds no partner,
+   the quad-dominant result, at about the same face count (before pairing, the same merge along
+   straight creases and borders). If a triangle finds no partner,
    every polygon is split into quads and the next run aims at a quarter of the budget.
    ``triangles``: no quads at all; the reference is
    decimated by edge collapses (:func:`backend.mesh.remesh.decimate.decimate`).
@@ -76,7 +79,10 @@ Method
    rewired vertices, and those at quad corners near 180 degrees, are **relaxed**: each moves
    toward its neighbours within its tangent plane and back onto the reference, sliding along
    a crease when it is on one, and no move may fold a polygon
-   (:mod:`backend.mesh.retopo.relax`; border vertices and crease corners stay).
+   (:mod:`backend.mesh.retopo.relax`; border vertices and crease corners stay). A quad still
+   above 160 degrees has its corners moved to the best of a ring of points, its flat corner
+   split by a free rotation, and last its own edges rewired where that opens it, at the cost of
+   at most two poles (:func:`backend.mesh.retopo.poles.rewire_flat_quads`).
 7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
    :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
    the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
@@ -163,8 +169,8 @@ DETAIL_SAMPLES = 10_000
 
 #: A triangle of the coarse layout with a corner above this (degrees) is collapsed before splitting.
 FLAT_TRIANGLE_DEGREES = 150.0
-#: A quad corner of the coarse layout above this (degrees) between two crease edges is merged away
-#: along the crease before splitting.
+#: A quad corner above this (degrees) between two crease or border edges of that quad is merged away
+#: along them before splitting or pairing.
 FLAT_CREASE_DEGREES = 155.0
 
 #: Vertices closer than this (canonical units, the box spans 1.9) are welded.

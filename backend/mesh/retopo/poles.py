@@ -24,7 +24,8 @@ sets in the same (ascending) order, so both give the same layout (a test compare
 
 :func:`split_flat_corners`, run after relaxing, uses the same rotations for another end: a quad
 corner still near 180 degrees on a border or a straight crease gets an edge, where that costs
-the layout nothing.
+the layout nothing. :func:`rewire_flat_quads`, the last resort, rotates or collapses a quad still
+open at the cost of a pole or two, judging each option by what relaxing would leave of it.
 
 A free interior vertex's ideal is 4 faces.
 Around a vertex on the border or on a crease, the border and crease edges cut its faces into
