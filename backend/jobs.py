@@ -22,7 +22,7 @@ from pathlib import Path
 
 from backend.inputs import INPUT_KINDS
 from backend.mesh.io import write_atomic
-from backend.workers import RESULT_NAME, Worker
+from backend.workers import RESULT_NAME, Worker, remove_stale_folders
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,9 @@ class JobRunner:
         self.worker_pids: dict[int, int] = {}
 
     def start(self) -> None:
+        stale = remove_stale_folders()
+        if stale:
+            log.info("removed %d temporary folders of workers whose server had died", stale)
         for job in self.store.recover():
             self._queue.put(job.id)
         for slot in self._slots:

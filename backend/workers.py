@@ -21,6 +21,11 @@ time limit. A worker runs under a hard memory limit where the platform has one
 (``RLIMIT_DATA`` on Linux, ``RLIMIT_AS`` elsewhere on POSIX): an allocation past it fails
 the job with a message naming the limit, not the machine. A worker whose server disappears
 exits (the pipe breaks; on Linux the kernel also sends it SIGKILL).
+
+Each worker has a temporary folder of its own (``meshsmith-worker-<server pid>-*`` in the
+system's), its ``TMPDIR`` and :mod:`tempfile`'s default: what a killed job leaves there
+(Instant Meshes' input, a bake's scratch files) goes with the worker, and a server's start
+removes the folders of servers no longer running.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,6 +48,8 @@ WORKER_NICENESS = 10
 #: Progress is sent to the server at most this often (a change of stage is sent at once).
 PROGRESS_INTERVAL = 0.1
 RESULT_NAME = "result.glb"
+#: Workers' temporary folders: this, the server's pid, a dash and a random tail.
+TMP_PREFIX = "meshsmith-worker-"
 #: A growing result (:func:`backend.progress.report_partial`), replaced at most this often.
 PARTIAL_NAME = "partial.glb"
 PARTIAL_INTERVAL = 1.0
@@ -52,7 +61,8 @@ class Worker:
     def __init__(self, memory_limit_bytes: int | None = None):
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker_main, args=(child, memory_limit_bytes, os.getpid()),
+        self.tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+        self.process = context.Process(target=worker_main, args=(child, memory_limit_bytes, os.getpid(), self.tmp),
                                        name="meshsmith-worker", daemon=True)
         self.process.start()
         child.close()
@@ -78,11 +88,12 @@ class Worker:
         return False
 
     def kill(self) -> None:
-        """End the process now (SIGKILL) and reap it."""
+        """End the process now (SIGKILL), reap it and remove its temporary folder."""
         if self.process.is_alive():
             self.process.kill()
         self.process.join(10)
         self.conn.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask an idle worker to exit; kill it if it does not."""
@@ -111,8 +122,34 @@ class Worker:
 # -- inside the worker process -------------------------------------------------------------------
 
 
-def worker_main(conn: Connection, memory_limit_bytes: int | None, server_pid: int) -> None:
+def remove_stale_folders() -> int:
+    """Remove the temporary folders of workers whose server is no longer running (one killed
+    outright leaves them); returns how many went."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*"):
+        pid = folder.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += not folder.exists()
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True                         # someone else's: leave it
+    return True
+
+
+def worker_main(conn: Connection, memory_limit_bytes: int | None, server_pid: int, tmp: str | None = None) -> None:
     """The worker process: import the pipelines once, then run jobs until told to stop."""
+    if tmp is not None:
+        os.environ["TMPDIR"] = tmp
+        tempfile.tempdir = tmp
     # The server decides when a worker stops: a Ctrl-C in its terminal reaches the whole
     # process group, and must not kill a job halfway (the server requeues it on a clean stop).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backend.workers import TMP_PREFIX, remove_stale_folders
 from tests import meshes
 from tests.backend.server_process import REPO, BackendProcess
 from tests.backend.test_api import _glb, _submit, _wait
@@ -85,11 +88,16 @@ def test_the_api_answers_while_a_heavy_job_runs_and_cancel_kills_it_within_secon
                 time.sleep(0.05)
         worker = _children(backend.proc.pid)
         assert worker, "no worker process"
+        # Instant Meshes' files are in the worker's own temporary folder ...
+        (folder,) = Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{backend.proc.pid}-*")
+        assert list(folder.glob("meshsmith-im-*/in.ply")), list(folder.iterdir())
         start = time.monotonic()
         assert c.delete(f"/v1/jobs/{job['id']}").status_code == 200
         ended = _wait(c, job["id"], timeout=30)
         assert ended["state"] == "cancelled", ended
         assert time.monotonic() - start < 10.0            # the issue measured 99.5 s
+        # ... which goes with the killed worker (they stayed in /tmp, 6 MB a job, before).
+        assert not folder.exists()
         # The next job runs on a fresh worker.
         assert _wait(c, _small(c)["id"])["state"] == "done"
 
@@ -315,3 +323,21 @@ def test_a_worker_that_dies_before_its_job_reaches_it_fails_the_job_not_the_slot
         worker.kill()
     assert job.state == "failed" and job.error["code"] == "worker_died", job.error
     assert "SIGKILL" in job.error["message"]
+
+
+def test_a_start_removes_the_temporary_folders_of_dead_servers_only():
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{int(gone.stdout)}-")
+    (Path(dead) / "meshsmith-im-x").mkdir()
+    alive = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+    try:
+        assert remove_stale_folders() >= 1
+        assert not Path(dead).exists() and Path(alive).exists()
+    finally:
+        for folder in (dead, alive):
+            if Path(folder).exists():
+                shutil.rmtree(folder)
+
