@@ -132,6 +132,26 @@ def test_a_neck_thinner_than_two_edges_sends_pure_quads_back_to_the_full_budget(
     assert report["quads"] == report["faces"] and _within(report["faces"], 2000) and report["closed"]
 
 
+def test_a_mesh_mostly_thinner_than_an_edge_skips_the_quarter_budget_run():
+    # A 2 x 2 plate 0.04 thick at 2,000 quads (an edge about 0.066): nearly all of it is thinner
+    # than an edge, which a quarter-budget lattice would lose; Instant Meshes runs once, at the
+    # full budget, instead of a quarter run that the check after the split would throw away. A
+    # sphere is thick everywhere.
+    import trimesh
+
+    plate = trimesh.creation.box((2.0, 2.0, 0.04)).subdivide().subdivide().subdivide()
+    v, f = np.asarray(plate.vertices, dtype=float), np.asarray(plate.faces)
+    ref = retopo_module._Faces(v, f)
+    edge = np.sqrt(ref.area.sum() / 2000)
+    assert retopo_module._thin_share(ref, retopo_module._Surface(ref, edge / 4), edge) > 0.9
+    result = retopo(v, f, target_faces=2000, mode="quads")
+    assert result.remesher_targets[0] > 1800, result.remesher_targets
+    report = _report(result)
+    assert report["quads"] == report["faces"] and _within(report["faces"], 2000) and report["closed"]
+    sphere = retopo_module._Faces(*meshes.uv_sphere(32, 64))
+    assert retopo_module._thin_share(sphere, retopo_module._Surface(sphere, edge / 4), edge) == 0.0
+
+
 @pytest.mark.parametrize("with_borders", [True, False])
 def test_split_quads_put_their_new_border_vertices_on_the_border(with_borders):
     # A disc: the midpoint of a coarse border edge (a chord) goes onto the disc's rim, not to the
