@@ -200,6 +200,8 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
         return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
     rows, angles = poly.quad_corner_angles(v, p)
     flat = angles.max(axis=1) > above_degrees
+    if not flat.any():
+        return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
     rewire = _rewiring(v, p, crease_edges, None)
     for f in rows[flat][np.argsort(-angles[flat].max(axis=1), kind="stable")].tolist():
         if len(rewire.faces.get(f, ())) != 4:

@@ -80,11 +80,28 @@ class CreaseLines:
         self.corner_tree = cKDTree(self.corners) if len(self.corners) else None
 
     def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For each point: the nearest point on a crease, its distance and the crease's unit direction."""
+        """For each point: the nearest point on a crease, its distance and the crease's unit direction.
+
+        Exact within :data:`EXACT_WITHIN` tolerances of a crease (the segments of the four nearest
+        samples); farther out, the segment of the nearest sample, at most half a tolerance farther
+        than the nearest one (samples lie a tolerance apart at most), which no "on a crease" test
+        can tell apart and which most points of a layout are."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        distance, idx = self.tree.query(points, k=1)
+        seg = self.owner[np.asarray(idx).reshape(-1)]
+        near, d, direction = self._onto(points, seg[:, None])
+        close = np.flatnonzero(distance <= self.EXACT_WITHIN * self.tolerance)
         k = min(4, self.tree.n)
-        _, idx = self.tree.query(points, k=k)
-        idx = np.asarray(idx).reshape(len(points), k)
-        seg = self.owner[idx]                                              # (p, k)
+        if len(close) and k > 1:
+            _, idx = self.tree.query(points[close], k=k)
+            near[close], d[close], direction[close] = self._onto(points[close], self.owner[np.asarray(idx).reshape(len(close), k)])
+        return near, d, direction
+
+    #: Points within this many tolerances of a crease sample are projected exactly (:meth:`nearest`).
+    EXACT_WITHIN = 3.0
+
+    def _onto(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nearest of the segments ``seg`` (p, k) to each point: point, distance, unit direction."""
         a, b = self.a[seg], self.b[seg]
         ab = b - a
         t = np.clip(((points[:, None, :] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-300), 0.0, 1.0)
