@@ -1,7 +1,8 @@
 """Triangles to quads: pairing the triangles of a quad-dominant mesh, and subdivision into quads.
 
 Pairing (:func:`pair_triangles`) joins each triangle to its nearest partner along a path
-through quads, re-cutting the quads on the way: no polygon is added and no vertex moves.
+through quads, re-cutting the quads on the way: no polygon is added and no vertex moves (but
+where a path ends at an open border, whose edge collapses).
 
 Subdivision (:func:`subdivide`): every polygon of ``n`` corners becomes ``n`` quads, through its centroid and its edges'
 midpoints (the topology of one Catmull-Clark step, without its smoothing): a pure-quad mesh
@@ -175,7 +176,7 @@ def _border_edges_collapsed(vertices: np.ndarray, rows: list[list[int]], ends: l
     out = []
     for r in rows:
         corners = [int(label[x]) for x in r]
-        corners = [x for i, x in enumerate(corners) if x != corners[i - 1]]    # a repeat is always adjacent
+        corners = [x for i, x in enumerate(corners) if x != corners[i - 1]]    # merged neighbours: one corner
         if len(set(corners)) >= 3:
             out.append(corners)
     return merged, out
