@@ -104,7 +104,8 @@ def render_views(context: bpy.types.Context, obj: bpy.types.Object, folder: str,
         scene.collection.objects.link(stand_in)
         world = bpy.data.worlds.new("Meshsmith Render Views")
         made.append(world)
-        world.use_nodes = True
+        if world.node_tree is None:  # Blender 4.x; 5.x worlds always have their node tree
+            world.use_nodes = True
         background = world.node_tree.nodes.get("Background")
         background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
         background.inputs["Strength"].default_value = AMBIENT

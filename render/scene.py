@@ -222,7 +222,8 @@ def add_light_rig() -> None:
     scene = bpy.context.scene
     world = scene.world or bpy.data.worlds.new("World")
     scene.world = world
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender 4.x; 5.x worlds always have their node tree
+        world.use_nodes = True
     bg = world.node_tree.nodes.get("Background")
     for link in list(bg.inputs["Color"].links):
         world.node_tree.links.remove(link)
