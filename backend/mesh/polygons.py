@@ -300,6 +300,30 @@ def guarded_moves(vertices: np.ndarray, target: np.ndarray, moved: np.ndarray, p
     return out, moved
 
 
+def merged_positions(vertices: np.ndarray, a: np.ndarray, b: np.ndarray, fixed: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the vertices joined by edges ``a[i] - b[i]`` (chains merge whole): each group at the
+    mean of its ``fixed`` vertices where it has any (they keep their place), else at the mean of all.
+
+    Returns the groups' positions ``(g, 3)`` and each vertex's group ``(n,)`` (a vertex no edge
+    names is a group of its own).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vertices)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    count, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    weight = np.ones(n)
+    if fixed is not None:
+        anchored = np.bincount(label, weights=fixed, minlength=count) > 0
+        weight = np.where(anchored[label], fixed, True).astype(np.float64)
+    merged = np.zeros((count, 3))
+    np.add.at(merged, label, vertices * weight[:, None])
+    merged /= np.bincount(label, weights=weight, minlength=count)[:, None]
+    return merged, label
+
+
 def unused_removed(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop the vertices no polygon uses; returns the compacted ``vertices, polygons``."""
     used = np.unique(polygons[polygons != NO_CORNER])

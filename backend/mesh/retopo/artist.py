@@ -936,10 +936,10 @@ def _flat_crease_corners_collapsed(vertices: np.ndarray, polygons: np.ndarray, l
     along = edges[counts == 1]
     if lines is not None:
         along = np.vstack([along, lines.edges_on(vertices, polygons)])
-    kept = set((along[:, 0] * n + along[:, 1]).tolist())
+    kept = along[:, 0] * n + along[:, 1]                      # rows of edge_counts: (lo, hi)
 
     def on(x, y):
-        return np.array([min(a, b) * n + max(a, b) in kept for a, b in zip(x.tolist(), y.tolist())], dtype=bool)
+        return np.isin(np.minimum(x, y) * n + np.maximum(x, y), kept)
 
     stays = lines.at_corner(vertices) if lines is not None else np.zeros(n, dtype=bool)
     ok = on(at, before) & on(at, after) & ~stays[at]
@@ -960,22 +960,13 @@ def _flat_crease_corners_collapsed(vertices: np.ndarray, polygons: np.ndarray, l
 
 def _merged(vertices: np.ndarray, polygons: np.ndarray, a: np.ndarray, b: np.ndarray, fixed: np.ndarray,
             holes: dict) -> tuple[np.ndarray, np.ndarray, int]:
-    """Merge the vertices joined by edges ``a[i] - b[i]`` (chains merge whole): at their ``fixed``
-    vertices' mean where a chain has any, else at their mean; then repair. Returns the vertices,
+    """Merge the vertices joined by edges ``a[i] - b[i]`` (:func:`backend.mesh.polygons.merged_positions`:
+    chains merge whole, a ``fixed`` vertex keeps its place), then repair. Returns the vertices,
     polygons and the vertices merged away."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(vertices)
-    count, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
-    anchored = np.bincount(label, weights=fixed, minlength=count) > 0
-    weight = np.where(anchored[label], fixed, True).astype(np.float64)     # a fixed vertex keeps its place
-    merged = np.zeros((count, 3))
-    np.add.at(merged, label, vertices * weight[:, None])
-    merged /= np.bincount(label, weights=weight, minlength=count)[:, None]
+    merged, label = poly.merged_positions(vertices, a, b, fixed)
     rows = np.where(polygons >= 0, label[np.maximum(polygons, 0)], poly.NO_CORNER)
     v, p, _ = repair.repair(merged, rows, **holes)
-    return v, p, int(n - count)
+    return v, p, int(len(vertices) - len(merged))
 
 
 def _subdivided(vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", borders: "_Borders | None",

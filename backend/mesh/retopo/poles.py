@@ -117,17 +117,9 @@ def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np
         touched = np.zeros(len(v), dtype=bool)
         rotations, collapses = native.reduce_poles(v, out, *rewire.flags(), rewire.locked_edges, rewire.sector_ideal,
                                                    SHIFT_DEPTH, MIN_NORMAL_COSINE, touched)
-        out = out[out[:, 0] >= 0]
-    else:
-        rewire.run()
-        v, touched, rotations, collapses = rewire.v, rewire.touched, rewire.rotations, rewire.collapses
-        out = np.array([rewire.faces[f] + [poly.NO_CORNER] * (4 - len(rewire.faces[f])) for f in sorted(rewire.faces)],
-                       dtype=np.int64).reshape(-1, 4)
-    used = np.zeros(len(v), dtype=bool)
-    used[out[out >= 0]] = True
-    new_index = np.cumsum(used) - 1
-    out = np.where(out >= 0, new_index[np.maximum(out, 0)], poly.NO_CORNER)
-    return v[used], out, PoleReport(rotations, collapses, touched[used])
+        return _compacted(v, out[out[:, 0] >= 0], PoleReport(rotations, collapses, touched))
+    rewire.run()
+    return rewire.result()
 
 
 def split_flat_corners(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np.ndarray | None = None,
@@ -195,11 +187,9 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
     Returns the vertices (unused ones removed), the polygons and the report.
     """
     v = np.asarray(vertices, dtype=np.float64).copy()
-    p = np.asarray(polygons, dtype=np.int64)
-    if len(p) == 0 or not (p[:, 3] != poly.NO_CORNER).any():
-        return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
+    p = np.asarray(polygons, dtype=np.int64).reshape(-1, 4)
     rows, angles = poly.quad_corner_angles(v, p)
-    flat = angles.max(axis=1) > above_degrees
+    flat = angles.max(axis=1, initial=0.0) > above_degrees
     if not flat.any():
         return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
     rewire = _rewiring(v, p, crease_edges, None)
@@ -242,14 +232,14 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
             rewire._rotate(f, *op[1:])
         else:
             rewire.collapse(f, *op[1:])
-    out = np.array([rewire.faces[f] + [poly.NO_CORNER] * (4 - len(rewire.faces[f])) for f in sorted(rewire.faces)],
-                   dtype=np.int64).reshape(-1, 4)
-    v, touched = rewire.v, rewire.touched
-    used = np.zeros(len(v), dtype=bool)
-    used[out[out >= 0]] = True
-    new_index = np.cumsum(used) - 1
-    out = np.where(out >= 0, new_index[np.maximum(out, 0)], poly.NO_CORNER)
-    return v[used], out, PoleReport(rewire.rotations, rewire.collapses, touched[used])
+    return rewire.result()
+
+
+def _compacted(v: np.ndarray, polygons: np.ndarray, report: PoleReport) -> tuple[np.ndarray, np.ndarray, PoleReport]:
+    """``v`` and ``polygons`` without the vertices no polygon uses (merged away), ``report.touched`` with them."""
+    used = np.unique(polygons[polygons != poly.NO_CORNER])
+    v, polygons = poly.unused_removed(v, polygons)
+    return v, polygons, PoleReport(report.rotations, report.collapses, report.touched[used])
 
 
 def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None) -> "_Rewiring":
@@ -464,6 +454,12 @@ class _Rewiring:
         if not quads:
             return 0.0
         return float(poly.corner_angles(np.array([[at[x] for x in corners] for corners in quads])).max())
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, PoleReport]:
+        """The rewired layout: vertices (unused ones removed), ``(k', 4)`` polygons in face-id order, report."""
+        out = np.array([self.faces[f] + [poly.NO_CORNER] * (4 - len(self.faces[f])) for f in sorted(self.faces)],
+                       dtype=np.int64).reshape(-1, 4)
+        return _compacted(self.v, out, PoleReport(self.rotations, self.collapses, self.touched))
 
     def largest_angle(self, faces) -> float:
         """The largest corner angle (degrees, concave corners above 180) of the quads among ``faces``."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.mesh.polygons import NO_CORNER, edge_counts, halfedges, pad, polygon_sizes
+from backend.mesh.polygons import NO_CORNER, edge_counts, halfedges, merged_positions, pad, polygon_sizes
 
 # -- subdivision ----------------------------------------------------------------------------
 
@@ -162,17 +162,11 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
 
 def _border_edges_collapsed(vertices: np.ndarray, rows: list[list[int]], ends: list[tuple[int, int]]
                             ) -> tuple[np.ndarray, list[list[int]]]:
-    """Merge the ends of each edge in ``ends`` (chains merge whole) at their mean; polygons keep their
-    distinct corners in order (the triangles on those edges lose theirs and go). Unused vertices stay."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(vertices)
+    """Merge the ends of each edge in ``ends`` at their mean (:func:`backend.mesh.polygons.merged_positions`:
+    chains merge whole); polygons keep their distinct corners in order (the triangles on those
+    edges lose theirs and go). Unused vertices stay."""
     a, b = np.array(ends, dtype=np.int64).T
-    count, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
-    merged = np.zeros((count, 3))
-    np.add.at(merged, label, vertices)
-    merged /= np.bincount(label, minlength=count)[:, None]
+    merged, label = merged_positions(vertices, a, b)
     out = []
     for r in rows:
         corners = [int(label[x]) for x in r]
