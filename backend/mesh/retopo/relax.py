@@ -100,6 +100,19 @@ class CreaseLines:
     #: Points within this many tolerances of a crease sample are projected exactly (:meth:`nearest`).
     EXACT_WITHIN = 3.0
 
+    def on(self, points: np.ndarray) -> np.ndarray:
+        """Whether each point lies on a crease (within the tolerance): as :meth:`nearest`'s
+        distance, but only the points near a sample are projected (samples lie a tolerance apart at
+        most, so a point on a crease is within 1.5 tolerances of one); most points of a layout are
+        not, and the tree gives them up early."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        distance, _ = self.tree.query(points, k=1, distance_upper_bound=1.5 * self.tolerance * (1.0 + 1e-9))
+        out = np.zeros(len(points), dtype=bool)
+        close = np.flatnonzero(np.isfinite(distance))
+        if len(close):
+            out[close] = self.nearest(points[close])[1] <= self.tolerance
+        return out
+
     def _onto(self, points: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nearest of the segments ``seg`` (p, k) to each point: point, distance, unit direction."""
         a, b = self.a[seg], self.b[seg]
@@ -119,8 +132,7 @@ class CreaseLines:
         edges, _, _ = poly.edge_counts(polygons)
         if len(edges) == 0:
             return edges
-        _, end_distance, _ = self.nearest(vertices)
-        edges = edges[(end_distance <= self.tolerance)[edges].all(axis=1)]
+        edges = edges[self.on(vertices)[edges].all(axis=1)]
         ends = vertices[edges]
         _, mid_distance, _ = self.nearest(ends.mean(axis=1))
         return edges[mid_distance <= sag * np.linalg.norm(ends[:, 1] - ends[:, 0], axis=1) + self.tolerance]
@@ -271,7 +283,7 @@ def _held(v: np.ndarray, border: np.ndarray, creases: CreaseLines | None) -> tup
     pinned[border] = True
     on_crease = np.zeros(len(v), dtype=bool)
     if creases is not None:
-        on_crease = creases.nearest(v)[1] <= creases.tolerance
+        on_crease = creases.on(v)
         pinned |= on_crease & creases.at_corner(v)
     return pinned, on_crease
 

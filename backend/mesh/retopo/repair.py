@@ -103,6 +103,9 @@ class RepairReport:
         a search around them (:mod:`backend.mesh.retopo.relax`), and such corners split by an
         edge rotation (:func:`backend.mesh.retopo.poles.split_flat_corners`); set by the artist
         pipeline after repair.
+    merged_corners : int
+        Vertices merged away along a crease or border where a quad had a flat corner between two
+        such edges, and short edges of flat triangles collapsed (set by the artist pipeline).
     thin_parts : int
         Parts thinner than an edge that the clean-up lost, remeshed alone at an edge fitted to
         their thickness (set by the artist pipeline).
@@ -126,6 +129,7 @@ class RepairReport:
     open_corners: int = 0
     widened_corners: int = 0
     split_corners: int = 0
+    merged_corners: int = 0
     thin_parts: int = 0
     passes: int = 0
 

@@ -99,6 +99,49 @@ def test_no_quad_is_left_flat_on_a_border_or_in_a_neck(name, target):
     assert report["quads"] == report["faces"] and _within(report["faces"], target) and report["manifold"]
 
 
+def _made(name: str) -> tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    if name == "box":
+        return meshes.box(*BOX)
+    if name == "cylinder":
+        c = trimesh.creation.cylinder(radius=0.5, height=1.0, sections=96)
+    else:
+        c = trimesh.creation.annulus(r_min=0.3, r_max=0.6, height=0.3, sections=64)
+    return np.asarray(c.vertices, dtype=float), np.asarray(c.faces)
+
+
+@pytest.mark.parametrize("name, target", [("box", 2000), ("annulus", 2000), ("cylinder", 600)])
+@pytest.mark.parametrize("mode", ["quads", "quad_dominant"])
+def test_no_quad_is_left_flat_on_a_straight_crease(name, target, mode):
+    # Issue 19. The tidying's rewirings left one quad each on these, at 180 / 173 / 164 degrees:
+    # a vertex on a straight crease with a single quad on one side (measured before the last
+    # step). Pure quads: the vertex merges along the crease and the two triangles that makes are
+    # paired anew; quad-dominant: such a quad is cut into its two triangles.
+    from backend.mesh.metrics import layout_report
+
+    v, f = _made(name)
+    result = retopo(v, f, target_faces=target, mode=mode)
+    tris, sizes = result.mesh_arrays()
+    report, layout = polygon_report(tris, sizes), layout_report(result.vertices, tris, sizes)
+    assert layout["max_quad_angle"] <= 160.0 and layout["valence2"] == 0, layout
+    assert _within(report["faces"], target) and report["manifold"] and report["closed"]
+    assert mode != "quads" or report["quads"] == report["faces"]
+
+
+def test_a_flat_quad_of_a_quad_dominant_layout_is_cut_through_its_flat_corner():
+    from backend.mesh.polygons import polygon_areas, quad_corner_angles
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [1, 1, 0], [0, -1, 0], [2, -1, 0]], dtype=float)
+    p = np.array([[0, 1, 2, 3], [4, 5, 2, 1], [4, 1, 0, -1]])                    # corner 1 of the first: 180
+    out = retopo_module._flat_quads_cut(v, p)
+    assert len(out) == 4 and (out[:, 3] < 0).sum() == 3
+    assert polygon_areas(v, out).sum() == pytest.approx(polygon_areas(v, p).sum())
+    assert sorted(map(sorted, out[[0, 3], :3].tolist())) == [[0, 1, 3], [1, 2, 3]]   # the cut ends at vertex 1
+    assert quad_corner_angles(v, out)[1].max() < 160.0
+    assert np.array_equal(retopo_module._flat_quads_cut(v, p[1:]), p[1:])
+
+
 def test_pure_quads_split_a_quarter_budget_layout_and_are_more_regular_for_it(monkeypatch):
     # Pure quads at 1,000 faces or more: Instant Meshes at a quarter of the budget, each polygon
     # split into quads; pairing the triangles of a full-budget run instead cuts zig-zag seams of

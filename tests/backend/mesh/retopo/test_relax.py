@@ -123,3 +123,20 @@ def _ringed(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     first = len(v)
     quads = [[outer[k], first + k, first + (k + 1) % 6, outer[(k + 1) % 6]] for k in range(6)]
     return out_v, np.vstack([p, quads])
+
+
+def test_on_a_crease_agrees_with_the_distance_to_it():
+    # CreaseLines.on gives up early on points far from every sample; it must say what comparing
+    # nearest()'s distance with the tolerance says, also for points just inside or outside it.
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-1.0, 1.0, (40, 3))
+    b = a + rng.normal(0.0, 0.3, (40, 3))
+    lines = CreaseLines(a, b, tolerance=0.01)
+    t = rng.uniform(0.0, 1.0, (2000, 1))
+    seg = rng.integers(0, 40, 2000)
+    offset = rng.normal(0.0, 1.0, (2000, 3))
+    offset *= rng.uniform(0.0, 0.02, (2000, 1)) / np.linalg.norm(offset, axis=1, keepdims=True)
+    points = np.vstack([a[seg] + t * (b[seg] - a[seg]) + offset, rng.uniform(-1.5, 1.5, (2000, 3))])
+    expected = lines.nearest(points)[1] <= lines.tolerance
+    assert 0.2 < expected.mean() < 0.8                                 # both kinds, many near the limit
+    assert np.array_equal(lines.on(points), expected)
