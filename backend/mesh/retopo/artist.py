@@ -88,6 +88,9 @@ Method
    along the crease, the triangles that makes are paired anew and the layout near them is
    relaxed (up to :data:`FLAT_REPAIR_ROUNDS` times; on the bench meshes 68 such quads over 16
    layouts -> 11); in ``quad_dominant`` a quad still flat is cut into its two triangles.
+   Last, a **best fit** (:func:`_fitted`): every vertex off creases and borders moves along its
+   normal so that the polygons straddle the reference rather than lie under it as chords
+   (about half a sagitta out): surface Chamfer to the input a fifth to two fifths lower.
 7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
    :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
    the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
@@ -193,6 +196,11 @@ FLAT_REPAIR_ROUNDS = 3
 FLAT_REPAIR_REACH_EDGES = 3.0
 #: Quads left with a corner above this (degrees) are cut into two triangles in ``quad_dominant`` mode.
 FLAT_QUAD_DEGREES = 160.0
+#: Rounds of the best fit of the vertices to the reference (:func:`_fitted`), and the most it moves
+#: a vertex, in its mean edge length. 2 and 3 rounds gave the same surface Chamfer to two digits
+#: (Duck, busted, fandisk at 2,000 quads; spot at 5,000).
+FIT_ROUNDS = 2
+FIT_MAX_MOVE = 0.05
 
 #: Vertices closer than this (canonical units, the box spans 1.9) are welded.
 WELD_TOLERANCE = 1e-6
@@ -489,6 +497,7 @@ def retopo(
                     v, p, surface, edge=edge, target_faces=aim * per_polygon,
                     remesh_part=lambda pv, pf, faces, part_edge: _finish(
                         *instant_meshes(pv, pf, target_faces=faces), mode, part_edge, surface, None, holes)[:2])
+                v = _fitted(v, p, surface, creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None)
                 lap("clean up")
                 count = len(p)
                 miss = count / target_faces - 1.0
@@ -745,6 +754,69 @@ def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
         vertices[bad] = 0.0
         polys = [p for p in polys if not bad[p].any()]
     return vertices, polys
+
+
+def _fitted(v: np.ndarray, p: np.ndarray, surface: "_Surface", lines: "relax.CreaseLines | None") -> np.ndarray:
+    """The vertices moved along their normals so that the polygons straddle the reference instead
+    of lying under its convex parts (and over its concave ones) as chords do, border and crease
+    vertices kept.
+
+    Each round measures, along the vertex normals, how far the reference lies from each vertex,
+    edge midpoint and polygon centre, and moves every free vertex by half the least-squares step
+    that would close those gaps (a midpoint follows its two ends by halves, a centre its corners
+    by their share). Half a sagitta out, a polygon's centre sits as far inside the surface as its
+    corners sit outside. Surface Chamfer to the input at 2,000 quads, as a share of QuadriFlow's:
+    Duck 1.10 -> 0.78, busted 1.09 -> 0.73, fandisk 0.33 -> 0.24. Vertices move by about a
+    sagitta, a small part of an edge; a move of more than :data:`FIT_MAX_MOVE` of the vertex's
+    edges is cut back to that (a fold, a part thinner than an edge), and a quad the moves would
+    leave with a corner above :data:`FLAT_QUAD_DEGREES` keeps its corners where they were.
+    """
+    if len(p) == 0:
+        return v
+    fixed = np.zeros(len(v), dtype=bool)
+    edges, counts, _ = poly.edge_counts(p)
+    fixed[edges[counts == 1].ravel()] = True
+    if lines is not None:
+        fixed |= lines.on(v)
+    src, _, face, _ = poly.halfedges(p)
+    sizes = poly.polygon_sizes(p).astype(np.float64)
+    share = 1.0 / sizes[face]                                   # a corner's share of its polygon's centre
+    weight = np.ones(len(v))                                    # sum of squared shares, per vertex
+    np.add.at(weight, edges.ravel(), 0.25)
+    np.add.at(weight, src, share * share)
+    start, v = v, v.copy()
+    for _ in range(FIT_ROUNDS):
+        normal = np.zeros_like(v)
+        np.add.at(normal, src, poly.polygon_normals(v, p)[face])
+        normal /= np.maximum(np.linalg.norm(normal, axis=1), 1e-300)[:, None]
+        centre = np.zeros((len(p), 3))
+        np.add.at(centre, face, v[src])
+        centre /= sizes[:, None]
+        points = np.vstack([v, 0.5 * (v[edges[:, 0]] + v[edges[:, 1]]), centre])
+        gap = surface.closest(points) - points
+        at_vertex, at_mid, at_centre = np.split(gap, [len(v), len(v) + len(edges)])
+        pull = (at_vertex * normal).sum(axis=1)
+        for end in (0, 1):
+            np.add.at(pull, edges[:, end], 0.5 * (at_mid * normal[edges[:, end]]).sum(axis=1))
+        np.add.at(pull, src, share * (at_centre[face] * normal[src]).sum(axis=1))
+        step = np.where(fixed, 0.0, 0.5 * pull / weight)
+        v += step[:, None] * normal
+    length = np.linalg.norm(start[edges[:, 0]] - start[edges[:, 1]], axis=1)
+    reach = np.zeros(len(v))
+    np.add.at(reach, edges.ravel(), np.repeat(length, 2))
+    reach *= FIT_MAX_MOVE / np.maximum(np.bincount(edges.ravel(), minlength=len(v)), 1)
+    move = v - start
+    far = np.linalg.norm(move, axis=1)
+    v = start + move * np.minimum(1.0, reach / np.maximum(far, 1e-300))[:, None]
+    rows, before = poly.quad_corner_angles(start, p)
+    was_flat = before.max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES
+    while True:                                # each pass puts back at least one moved vertex
+        flat = (poly.quad_corner_angles(v, p)[1].max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES) & ~was_flat
+        if not flat.any():
+            break
+        back = p[rows[flat]].ravel()
+        v[back] = start[back]
+    return v
 
 
 def _relaxed_near(v: np.ndarray, p: np.ndarray, points: np.ndarray, reach: float, surface: "_Surface",
