@@ -1017,11 +1017,19 @@ def _lost_detail(ref_v: np.ndarray, ref_f: np.ndarray, vertices: np.ndarray, pol
     ``edge`` from a remesh of it: the parts the remesh rounded off or lost."""
     from backend.mesh.sampling import sample_surface, unsigned_distance
 
+    from scipy.spatial import cKDTree
+
     if len(polygons) == 0:
         return 1.0
     points, _, _ = sample_surface(ref_v, ref_f, DETAIL_SAMPLES, seed=0)
     tris, _ = poly.to_mesh(vertices, polygons)
-    return float(np.mean(unsigned_distance(vertices, tris, points) > 0.5 * edge))
+    # A point near a point of the remesh (a vertex, edge midpoint or triangle centre) is near it:
+    # only the others are measured.
+    edges, _, _ = poly.edge_counts(polygons)
+    on_remesh = np.vstack([vertices, vertices[edges].mean(axis=1), vertices[tris].mean(axis=1)])
+    near = cKDTree(on_remesh).query(points, distance_upper_bound=0.5 * edge)[0] <= 0.5 * edge
+    far = points[~near]
+    return float(np.sum(unsigned_distance(vertices, tris, far) > 0.5 * edge) / len(points)) if len(far) else 0.0
 
 
 def _flat_triangles_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",

@@ -75,6 +75,10 @@ DEGENERATE_AREA = 0.1
 #: quads left on the bench meshes (16 layouts, before the artist pipeline's merges) 68 -> 58.
 DOUBLED_CORNER_EDGE = 0.15
 FORK_DEGREES = 20.0
+#: Rings around the flat quads whose vertices :func:`split_flat_corners` and
+#: :func:`rewire_flat_quads` give sector ideals: their operations reach two rings out (a rotation's
+#: hexagon, a collapse's merged neighbours), and the rewiring of one quad may shift the next by one.
+LOCAL_RINGS = 3
 #: Fewest faces an interior vertex may be left with.
 MIN_INTERIOR_FACES = 3
 
@@ -151,7 +155,7 @@ def split_flat_corners(vertices: np.ndarray, polygons: np.ndarray, *, crease_edg
     open_ = angles.max(axis=1) > above_degrees
     if not open_.any():
         return p.copy(), PoleReport(0, 0, touched)
-    rewire = _rewiring(v, p, crease_edges, None)
+    rewire = _rewiring(v, p, crease_edges, None, around=rows[open_])
     for f, k in zip(rows[open_].tolist(), angles[open_].argmax(axis=1).tolist()):
         quad = rewire.faces[f]
         if len(quad) != 4 or rewire.faces[f] != p[f].tolist():
@@ -201,7 +205,7 @@ def rewire_flat_quads(vertices: np.ndarray, polygons: np.ndarray, *, crease_edge
     flat = angles.max(axis=1, initial=0.0) > above_degrees
     if not flat.any():
         return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
-    rewire = _rewiring(v, p, crease_edges, None)
+    rewire = _rewiring(v, p, crease_edges, None, around=rows[flat])
     for f in rows[flat][np.argsort(-angles[flat].max(axis=1), kind="stable")].tolist():
         if len(rewire.faces.get(f, ())) != 4:
             continue
@@ -257,9 +261,12 @@ def _compacted(v: np.ndarray, polygons: np.ndarray, report: PoleReport) -> tuple
     return v, polygons, PoleReport(report.rotations, report.collapses, report.touched[used])
 
 
-def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None) -> "_Rewiring":
+def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None, *,
+              around: np.ndarray | None = None) -> "_Rewiring":
     """The layout :func:`reduce_poles` and :func:`split_flat_corners` rewire: border and crease edges
-    locked, ``pinned`` vertices frozen."""
+    locked, ``pinned`` vertices frozen. With ``around`` (rows of ``p``), only the vertices within
+    :data:`LOCAL_RINGS` rings of those polygons get their sector ideals (all an operation on
+    them asks for; the rest of a large layout costs time for nothing)."""
     edges, counts, _ = poly.edge_counts(p)
     locked = edges[counts == 1]
     if crease_edges is not None and len(crease_edges):
@@ -269,7 +276,14 @@ def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pin
     frozen = np.zeros(len(v), dtype=bool) if pinned is None else np.asarray(pinned, dtype=bool)
     border = np.zeros(len(v), dtype=bool)
     border[edges[counts == 1].ravel()] = True
-    return _Rewiring(v, p, special, frozen, locked, border)
+    near = None
+    if around is not None:
+        near = np.zeros(len(v), dtype=bool)
+        near[p[around][p[around] >= 0]] = True
+        for _ in range(LOCAL_RINGS):
+            rows = (near[np.maximum(p, 0)] & (p >= 0)).any(axis=1)
+            near[p[rows][p[rows] >= 0]] = True
+    return _Rewiring(v, p, special, frozen, locked, border, ideals_for=near)
 
 
 def _share_faces(sectors: dict[tuple[int, int], float]) -> dict[tuple[int, int], int]:
@@ -312,7 +326,7 @@ class _Rewiring:
     quads next to a pole."""
 
     def __init__(self, v: np.ndarray, p: np.ndarray, special: np.ndarray, frozen: np.ndarray, locked: np.ndarray,
-                 border: np.ndarray):
+                 border: np.ndarray, *, ideals_for: np.ndarray | None = None):
         self.v, self.border = v, border.tolist()
         self._flags, self.locked_edges = (special, frozen, border), locked
         self.xyz = [tuple(row) for row in v.tolist()]
@@ -328,7 +342,7 @@ class _Rewiring:
         self.floor = -1
         self._fans: dict[int, dict[int, tuple[tuple[int, int], int]]] = {}
         # Ideal face counts of the sectors of border and crease vertices, from their corner angles.
-        specials = np.flatnonzero(special).tolist()
+        specials = np.flatnonzero(special if ideals_for is None else special & ideals_for).tolist()
         angles = _corner_angles(self.xyz, {g: self.faces[g] for x in specials for g in self.around[x]})
         sums: dict[tuple[int, int], float] = {}
         for x in specials:
