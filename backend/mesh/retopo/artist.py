@@ -756,6 +756,9 @@ def _read_obj_polygons(path: Path) -> tuple[np.ndarray, list[list[int]]]:
     return vertices, polys
 
 
+# -- after the remesher ---------------------------------------------------------------------
+
+
 def _fitted(v: np.ndarray, p: np.ndarray, surface: "_Surface", lines: "relax.CreaseLines | None") -> np.ndarray:
     """The vertices moved along their normals so that the polygons straddle the reference instead
     of lying under its convex parts (and over its concave ones) as chords do, border and crease
@@ -855,9 +858,6 @@ def _flat_quads_cut(v: np.ndarray, p: np.ndarray) -> np.ndarray:
     out = p.copy()
     out[rows[flat]] = first
     return np.vstack([out, second])
-
-
-# -- after the remesher ---------------------------------------------------------------------
 
 
 def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, surface: "_Surface",
@@ -1015,9 +1015,9 @@ def _lost_detail(ref_v: np.ndarray, ref_f: np.ndarray, vertices: np.ndarray, pol
                  edge: float) -> float:
     """Share of the reference's area (by :data:`DETAIL_SAMPLES` samples) farther than half of
     ``edge`` from a remesh of it: the parts the remesh rounded off or lost."""
-    from backend.mesh.sampling import sample_surface, unsigned_distance
-
     from scipy.spatial import cKDTree
+
+    from backend.mesh.sampling import sample_surface, unsigned_distance
 
     if len(polygons) == 0:
         return 1.0
