@@ -843,6 +843,11 @@ def _relaxed_near(v: np.ndarray, p: np.ndarray, points: np.ndarray, reach: float
     return v, widened
 
 
+def _flat_quads(v: np.ndarray, p: np.ndarray) -> int:
+    """How many quads have a corner above :data:`FLAT_QUAD_DEGREES`."""
+    return int((poly.quad_corner_angles(v, p)[1].max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES).sum())
+
+
 def _flat_quads_cut(v: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Each quad with a corner above :data:`FLAT_QUAD_DEGREES` cut into two triangles through that
     corner (geometrically it is a triangle; in a quad-dominant layout it may be one)."""
@@ -939,9 +944,12 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
                 merged_v, merged_p, _ = repair.repair(merged_v, merged_p, **holes)
                 if left or (merged_p[:, 3] == poly.NO_CORNER).any():
                     break                                    # a triangle left unpaired: keep the quads
+                merged_v, widened = _relaxed_near(merged_v, merged_p, where, FLAT_REPAIR_REACH_EDGES * edge,
+                                                  surface, lines)
+                if _flat_quads(merged_v, merged_p) >= _flat_quads(v, p):
+                    break                                    # no better: keep the layout as it was
                 v, p = merged_v, merged_p
                 report.merged_corners += merged
-                v, widened = _relaxed_near(v, p, where, FLAT_REPAIR_REACH_EDGES * edge, surface, lines)
                 report.widened_corners += widened
         else:
             p = _flat_quads_cut(v, p)
