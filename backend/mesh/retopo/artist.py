@@ -813,10 +813,9 @@ def _fitted(v: np.ndarray, p: np.ndarray, surface: "_Surface", lines: "relax.Cre
     move = v - start
     far = np.linalg.norm(move, axis=1)
     v = start + move * np.minimum(1.0, reach / np.maximum(far, 1e-300))[:, None]
-    rows, before = poly.quad_corner_angles(start, p)
-    was_flat = before.max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES
+    rows, was_flat = _flat_mask(start, p)
     while True:                                # each pass puts back at least one moved vertex
-        flat = (poly.quad_corner_angles(v, p)[1].max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES) & ~was_flat
+        flat = _flat_mask(v, p)[1] & ~was_flat
         if not flat.any():
             break
         back = p[rows[flat]].ravel()
@@ -845,9 +844,10 @@ def _relaxed_near(v: np.ndarray, p: np.ndarray, points: np.ndarray, reach: float
     return v, widened
 
 
-def _flat_quads(v: np.ndarray, p: np.ndarray) -> int:
-    """How many quads have a corner above :data:`FLAT_QUAD_DEGREES`."""
-    return int((poly.quad_corner_angles(v, p)[1].max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES).sum())
+def _flat_mask(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The quads' rows of ``p`` and which of them have a corner above :data:`FLAT_QUAD_DEGREES`."""
+    rows, angles = poly.quad_corner_angles(v, p)
+    return rows, angles.max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES
 
 
 def _flat_quads_cut(v: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -935,6 +935,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         if mode == "quads":
             # Still flat: mostly a vertex on a straight crease with one quad on a side, made by
             # the rewiring; it merges along the crease and its triangles pair anew, near it.
+            now_flat = int(_flat_mask(v, p)[1].sum())
             for _ in range(FLAT_REPAIR_ROUNDS):
                 rows, angles = poly.quad_corner_angles(v, p)
                 flat = angles.max(axis=1, initial=0.0) > FLAT_CREASE_DEGREES
@@ -948,9 +949,10 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
                     break                                    # a triangle left unpaired: keep the quads
                 merged_v, widened = _relaxed_near(merged_v, merged_p, where, FLAT_REPAIR_REACH_EDGES * edge,
                                                   surface, lines)
-                if _flat_quads(merged_v, merged_p) >= _flat_quads(v, p):
+                merged_flat = int(_flat_mask(merged_v, merged_p)[1].sum())
+                if merged_flat >= now_flat:
                     break                                    # no better: keep the layout as it was
-                v, p = merged_v, merged_p
+                v, p, now_flat = merged_v, merged_p, merged_flat
                 report.merged_corners += merged
                 report.widened_corners += widened
         else:
