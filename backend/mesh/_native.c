@@ -1302,6 +1302,71 @@ static PyObject *turned_over(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Closest points among candidate faces (backend.mesh.retopo.artist._Surface)               */
+/* ------------------------------------------------------------------------------------ */
+
+/* closest_of_candidates(points, candidates, vertices, faces, out_points, out_face)
+ *
+ * points (p, 3) float64; candidates (p, k) int64: face ids to try for each point;
+ * vertices (n, 3) float64, faces (m, 3) int64. out_points (p, 3) float64 gets the closest
+ * point on the nearest candidate, out_face (p,) int64 that face (the first of equals, as
+ * numpy's argmin). */
+static PyObject *closest_of_candidates(PyObject *self, PyObject *args) {
+    Py_buffer points, candidates, vertices, faces, out_points, out_face;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*", &points, &candidates, &vertices, &faces, &out_points, &out_face))
+        return NULL;
+    Py_ssize_t p = points.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t m = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t k = p > 0 ? candidates.len / (p * (Py_ssize_t)sizeof(int64_t)) : 0;
+    int ok = (p == 0 || (k > 0 && candidates.len == p * k * (Py_ssize_t)sizeof(int64_t)))
+        && out_points.len == points.len && out_face.len == p * (Py_ssize_t)sizeof(int64_t);
+    const int64_t *fc = faces.buf, *cand = candidates.buf;
+    for (Py_ssize_t i = 0; ok && i < 3 * m; i++)
+        ok = fc[i] >= 0 && fc[i] < n;
+    for (Py_ssize_t i = 0; ok && i < p * k; i++)
+        ok = cand[i] >= 0 && cand[i] < m;
+    if (ok) {
+        const double *pt = points.buf, *vs = vertices.buf;
+        double *o = out_points.buf;
+        int64_t *of = out_face.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < p; i++) {
+            vec3 x = v3(pt + 3 * i), best_offset = {0.0, 0.0, 0.0};
+            double best = INFINITY;
+            int64_t best_face = cand[i * k];
+            for (Py_ssize_t j = 0; j < k; j++) {
+                int64_t f = cand[i * k + j];
+                Triangle t = face_triangle(vs, fc, f);
+                vec3 offset = triangle_offset(x, &t);
+                double d2 = dot(offset, offset);
+                if (d2 < best) {
+                    best = d2;
+                    best_offset = offset;
+                    best_face = f;
+                }
+            }
+            vec3 near = sub(x, best_offset);
+            o[3 * i] = near.x; o[3 * i + 1] = near.y; o[3 * i + 2] = near.z;
+            of[i] = best_face;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&points);
+    PyBuffer_Release(&candidates);
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&faces);
+    PyBuffer_Release(&out_points);
+    PyBuffer_Release(&out_face);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError,
+                        "closest_of_candidates: buffer sizes do not match or a face or vertex index is out of range");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Fewer poles: edge rotations and diagonal collapses (backend.mesh.retopo.poles)           */
 /* ------------------------------------------------------------------------------------ */
 
@@ -1938,6 +2003,7 @@ static PyMethodDef methods[] = {
     {"halfedge_links", halfedge_links, METH_VARARGS, "Edge numbers and twins of half-edges (see _native.c)."},
     {"sheet_steps", sheet_steps, METH_VARARGS, "Steps of a sheet's slab vertices onto it (see _native.c)."},
     {"turned_over", turned_over, METH_VARARGS, "Triangles whose normal a move turned over (see _native.c)."},
+    {"closest_of_candidates", closest_of_candidates, METH_VARARGS, "Closest points among candidate faces (see _native.c)."},
     {"reduce_poles", reduce_poles, METH_VARARGS, "Edge rotations and diagonal collapses toward valence 4 (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };

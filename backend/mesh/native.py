@@ -203,6 +203,22 @@ def turned_over(before: np.ndarray, after: np.ndarray, triangles: np.ndarray, mi
     return mark.view(bool)
 
 
+def closest_of_candidates(points: np.ndarray, candidates: np.ndarray, vertices: np.ndarray, faces: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``points`` (p, 3), the closest point (p, 3) on the nearest of its ``candidates``
+    (p, k) faces of the triangle mesh ``(vertices, faces)``, and that face (p,) int64 (the first of
+    equals); see :meth:`backend.mesh.retopo.artist._Surface.nearest`."""
+    points = _c(points, np.float64, (3,))
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    if candidates.ndim != 2 or len(candidates) != len(points) or (len(points) and candidates.shape[1] == 0):
+        raise ValueError(f"expected candidates ({len(points)}, k >= 1), got {candidates.shape}")
+    near = np.empty_like(points)
+    face = np.empty(len(points), dtype=np.int64)
+    _native.closest_of_candidates(points, candidates, _c(vertices, np.float64, (3,)), _c(faces, np.int64, (3,)),
+                                  near, face)
+    return near, face
+
+
 def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, special: np.ndarray, frozen: np.ndarray,
                  border: np.ndarray, locked: np.ndarray, sector_ideal: dict[tuple[int, int], int], depth: int,
                  min_cosine: float, out_touched: np.ndarray) -> tuple[int, int]:

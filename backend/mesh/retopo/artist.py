@@ -1366,13 +1366,18 @@ class _Surface:
 
     CANDIDATES = 8
     SAMPLED_SIDE = 4.0
+    #: Queries of at least this many points use every core.
+    THREADED_FROM = 4096
 
     def __init__(self, ref: "_Faces", spacing: float):
         from scipy.spatial import cKDTree
 
         from backend.mesh.metrics import sample_surface
 
-        self.vertices, self.faces = vertices, faces = ref.vertices, ref.faces
+        vertices, faces = ref.vertices, ref.faces
+        # Contiguous once, so the compiled closest-point kernel copies nothing per query.
+        self.vertices = np.ascontiguousarray(vertices, dtype=np.float64)
+        self.faces = np.ascontiguousarray(faces, dtype=np.int64)
         spacing = max(spacing, 1e-12)
         points, self.owner = ref.centroid, np.arange(len(faces))
         corners = vertices[faces]
@@ -1386,12 +1391,17 @@ class _Surface:
 
     def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Closest points ``(k, 3)`` and their faces ``(k,)``."""
+        from backend.mesh import native
         from backend.mesh.triangles import closest_point_on_triangle
 
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         k = min(self.CANDIDATES, len(self.owner))
-        _, idx = self.tree.query(points, k=k)
+        # Both cores for big batches; a thread per call costs more than a small query.
+        _, idx = self.tree.query(points, k=k, workers=-1 if len(points) >= self.THREADED_FROM else 1)
         idx = idx.reshape(len(points), k)
         cand = self.owner[idx]                                                   # (p, k)
+        if native.available():
+            return native.closest_of_candidates(points, cand, self.vertices, self.faces)
         tri = self.vertices[self.faces[cand.reshape(-1)]]
         rep = np.repeat(points, k, axis=0)
         near = closest_point_on_triangle(rep, tri[:, 0], tri[:, 1], tri[:, 2]).reshape(len(points), k, 3)

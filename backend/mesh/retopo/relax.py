@@ -284,7 +284,8 @@ def _held(v: np.ndarray, border: np.ndarray, creases: CreaseLines | None) -> tup
     on_crease = np.zeros(len(v), dtype=bool)
     if creases is not None:
         on_crease = creases.on(v)
-        pinned |= on_crease & creases.at_corner(v)
+        on = np.flatnonzero(on_crease)
+        pinned[on[creases.at_corner(v[on])]] = True
     return pinned, on_crease
 
 

@@ -222,3 +222,46 @@ def test_pole_search_is_the_python_one_step_for_step(monkeypatch, case):
     with pytest.raises(ValueError, match="out of range"):
         native.reduce_poles(pv.copy(), bad, *np.zeros((3, len(pv)), dtype=bool), np.zeros((0, 2)), {}, 3, 0.3,
                             np.zeros(len(pv), dtype=bool))
+
+
+@needs_native
+def test_closest_of_candidates_matches_numpy():
+    from backend.mesh.triangles import closest_point_on_triangle
+
+    rng = np.random.default_rng(11)
+    vertices = rng.uniform(size=(60, 3))
+    faces = rng.integers(0, 60, size=(200, 3))
+    faces[:10, 2] = faces[:10, 1]                                           # degenerate: segments
+    points = rng.uniform(-0.2, 1.2, size=(500, 3))
+    candidates = rng.integers(0, 200, size=(500, 6))
+    candidates[:50, :] = np.arange(6)                                       # all degenerate or near them
+    near, face = native.closest_of_candidates(points, candidates, vertices, faces)
+    corners = vertices[faces[candidates]]                                   # (p, k, 3, 3)
+    every = closest_point_on_triangle(points[:, None], corners[..., 0, :], corners[..., 1, :], corners[..., 2, :])
+    distance = np.linalg.norm(every - points[:, None], axis=2)
+    np.testing.assert_allclose(np.linalg.norm(near - points, axis=1), distance.min(axis=1), rtol=0, atol=1e-12)
+    best = every[np.arange(500), distance.argmin(axis=1)]
+    np.testing.assert_allclose(near, best, rtol=0, atol=1e-9)
+    assert (face[:, None] == candidates).any(axis=1).all()
+    # The face given is the one the point is on (ties aside, the nearest).
+    chosen = vertices[faces[face]]
+    on = closest_point_on_triangle(points, chosen[:, 0], chosen[:, 1], chosen[:, 2])
+    np.testing.assert_allclose(on, near, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="out of range"):
+        native.closest_of_candidates(points, np.full((500, 6), 200), vertices, faces)
+    with pytest.raises(ValueError, match="candidates"):
+        native.closest_of_candidates(points, candidates[:10], vertices, faces)
+
+
+@needs_native
+def test_surface_queries_agree_with_and_without_the_kernel(monkeypatch):
+    from backend.mesh.retopo import artist
+
+    v, f = meshes.torus(rings=64, segments=32)
+    surface = artist._Surface(artist._Faces(v, f), spacing=0.05)
+    points = v[::3] + np.random.default_rng(2).normal(scale=0.03, size=v[::3].shape)
+    compiled, _ = surface.nearest(points)
+    monkeypatch.setenv("MESHSMITH_NATIVE", "0")
+    numpy_, _ = surface.nearest(points)
+    np.testing.assert_allclose(compiled, numpy_, rtol=0, atol=1e-12)
+    assert np.abs(compiled - points).max() > 0.01                          # the points did move
