@@ -193,6 +193,9 @@ FLAT_TRIANGLE_DEGREES = 150.0
 #: A quad corner above this (degrees) between two crease or border edges of that quad is merged away
 #: along them before splitting or pairing.
 FLAT_CREASE_DEGREES = 155.0
+#: Pairings of a full-budget layout's triangles at most: the repair after one can leave a
+#: triangle or two (a hole its border collapses closed off, filled), which the next pairs.
+PAIR_ROUNDS = 3
 #: Rounds of merging and pairing anew for the flat quads the tidying leaves (``quads``), each
 #: followed by relaxing the layout within :data:`FLAT_REPAIR_REACH_EDGES` edges of them and kept
 #: only if it leaves fewer flat quads.
@@ -464,6 +467,7 @@ def retopo(
             from a watertight reference); ``"lost detail"`` when the first subdivided result
             leaves more than :data:`MAX_LOST_DETAIL` of the reference out (:func:`_lost_detail`)."""
             per_polygon = 4 if subdivide else 1
+            split = subdivide
             results = []
             aim = max(int(round(target_faces / EXPECTED_RATIO["subdivided" if subdivide else mode])), 8)
             crease = sharp_angle
@@ -492,7 +496,7 @@ def retopo(
                 # that goes back to the full budget costs no more than it must.
                 check = (lambda v, p: _lost_detail(ref_v, ref_f, v, p, edge)) if subdivide and attempt == 0 else None
                 finished = _finish(rv, raw, mode, edge * per_polygon ** 0.5, surface, creases, holes,
-                                   subdivide=subdivide, borders=borders, lost_detail=check)
+                                   subdivide=split, borders=borders, lost_detail=check)
                 if finished is None:
                     lap("clean up")
                     return results, "lost detail"
@@ -524,6 +528,12 @@ def retopo(
                 # the next to a budget forty times the target (a 1 x 1 x 0.001 plate did, and took
                 # gigabytes at 4,000 faces).
                 step = min(max(target_faces / max(count, 1), 1.0 / MAX_AIM_STEP), MAX_AIM_STEP)
+                if report.split_unpaired and not split:
+                    # The pairing left triangles and the layout was split, four polygons to one:
+                    # the next runs split a quarter budget on purpose (the pairing might
+                    # succeed at the lower aim and give a quarter of the target instead).
+                    split, per_polygon = True, 4
+                    step = target_faces / max(count, 1)
                 aim = max(int(round(aim * step)), 8)
             return results, "done"
 
@@ -994,13 +1004,19 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         report.merged_corners += merged
     if mode == "quads" and len(p) and (p[:, 3] == poly.NO_CORNER).any():
         # Instant Meshes' triangles; after subdividing, the few a short edge's collapse left.
-        v, p, left = quads.pair_triangles(v, p)
-        v, p, _ = repair.repair(v, p, **holes)                          # valence-2 vertices a pairing may leave
+        # The repair after a pairing (valence-2 vertices it may leave, holes its border
+        # collapses may close off) can make a triangle or two again: paired in turn.
+        for _ in range(PAIR_ROUNDS):
+            v, p, left = quads.pair_triangles(v, p)
+            v, p, _ = repair.repair(v, p, **holes)
+            if left or not (p[:, 3] == poly.NO_CORNER).any():
+                break
         if not subdivide and (left or (p[:, 3] == poly.NO_CORNER).any()):
             # Unpaired triangles (rare): split every polygon into quads instead; the face
-            # count then grows about fourfold and the next run aims lower.
+            # count then grows about fourfold, and the caller's next runs split a quarter budget.
             v, p = _subdivided(v, p, surface, borders, None, reach=BORDER_REACH_EDGES * edge)
             edge *= 0.5
+            report.split_unpaired += 1
     if len(p) and (p[:, 3] != poly.NO_CORNER).any():
         v, p = tidy(v, p, edge, relax_all=subdivide)
     return v, p, report, snapped

@@ -109,6 +109,9 @@ class RepairReport:
     thin_parts : int
         Parts thinner than an edge that the clean-up lost, remeshed alone at an edge fitted to
         their thickness (set by the artist pipeline).
+    split_unpaired : int
+        Full-budget layouts whose pairing left triangles, split into quads instead (set by the
+        artist pipeline; its later runs then split a quarter-budget layout).
     passes : int
         Passes over steps 3-8.
     """
@@ -131,6 +134,7 @@ class RepairReport:
     split_corners: int = 0
     merged_corners: int = 0
     thin_parts: int = 0
+    split_unpaired: int = 0
     passes: int = 0
 
     def as_dict(self) -> dict[str, int]:
