@@ -201,6 +201,9 @@ PAIR_ROUNDS = 3
 #: only if it leaves fewer flat quads.
 FLAT_REPAIR_ROUNDS = 3
 FLAT_REPAIR_REACH_EDGES = 3.0
+#: Rounds of the last-resort rewiring again for the flat quads all that leaves, each kept only if
+#: it leaves fewer.
+LAST_RESORT_ROUNDS = 3
 #: Quads left with a corner above this (degrees) are cut into two triangles in ``quad_dominant`` mode.
 FLAT_QUAD_DEGREES = 160.0
 #: Rounds of the best fit of the vertices to the reference (:func:`_fitted`), and the most it moves
@@ -908,8 +911,38 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
                     setattr(report, key, getattr(report, key) + value)
         return v, p, snapped
 
+    def add(counts: dict[str, int]) -> None:
+        for key, value in counts.items():
+            setattr(report, key, getattr(report, key) + value)
+
     def tidy(v: np.ndarray, p: np.ndarray, edge: float, relax_all: bool) -> tuple[np.ndarray, np.ndarray]:
         lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+
+        def last_resort(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+            v, p, rewired = poles.rewire_flat_quads(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
+            if not (rewired.rotations or rewired.collapses):
+                return v, p, {}
+            v[rewired.touched] = surface.closest(v[rewired.touched])
+            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=rewired.touched)
+            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+            return v, p, {"rotated_edges": rewired.rotations, "collapsed_diagonals": rewired.collapses,
+                          "widened_corners": widened}
+
+        def last_resort_again(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # A rewiring changes the quads around the ones it opened, and what the relaxing
+            # after it moves: a quad it could not open may open in the next round (each kept
+            # only while it leaves fewer flat quads).
+            now_flat = int(_flat_mask(v, p)[1].sum())
+            for _ in range(LAST_RESORT_ROUNDS):
+                if now_flat == 0:
+                    break
+                again_v, again_p, counts = last_resort(v.copy(), p)
+                again_flat = int(_flat_mask(again_v, again_p)[1].sum())
+                if not counts or again_flat >= now_flat:
+                    break
+                v, p, now_flat = again_v, again_p, again_flat
+                add(counts)
+            return v, p
         # Poles the field left (zig-zag seams, 3-3 pairs across a quad, flat corners on borders
         # and creases): rewire toward valence 4; crease edges stay.
         v, p, rewired = poles.reduce_poles(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
@@ -936,14 +969,8 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             report.widened_corners += widened
         # The last resort for what is left (slivers, quads with a doubled corner): rewire each at
         # the cost of a pole or two.
-        v, p, rewired = poles.rewire_flat_quads(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
-        if rewired.rotations or rewired.collapses:
-            report.rotated_edges += rewired.rotations
-            report.collapsed_diagonals += rewired.collapses
-            v[rewired.touched] = surface.closest(v[rewired.touched])
-            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=rewired.touched)
-            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
-            report.widened_corners += widened
+        v, p, counts = last_resort(v, p)
+        add(counts)
         if mode == "quads":
             # Still flat: mostly a vertex on a straight crease with one quad on a side, made by
             # the rewiring; it merges along the crease and its triangles pair anew, near it.
@@ -967,7 +994,9 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
                 v, p, now_flat = merged_v, merged_p, merged_flat
                 report.merged_corners += merged
                 report.widened_corners += widened
+            v, p = last_resort_again(v, p)
         else:
+            v, p = last_resort_again(v, p)
             p = _flat_quads_cut(v, p)
         return v, p
 
