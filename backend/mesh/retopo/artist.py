@@ -87,14 +87,16 @@ Method
    leave is mostly a vertex on a straight crease with one quad on a side; in ``quads`` it merges
    along the crease, the triangles that makes are paired anew and the layout near them is
    relaxed (up to :data:`FLAT_REPAIR_ROUNDS` times, while that leaves fewer flat quads; on the
-   bench meshes 68 such quads over 16 layouts -> 10); in ``quad_dominant`` a quad still flat is
-   cut into its two triangles.
+   bench meshes 68 such quads over 16 layouts -> 10). The rewiring then runs again on what is
+   left (:data:`LAST_RESORT_ROUNDS`); in ``quad_dominant`` a quad still flat is cut into its two
+   triangles.
    Last, a **best fit** (:func:`_fitted`): every vertex off creases and borders moves along its
    normal so that the polygons straddle the reference rather than lie under it as chords
    (about half a sagitta out): surface Chamfer to the input a fifth to two fifths lower.
 7. **Face budget.** The polygon count after steps 3-6 is measured; when it is more than
    :data:`AIM_TOLERANCE` off the target, Instant Meshes runs again with its target scaled by
-   the miss (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
+   the miss of the polygons that scale with it (those of parts remeshed alone keep a floor)
+   (at most :data:`MAX_ATTEMPTS` runs), and the closest manifold result is kept.
    When the input as it is gives far fewer polygons than asked for
    (:data:`FALLBACK_FRACTION`: intersecting parts, slivers), its watertight remesh is used
    instead.
@@ -492,7 +494,8 @@ def retopo(
                         log.info("retopo: %s; keeping the closest of the runs before", exc)
                         return results, "done"
                     raise
-                rv, raw = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim, crease_angle=crease)
+                rv, raw, lost_parts = parts.restore_lost(rv, raw, surface, edge=edge, target_faces=aim,
+                                                         crease_angle=crease)
                 lap("instant meshes")
                 progress(lo + 0.4 * 0.65 / MAX_ATTEMPTS, "cleaning up")
                 # The first split layout is checked for lost detail before it is tidied: a layout
@@ -504,7 +507,7 @@ def retopo(
                     lap("clean up")
                     return results, "lost detail"
                 v, p, report, snapped = finished
-                v, p, report.thin_parts = parts.restore_thin(
+                v, p, report.thin_parts, thin_parts = parts.restore_thin(
                     v, p, surface, edge=edge, target_faces=aim * per_polygon,
                     remesh_part=lambda pv, pf, faces, part_edge: _finish(
                         *instant_meshes(pv, pf, target_faces=faces), mode, part_edge, surface, None, holes)[:2])
@@ -527,10 +530,14 @@ def retopo(
                         return results, "lost surface"
                 if (abs(miss) <= AIM_TOLERANCE and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
                     break
+                # Parts remeshed alone keep a floor of faces whatever the aim (the truck at 600 faces
+                # got 852, 730 and 672 polygons from aims of 577, 406 and 334 when all of the
+                # count was scaled): only the rest of it scales with the aim.
+                alone = min(thin_parts + lost_parts * per_polygon, count - 1)
                 # At most MAX_AIM_STEP either way: a run that lost most of a thin slab must not send
                 # the next to a budget forty times the target (a 1 x 1 x 0.001 plate did, and took
                 # gigabytes at 4,000 faces).
-                step = min(max(target_faces / max(count, 1), 1.0 / MAX_AIM_STEP), MAX_AIM_STEP)
+                step = min(max((target_faces - alone) / max(count - alone, 1), 1.0 / MAX_AIM_STEP), MAX_AIM_STEP)
                 if report.split_unpaired and not split:
                     # The pairing left triangles and the layout was split, four polygons to one:
                     # the next runs split a quarter budget on purpose (the pairing might
@@ -839,10 +846,11 @@ def _fitted(v: np.ndarray, p: np.ndarray, surface: "_Surface", lines: "relax.Cre
 
 
 def _relaxed_near(v: np.ndarray, p: np.ndarray, points: np.ndarray, reach: float, surface: "_Surface",
-                  lines: "relax.CreaseLines | None") -> tuple[np.ndarray, int]:
+                  lines: "relax.CreaseLines | None", *, also: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Relax and widen the open corners of the polygons within ``reach`` of ``points`` (the rest of
-    the layout held: the border of that patch stays where it is). Returns the vertices and the
-    corners widened."""
+    the layout held: the border of that patch stays where it is), and the ``also`` vertices
+    ((n,) bool; as :func:`backend.mesh.retopo.relax.relax_open_corners`'s). Returns the vertices
+    and the corners widened."""
     from scipy.spatial import cKDTree
 
     near = cKDTree(points).query(v, distance_upper_bound=reach)[0] <= reach
@@ -852,7 +860,8 @@ def _relaxed_near(v: np.ndarray, p: np.ndarray, points: np.ndarray, reach: float
     used, local = np.unique(p[rows][p[rows] >= 0], return_inverse=True)
     patch = np.full((len(rows), 4), poly.NO_CORNER, dtype=np.int64)
     patch[p[rows] >= 0] = local
-    pv, _ = relax.relax_open_corners(v[used], patch, surface.closest, creases=lines)
+    pv, _ = relax.relax_open_corners(v[used], patch, surface.closest, creases=lines,
+                                     also=also[used] if also is not None else None)
     pv, widened = relax.widen_flat_corners(pv, patch, surface.closest, creases=lines)
     v = v.copy()
     v[used] = pv
@@ -918,13 +927,19 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
     def tidy(v: np.ndarray, p: np.ndarray, edge: float, relax_all: bool) -> tuple[np.ndarray, np.ndarray]:
         lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
 
-        def last_resort(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        def last_resort(v: np.ndarray, p: np.ndarray, *, local: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
             v, p, rewired = poles.rewire_flat_quads(v, p, crease_edges=lines.edges_on(v, p) if lines is not None else None)
             if not (rewired.rotations or rewired.collapses):
                 return v, p, {}
             v[rewired.touched] = surface.closest(v[rewired.touched])
-            v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=rewired.touched)
-            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+            if local:
+                # The rest of the layout is relaxed already: only around what the rewiring touched.
+                v, widened = _relaxed_near(v, p, v[rewired.touched], FLAT_REPAIR_REACH_EDGES * edge, surface,
+                                           lines, also=rewired.touched)
+            else:
+                v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=rewired.touched)
+                v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
             return v, p, {"rotated_edges": rewired.rotations, "collapsed_diagonals": rewired.collapses,
                           "widened_corners": widened}
 
@@ -936,7 +951,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             for _ in range(LAST_RESORT_ROUNDS):
                 if now_flat == 0:
                     break
-                again_v, again_p, counts = last_resort(v.copy(), p)
+                again_v, again_p, counts = last_resort(v.copy(), p, local=True)
                 again_flat = int(_flat_mask(again_v, again_p)[1].sum())
                 if not counts or again_flat >= now_flat:
                     break
@@ -1255,10 +1270,11 @@ class _Parts:
         self.candidates = big[np.argsort(-self.area[big], kind="stable")]             # largest first
 
     def restore_lost(self, vertices: np.ndarray, polygons: list[list[int]], surface: "_Surface", *, edge: float,
-                     target_faces: int, crease_angle: float | None) -> tuple[np.ndarray, list[list[int]]]:
-        """``vertices, polygons`` of a remesh with its lost parts remeshed and appended."""
+                     target_faces: int, crease_angle: float | None) -> tuple[np.ndarray, list[list[int]], int]:
+        """``vertices, polygons`` of a remesh with its lost parts remeshed and appended, and how many
+        polygons those parts added."""
         if len(self.area) < 2 or len(self.candidates) == 0:
-            return vertices, polygons
+            return vertices, polygons, 0
         used = np.unique([a for p in polygons for a in p]) if polygons else np.zeros(0, dtype=np.int64)
         near, face = surface.nearest(vertices[used]) if len(used) else (np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
         close = np.linalg.norm(near - vertices[used], axis=1) < 0.5 * edge
@@ -1266,9 +1282,9 @@ class _Parts:
         # Fewer vertices than a cube has: a scrap the repair would drop, not the part.
         lost = [int(c) for c in self.candidates if hits[c] < 8][:MAX_RESTORED_PARTS]
         if not lost:
-            return vertices, polygons
+            return vertices, polygons, 0
         total = float(self.area.sum())
-        vertices, polygons = [vertices], list(polygons)
+        vertices, polygons, before = [vertices], list(polygons), len(polygons)
         offset = len(vertices[0])
         for c in lost:
             sub = self.faces[self.of_face == c]
@@ -1286,11 +1302,11 @@ class _Parts:
             polygons.extend([a + offset for a in p] for p in pp)
             offset += len(pv)
         log.info("retopo: %d small parts the remesh lost were remeshed on their own", len(vertices) - 1)
-        return np.concatenate(vertices), polygons
+        return np.concatenate(vertices), polygons, len(polygons) - before
 
 
     def restore_thin(self, vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", *, edge: float,
-                     target_faces: int, remesh_part) -> tuple[np.ndarray, np.ndarray, int]:
+                     target_faces: int, remesh_part) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Give back parts the clean-up lost, and drop the scraps it left of them.
 
         A part thinner than an edge (a chair's wire leg) comes out of Instant Meshes as a strip
@@ -1301,12 +1317,13 @@ class _Parts:
         ``remesh_part(vertices, faces, target_faces, edge)`` with an edge fitted to its
         thickness (:func:`_thin_edge`), and added. Of the pieces on one part, those under
         :data:`SCRAP_AREA` of its area are dropped when a larger piece is there: a connected
-        part comes back as one piece. Returns the vertices, polygons and the parts remeshed.
+        part comes back as one piece. Returns the vertices, polygons, the parts remeshed and the
+        polygons they have.
         """
         from backend.mesh.metrics import connected_components
 
         if len(polygons) == 0 or len(self.area) < 2:
-            return vertices, polygons, 0
+            return vertices, polygons, 0, 0
         tris, sizes = poly.to_mesh(vertices, polygons)
         first = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) - 2)[:-1]])
         count, labels = connected_components(tris)
@@ -1326,7 +1343,7 @@ class _Parts:
                 biggest = mine[np.argmax(piece_area[mine])]
                 drop[mine[(mine != biggest) & (piece_area[mine] < SCRAP_AREA * self.area[c])]] = True
         if not drop.any() and not lost:
-            return vertices, polygons, 0
+            return vertices, polygons, 0, 0
         out_v, out_p = poly.unused_removed(vertices, polygons[~drop[piece]])
         pieces_v, pieces_p, restored = [out_v], [out_p], 0
         offset = len(out_v)
@@ -1350,7 +1367,7 @@ class _Parts:
             restored += 1
         log.info("retopo: %d pieces dropped as scraps of lost parts, %d thin parts remeshed alone",
                  int(drop.sum()), restored)
-        return np.concatenate(pieces_v), np.concatenate(pieces_p), restored
+        return np.concatenate(pieces_v), np.concatenate(pieces_p), restored, sum(map(len, pieces_p[1:]))
 
 
 def _thin_edge(vertices: np.ndarray, faces: np.ndarray, edge: float) -> float:
