@@ -270,7 +270,7 @@ def summarize(rows: list[dict], pairs: list[dict]) -> dict:
     return {
         "by_mode": by_mode,
         "all_manifold": all(r["manifold"] for r in ours),
-        "face_count_within_10_percent": all(abs(r["faces"] / r["target"] - 1) <= 0.10 for r in ours),
+        "face_count_within_10_percent": all(abs(r["faces"] - r["target"]) <= 0.10 * r["target"] for r in ours),
         "quadriflow_failed_on_input": {r["mesh"]: r["input"] for r in rows
                                        if r["method"] == "quadriflow" and r.get("input") in ("mended", "watertight")},
         "errors": [f"{r['mesh']} {r['target']} {r['method']}: {r['error']}" for r in rows if "error" in r],
