@@ -248,6 +248,11 @@ BORDER_REACH_EDGES = 1.0
 MIN_PART_AREA = 5e-4
 MIN_PART_FACES = 24
 MAX_RESTORED_PARTS = 64
+#: ... unless that many parts at MIN_PART_FACES would take more than this share of the budget (a
+#: laptop's 64 keys at 24 faces each are 1,536 of 2,000): then each gets its part of that share,
+#: and at least MIN_SMALL_PART_FACES (a box's six).
+SMALL_PARTS_SHARE = 0.25
+MIN_SMALL_PART_FACES = 12
 #: A part whose result pieces cover less than this share of its area is remeshed alone (:meth:`_Parts.restore_thin`).
 THIN_COVERAGE = 0.5
 #: Beside a larger piece on the same part, pieces under this share of the part's area are scraps.
@@ -1318,17 +1323,22 @@ class _Parts:
         near, face = surface.nearest(vertices[used]) if len(used) else (np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
         close = np.linalg.norm(near - vertices[used], axis=1) < 0.5 * edge
         hits = np.bincount(self.of_face[face[close]], minlength=len(self.area))
-        # Fewer vertices than a cube has: a scrap the repair would drop, not the part.
+        # Fewer vertices than a cube has: a scrap, not the part.
         lost = [int(c) for c in self.candidates if hits[c] < 8][:MAX_RESTORED_PARTS]
         if not lost:
             return vertices, polygons, 0
+        # The scraps go (the repair keeps a closed one, an extra piece beside the part remeshed).
+        on_lost = np.zeros(len(vertices), dtype=bool)
+        on_lost[used[close][np.isin(self.of_face[face[close]], lost)]] = True
+        polygons = [p for p in polygons if not on_lost[p].all()]
         total = float(self.area.sum())
         vertices, polygons, before = [vertices], list(polygons), len(polygons)
         offset = len(vertices[0])
+        floor = _part_floor(len(lost), target_faces)
         for c in lost:
             sub = self.faces[self.of_face == c]
             keep, sub = np.unique(sub, return_inverse=True)
-            faces = max(MIN_PART_FACES, int(round(target_faces * self.area[c] / total)))
+            faces = max(floor, int(round(target_faces * self.area[c] / total)))
             try:
                 pv, pp = instant_meshes(self.vertices[keep], sub.reshape(-1, 3), target_faces=faces,
                                         crease_angle=crease_angle)
@@ -1386,12 +1396,13 @@ class _Parts:
         out_v, out_p = poly.unused_removed(vertices, polygons[~drop[piece]])
         pieces_v, pieces_p, restored = [out_v], [out_p], 0
         offset = len(out_v)
+        floor = _part_floor(len(lost), target_faces)
         for c in lost:
             sub = self.faces[self.of_face == c]
             keep, sub = np.unique(sub, return_inverse=True)
             sub = sub.reshape(-1, 3)
             part_edge = _thin_edge(self.vertices[keep], sub, edge)
-            faces = max(MIN_PART_FACES, int(round(self.area[c] / part_edge ** 2)),
+            faces = max(floor, int(round(self.area[c] / part_edge ** 2)),
                         int(round(target_faces * self.area[c] / total)))
             try:
                 pv, pp = remesh_part(self.vertices[keep], sub, faces, part_edge)
@@ -1407,6 +1418,15 @@ class _Parts:
         log.info("retopo: %d pieces dropped as scraps of lost parts, %d thin parts remeshed alone",
                  int(drop.sum()), restored)
         return np.concatenate(pieces_v), np.concatenate(pieces_p), restored, sum(map(len, pieces_p[1:]))
+
+
+def _part_floor(parts: int, target_faces: int) -> int:
+    """The fewest faces each of ``parts`` parts remeshed alone gets: :data:`MIN_PART_FACES`, or less
+    when that many would take more than :data:`SMALL_PARTS_SHARE` of ``target_faces`` (down to
+    :data:`MIN_SMALL_PART_FACES`)."""
+    if parts * MIN_PART_FACES <= SMALL_PARTS_SHARE * target_faces:
+        return MIN_PART_FACES
+    return max(MIN_SMALL_PART_FACES, int(SMALL_PARTS_SHARE * target_faces / max(parts, 1)))
 
 
 def _thin_edge(vertices: np.ndarray, faces: np.ndarray, edge: float) -> float:
