@@ -253,6 +253,8 @@ MAX_RESTORED_PARTS = 64
 #: and at least MIN_SMALL_PART_FACES (a box's six).
 SMALL_PARTS_SHARE = 0.25
 MIN_SMALL_PART_FACES = 12
+#: The shortest edge a thin part remeshed alone gets, in target edges (:func:`_thin_edge`).
+THIN_MIN_EDGE = 0.5
 #: A part whose result pieces cover less than this share of its area is remeshed alone (:meth:`_Parts.restore_thin`).
 THIN_COVERAGE = 0.5
 #: Beside a larger piece on the same part, pieces under this share of the part's area are scraps.
@@ -1432,14 +1434,16 @@ def _part_floor(parts: int, target_faces: int) -> int:
 def _thin_edge(vertices: np.ndarray, faces: np.ndarray, edge: float) -> float:
     """An edge length for remeshing a thin closed part alone: a quarter of a rod's circumference
     (four quads round it, the fewest that keep a tube), ``(pi / 2) 2 V / A`` since ``2 V / A`` is a
-    cylinder's radius (and a plate's thickness), between a quarter of the target edge and the
-    target edge; half the target edge for an open part (no volume)."""
+    cylinder's radius (and a plate's thickness), between half the target edge and the target
+    edge; half the target edge for an open part (no volume). Half the edge is four quads round a
+    rod about two voxels of the working grid across (:data:`VOXELS_PER_EDGE`), the thickness the
+    pipeline keeps; a quarter made a tape measure's thin tape ask for 3,552 faces of 2,000."""
     from backend.mesh.metrics import is_watertight, signed_volume
 
     area = float(_triangle_areas(vertices, faces).sum())
     if not is_watertight(faces) or area <= 0.0:
         return 0.5 * edge
-    return float(np.clip(np.pi * abs(signed_volume(vertices, faces)) / area, 0.25 * edge, edge))
+    return float(np.clip(np.pi * abs(signed_volume(vertices, faces)) / area, THIN_MIN_EDGE * edge, edge))
 
 
 class _Borders:

@@ -269,6 +269,22 @@ def _chair(rod_voxels: float, target: int) -> tuple[np.ndarray, np.ndarray, list
     return np.asarray(chair.vertices), np.asarray(chair.faces), legs
 
 
+def test_a_thin_part_remeshed_alone_gets_four_quads_round_a_rod_but_no_finer_than_half_an_edge():
+    # Four quads round a rod two voxels of the working grid across; a plate thinner than that
+    # asks for no more than half the target edge (a quarter let a tape measure's coiled tape ask
+    # for 3,552 faces of a 2,000-face budget).
+    import trimesh
+
+    edge = 0.1
+    voxel = edge / retopo_module.VOXELS_PER_EDGE
+    rod = trimesh.creation.cylinder(radius=voxel, height=1.0, sections=64)
+    quarter_round = np.pi * voxel / 2.0
+    assert retopo_module._thin_edge(rod.vertices, rod.faces, edge) == pytest.approx(quarter_round, rel=0.05)  # caps
+    assert 0.5 * edge < quarter_round < edge
+    plate = trimesh.creation.box(extents=(1.0, 0.3, 0.2 * voxel))
+    assert retopo_module._thin_edge(plate.vertices, plate.faces, edge) == pytest.approx(retopo_module.THIN_MIN_EDGE * edge)
+
+
 @pytest.mark.parametrize("mode", ["quads", "quad_dominant"])
 def test_a_chairs_legs_two_voxels_thick_are_kept_and_nothing_is_added(mode):
     # Issue 19: the legs came out of Instant Meshes as strips one quad round, which the
