@@ -253,8 +253,11 @@ MAX_RESTORED_PARTS = 64
 #: and at least MIN_SMALL_PART_FACES (a box's six).
 SMALL_PARTS_SHARE = 0.25
 MIN_SMALL_PART_FACES = 12
-#: The shortest edge a thin part remeshed alone gets, in target edges (:func:`_thin_edge`).
-THIN_MIN_EDGE = 0.5
+#: The shortest edge a thin part remeshed alone asks for, in target edges (:func:`_thin_edge`).
+THIN_MIN_EDGE = 0.25
+#: Parts thinner than an edge remeshed alone ask for four quads round their thickness; beyond their
+#: share of the budget they get, together, at most this share of it more.
+THIN_PARTS_SHARE = 0.5
 #: A part whose result pieces cover less than this share of its area is remeshed alone (:meth:`_Parts.restore_thin`).
 THIN_COVERAGE = 0.5
 #: Beside a larger piece on the same part, pieces under this share of the part's area are scraps.
@@ -515,7 +518,7 @@ def retopo(
                     return results, "lost detail"
                 v, p, report, snapped = finished
                 v, p, report.thin_parts, thin_parts = parts.restore_thin(
-                    v, p, surface, edge=edge, target_faces=aim * per_polygon,
+                    v, p, surface, edge=edge, target_faces=aim * per_polygon, budget=target_faces,
                     remesh_part=lambda pv, pf, faces, part_edge: _finish(
                         *instant_meshes(pv, pf, target_faces=faces), mode, part_edge, surface, None, holes)[:2])
                 v = _fitted(v, p, surface, creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None)
@@ -1357,7 +1360,7 @@ class _Parts:
 
 
     def restore_thin(self, vertices: np.ndarray, polygons: np.ndarray, surface: "_Surface", *, edge: float,
-                     target_faces: int, remesh_part) -> tuple[np.ndarray, np.ndarray, int, int]:
+                     target_faces: int, budget: int, remesh_part) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Give back parts the clean-up lost, and drop the scraps it left of them.
 
         A part thinner than an edge (a chair's wire leg) comes out of Instant Meshes as a strip
@@ -1366,7 +1369,8 @@ class _Parts:
         vertices; a part of at least :data:`MIN_PART_AREA` of the surface whose pieces cover
         less than :data:`THIN_COVERAGE` of its area loses them and is remeshed alone by
         ``remesh_part(vertices, faces, target_faces, edge)`` with an edge fitted to its
-        thickness (:func:`_thin_edge`), and added. Of the pieces on one part, those under
+        thickness (:func:`_thin_edge`; beyond their share of ``target_faces``, such parts together
+        get at most :data:`THIN_PARTS_SHARE` of ``budget``, the caller's target), and added. Of the pieces on one part, those under
         :data:`SCRAP_AREA` of its area are dropped when a larger piece is there: a connected
         part comes back as one piece. Returns the vertices, polygons, the parts remeshed and the
         polygons they have.
@@ -1399,13 +1403,23 @@ class _Parts:
         pieces_v, pieces_p, restored = [out_v], [out_p], 0
         offset = len(out_v)
         floor = _part_floor(len(lost), target_faces)
+        jobs = []
         for c in lost:
             sub = self.faces[self.of_face == c]
             keep, sub = np.unique(sub, return_inverse=True)
             sub = sub.reshape(-1, 3)
-            part_edge = _thin_edge(self.vertices[keep], sub, edge)
-            faces = max(floor, int(round(self.area[c] / part_edge ** 2)),
-                        int(round(target_faces * self.area[c] / total)))
+            fair = max(floor, int(round(target_faces * self.area[c] / total)))
+            thin = _thin_edge(self.vertices[keep], sub, edge)
+            jobs.append((c, keep, sub, thin, fair, max(fair, int(round(self.area[c] / thin ** 2)))))
+        # Four quads round a strip or a plate (a tape measure's coiled tape) is far finer than the
+        # budget's edge over its whole area: beyond their share of the budget, the parts together
+        # get at most THIN_PARTS_SHARE of it (the tape alone asked for 3,552 faces of 2,000).
+        extra = sum(want - fair for *_, fair, want in jobs)
+        scale = min(1.0, THIN_PARTS_SHARE * budget / extra) if extra > 0 else 1.0
+        for c, keep, sub, part_edge, fair, want in jobs:
+            faces = fair + int(round(scale * (want - fair)))
+            if scale < 1.0:
+                part_edge = max(part_edge, float(np.sqrt(self.area[c] / faces)))
             try:
                 pv, pp = remesh_part(self.vertices[keep], sub, faces, part_edge)
             except RuntimeError as exc:
@@ -1413,6 +1427,7 @@ class _Parts:
                 continue
             if len(pp) == 0:
                 continue
+            pv, pp = _largest_piece(pv, pp)               # a part remeshed alone comes back as one piece
             pieces_v.append(pv)
             pieces_p.append(np.where(pp >= 0, pp + offset, poly.NO_CORNER))
             offset += len(pv)
@@ -1420,6 +1435,20 @@ class _Parts:
         log.info("retopo: %d pieces dropped as scraps of lost parts, %d thin parts remeshed alone",
                  int(drop.sum()), restored)
         return np.concatenate(pieces_v), np.concatenate(pieces_p), restored, sum(map(len, pieces_p[1:]))
+
+
+def _largest_piece(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The piece of ``polygons`` (connected through shared edges) with the largest area, its unused
+    vertices removed."""
+    from backend.mesh.metrics import connected_components
+
+    tris, sizes = poly.to_mesh(vertices, polygons)
+    count, labels = connected_components(tris)
+    if count < 2:
+        return vertices, polygons
+    piece = labels[np.concatenate([[0], np.cumsum(sizes.astype(np.int64) - 2)[:-1]])]
+    area = np.bincount(piece, poly.polygon_areas(vertices, polygons), minlength=count)
+    return poly.unused_removed(vertices, polygons[piece == np.argmax(area)])
 
 
 def _part_floor(parts: int, target_faces: int) -> int:
@@ -1434,10 +1463,8 @@ def _part_floor(parts: int, target_faces: int) -> int:
 def _thin_edge(vertices: np.ndarray, faces: np.ndarray, edge: float) -> float:
     """An edge length for remeshing a thin closed part alone: a quarter of a rod's circumference
     (four quads round it, the fewest that keep a tube), ``(pi / 2) 2 V / A`` since ``2 V / A`` is a
-    cylinder's radius (and a plate's thickness), between half the target edge and the target
-    edge; half the target edge for an open part (no volume). Half the edge is four quads round a
-    rod about two voxels of the working grid across (:data:`VOXELS_PER_EDGE`), the thickness the
-    pipeline keeps; a quarter made a tape measure's thin tape ask for 3,552 faces of 2,000."""
+    cylinder's radius (and a plate's thickness), between :data:`THIN_MIN_EDGE` of the target edge
+    and the target edge; half the target edge for an open part (no volume)."""
     from backend.mesh.metrics import is_watertight, signed_volume
 
     area = float(_triangle_areas(vertices, faces).sum())
