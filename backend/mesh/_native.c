@@ -1850,7 +1850,10 @@ static int shift_best(Rewire *r, int64_t f, int depth, int64_t *changed) {
     return 0;
 }
 
-static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued) {
+/* One sweep; it stops after budget_per_face changes per face alive at its start plus budget_extra
+ * (poles.SWEEP_CHANGES_PER_FACE and SWEEP_CHANGES_EXTRA: a gain counted on a sector the change
+ * reshapes can be off, and two changes can then undo each other for ever). */
+static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued, int budget_per_face, int budget_extra) {
     int floor = -1, top_ideal = 0;
     for (int64_t x = 0; x < r->n; x++)
         if (!r->special[x] && r->alen[x] > 0 && 2 * (r->alen[x] - 4) + 1 < floor)
@@ -1859,7 +1862,10 @@ static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued) {
         if (r->ideal_value[i] - 1 > top_ideal)
             top_ideal = (int)(r->ideal_value[i] - 1);
     r->floor = floor < -1 - 2 * top_ideal ? floor : -1 - 2 * top_ideal;
-    int64_t size = 0;
+    int64_t size = 0, budget = budget_extra;
+    for (int64_t f = 0; f < r->k; f++)
+        if (face_size(r, f) >= 3)
+            budget += budget_per_face;
     for (int64_t f = 0; f < r->k; f++) {
         queued[f] = 0;
         if (face_size(r, f) != 4)
@@ -1884,6 +1890,8 @@ static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued) {
             count = rotate_best(r, f, changed);
         if (!count && shifts && has_partner(r, f))
             count = shift_best(r, f, shifts, changed);
+        if (count && --budget < 0)
+            break;
         for (int i = 0; i < count; i++) {
             int64_t x = changed[i];
             for (int64_t j = 0; j < r->alen[x]; j++) {
@@ -1909,11 +1917,11 @@ static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued) {
 static PyObject *reduce_poles(PyObject *self, PyObject *args) {
     Py_buffer vertices, polygons, special, frozen, border, lock_start, lock_to, ideal_start, ideal_key, ideal_value,
         out_touched;
-    int depth;
+    int depth, budget_per_face, budget_extra;
     double min_cosine;
-    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*y*y*y*y*idw*", &vertices, &polygons, &special, &frozen, &border,
+    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*y*y*y*y*idiiw*", &vertices, &polygons, &special, &frozen, &border,
                           &lock_start, &lock_to, &ideal_start, &ideal_key, &ideal_value, &depth, &min_cosine,
-                          &out_touched))
+                          &budget_per_face, &budget_extra, &out_touched))
         return NULL;
     Rewire r;
     memset(&r, 0, sizeof r);
@@ -1960,7 +1968,7 @@ static PyObject *reduce_poles(PyObject *self, PyObject *args) {
             for (int i = 0; i < face_size(&r, f); i++)
                 around_add(&r, r.p[4 * f + i], f);
         for (int shifts = 0; shifts <= depth && !r.failed; shifts++)
-            sweep(&r, shifts, queue, queued);
+            sweep(&r, shifts, queue, queued, budget_per_face, budget_extra);
         for (int64_t x = 0; r.around && x < r.n; x++)
             free(r.around[x]);
         free(r.around);

@@ -221,12 +221,14 @@ def closest_of_candidates(points: np.ndarray, candidates: np.ndarray, vertices: 
 
 def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, special: np.ndarray, frozen: np.ndarray,
                  border: np.ndarray, locked: np.ndarray, sector_ideal: dict[tuple[int, int], int], depth: int,
-                 min_cosine: float, out_touched: np.ndarray) -> tuple[int, int]:
+                 min_cosine: float, out_touched: np.ndarray, *, changes_per_face: int, changes_extra: int
+                 ) -> tuple[int, int]:
     """Rewire ``polygons`` (k, 4) int64 and ``vertices`` (n, 3) float64 in place, as
     :meth:`backend.mesh.retopo.poles._Rewiring.run` does (a removed face becomes a row of -1);
     mark ``out_touched`` (n,) bool. ``locked`` (e, 2): edges never rotated or merged;
     ``sector_ideal``: ``(vertex, bounding neighbour or -2) -> faces``; ``depth``: zero-cost rotations a
-    walk may chain (at most 8); ``min_cosine``: how far a new face may turn. Returns (rotations, collapses)."""
+    walk may chain (at most 8); ``min_cosine``: how far a new face may turn; each sweep stops after
+    ``changes_per_face`` changes per face and ``changes_extra`` more. Returns (rotations, collapses)."""
     _check_outputs(vertices=(vertices, np.float64), polygons=(polygons, np.int64), out_touched=(out_touched, np.bool_))
     n = len(vertices)
     if vertices.shape != (n, 3) or polygons.ndim != 2 or polygons.shape[1] != 4:
@@ -240,7 +242,7 @@ def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, special: np.ndarray
     flags = [_c(np.asarray(a, dtype=bool).view(np.uint8), np.uint8) for a in (special, frozen, border)]
     return _native.reduce_poles(vertices, polygons, *flags, lock_start, lock_to, ideal_start,
                                 _c(keys[order, 1], np.int64), _c(values[order], np.int64), int(depth),
-                                float(min_cosine), out_touched.view(np.uint8))
+                                float(min_cosine), int(changes_per_face), int(changes_extra), out_touched.view(np.uint8))
 
 
 def _by_vertex(owner: np.ndarray, value: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

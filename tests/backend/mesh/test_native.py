@@ -221,7 +221,7 @@ def test_pole_search_is_the_python_one_step_for_step(monkeypatch, case):
     bad[3, 1] = len(pv)
     with pytest.raises(ValueError, match="out of range"):
         native.reduce_poles(pv.copy(), bad, *np.zeros((3, len(pv)), dtype=bool), np.zeros((0, 2)), {}, 3, 0.3,
-                            np.zeros(len(pv), dtype=bool))
+                            np.zeros(len(pv), dtype=bool), changes_per_face=4, changes_extra=64)
 
 
 @needs_native

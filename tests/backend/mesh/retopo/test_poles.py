@@ -205,3 +205,45 @@ def test_a_degenerate_quad_is_collapsed_by_the_last_resort():
     # Relaxing alone leaves it as it was.
     assert poly.quad_corner_angles(relax_open_corners(v, p, lambda x: x * (1.0, 1.0, 0.0))[0], p)[1].max() > 160.0
 
+
+
+# A 45-quad patch of our remesh of "Full bookcase" by Andrew Kator & Jennifer Legaz (CC BY 3.0 US,
+# https://creativecommons.org/licenses/by/3.0/us/; Debian's sweethome3d-furniture), around a crease vertex with seven locked edges: the search cycled through two
+# rotations of one hexagon for ever (each counted as lowering the excess on a sector the rotation
+# itself reshaped), and the artist job never finished. Coordinates to 3 decimals; it still cycled.
+_CYCLE_VERTICES = """
+-0.026 0.95 0.014 -0.065 0.909 -0.001 -0.219 0.848 -0.118 -0.241 0.927 -0.116 -0.227 0.92 -0.149
+-0.273 0.852 -0.118 -0.276 0.924 -0.118 -0.231 0.949 -0.142 -0.176 0.95 -0.032 -0.118 0.95
+-0.046 -0.237 0.95 -0.077 -0.35 0.888 -0.118 -0.35 0.924 -0.118 -0.112 0.95 0.013 -0.124 0.905
+0.006 -0.237 0.95 -0.02 -0.177 0.95 0.028 -0.276 0.924 -0.063 -0.4 0.849 -0.15 -0.4 0.905 -0.15
+-0.327 0.924 -0.065 -0.276 0.92 0.001 -0.285 0.95 0.037 -0.4 0.85 -0.099 -0.4 0.892 -0.083
+-0.361 0.946 -0.073 -0.382 0.79 -0.149 -0.351 0.935 -0.009 -0.18 0.909 0.005 -0.262 0.775 0.006
+-0.236 0.834 0.006 -0.4 0.856 -0.001 -0.4 0.895 -0.025 -0.4 0.95 -0.084 -0.321 0.914 0.006
+-0.285 0.879 0.005 -0.158 0.923 0.052 -0.233 0.903 0.005 -0.287 0.774 0.006 -0.288 0.827 0.006
+-0.337 0.95 0.038 -0.286 0.923 0.052 -0.4 0.809 -0.085 -0.4 0.805 -0.025 -0.4 0.862 0.026 -0.4
+0.95 0.033 -0.4 0.95 -0.022 -0.35 0.864 0.05 -0.34 0.913 0.052 -0.337 0.819 0.006 -0.346 0.774
+-0 -0.401 0.749 -0.066 -0.401 0.752 -0.023 -0.4 0.813 0.026 -0.35 0.813 0.05 -0.367 0.766 0.032
+-0.4 0.76 0.026 -0.365 0.767 -0.129
+"""
+_CYCLE_QUADS = """
+5 6 3 2 6 7 4 3 11 12 6 5 9 8 16 13 6 17 10 7 18 19 12 11 12 20 17 6 21 15 10 17 15 22 16 8 18
+23 24 19 19 25 20 12 24 23 31 32 38 29 30 39 42 43 31 23 31 44 45 32 24 32 46 33 47 34 27 48 34
+49 39 35 39 30 37 35 50 38 39 49 27 40 41 48 43 53 44 31 44 47 48 45 33 46 27 25 54 49 34 47 50
+49 54 55 52 56 53 43 53 54 47 44 56 55 54 53 57 51 42 23 57 23 18 26 19 24 33 25 21 41 22 15 40
+48 22 41 45 27 46 32 45 48 40 27 13 16 36 0 22 48 36 16 41 21 36 48 27 17 20 25 27 34 21 17 35
+37 21 34 36 21 28 14 37 30 28 21 1 0 36 14
+"""
+_CYCLE_CREASES = """
+0 13 0 36 3 4 3 6 4 7 6 12 6 17 7 10 9 13 10 15 11 12 11 18 12 19 15 21 15 22 17 21 18 19 21 28
+21 34 21 36 22 48 23 24 23 42 24 32 29 38 31 32 31 43 33 46 34 47 34 49 36 48 40 41 40 48 41 48
+42 43 43 53 44 45 44 53 45 48 47 48 47 54 53 56 54 55
+"""
+
+
+def test_a_layout_the_search_cycles_on_still_ends():
+    v = np.array(_CYCLE_VERTICES.split(), dtype=float).reshape(-1, 3)
+    p = np.array(_CYCLE_QUADS.split(), dtype=np.int64).reshape(-1, 4)
+    creases = np.array(_CYCLE_CREASES.split(), dtype=np.int64).reshape(-1, 2)
+    rv, rp, report = reduce_poles(v, p, crease_edges=creases)
+    assert report.rotations + report.collapses > 0
+    assert poly.topology(rp).manifold and (rp[:, 3] >= 0).all()
