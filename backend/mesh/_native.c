@@ -1998,6 +1998,155 @@ static PyObject *reduce_poles(PyObject *self, PyObject *args) {
     return Py_BuildValue("LL", (long long)r.rotations, (long long)r.collapses);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Widening flat quad corners (backend.mesh.retopo.relax.widen_flat_corners)                */
+/* ------------------------------------------------------------------------------------ */
+
+/* Largest corner angle in degrees of a quad, measured inside it: a corner that turns against
+ * the quad's normal (from its diagonals) is concave and counts as 360 minus its angle
+ * (backend.mesh.polygons.corner_angles). */
+static double quad_largest_angle(const vec3 q[4]) {
+    vec3 normal = cross(sub(q[2], q[0]), sub(q[3], q[1]));
+    double largest = -INFINITY;
+    for (int j = 0; j < 4; j++) {
+        vec3 to_prev = sub(q[(j + 3) & 3], q[j]), to_next = sub(q[(j + 1) & 3], q[j]);
+        double size = sqrt(dot(to_prev, to_prev)) * sqrt(dot(to_next, to_next));
+        double c = dot(to_prev, to_next) / (size > 1e-300 ? size : 1e-300);
+        double angle = acos(c < -1.0 ? -1.0 : (c > 1.0 ? 1.0 : c)) * (180.0 / 3.14159265358979323846);
+        if (dot(cross(to_next, to_prev), normal) < 0.0)
+            angle = 360.0 - angle;
+        if (angle > largest)
+            largest = angle;
+    }
+    return largest;
+}
+
+/* Scores vertex x at position `at_x` (its polygons `fs`, m of them): the count of quads above
+ * `above` times 1000 plus the largest quad angle, or INFINITY when a polygon turns (its
+ * diagonal normal against `normals`, the ones before the move) or shrinks too far. */
+static double widen_score(const double *vs, const int64_t *padded, const uint8_t *is_quad, const int64_t *fs,
+                          int64_t m, int64_t x, vec3 at_x, const vec3 *normals, double above, double min_cosine,
+                          double min_area) {
+    int open = 0;
+    double largest = -INFINITY;
+    for (int64_t a = 0; a < m; a++) {
+        const int64_t *c = padded + 4 * fs[a];
+        vec3 q[4];
+        for (int j = 0; j < 4; j++)
+            q[j] = c[j] == x ? at_x : v3(vs + 3 * c[j]);
+        if (normals != NULL) {
+            vec3 after = cross(sub(q[2], q[0]), sub(q[3], q[1]));
+            double before_size = sqrt(dot(normals[a], normals[a])), after_size = sqrt(dot(after, after));
+            if (!(dot(after, normals[a]) >= min_cosine * before_size * after_size)
+                || !(after_size >= min_area * before_size))
+                return INFINITY;
+        }
+        if (is_quad[fs[a]]) {
+            double angle = quad_largest_angle(q);
+            open += angle > above;
+            if (angle > largest)
+                largest = angle;
+        }
+    }
+    return open * 1000.0 + largest;
+}
+
+/* widen_in_order(vertices, at, tried, counts, faces_at, start, padded, is_quad, above, min_cosine,
+ *                min_area, gain, out_moved): for each vertex x = at[i] in order, with a quad around
+ * it still above `above` degrees, the first of its counts[i] points tried[i] that scores within
+ * `gain` of the lowest (widen_score), if the lowest is more than `gain` below where it is;
+ * moves it there, in place, and marks out_moved[i]. faces_at[start[x]:start[x + 1]]: the polygons around x, rows of padded (f, 4)
+ * (a triangle's first corner repeated). The same as relax._widen_in_order's numpy loop. */
+static PyObject *widen_in_order(PyObject *self, PyObject *args) {
+    Py_buffer vertices, at_b, tried_b, counts_b, faces_at_b, start_b, padded_b, is_quad_b, out_moved;
+    double above, min_cosine, min_area, gain;
+    if (!PyArg_ParseTuple(args, "w*y*y*y*y*y*y*y*ddddw*", &vertices, &at_b, &tried_b, &counts_b, &faces_at_b, &start_b,
+                          &padded_b, &is_quad_b, &above, &min_cosine, &min_area, &gain, &out_moved))
+        return NULL;
+    Py_ssize_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double));
+    Py_ssize_t k = at_b.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t per = k > 0 ? tried_b.len / (k * 3 * (Py_ssize_t)sizeof(double)) : 0;
+    Py_ssize_t around = faces_at_b.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t f = padded_b.len / (4 * (Py_ssize_t)sizeof(int64_t));
+    const int64_t *at = at_b.buf, *counts = counts_b.buf, *faces_at = faces_at_b.buf, *start = start_b.buf,
+                  *padded = padded_b.buf;
+    int ok = tried_b.len == k * per * 3 * (Py_ssize_t)sizeof(double) && counts_b.len == at_b.len
+        && start_b.len == (n + 1) * (Py_ssize_t)sizeof(int64_t) && is_quad_b.len == f
+        && out_moved.len == k;
+    for (Py_ssize_t i = 0; ok && i < 4 * f; i++)
+        ok = padded[i] >= 0 && padded[i] < n;
+    for (Py_ssize_t i = 0; ok && i < around; i++)
+        ok = faces_at[i] >= 0 && faces_at[i] < f;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        ok = start[i] >= 0 && start[i] <= start[i + 1] && start[i + 1] <= around;
+    int64_t widest = 0;
+    for (Py_ssize_t i = 0; ok && i < k; i++) {
+        ok = at[i] >= 0 && at[i] < n && counts[i] >= 0 && counts[i] <= per;
+        if (ok && start[at[i] + 1] - start[at[i]] > widest)
+            widest = start[at[i] + 1] - start[at[i]];
+    }
+    vec3 *normals = ok ? malloc((size_t)(widest > 0 ? widest : 1) * sizeof(vec3)) : NULL;
+    double *scores = ok ? malloc((size_t)(per > 0 ? per : 1) * sizeof(double)) : NULL;
+    if (ok && (normals == NULL || scores == NULL)) {
+        PyErr_NoMemory();
+        ok = -1;
+    }
+    if (ok == 1) {
+        double *vs = vertices.buf;
+        const double *tried = tried_b.buf;
+        const uint8_t *is_quad = is_quad_b.buf;
+        uint8_t *moved = out_moved.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++) {
+            int64_t x = at[i], m = start[x + 1] - start[x];
+            const int64_t *fs = faces_at + start[x];
+            vec3 here = v3(vs + 3 * x);
+            moved[i] = 0;
+            double worst = widen_score(vs, padded, is_quad, fs, m, x, here, NULL, above, min_cosine, min_area);
+            if (worst < 1000.0)
+                continue;                            /* opened already by a neighbour's move */
+            for (int64_t a = 0; a < m; a++) {
+                const int64_t *c = padded + 4 * fs[a];
+                normals[a] = cross(sub(v3(vs + 3 * c[2]), v3(vs + 3 * c[0])), sub(v3(vs + 3 * c[3]), v3(vs + 3 * c[1])));
+            }
+            double lowest = INFINITY;
+            for (int64_t t = 0; t < counts[i]; t++) {
+                scores[t] = widen_score(vs, padded, is_quad, fs, m, x, v3(tried + 3 * (i * per + t)), normals, above,
+                                        min_cosine, min_area);
+                if (scores[t] < lowest)
+                    lowest = scores[t];
+            }
+            int64_t best_at = 0;
+            while (best_at < counts[i] && !(scores[best_at] <= lowest + gain))
+                best_at++;
+            if (best_at < counts[i] && lowest < worst - gain) {
+                memcpy(vs + 3 * x, tried + 3 * (i * per + best_at), 3 * sizeof(double));
+                moved[i] = 1;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    free(normals);
+    free(scores);
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&at_b);
+    PyBuffer_Release(&tried_b);
+    PyBuffer_Release(&counts_b);
+    PyBuffer_Release(&faces_at_b);
+    PyBuffer_Release(&start_b);
+    PyBuffer_Release(&padded_b);
+    PyBuffer_Release(&is_quad_b);
+    PyBuffer_Release(&out_moved);
+    if (ok == 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "widen_in_order: buffer sizes do not match or a vertex, polygon or candidate index is out of range");
+        return NULL;
+    }
+    if (ok < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"band_distance", band_distance, METH_VARARGS, "Exact distances at band nodes (see _native.c)."},
     {"tangent_normals", tangent_normals, METH_VARARGS, "Input normals at crossings (see _native.c)."},
@@ -2013,6 +2162,7 @@ static PyMethodDef methods[] = {
     {"turned_over", turned_over, METH_VARARGS, "Triangles whose normal a move turned over (see _native.c)."},
     {"closest_of_candidates", closest_of_candidates, METH_VARARGS, "Closest points among candidate faces (see _native.c)."},
     {"reduce_poles", reduce_poles, METH_VARARGS, "Edge rotations and diagonal collapses toward valence 4 (see _native.c)."},
+    {"widen_in_order", widen_in_order, METH_VARARGS, "Flat quad corners widened vertex by vertex (see _native.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -251,3 +251,27 @@ def _by_vertex(owner: np.ndarray, value: np.ndarray, n: int) -> tuple[np.ndarray
     start = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(owner, minlength=n), out=start[1:])
     return start, _c(np.asarray(value, dtype=np.int64)[order], np.int64)
+
+
+def widen_in_order(vertices: np.ndarray, at: np.ndarray, candidates: list[np.ndarray], faces_at: np.ndarray,
+                   start: np.ndarray, padded: np.ndarray, is_quad: np.ndarray, above_degrees: float,
+                   min_cosine: float, min_area: float, gain: float) -> np.ndarray:
+    """Move each vertex of ``at`` in turn to the best of its ``candidates`` (a ``(c, 3)`` array
+    each) in ``vertices`` (n, 3) float64, in place, as
+    :func:`backend.mesh.retopo.relax._widen_in_order` does; returns (len(at),) bool, which moved."""
+    _check_outputs(vertices=(vertices, np.float64))
+    n = len(vertices)
+    at = np.ascontiguousarray(at, dtype=np.int64)
+    if vertices.shape != (n, 3) or at.ndim != 1 or len(candidates) != len(at):
+        raise ValueError(f"expected vertices (n, 3) and a (c, 3) array of candidates for each of {at.shape} vertices, "
+                         f"got {vertices.shape} and {len(candidates)}")
+    counts = np.array([len(c) for c in candidates], dtype=np.int64)
+    tried = np.zeros((len(at), int(counts.max(initial=0)), 3))
+    for i, c in enumerate(candidates):
+        tried[i, :len(c)] = c
+    moved = np.zeros(len(at), dtype=np.uint8)
+    _native.widen_in_order(vertices, at, tried, counts, np.ascontiguousarray(faces_at, dtype=np.int64),
+                           np.ascontiguousarray(start, dtype=np.int64), _c(padded, np.int64, (4,)),
+                           np.ascontiguousarray(is_quad, dtype=np.uint8), float(above_degrees), float(min_cosine),
+                           float(min_area), float(gain), moved)
+    return moved.view(bool)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from backend.mesh import native
 from backend.mesh import polygons as poly
 
 #: Corners above this (degrees) get their vertex relaxed: a margin under the 160 degrees an artist rejects.
@@ -48,6 +49,11 @@ WIDEN_ROUNDS = 3
 #: least this share of its area.
 WIDEN_MIN_COSINE = 0.3
 WIDEN_MIN_AREA = 0.1
+#: Scores (open quads x 1000 + the largest angle, degrees) closer than this are equal: a move
+#: must gain more, and of equal points the first is taken (the largest angle is often a corner
+#: the move does not touch, equal but for rounding; near 180 degrees the arc cosine's rounding
+#: alone is about 1e-6 degrees).
+WIDEN_GAIN = 1e-3
 
 
 class CreaseLines:
@@ -247,33 +253,47 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         at = at[~pinned[at]]
         at = at[np.sort(np.unique(at, return_index=True)[1])]
         candidates = _ring_points(v, p, src, face, edges, at, on_crease, creases, closest, turn, steps)
-        changed = False
-        for x, points_x in zip(at.tolist(), candidates):
-            fs = faces_at[start[x]:start[x + 1]]
-            corners = padded[fs]
-            points = v[corners]                                              # (m, 4, 3)
-            now = poly.corner_angles(points[is_quad[fs]]).max(axis=-1)
-            worst = (int((now > above_degrees).sum()), float(now.max()))
-            if worst[0] == 0:
-                continue                                     # opened already by a neighbour's move
-            normals = _diagonal_normals(points)
-            trial = np.broadcast_to(points, (len(points_x),) + points.shape).copy()     # (c, m, 4, 3)
-            trial[:, corners == x] = points_x[:, None, :]
-            after = _diagonal_normals(trial)
-            size_before, size_after = np.linalg.norm(normals, axis=-1), np.linalg.norm(after, axis=-1)
-            keeps = ((after * normals).sum(-1) >= WIDEN_MIN_COSINE * size_before * size_after) \
-                & (size_after >= WIDEN_MIN_AREA * size_before)
-            largest = poly.corner_angles(trial[:, is_quad[fs]]).max(axis=-1)            # (c, quads)
-            # Fewer open quads first, then a smaller largest angle.
-            score = (largest > above_degrees).sum(axis=1) * 1000.0 + largest.max(axis=1)
-            score[~keeps.all(axis=1)] = np.inf
-            best = int(np.argmin(score))
-            if score[best] < worst[0] * 1000.0 + worst[1]:
-                v[x] = points_x[best]
-                moved[x] = changed = True
-        if not changed:
+        moved_now = _widen_in_order(v, at, candidates, faces_at, start, padded, is_quad, above_degrees)
+        moved[at[moved_now]] = True
+        if not moved_now.any():
             break
     return v, int(moved.sum())
+
+
+def _widen_in_order(v: np.ndarray, at: np.ndarray, candidates: list[np.ndarray], faces_at: np.ndarray,
+                    start: np.ndarray, padded: np.ndarray, is_quad: np.ndarray, above_degrees: float) -> np.ndarray:
+    """Move each vertex of ``at``, in order, to the best of its ``candidates`` (:func:`widen_flat_corners`),
+    in place in ``v``; returns (len(at),) bool, which moved. ``faces_at[start[x]:start[x + 1]]``: the
+    polygons around ``x``; ``padded``: the polygons with each triangle's first corner repeated.
+    Compiled (``widen_in_order`` of ``backend/mesh/_native.c``) when it is built."""
+    if native.available():
+        return native.widen_in_order(v, at, candidates, faces_at, start, padded, is_quad, above_degrees,
+                                     WIDEN_MIN_COSINE, WIDEN_MIN_AREA, WIDEN_GAIN)
+    moved = np.zeros(len(at), dtype=bool)
+    for i, (x, points_x) in enumerate(zip(at.tolist(), candidates)):
+        fs = faces_at[start[x]:start[x + 1]]
+        corners = padded[fs]
+        points = v[corners]                                              # (m, 4, 3)
+        now = poly.corner_angles(points[is_quad[fs]]).max(axis=-1)
+        worst = (int((now > above_degrees).sum()), float(now.max()))
+        if worst[0] == 0:
+            continue                                     # opened already by a neighbour's move
+        normals = _diagonal_normals(points)
+        trial = np.broadcast_to(points, (len(points_x),) + points.shape).copy()     # (c, m, 4, 3)
+        trial[:, corners == x] = points_x[:, None, :]
+        after = _diagonal_normals(trial)
+        size_before, size_after = np.linalg.norm(normals, axis=-1), np.linalg.norm(after, axis=-1)
+        keeps = ((after * normals).sum(-1) >= WIDEN_MIN_COSINE * size_before * size_after) \
+            & (size_after >= WIDEN_MIN_AREA * size_before)
+        largest = poly.corner_angles(trial[:, is_quad[fs]]).max(axis=-1)            # (c, quads)
+        # Fewer open quads first, then a smaller largest angle.
+        score = (largest > above_degrees).sum(axis=1) * 1000.0 + largest.max(axis=1)
+        score[~keeps.all(axis=1)] = np.inf
+        best = int(np.argmax(score <= score.min() + WIDEN_GAIN))
+        if score[best] < worst[0] * 1000.0 + worst[1] - WIDEN_GAIN:
+            v[x] = points_x[best]
+            moved[i] = True
+    return moved
 
 
 def _held(v: np.ndarray, border: np.ndarray, creases: CreaseLines | None) -> tuple[np.ndarray, np.ndarray]:

@@ -265,3 +265,46 @@ def test_surface_queries_agree_with_and_without_the_kernel(monkeypatch):
     numpy_, _ = surface.nearest(points)
     np.testing.assert_allclose(compiled, numpy_, rtol=0, atol=1e-12)
     assert np.abs(compiled - points).max() > 0.01                          # the points did move
+
+
+@needs_native
+def test_flat_corners_widen_the_same_with_and_without_the_kernel(monkeypatch):
+    # A bumpy 12 x 12 grid with 40 corners dragged onto the line between their neighbours (flat
+    # quads next to each other, so one move changes what the next vertex sees), a crease
+    # across it and two triangles: the same moves, point for point, in the same order.
+    from backend.mesh import polygons as poly
+    from backend.mesh.retopo import relax
+
+    rng = np.random.default_rng(5)
+    n = 12
+    xs = np.arange(n + 1, dtype=float)
+    v = np.array([(x, y, 0.0) for y in xs for x in xs])
+    p = np.array([(j * (n + 1) + i, j * (n + 1) + i + 1, (j + 1) * (n + 1) + i + 1, (j + 1) * (n + 1) + i)
+                  for j in range(n) for i in range(n)])
+    height = lambda xy: 0.3 * np.sin(xy[:, 0] * 0.7) * np.cos(xy[:, 1] * 0.5)          # noqa: E731
+
+    def closest(points: np.ndarray) -> np.ndarray:
+        out = np.array(points, dtype=float).reshape(-1, 3)
+        out[:, 2] = height(out)
+        return out
+
+    for q in rng.choice(len(p), size=40, replace=False):
+        corner = rng.integers(4)
+        a, b = p[q, (corner + 3) % 4], p[q, (corner + 1) % 4]
+        v[p[q, corner]] = 0.5 * (v[a] + v[b]) + rng.normal(scale=0.01, size=3)
+    v = closest(v)
+    triangles = np.array([[p[0, 0], p[0, 1], p[0, 2], -1], [p[0, 0], p[0, 2], p[0, 3], -1]])
+    p = np.vstack([triangles, p[1:]])
+    crease = relax.CreaseLines(closest(np.array([(0.0, 6.0, 0.0)])), closest(np.array([(12.0, 6.0, 0.0)])),
+                               tolerance=1e-6)
+    before = int((poly.quad_corner_angles(v, p)[1].max(axis=1) > relax.FLAT_DEGREES).sum())
+    compiled, compiled_moved = relax.widen_flat_corners(v, p, closest, creases=crease)
+    monkeypatch.setattr(relax, "native", types.SimpleNamespace(available=lambda: False))
+    numpy_, numpy_moved = relax.widen_flat_corners(v, p, closest, creases=crease)
+    after = int((poly.quad_corner_angles(numpy_, p)[1].max(axis=1) > relax.FLAT_DEGREES).sum())
+    assert before >= 30 and after < before / 2 and numpy_moved >= 20               # there was work, and it was done
+    assert compiled_moved == numpy_moved
+    np.testing.assert_array_equal(compiled, numpy_)
+    with pytest.raises(ValueError, match="out of range"):
+        native.widen_in_order(v.copy(), np.array([len(v)]), [v[:3]], np.zeros(0), np.zeros(len(v) + 1), p,
+                              np.ones(len(p)), 160.0, 0.3, 0.1, 1e-3)
