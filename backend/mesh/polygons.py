@@ -258,11 +258,12 @@ def corner_angles(quads: np.ndarray) -> np.ndarray:
     reflex corner would otherwise read as an ordinary one)."""
     to_prev = quads[..., [3, 0, 1, 2], :] - quads
     to_next = quads[..., [1, 2, 3, 0], :] - quads
-    cos = (to_prev * to_next).sum(-1) / np.maximum(
-        np.linalg.norm(to_prev, axis=-1) * np.linalg.norm(to_next, axis=-1), 1e-300)
+    # einsum: sums over the 3-long last axis without reduce's per-row overhead (about 2x here).
+    cos = np.einsum("...i,...i->...", to_prev, to_next) / np.maximum(np.sqrt(
+        np.einsum("...i,...i->...", to_prev, to_prev) * np.einsum("...i,...i->...", to_next, to_next)), 1e-300)
     angles = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
     normal = cross(quads[..., 2, :] - quads[..., 0, :], quads[..., 3, :] - quads[..., 1, :])
-    turn = (cross(to_next, to_prev) * normal[..., None, :]).sum(-1)
+    turn = np.einsum("...i,...i->...", cross(to_next, to_prev), normal[..., None, :])
     return np.where(turn < 0.0, 360.0 - angles, angles)
 
 
