@@ -127,6 +127,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -208,6 +209,8 @@ FLAT_REPAIR_REACH_EDGES = 3.0
 LAST_RESORT_ROUNDS = 3
 #: Quads left with a corner above this (degrees) are cut into two triangles in ``quad_dominant`` mode.
 FLAT_QUAD_DEGREES = 160.0
+#: Flat quads whose shorter diagonal the last clean-up step collapses, one by one, at most.
+MAX_FLAT_DIAGONALS = 8
 #: Rounds of the best fit of the vertices to the reference (:func:`_fitted`), and the most it moves
 #: a vertex, in its mean edge length. 2 and 3 rounds gave the same surface Chamfer to two digits
 #: (Duck, busted, fandisk at 2,000 quads; spot at 5,000).
@@ -956,12 +959,13 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             return v, p, {"rotated_edges": rewired.rotations, "collapsed_diagonals": rewired.collapses,
                           "widened_corners": widened}
 
-        def merged_rounds(v: np.ndarray, p: np.ndarray, merge: Callable) -> tuple[np.ndarray, np.ndarray]:
+        def merged_rounds(v: np.ndarray, p: np.ndarray, merge: Callable, rounds: int = FLAT_REPAIR_ROUNDS
+                          ) -> tuple[np.ndarray, np.ndarray]:
             # Vertices of flat quads merged by ``merge(v, p, lines, holes)``, the triangles that
             # makes paired anew and the layout near them relaxed; each round kept only if it
             # leaves fewer flat quads and no triangle.
             now_flat = int(_flat_mask(v, p)[1].sum())
-            for _ in range(FLAT_REPAIR_ROUNDS):
+            for _ in range(rounds):
                 if now_flat == 0:
                     break
                 rows, angles = poly.quad_corner_angles(v, p)
@@ -1034,6 +1038,12 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             # Then a quad with a doubled corner no rewiring could take apart (folded, as on the
             # truck at 5,000): its next-to-nothing edge collapses, the same way.
             v, p = merged_rounds(v, p, _short_flat_edges_collapsed)
+            # Last, a quad folded flat (four corners in a row on a crease, or folded onto its
+            # neighbour): it goes, its shorter diagonal collapsed; one at a time (where one
+            # collapse helps, another may not).
+            rows, flat = _flat_mask(v, p)
+            for centre in v[p[rows[flat]]].mean(axis=1)[:MAX_FLAT_DIAGONALS]:
+                v, p = merged_rounds(v, p, partial(_flat_diagonals_collapsed, near=centre), rounds=1)
         else:
             v, p = last_resort_again(v, p)
             p = _flat_quads_cut(v, p)
@@ -1171,6 +1181,33 @@ def _short_flat_edges_collapsed(vertices: np.ndarray, polygons: np.ndarray, line
         return vertices, polygons, 0
     i = np.flatnonzero(short)
     a, b = quad[i, k[i]], quad[i, (k[i] + 1) % 4]
+    edges, counts, _ = poly.edge_counts(polygons)
+    fixed = np.zeros(len(vertices), dtype=bool)
+    fixed[edges[counts == 1].ravel()] = True
+    if lines is not None:
+        fixed |= lines.on(vertices)
+    return _merged(vertices, polygons, a, b, fixed, holes)
+
+
+def _flat_diagonals_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",
+                              holes: dict, *, near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Collapse the shorter diagonal of each quad with a corner above :data:`FLAT_QUAD_DEGREES` (with
+    ``near``, a point: only of the one whose centre is nearest to it): the quad goes, and the quads
+    across its sides meet. For quads folded flat (four corners in a row along a crease, or a
+    quad folded onto its neighbour), where no move, rotation or edge collapse opens them. Both
+    ends go to the one on a crease or border, if one is, else (and if both are) to their
+    midpoint. Returns the vertices, polygons and the vertices merged away."""
+    rows, flat = _flat_mask(vertices, polygons)
+    if not flat.any():
+        return vertices, polygons, 0
+    quad = polygons[rows[flat]]
+    if near is not None:
+        quad = quad[[np.linalg.norm(vertices[quad].mean(axis=1) - near, axis=1).argmin()]]
+    first = np.linalg.norm(vertices[quad[:, 0]] - vertices[quad[:, 2]], axis=1)
+    second = np.linalg.norm(vertices[quad[:, 1]] - vertices[quad[:, 3]], axis=1)
+    k = (second < first).astype(np.int64)
+    i = np.arange(len(quad))
+    a, b = quad[i, k], quad[i, k + 2]
     edges, counts, _ = poly.edge_counts(polygons)
     fixed = np.zeros(len(vertices), dtype=bool)
     fixed[edges[counts == 1].ravel()] = True
