@@ -209,8 +209,8 @@ FLAT_REPAIR_REACH_EDGES = 3.0
 LAST_RESORT_ROUNDS = 3
 #: Quads left with a corner above this (degrees) are cut into two triangles in ``quad_dominant`` mode.
 FLAT_QUAD_DEGREES = 160.0
-#: Flat quads whose shorter diagonal the last clean-up step collapses, one by one, at most.
-MAX_FLAT_DIAGONALS = 8
+#: Flat quads the last clean-up step collapses (:func:`_flat_quad_collapsed`), one by one, at most.
+MAX_FLAT_COLLAPSES = 8
 #: Rounds of the best fit of the vertices to the reference (:func:`_fitted`), and the most it moves
 #: a vertex, in its mean edge length. 2 and 3 rounds gave the same surface Chamfer to two digits
 #: (Duck, busted, fandisk at 2,000 quads; spot at 5,000).
@@ -1038,12 +1038,16 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             # Then a quad with a doubled corner no rewiring could take apart (folded, as on the
             # truck at 5,000): its next-to-nothing edge collapses, the same way.
             v, p = merged_rounds(v, p, _short_flat_edges_collapsed)
-            # Last, a quad folded flat (four corners in a row on a crease, or folded onto its
-            # neighbour): it goes, its shorter diagonal collapsed; one at a time (where one
-            # collapse helps, another may not).
+            # Last, what no move opens (a quad folded flat: four corners in a row on a crease,
+            # or folded onto its neighbour; a quad in a fold of the surface): one quad at a
+            # time, its shorter diagonal collapses, or else an edge at its flat corner.
             rows, flat = _flat_mask(v, p)
-            for centre in v[p[rows[flat]]].mean(axis=1)[:MAX_FLAT_DIAGONALS]:
-                v, p = merged_rounds(v, p, partial(_flat_diagonals_collapsed, near=centre), rounds=1)
+            for centre in v[p[rows[flat]]].mean(axis=1)[:MAX_FLAT_COLLAPSES]:
+                for how in ("diagonal", "before", "after"):
+                    now_flat = int(_flat_mask(v, p)[1].sum())
+                    v, p = merged_rounds(v, p, partial(_flat_quad_collapsed, near=centre, how=how), rounds=1)
+                    if int(_flat_mask(v, p)[1].sum()) < now_flat:
+                        break
         else:
             v, p = last_resort_again(v, p)
             p = _flat_quads_cut(v, p)
@@ -1189,31 +1193,37 @@ def _short_flat_edges_collapsed(vertices: np.ndarray, polygons: np.ndarray, line
     return _merged(vertices, polygons, a, b, fixed, holes)
 
 
-def _flat_diagonals_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",
-                              holes: dict, *, near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Collapse the shorter diagonal of each quad with a corner above :data:`FLAT_QUAD_DEGREES` (with
-    ``near``, a point: only of the one whose centre is nearest to it): the quad goes, and the quads
-    across its sides meet. For quads folded flat (four corners in a row along a crease, or a
-    quad folded onto its neighbour), where no move, rotation or edge collapse opens them. Both
-    ends go to the one on a crease or border, if one is, else (and if both are) to their
-    midpoint. Returns the vertices, polygons and the vertices merged away."""
-    rows, flat = _flat_mask(vertices, polygons)
+def _flat_quad_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",
+                         holes: dict, *, near: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Of the quads with a corner above :data:`FLAT_QUAD_DEGREES`, the one whose centre is nearest to
+    the point ``near`` collapses: ``how="diagonal"``, its shorter diagonal (the quad goes, the quads
+    across its sides meet); ``"before"`` or ``"after"``, the edge from its flattest corner to the
+    corner before or after it (the quad and the polygon across that edge become triangles). For
+    quads no move, rotation or short edge's collapse opens: folded flat (four corners in a row
+    along a crease, or folded onto a neighbour) or in a fold of the surface where every move
+    turns a polygon over. Vertices on a crease or border keep their place (two such: their
+    midpoint); an edge's far end keeps its place. Returns the vertices, polygons and the
+    vertices merged away (nothing when no quad is flat)."""
+    rows, angles = poly.quad_corner_angles(vertices, polygons)
+    flat = angles.max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES
     if not flat.any():
         return vertices, polygons, 0
-    quad = polygons[rows[flat]]
-    if near is not None:
-        quad = quad[[np.linalg.norm(vertices[quad].mean(axis=1) - near, axis=1).argmin()]]
-    first = np.linalg.norm(vertices[quad[:, 0]] - vertices[quad[:, 2]], axis=1)
-    second = np.linalg.norm(vertices[quad[:, 1]] - vertices[quad[:, 3]], axis=1)
-    k = (second < first).astype(np.int64)
-    i = np.arange(len(quad))
-    a, b = quad[i, k], quad[i, k + 2]
+    pick = np.flatnonzero(flat)[np.linalg.norm(vertices[polygons[rows[flat]]].mean(axis=1) - near, axis=1).argmin()]
+    quad, k = polygons[rows[pick]], int(angles[pick].argmax())
     edges, counts, _ = poly.edge_counts(polygons)
     fixed = np.zeros(len(vertices), dtype=bool)
     fixed[edges[counts == 1].ravel()] = True
     if lines is not None:
         fixed |= lines.on(vertices)
-    return _merged(vertices, polygons, a, b, fixed, holes)
+    if how == "diagonal":
+        d = int(np.linalg.norm(vertices[quad[1]] - vertices[quad[3]]) < np.linalg.norm(vertices[quad[0]] - vertices[quad[2]]))
+        a, b = quad[d], quad[d + 2]
+    elif how in ("before", "after"):
+        a, b = quad[k], quad[(k + (3 if how == "before" else 1)) % 4]
+        fixed[b] |= not fixed[a]
+    else:
+        raise ValueError(f"how must be 'diagonal', 'before' or 'after', got {how!r}")
+    return _merged(vertices, polygons, np.array([a]), np.array([b]), fixed, holes)
 
 
 def _flat_crease_corners_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "relax.CreaseLines | None",

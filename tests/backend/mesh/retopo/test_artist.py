@@ -401,8 +401,8 @@ def test_a_vertex_with_one_quad_on_a_straight_crease_or_border_merges_along_it(o
 def test_a_quad_folded_flat_along_a_crease_goes_and_its_neighbours_meet():
     # A 4 x 4 grid whose middle quad lies on a line, as the crease snap leaves a quad with all four
     # corners on one straight crease: a -> c across it, b and d in between (corners 0, 180, 0,
-    # 180). No move or edge collapse opens it; its shorter diagonal (b - d) collapses to b and
-    # d's midpoint and the quads across its sides meet: 15 quads, all of them, manifold.
+    # 180). No move opens it; its shorter diagonal (b - d) collapses to b and d's midpoint and
+    # the quads across its sides meet: 15 quads, all of them, manifold.
     from backend.mesh import polygons as poly
 
     xs = np.arange(5, dtype=float)
@@ -411,14 +411,20 @@ def test_a_quad_folded_flat_along_a_crease_goes_and_its_neighbours_meet():
     a, b, c, d = p[5]                                          # the quad over [1, 2] x [1, 2]
     v[b], v[d] = v[a] + 0.3 * (v[c] - v[a]), v[a] + 0.6 * (v[c] - v[a])
     assert np.allclose(poly.quad_corner_angles(v, p)[1][5], [0.0, 180.0, 0.0, 180.0])
-    out_v, out_p, merged = retopo_module._flat_diagonals_collapsed(v, p, None, {"max_hole": 0})
+    collapse = retopo_module._flat_quad_collapsed
+    out_v, out_p, merged = collapse(v, p, None, {"max_hole": 0}, near=v[a], how="diagonal")
     assert merged == 1 and len(out_p) == 15 and (out_p[:, 3] >= 0).all()
     assert poly.topology(out_p).manifold
     assert any(np.allclose(x, 0.5 * (v[b] + v[d])) for x in out_v)
-    # With ``near``, only the flat quad nearest to it; none flat, nothing changes.
-    assert retopo_module._flat_diagonals_collapsed(v, p, None, {"max_hole": 0}, near=v[a])[2] == 1
+    # An edge at its flat corner (b's, the first of two at 180 degrees) instead: b goes onto c,
+    # which stays; the quad and the one across b - c become triangles.
+    out_v, out_p, merged = collapse(v, p, None, {"max_hole": 0}, near=v[a], how="after")
+    assert merged == 1 and len(out_p) == 16 and sorted((out_p >= 0).sum(axis=1).tolist())[:3] == [3, 3, 4]
+    assert not any(np.allclose(x, v[b]) for x in out_v) and any(np.allclose(x, v[c]) for x in out_v)
     flat_free = np.array([(x, y, 0.0) for y in xs for x in xs])
-    assert retopo_module._flat_diagonals_collapsed(flat_free, p, None, {"max_hole": 0})[2] == 0
+    assert collapse(flat_free, p, None, {"max_hole": 0}, near=v[a], how="diagonal")[2] == 0
+    with pytest.raises(ValueError, match="how"):
+        collapse(v, p, None, {"max_hole": 0}, near=v[a], how="sideways")
 
 
 def test_split_quads_keep_a_curved_crease():
