@@ -88,11 +88,12 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
     left : int
         Triangles left.
     """
-    rows = [[a for a in r if a != NO_CORNER] for r in np.asarray(polygons, dtype=np.int64).tolist()]
-    owner: dict[tuple[int, int], int] = {}
-    for f, p in enumerate(rows):
-        for i, a in enumerate(p):
-            owner[(a, p[(i + 1) % len(p)])] = f
+    polygons = np.asarray(polygons, dtype=np.int64)
+    if not (polygons[:, 3] == NO_CORNER).any():
+        return np.asarray(vertices, dtype=np.float64), polygons, 0
+    rows = [[a for a in r if a != NO_CORNER] for r in polygons.tolist()]
+    src, dst, face, _ = halfedges(polygons)
+    owner: dict[tuple[int, int], int] = dict(zip(zip(src.tolist(), dst.tolist()), face.tolist()))
     alive = [True] * len(rows)
 
     def neighbours(f: int):
