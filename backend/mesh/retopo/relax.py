@@ -170,10 +170,15 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     degree = np.bincount(edges.ravel(), minlength=len(v)).astype(np.float64)
     moved = np.zeros(len(v), dtype=bool)
     always = np.flatnonzero(also) if also is not None else np.zeros(0, dtype=np.int64)
+    rows, angles = poly.quad_corner_angles(v, p)
+    row_of = np.full(len(p), -1, dtype=np.int64)
+    row_of[rows] = np.arange(len(rows))
+    # Each pass works on the polygons around its candidates only (the sums keep their order,
+    # so the result is the same as over the whole layout), and updates the angles of the quads
+    # around the vertices it moved.
     for round_ in range(passes):
         if round_ == ALSO_PASSES:
             always = always[:0]                     # the rewired vertices have settled; open corners go on
-        rows, angles = poly.quad_corner_angles(v, p)
         open_corner = angles > above_degrees
         if not open_corner.any() and len(always) == 0:
             break
@@ -181,15 +186,21 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         candidates = candidates[~pinned[candidates]]
         if len(candidates) == 0:
             break
+        is_candidate = np.zeros(len(v), dtype=bool)
+        is_candidate[candidates] = True
         # Mean of the edge neighbours (quad diagonals are not edges).
         total = np.zeros_like(v)
-        np.add.at(total, edges[:, 0], v[edges[:, 1]])
-        np.add.at(total, edges[:, 1], v[edges[:, 0]])
+        first, second = is_candidate[edges[:, 0]], is_candidate[edges[:, 1]]
+        np.add.at(total, edges[first, 0], v[edges[first, 1]])
+        np.add.at(total, edges[second, 1], v[edges[second, 0]])
         delta = total[candidates] / np.maximum(degree[candidates], 1.0)[:, None] - v[candidates]
-        normals = poly.polygon_normals(v, p)
-        normals /= np.maximum(np.linalg.norm(normals, axis=1), 1e-300)[:, None]
+        at_candidate = is_candidate[src]
+        around = np.unique(face[at_candidate])
+        normals = np.zeros((len(p), 3))
+        normals[around] = poly.polygon_normals(v, p[around])
+        normals[around] /= np.maximum(np.linalg.norm(normals[around], axis=1), 1e-300)[:, None]
         normal = np.zeros_like(v)
-        np.add.at(normal, src, normals[face])
+        np.add.at(normal, src[at_candidate], normals[face[at_candidate]])
         n = normal[candidates] / np.maximum(np.linalg.norm(normal[candidates], axis=1), 1e-300)[:, None]
         delta -= (delta * n).sum(1)[:, None] * n                          # stay in the tangent plane
         moved_to = closest(v[candidates] + STEP * delta)
@@ -203,8 +214,11 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         target[candidates] = moved_to
         step = np.zeros(len(v), dtype=bool)
         step[candidates] = True
-        v, step = poly.guarded_moves(v, target, step, p)      # no move may fold or flatten a polygon
+        v, step = poly.guarded_moves(v, target, step, p[around])    # no move may fold or flatten a polygon
         moved |= step
+        changed = np.unique(face[step[src]])
+        changed = changed[row_of[changed] >= 0]
+        angles[row_of[changed]] = poly.corner_angles(v[p[changed]])
     return v, int(moved.sum())
 
 
