@@ -155,26 +155,30 @@ def pair_triangles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarr
             ends.append(edges[-1][0])
     out = [r for r, keep in zip(rows, alive) if keep]
     v = np.asarray(vertices, dtype=np.float64)
-    if ends:
-        v, out = _border_edges_collapsed(v, out, ends)
     polys = pad(out) if out else np.zeros((0, 4), dtype=np.int64)
+    if ends:
+        v, polys = _border_edges_collapsed(v, polys, ends)
     return v, polys, int((polys[:, 3] == NO_CORNER).sum()) if len(polys) else 0
 
 
-def _border_edges_collapsed(vertices: np.ndarray, rows: list[list[int]], ends: list[tuple[int, int]]
-                            ) -> tuple[np.ndarray, list[list[int]]]:
+def _border_edges_collapsed(vertices: np.ndarray, polygons: np.ndarray, ends: list[tuple[int, int]]
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """Merge the ends of each edge in ``ends`` at their mean (:func:`backend.mesh.polygons.merged_positions`:
-    chains merge whole); polygons keep their distinct corners in order (the triangles on those
-    edges lose theirs and go). Unused vertices stay."""
+    chains merge whole); polygons ``(k, 4)`` keep their distinct corners in order (the triangles on
+    those edges lose theirs and go), in their order. Unused vertices stay."""
     a, b = np.array(ends, dtype=np.int64).T
     merged, label = merged_positions(vertices, a, b)
-    out = []
-    for r in rows:
-        corners = [int(label[x]) for x in r]
+    out = np.where(polygons >= 0, label[np.maximum(polygons, 0)], NO_CORNER)
+    keep = np.ones(len(out), dtype=bool)
+    # Only polygons on a merged vertex can lose a corner (a group holds edge ends only).
+    for row in np.flatnonzero(np.isin(polygons, np.concatenate([a, b])).any(axis=1)).tolist():
+        corners = [x for x in out[row].tolist() if x != NO_CORNER]
         corners = [x for i, x in enumerate(corners) if x != corners[i - 1]]    # merged neighbours: one corner
         if len(set(corners)) >= 3:
-            out.append(corners)
-    return merged, out
+            out[row] = corners + [NO_CORNER] * (4 - len(corners))
+        else:
+            keep[row] = False
+    return merged, out[keep]
 
 
 def _path_to_partner(t, rows, neighbours, spent=frozenset()):
