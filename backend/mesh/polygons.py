@@ -48,18 +48,18 @@ def pad(polygons: list[list[int]] | np.ndarray) -> np.ndarray:
 
 
 def to_mesh(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Triangles ``(m, 3)`` and face sizes ``(k,)`` uint8 of a polygon array, as results carry them.
-
-    Built by :func:`backend.mesh.gltf.polygon_triangles`, so a quad ``(a, b, c, d)`` is the
-    triangles ``(a, b, c), (a, c, d)``.
-    """
-    from backend.mesh.gltf import polygon_triangles
-
-    sizes = polygon_sizes(polygons)
-    rows = [row[:s] for row, s in zip(polygons.tolist(), sizes.tolist())]
-    if not rows:
+    """Triangles ``(m, 3)`` and face sizes ``(k,)`` uint8 of a polygon array, as results carry them:
+    a quad ``(a, b, c, d)`` is the triangles ``(a, b, c), (a, c, d)``, as
+    :func:`backend.mesh.gltf.polygon_triangles` makes them."""
+    polygons = np.asarray(polygons, dtype=np.int64)
+    if len(polygons) == 0:
         return np.zeros((0, 3), dtype=np.int64), np.zeros(0, dtype=np.uint8)
-    return polygon_triangles(rows)
+    sizes = polygon_sizes(polygons)
+    if not np.isin(sizes, (3, 4)).all():
+        raise ValueError(f"polygons must have 3 or 4 corners, found sizes {sorted(set(sizes.tolist()) - {3, 4})}")
+    # Each polygon's (a, b, c), then a quad's (a, c, d), in polygon order.
+    both = np.stack([polygons[:, [0, 1, 2]], polygons[:, [0, 2, 3]]], axis=1)      # (k, 2, 3)
+    return both[np.arange(2)[None, :] < (sizes[:, None] - 2)], sizes.astype(np.uint8)
 
 
 def from_mesh(faces: np.ndarray, face_sizes: np.ndarray | None) -> np.ndarray:
