@@ -265,6 +265,9 @@ THIN_PARTS_SHARE = 0.5
 THIN_COVERAGE = 0.5
 #: Beside a larger piece on the same part, pieces under this share of the part's area are scraps.
 SCRAP_AREA = 0.1
+#: Of a reference in one part, only pieces under this share of its area are scraps: a piece that
+#: broke off at a thin neck (a hand at the wrist) is kept, a speck of a few polygons goes.
+SPECK_AREA = 0.01
 
 #: Crease snapping moves a vertex at most this many target edge lengths.
 MAX_SNAP_EDGES = 0.75
@@ -1419,16 +1422,20 @@ class _Parts:
         thickness (:func:`_thin_edge`; beyond their share of ``target_faces``, such parts together
         get at most :data:`THIN_PARTS_SHARE` of ``budget``, the caller's target), and added. Of the pieces on one part, those under
         :data:`SCRAP_AREA` of its area are dropped when a larger piece is there: a connected
-        part comes back as one piece. Returns the vertices, polygons, the parts remeshed and the
-        polygons they have.
+        part comes back as one piece (a reference of one part keeps pieces over
+        :data:`SPECK_AREA`: five polygons beside beast at 2,000 quad-dominant faces went). Returns the vertices, polygons, the parts
+        remeshed and the polygons they have.
         """
         from backend.mesh.metrics import connected_components
 
-        if len(polygons) == 0 or len(self.area) < 2:
+        if len(polygons) == 0:
             return vertices, polygons, 0, 0
         tris, sizes = poly.to_mesh(vertices, polygons)
         first = np.concatenate([[0], np.cumsum(sizes.astype(np.int64) - 2)[:-1]])
         count, labels = connected_components(tris)
+        single = len(self.area) < 2
+        if single and count < 2:
+            return vertices, polygons, 0, 0
         piece = labels[first]                                                  # per polygon
         _, near_face = surface.nearest(vertices)
         vertex_part = self.of_face[near_face]
@@ -1437,13 +1444,17 @@ class _Parts:
         piece_area = np.bincount(piece, poly.polygon_areas(vertices, polygons), minlength=count)
         covered = np.bincount(on_part, piece_area, minlength=len(self.area))
         total = float(self.area.sum())
-        lost = [int(c) for c in self.candidates if covered[c] < THIN_COVERAGE * self.area[c]][:MAX_RESTORED_PARTS]
+        # A reference of one part is not remeshed again here (a first run that lost most of it
+        # is the caller's to run again); its scraps still go.
+        lost = [] if single else \
+            [int(c) for c in self.candidates if covered[c] < THIN_COVERAGE * self.area[c]][:MAX_RESTORED_PARTS]
         drop = np.isin(on_part, lost)
         for c in np.unique(on_part):
             mine = np.flatnonzero((on_part == c) & ~drop)
             if len(mine) > 1:
                 biggest = mine[np.argmax(piece_area[mine])]
-                drop[mine[(mine != biggest) & (piece_area[mine] < SCRAP_AREA * self.area[c])]] = True
+                scrap = (SPECK_AREA if single else SCRAP_AREA) * self.area[c]
+                drop[mine[(mine != biggest) & (piece_area[mine] < scrap)]] = True
         if not drop.any() and not lost:
             return vertices, polygons, 0, 0
         out_v, out_p = poly.unused_removed(vertices, polygons[~drop[piece]])

@@ -427,6 +427,42 @@ def test_a_quad_folded_flat_along_a_crease_goes_and_its_neighbours_meet():
         collapse(v, p, None, {"max_hole": 0}, near=v[a], how="sideways")
 
 
+def test_a_scrap_beside_a_result_of_one_part_goes():
+    # Instant Meshes left a piece of eight triangles beside beast's quad-dominant remesh at
+    # 2,000 faces: a second component the input does not have. On a quad cube (one part) with
+    # a detached quad lying on one face (0.2% of the area), the scrap goes and nothing is
+    # remeshed.
+    from backend.mesh import polygons as poly
+    from backend.mesh.metrics import connected_components
+
+    v, p = meshes.quad_cube(levels=3)
+    t, _ = poly.to_mesh(v, p)
+    ref = retopo_module._Faces(v, t)
+    surface = retopo_module._Surface(ref, spacing=0.05)
+    parts = retopo_module._Parts(ref)
+    scrap = np.array([[0.1, 0.1, 0.5], [0.2, 0.1, 0.5], [0.2, 0.2, 0.5], [0.1, 0.2, 0.5]])   # on the top face
+    with_scrap_v = np.vstack([v, scrap])
+    with_scrap_p = np.vstack([p, [[len(v), len(v) + 1, len(v) + 2, len(v) + 3]]])
+
+    def remesh_part(*args):
+        raise AssertionError("nothing is remeshed")
+
+    out_v, out_p, restored, alone = parts.restore_thin(with_scrap_v, with_scrap_p, surface, edge=0.125, target_faces=len(p),
+                                                       budget=len(p), remesh_part=remesh_part)
+    assert (restored, alone) == (0, 0)
+    assert len(out_p) == len(p) and connected_components(poly.to_mesh(out_v, out_p)[0])[0] == 1
+    np.testing.assert_array_equal(out_v, v)
+    # A piece of 2% of the area (a hand off at the wrist) stays.
+    piece_v = np.vstack([v, 3.5 * scrap * [1, 1, 0] + [0, 0, 0.5]])
+    kept_v, kept_p, _, _ = parts.restore_thin(piece_v, with_scrap_p, surface, edge=0.125, target_faces=len(p),
+                                              budget=len(p), remesh_part=remesh_part)
+    assert len(kept_p) == len(p) + 1
+    # Without the scrap: the layout as it came.
+    same_v, same_p, _, _ = parts.restore_thin(v, p, surface, edge=0.125, target_faces=len(p), budget=len(p),
+                                              remesh_part=remesh_part)
+    assert same_v is v and same_p is p
+
+
 def test_split_quads_keep_a_curved_crease():
     # A cylinder's rims are curved creases: the midpoint of a coarse edge along a rim (a chord) goes
     # back onto the rim, not to the surface point nearest it (which lies on the cap or the side,
