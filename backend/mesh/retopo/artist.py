@@ -962,18 +962,22 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             return v, p, {"rotated_edges": rewired.rotations, "collapsed_diagonals": rewired.collapses,
                           "widened_corners": widened}
 
-        def merged_rounds(v: np.ndarray, p: np.ndarray, merge: Callable, rounds: int = FLAT_REPAIR_ROUNDS
-                          ) -> tuple[np.ndarray, np.ndarray]:
+        def merged_rounds(v: np.ndarray, p: np.ndarray, merge: Callable, rounds: int = FLAT_REPAIR_ROUNDS,
+                          near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
             # Vertices of flat quads merged by ``merge(v, p, lines, holes)``, the triangles that
-            # makes paired anew and the layout near them relaxed; each round kept only if it
-            # leaves fewer flat quads and no triangle.
+            # makes paired anew and the layout near them relaxed (near the point ``near`` only,
+            # when the merge is of one quad there); each round kept only if it leaves fewer flat
+            # quads and no triangle.
             now_flat = int(_flat_mask(v, p)[1].sum())
             for _ in range(rounds):
                 if now_flat == 0:
                     break
-                rows, angles = poly.quad_corner_angles(v, p)
-                flat = angles.max(axis=1, initial=0.0) > FLAT_CREASE_DEGREES
-                where = v[p[rows[flat]]].mean(axis=1)
+                if near is None:
+                    rows, angles = poly.quad_corner_angles(v, p)
+                    flat = angles.max(axis=1, initial=0.0) > FLAT_CREASE_DEGREES
+                    where = v[p[rows[flat]]].mean(axis=1)
+                else:
+                    where = np.asarray(near, dtype=np.float64).reshape(1, 3)
                 merged_v, merged_p, merged = merge(v, p, lines, holes)
                 if not merged:
                     break
@@ -1048,7 +1052,8 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             for centre in v[p[rows[flat]]].mean(axis=1)[:MAX_FLAT_COLLAPSES]:
                 for how in ("diagonal", "before", "after"):
                     now_flat = int(_flat_mask(v, p)[1].sum())
-                    v, p = merged_rounds(v, p, partial(_flat_quad_collapsed, near=centre, how=how), rounds=1)
+                    v, p = merged_rounds(v, p, partial(_flat_quad_collapsed, near=centre, how=how), rounds=1,
+                                         near=centre)
                     if int(_flat_mask(v, p)[1].sum()) < now_flat:
                         break
         else:
