@@ -210,7 +210,7 @@ LAST_RESORT_ROUNDS = 3
 #: Quads left with a corner above this (degrees) are cut into two triangles in ``quad_dominant`` mode.
 FLAT_QUAD_DEGREES = 160.0
 #: Flat quads the last clean-up step collapses (:func:`_flat_quad_collapsed`), one by one, at most.
-MAX_FLAT_COLLAPSES = 8
+MAX_FLAT_COLLAPSES = 32
 #: Rounds of the best fit of the vertices to the reference (:func:`_fitted`), and the most it moves
 #: a vertex, in its mean edge length. 2 and 3 rounds gave the same surface Chamfer to two digits
 #: (Duck, busted, fandisk at 2,000 quads; spot at 5,000).
