@@ -492,7 +492,7 @@ def retopo(
             results = []
             aim = max(int(round(target_faces / EXPECTED_RATIO["subdivided" if subdivide else mode])), 8)
             crease = sharp_angle
-            runs: list[tuple[int, int, bool]] = []           # (aim, polygons, manifold) of the runs as now set up
+            runs: list[tuple[int, int]] = []                 # (aim, polygons) of the runs as now set up
             for attempt in range(MAX_ATTEMPTS + 1):
                 lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
                 progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
@@ -553,7 +553,7 @@ def retopo(
                     break
                 # Polygons of parts remeshed alone, which do not scale with the aim (_next_aim).
                 alone = min(thin_parts + lost_parts * per_polygon, count - 1)
-                runs.append((aim, count, clean))
+                runs.append((aim, count))
                 if report.split_unpaired and not split:
                     # The pairing left triangles and the layout was split, four polygons to one:
                     # the next runs split a quarter budget on purpose (the pairing might
@@ -704,27 +704,25 @@ def _stdout_to_log():
                 log.debug("instant meshes:\n%s", text.rstrip())
 
 
-def _next_aim(runs: list[tuple[int, int, bool]], target: int, alone: int) -> int:
-    """Instant Meshes' next target from its ``runs`` so far, ``(aim, polygons, manifold)`` oldest
-    first, for ``target`` polygons, ``alone`` of the last run's from parts remeshed alone.
+def _next_aim(runs: list[tuple[int, int]], target: int, alone: int) -> int:
+    """Instant Meshes' next target from its ``runs`` so far, ``(aim, polygons)`` oldest first, for
+    ``target`` polygons, ``alone`` of the last run's from parts remeshed alone.
 
-    The aim scaled by the miss of the polygons that scale with it (parts remeshed alone keep a
-    floor of faces whatever the aim: the truck at 600 faces got 852, 730 and 672 polygons from
-    aims of 577, 406 and 334 when all of the count was scaled). After two manifold runs whose
-    line rises: along that line instead (a plate with cutlery at 2,000 faces: its cutlery,
-    remeshed alone, grows with the aim, but not in proportion; quad-dominant, from 2,751 and
-    1,643 polygons the scaled step went to 2,634 and the line to 1,864, -6.8%). A run that was
-    not manifold (its count holds what the repair could not mend) is no point on the line. At most :data:`MAX_AIM_STEP` either way from the last aim: a run
-    that lost most of a thin slab must not send the next to a budget forty times the target (a
-    1 x 1 x 0.001 plate did, and took gigabytes at 4,000 faces).
+    After one run: the aim scaled by the miss of the polygons that scale with it (parts remeshed
+    alone keep a floor of faces whatever the aim: the truck at 600 faces got 852, 730 and 672
+    polygons from aims of 577, 406 and 334 when all of the count was scaled). After two: the
+    line through the last two runs, when it rises (a plate with cutlery at 2,000 quads: its
+    cutlery, remeshed alone, grew with the aim faster than the floor allows for, and the
+    scaled step went from 1,745 polygons to 2,236). At most :data:`MAX_AIM_STEP` either way
+    from the last aim: a run that lost most of a thin slab must not send the next to a budget
+    forty times the target (a 1 x 1 x 0.001 plate did, and took gigabytes at 4,000 faces).
     """
-    aim, count, _ = runs[-1]
+    aim, count = runs[-1]
     wanted = aim * (target - alone) / max(count - alone, 1)
     if len(runs) >= 2:
-        (a0, c0, clean0), (a1, c1, clean1) = runs[-2], runs[-1]
-        slope = (c1 - c0) / (a1 - a0) if a1 != a0 else 0.0
-        if clean0 and clean1 and slope > 0:
-            wanted = a1 + (target - c1) / slope
+        (a0, c0), (a1, c1) = runs[-2], runs[-1]
+        if a1 != a0 and (c1 - c0) / (a1 - a0) > 0:
+            wanted = a1 + (target - c1) * (a1 - a0) / (c1 - c0)
     return max(int(round(min(max(wanted, aim / MAX_AIM_STEP), aim * MAX_AIM_STEP))), 8)
 
 

@@ -892,14 +892,12 @@ def test_instant_meshes_crease_mode_failing_is_retried_without_it(monkeypatch):
 def test_the_next_aim_scales_the_miss_then_follows_the_line_through_two_runs():
     next_aim = retopo_module._next_aim
     # One run: 852 polygons from an aim of 577, 200 of them from parts remeshed alone, for 600.
-    assert next_aim([(577, 852, True)], 600, 200) == round(577 * 400 / 652)
-    # Two runs (a plate with cutlery at 2,000 quad-dominant faces: 2,751 polygons from 1,923,
-    # 1,643 from 1,136): the line through them, not the scaled miss.
-    assert next_aim([(1923, 2751, True), (1136, 1643, True)], 2000, 300) == round(1136 + 357 * 787 / 1108)
-    # Not through a run that was not manifold (a chair whose first run was broken: the line
-    # would aim at 959 and give 1,741 polygons; scaled, 1,993), nor along a line that falls.
-    assert next_aim([(1923, 2434, False), (1439, 2216, True)], 2000, 400) == round(1439 * 1600 / 1816)
-    assert next_aim([(1000, 1300, True), (1200, 1100, True)], 1000, 0) == round(1200 * 1000 / 1100)
+    assert next_aim([(577, 852)], 600, 200) == round(577 * 400 / 652)
+    # Two runs (a plate with cutlery at 2,000 quads: 2,482 polygons from 2,041, 1,745 from 1,497):
+    # the line through them, not the scaled miss (which went to 1,848 and 2,236 polygons).
+    assert next_aim([(2041, 2482), (1497, 1745)], 2000, 300) == round(1497 + 255 * 544 / 737)
+    # A line that falls says nothing of the slope: the scaled miss again.
+    assert next_aim([(1000, 1300), (1200, 1100)], 1000, 0) == round(1200 * 1000 / 1100)
     # Never more than MAX_AIM_STEP from the last aim, and never under 8.
-    assert next_aim([(1000, 10, True)], 1000, 0) == 1000 * retopo_module.MAX_AIM_STEP
-    assert next_aim([(10, 1000, True)], 10, 0) == 8
+    assert next_aim([(1000, 10)], 1000, 0) == 1000 * retopo_module.MAX_AIM_STEP
+    assert next_aim([(10, 1000)], 10, 0) == 8
