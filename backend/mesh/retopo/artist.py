@@ -492,7 +492,6 @@ def retopo(
             results = []
             aim = max(int(round(target_faces / EXPECTED_RATIO["subdivided" if subdivide else mode])), 8)
             crease = sharp_angle
-            runs: list[tuple[int, int]] = []                 # (aim, polygons) of the runs as now set up
             for attempt in range(MAX_ATTEMPTS + 1):
                 lo = 0.3 + 0.65 * min(attempt, MAX_ATTEMPTS - 1) / MAX_ATTEMPTS
                 progress(lo, "remeshing" if attempt == 0 else f"remeshing again ({attempt + 1})")
@@ -542,7 +541,6 @@ def retopo(
                         # triangles along creases); the creases are still snapped afterwards.
                         log.info("retopo: Instant Meshes lost most faces with creases on; again without")
                         crease = None
-                        runs.clear()
                         continue
                     if can_fall_back:
                         return results, "lost surface"
@@ -551,18 +549,21 @@ def retopo(
                 near = abs(count - target_faces) <= AIM_TOLERANCE * target_faces
                 if (near and clean) or len(results) >= MAX_ATTEMPTS + (crease != sharp_angle):
                     break
-                # Polygons of parts remeshed alone, which do not scale with the aim (_next_aim).
+                # Parts remeshed alone keep a floor of faces whatever the aim (the truck at 600 faces
+                # got 852, 730 and 672 polygons from aims of 577, 406 and 334 when all of the
+                # count was scaled): only the rest of it scales with the aim.
                 alone = min(thin_parts + lost_parts * per_polygon, count - 1)
-                runs.append((aim, count))
+                # At most MAX_AIM_STEP either way: a run that lost most of a thin slab must not send
+                # the next to a budget forty times the target (a 1 x 1 x 0.001 plate did, and took
+                # gigabytes at 4,000 faces).
+                step = min(max((target_faces - alone) / max(count - alone, 1), 1.0 / MAX_AIM_STEP), MAX_AIM_STEP)
                 if report.split_unpaired and not split:
                     # The pairing left triangles and the layout was split, four polygons to one:
                     # the next runs split a quarter budget on purpose (the pairing might
                     # succeed at the lower aim and give a quarter of the target instead).
                     split, per_polygon = True, 4
-                    aim = max(int(round(aim * target_faces / max(count, 1))), 8)
-                    runs.clear()
-                    continue
-                aim = _next_aim(runs, target_faces, alone)
+                    step = target_faces / max(count, 1)
+                aim = max(int(round(aim * step)), 8)
             return results, "done"
 
         split = subdivide
@@ -702,28 +703,6 @@ def _stdout_to_log():
             text = sink.read().decode("utf-8", "replace")
             if text.strip():
                 log.debug("instant meshes:\n%s", text.rstrip())
-
-
-def _next_aim(runs: list[tuple[int, int]], target: int, alone: int) -> int:
-    """Instant Meshes' next target from its ``runs`` so far, ``(aim, polygons)`` oldest first, for
-    ``target`` polygons, ``alone`` of the last run's from parts remeshed alone.
-
-    After one run: the aim scaled by the miss of the polygons that scale with it (parts remeshed
-    alone keep a floor of faces whatever the aim: the truck at 600 faces got 852, 730 and 672
-    polygons from aims of 577, 406 and 334 when all of the count was scaled). After two: the
-    line through the last two runs, when it rises (a plate with cutlery at 2,000 quads: its
-    cutlery, remeshed alone, grew with the aim faster than the floor allows for, and the
-    scaled step went from 1,745 polygons to 2,236). At most :data:`MAX_AIM_STEP` either way
-    from the last aim: a run that lost most of a thin slab must not send the next to a budget
-    forty times the target (a 1 x 1 x 0.001 plate did, and took gigabytes at 4,000 faces).
-    """
-    aim, count = runs[-1]
-    wanted = aim * (target - alone) / max(count - alone, 1)
-    if len(runs) >= 2:
-        (a0, c0), (a1, c1) = runs[-2], runs[-1]
-        if a1 != a0 and (c1 - c0) / (a1 - a0) > 0:
-            wanted = a1 + (target - c1) * (a1 - a0) / (c1 - c0)
-    return max(int(round(min(max(wanted, aim / MAX_AIM_STEP), aim * MAX_AIM_STEP))), 8)
 
 
 def instant_meshes(vertices: np.ndarray, faces: np.ndarray, *, target_faces: int,

@@ -887,17 +887,3 @@ def test_instant_meshes_crease_mode_failing_is_retried_without_it(monkeypatch):
     report = _report(result)
     assert report["manifold"] and report["closed"] and _within(report["faces"], 400)
     assert result.creases_snapped > 0                 # the creases are still snapped afterwards
-
-
-def test_the_next_aim_scales_the_miss_then_follows_the_line_through_two_runs():
-    next_aim = retopo_module._next_aim
-    # One run: 852 polygons from an aim of 577, 200 of them from parts remeshed alone, for 600.
-    assert next_aim([(577, 852)], 600, 200) == round(577 * 400 / 652)
-    # Two runs (a plate with cutlery at 2,000 quads: 2,482 polygons from 2,041, 1,745 from 1,497):
-    # the line through them, not the scaled miss (which went to 1,848 and 2,236 polygons).
-    assert next_aim([(2041, 2482), (1497, 1745)], 2000, 300) == round(1497 + 255 * 544 / 737)
-    # A line that falls says nothing of the slope: the scaled miss again.
-    assert next_aim([(1000, 1300), (1200, 1100)], 1000, 0) == round(1200 * 1000 / 1100)
-    # Never more than MAX_AIM_STEP from the last aim, and never under 8.
-    assert next_aim([(1000, 10)], 1000, 0) == 1000 * retopo_module.MAX_AIM_STEP
-    assert next_aim([(10, 1000)], 10, 0) == 8
