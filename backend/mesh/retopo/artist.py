@@ -1216,7 +1216,8 @@ def _flat_quad_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "rel
     flat = angles.max(axis=1, initial=0.0) > FLAT_QUAD_DEGREES
     if not flat.any():
         return vertices, polygons, 0
-    pick = np.flatnonzero(flat)[np.linalg.norm(vertices[polygons[rows[flat]]].mean(axis=1) - near, axis=1).argmin()]
+    centres = vertices[polygons[rows[flat]]].mean(axis=1)
+    pick = np.flatnonzero(flat)[np.linalg.norm(centres - near, axis=1).argmin()]
     quad, k = polygons[rows[pick]], int(angles[pick].argmax())
     edges, counts, _ = poly.edge_counts(polygons)
     fixed = np.zeros(len(vertices), dtype=bool)
@@ -1224,7 +1225,8 @@ def _flat_quad_collapsed(vertices: np.ndarray, polygons: np.ndarray, lines: "rel
     if lines is not None:
         fixed |= lines.on(vertices)
     if how == "diagonal":
-        d = int(np.linalg.norm(vertices[quad[1]] - vertices[quad[3]]) < np.linalg.norm(vertices[quad[0]] - vertices[quad[2]]))
+        diagonals = np.linalg.norm(vertices[quad[:2]] - vertices[quad[2:]], axis=1)       # 0 - 2, 1 - 3
+        d = int(diagonals[1] < diagonals[0])
         a, b = quad[d], quad[d + 2]
     elif how in ("before", "after"):
         a, b = quad[k], quad[(k + (3 if how == "before" else 1)) % 4]
@@ -1425,11 +1427,12 @@ class _Parts:
         less than :data:`THIN_COVERAGE` of its area loses them and is remeshed alone by
         ``remesh_part(vertices, faces, target_faces, edge)`` with an edge fitted to its
         thickness (:func:`_thin_edge`; beyond their share of ``target_faces``, such parts together
-        get at most :data:`THIN_PARTS_SHARE` of ``budget``, the caller's target), and added. Of the pieces on one part, those under
-        :data:`SCRAP_AREA` of its area are dropped when a larger piece is there: a connected
-        part comes back as one piece (a reference of one part keeps pieces over
-        :data:`SPECK_AREA`: five polygons beside beast at 2,000 quad-dominant faces went). Returns the vertices, polygons, the parts
-        remeshed and the polygons they have.
+        get at most :data:`THIN_PARTS_SHARE` of ``budget``, the caller's target), and added. Of
+        the pieces on one part, those under :data:`SCRAP_AREA` of its area are dropped when a
+        larger piece is there: a connected part comes back as one piece (a reference of one part
+        keeps pieces over :data:`SPECK_AREA`: five polygons beside beast at 2,000 quad-dominant
+        faces went). Returns the vertices, polygons, the parts remeshed and the polygons they
+        have.
         """
         from backend.mesh.metrics import connected_components
 
