@@ -299,6 +299,7 @@ class JobRunner:
         job.attempts += 1
         self.store.save(job)
         if not worker.wait_ready(WORKER_START_TIMEOUT):
+            worker.kill()
             self._end(job, "failed", error=("internal", "The backend could not start a worker process "
                                             f"({worker.exit_description()}); see the backend's log."))
             return False
@@ -336,6 +337,7 @@ class JobRunner:
             now = time.monotonic()
             if not worker.alive:
                 self._note(job, f"worker {worker.process.pid} ended: {worker.exit_description()}")
+                worker.kill()                             # reaped and its folder gone before the job ends
                 if job.id in self._cancelled:
                     self._end(job, "cancelled")
                 else:
@@ -360,10 +362,12 @@ class JobRunner:
                 cancel_sent = now
             elif cancel and now - cancel_sent > self.cancel_grace:
                 self._note(job, f"the worker did not stop within {self.cancel_grace:g} s of the cancel: killed")
+                worker.kill()                             # before the job reads as cancelled: nothing left behind
                 self._end(job, "cancelled")
                 return False
             if self.time_limit is not None and now - started > self.time_limit:
                 self._note(job, f"time limit of {self.time_limit:g} s reached: worker killed")
+                worker.kill()
                 self._end(job, "failed", error=(
                     "time_limit", f"The {job.pipeline} job ran longer than this backend's limit of "
                                   f"{_duration(self.time_limit)} per job. Lower the resolution, the face count or the "
