@@ -131,15 +131,17 @@ def reduce_poles(vertices: np.ndarray, polygons: np.ndarray, *, crease_edges: np
     p = np.asarray(polygons, dtype=np.int64)
     if len(p) == 0:
         return v, p.copy(), PoleReport(0, 0, np.zeros(len(v), dtype=bool))
-    rewire = _rewiring(v, p, crease_edges, pinned)                   # (the compiled search takes its sector ideals)
     if native.available():
+        special, frozen, border, locked = _layout(v, p, crease_edges, pinned)
         out = p.copy()
         touched = np.zeros(len(v), dtype=bool)
-        rotations, collapses = native.reduce_poles(v, out, *rewire.flags(), rewire.locked_edges, rewire.sector_ideal,
+        rotations, collapses = native.reduce_poles(v, out, special, frozen, border, locked,
+                                                   _sector_ideals(v, p, special, locked),
                                                    SHIFT_DEPTH, MIN_NORMAL_COSINE, touched,
                                                    changes_per_face=SWEEP_CHANGES_PER_FACE,
                                                    changes_extra=SWEEP_CHANGES_EXTRA)
         return _compacted(v, out[out[:, 0] >= 0], PoleReport(rotations, collapses, touched))
+    rewire = _rewiring(v, p, crease_edges, pinned)
     rewire.run()
     return rewire.result()
 
@@ -273,12 +275,11 @@ def _compacted(v: np.ndarray, polygons: np.ndarray, report: PoleReport) -> tuple
     return v, polygons, PoleReport(report.rotations, report.collapses, report.touched[used])
 
 
-def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None, *,
-              around: np.ndarray | None = None) -> "_Rewiring":
-    """The layout :func:`reduce_poles` and :func:`split_flat_corners` rewire: border and crease edges
-    locked, ``pinned`` vertices frozen. With ``around`` (rows of ``p``), only the vertices within
-    :data:`LOCAL_RINGS` rings of those polygons get their sector ideals (all an operation on
-    them asks for; the rest of a large layout costs time for nothing)."""
+def _layout(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the rewiring holds fixed: ``special`` (n,) bool, vertices on a locked edge; ``frozen``,
+    the ``pinned`` ones; ``border``, those on a border; and the ``locked`` (e, 2) edges: border
+    edges, then ``crease_edges`` (each sorted)."""
     edges, counts, _ = poly.edge_counts(p)
     locked = edges[counts == 1]
     if crease_edges is not None and len(crease_edges):
@@ -288,14 +289,83 @@ def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pin
     frozen = np.zeros(len(v), dtype=bool) if pinned is None else np.asarray(pinned, dtype=bool)
     border = np.zeros(len(v), dtype=bool)
     border[edges[counts == 1].ravel()] = True
-    near = None
+    return special, frozen, border, locked
+
+
+def _rewiring(v: np.ndarray, p: np.ndarray, crease_edges: np.ndarray | None, pinned: np.ndarray | None, *,
+              around: np.ndarray | None = None) -> "_Rewiring":
+    """The layout :func:`reduce_poles` and :func:`split_flat_corners` rewire: border and crease edges
+    locked, ``pinned`` vertices frozen. With ``around`` (rows of ``p``), only the vertices within
+    :data:`LOCAL_RINGS` rings of those polygons get their sector ideals (all an operation on
+    them asks for; the rest of a large layout costs time for nothing)."""
+    special, frozen, border, locked = _layout(v, p, crease_edges, pinned)
+    near = special
     if around is not None:
         near = np.zeros(len(v), dtype=bool)
         near[p[around][p[around] >= 0]] = True
         for _ in range(LOCAL_RINGS):
             rows = (near[np.maximum(p, 0)] & (p >= 0)).any(axis=1)
             near[p[rows][p[rows] >= 0]] = True
-    return _Rewiring(v, p, special, frozen, locked, border, ideals_for=near)
+        near &= special
+    return _Rewiring(v, p, special, frozen, locked, border, _sector_ideals(v, p, near, locked))
+
+
+def _sector_ideals(v: np.ndarray, p: np.ndarray, of: np.ndarray, locked: np.ndarray) -> dict[tuple[int, int], int]:
+    """Ideal face counts of the sectors of the vertices ``of`` ((n,) bool; border and crease
+    vertices), keyed as :meth:`_Rewiring.sector` keys them.
+
+    A sector is a vertex's faces between two locked edges (or borders), walking round it; its key is
+    ``(x, y)`` for the locked edge ``x-y`` that ends the walk in the polygons' winding direction
+    (``(x, -2)``: no locked edge at ``x``, one sector all round). Its ideal is its share of
+    ``round(angle sum / 90)`` faces (:func:`_share_faces`). In numpy: each corner at such a vertex
+    is joined to the corner across its outgoing edge unless that edge is locked, and the sectors
+    are the connected sets of corners.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    valid = p >= 0
+    rows, slots = np.nonzero(valid & of[np.maximum(p, 0)])
+    if len(rows) == 0:
+        return {}
+    k = valid.sum(axis=1)[rows]
+    x = p[rows, slots]
+    after, before = p[rows, (slots + 1) % k], p[rows, (slots - 1) % k]
+    # Corner angles in degrees (plain arc cosines: a sector's angle sum only rounds to quarter turns).
+    to_before, to_after = v[before] - v[x], v[after] - v[x]
+    to_before /= np.maximum(np.sqrt(np.einsum("ij,ij->i", to_before, to_before)), 1e-300)[:, None]
+    to_after /= np.maximum(np.sqrt(np.einsum("ij,ij->i", to_after, to_after)), 1e-300)[:, None]
+    angle = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", to_before, to_after), -1.0, 1.0)))
+    # The corner across the edge x -> after is the one at x whose edge before it comes from ``after``
+    # (consistent winding); exactly one, or the walk stops there (a border or a tangle).
+    span = np.int64(len(v) + 1)
+    out_key, in_key = x * span + after, x * span + before
+    order = np.argsort(in_key, kind="stable")
+    ordered = in_key[order]
+    m = len(rows)
+    at = np.searchsorted(ordered, out_key)
+    found = (at < m) & (ordered[np.minimum(at, m - 1)] == out_key)
+    found &= ~((at + 1 < m) & (ordered[np.minimum(at + 1, m - 1)] == out_key))
+    lo, hi = np.minimum(x, after), np.maximum(x, after)
+    sorted_locked = np.sort(np.asarray(locked, dtype=np.int64).reshape(-1, 2), axis=1)
+    is_locked = np.isin(lo * span + hi, sorted_locked[:, 0] * span + sorted_locked[:, 1])
+    joined = found & ~is_locked
+    src = np.flatnonzero(joined)
+    count, sector = connected_components(coo_matrix((np.ones(len(src)), (src, order[at[joined]])), shape=(m, m)),
+                                         directed=False)
+    end = np.full(count, -2, dtype=np.int64)
+    end[sector[~joined]] = after[~joined]
+    owner = np.zeros(count, dtype=np.int64)
+    owner[sector] = x
+    total = np.bincount(sector, angle, count)
+    by_vertex: dict[int, dict[tuple[int, int], float]] = {}
+    for c in np.argsort(owner, kind="stable").tolist():
+        o = int(owner[c])
+        by_vertex.setdefault(o, {})[(o, int(end[c]))] = float(total[c])
+    ideals: dict[tuple[int, int], int] = {}
+    for sectors in by_vertex.values():
+        ideals.update(_share_faces(sectors))
+    return ideals
 
 
 def _share_faces(sectors: dict[tuple[int, int], float]) -> dict[tuple[int, int], int]:
@@ -319,28 +389,14 @@ def _share_faces(sectors: dict[tuple[int, int], float]) -> dict[tuple[int, int],
     return share
 
 
-def _corner_angles(xyz: list[tuple], faces: dict[int, list[int]]) -> dict[int, list[float]]:
-    """Corner angles in degrees of each face, in its corner order."""
-    out = {}
-    for g, corners in faces.items():
-        pts = [xyz[x] for x in corners]
-        angles = []
-        for i, pt in enumerate(pts):
-            u = _unit([a - b for a, b in zip(pts[i - 1], pt)])
-            w = _unit([a - b for a, b in zip(pts[(i + 1) % len(pts)], pt)])
-            angles.append(math.degrees(math.acos(min(max(_dot(u, w), -1.0), 1.0))))
-        out[g] = angles
-    return out
-
-
 class _Rewiring:
     """The mutable quad layout the operations work on: faces by id, faces per vertex, and a queue of
     quads next to a pole."""
 
     def __init__(self, v: np.ndarray, p: np.ndarray, special: np.ndarray, frozen: np.ndarray, locked: np.ndarray,
-                 border: np.ndarray, *, ideals_for: np.ndarray | None = None):
+                 border: np.ndarray, sector_ideal: dict[tuple[int, int], int]):
         self.v, self.border = v, border.tolist()
-        self._flags, self.locked_edges = (special, frozen, border), locked
+        self.locked_edges = locked
         self.xyz = [tuple(row) for row in v.tolist()]
         self.special, self.frozen = special.tolist(), frozen.tolist()
         self.locked = {(int(a), int(b)) for a, b in np.sort(locked, axis=1).tolist()}
@@ -353,20 +409,8 @@ class _Rewiring:
         self.rotations = self.collapses = 0
         self.floor = -1
         self._fans: dict[int, dict[int, tuple[tuple[int, int], int]]] = {}
-        # Ideal face counts of the sectors of border and crease vertices, from their corner angles.
-        specials = np.flatnonzero(special if ideals_for is None else special & ideals_for).tolist()
-        angles = _corner_angles(self.xyz, {g: self.faces[g] for x in specials for g in self.around[x]})
-        sums: dict[tuple[int, int], float] = {}
-        for x in specials:
-            for g in self.around[x]:
-                key = self.sector(x, g)[0]
-                sums[key] = sums.get(key, 0.0) + angles[g][self.faces[g].index(x)]
-        by_vertex: dict[int, dict[tuple[int, int], float]] = {}
-        for key, total in sums.items():
-            by_vertex.setdefault(key[0], {})[key] = total
-        self.sector_ideal = {}
-        for sectors in by_vertex.values():
-            self.sector_ideal.update(_share_faces(sectors))
+        # Ideal face counts of the sectors of border and crease vertices (see _sector_ideals).
+        self.sector_ideal = sector_ideal
 
     def sector(self, x: int, g: int) -> tuple[tuple[int, int], int]:
         """The sector of vertex ``x`` that face ``g`` lies in (its faces between two locked edges at
@@ -432,10 +476,6 @@ class _Rewiring:
     def can_lose(self, x: int) -> bool:
         """An interior vertex keeps at least :data:`MIN_INTERIOR_FACES` faces (valence 2 only bends an edge)."""
         return self.border[x] or len(self.around[x]) > MIN_INTERIOR_FACES
-
-    def flags(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The (n,) bool masks ``special`` (on a locked edge), ``frozen`` and ``border``."""
-        return self._flags
 
     def rotation(self, f: int, k: int, s: int, accept=None):
         """Turning edge ``k`` of quad ``f`` (its corners ``k``, ``k + 1``) so that hexagon corners

@@ -247,3 +247,30 @@ def test_a_layout_the_search_cycles_on_still_ends():
     rv, rp, report = reduce_poles(v, p, crease_edges=creases)
     assert report.rotations + report.collapses > 0
     assert poly.topology(rp).manifold and (rp[:, 3] >= 0).all()
+
+
+def test_sector_ideals_follow_the_corner_angles_between_locked_edges():
+    from backend.mesh.retopo.poles import _layout, _sector_ideals
+    from tests import meshes
+
+    # An open grid: a border vertex's one sector spans 180 degrees (two faces), a corner's 90 (one).
+    v, p = _grid()
+    special, _, _, locked = _layout(v, p, None, None)
+    ideals = _sector_ideals(v, p, special, locked)
+    assert ideals[(_v(0, 0), _v(1, 0))] == 1 and ideals[(_v(N, N), _v(N - 1, N))] == 1
+    assert ideals[(_v(3, 0), _v(4, 0))] == 2 and ideals[(_v(0, 3), _v(0, 2))] == 2
+    assert len(ideals) == 4 * N and set(ideals) == {(x, y) for x, y in ideals if special[x]}
+    # A quad cube with its edges as creases: a corner has three sectors of one face, a vertex inside
+    # an edge two of two; a free vertex has none.
+    v, p = meshes.quad_cube(2)
+    on_face = np.abs(np.abs(v) - 0.5) < 1e-9                      # (n, 3): on the cube's face planes
+    on_edge = on_face.sum(axis=1) >= 2
+    edges = poly.edge_counts(p)[0]
+    crease = edges[(on_face[edges[:, 0]] & on_face[edges[:, 1]]).sum(axis=1) >= 2]   # both ends on two planes
+    special, _, _, locked = _layout(v, p, crease, None)
+    ideals = _sector_ideals(v, p, special, locked)
+    corner = (np.abs(np.abs(v) - 0.5) < 1e-9).all(axis=1)
+    for x in np.flatnonzero(special).tolist():
+        mine = sorted(count for (y, _), count in ideals.items() if y == x)
+        assert mine == ([1, 1, 1] if corner[x] else [2, 2]), (x, mine)
+    assert not any(special[~on_edge])
