@@ -486,11 +486,15 @@ def retopo(
         ref = _Faces(ref_v, ref_f)
         surface = _Surface(ref, spacing=edge / 4)
         parts = _Parts(ref)
-        crease_angle = None if sharp_angle is None else \
-            crease_angle_within(ref, sharp_angle, CREASE_SHARE * 2 * target_faces * edge)
-        if crease_angle is not None and crease_angle > sharp_angle:
-            log.info("retopo: creases of %.1f degrees or more only (more would pin the layout)", crease_angle)
-        creases = _Creases(ref, crease_angle, surface) if crease_angle is not None else None
+        creases = None
+        if sharp_angle is not None:
+            from backend.mesh.tangents import smoothing_groups
+
+            groups = smoothing_groups(ref.normal, ref.faces, sharp_angle)
+            crease_angle = crease_angle_within(ref, sharp_angle, CREASE_SHARE * 2 * target_faces * edge, groups=groups)
+            if crease_angle > sharp_angle:
+                log.info("retopo: creases of %.1f degrees or more only (more would pin the layout)", crease_angle)
+            creases = _Creases(ref, crease_angle, surface, groups=groups if crease_angle == sharp_angle else None)
         # Loops longer than a small hole stay open only along the reference's own borders.
         borders = _Borders(ref_v, ref_f, reach=BORDER_REACH_EDGES * edge) if open_reference else None
         holes = {"max_hole": repair.MAX_CUT_RING, "is_border": borders.follows} if borders is not None \
@@ -624,16 +628,19 @@ def retopo(
                         creases_snapped=snapped, mended=mended_counts if direct else {}, timings=timings)
 
 
-def crease_angle_within(ref: "_Faces", angle: float, length: float) -> float:
+def crease_angle_within(ref: "_Faces", angle: float, length: float, *,
+                        groups: "backend.mesh.tangents.SmoothingGroups | None" = None) -> float:
     """The crease angle (degrees, at least ``angle``) at which the reference's creases add up to at
     most ``length``, the sharpest kept first (see :data:`CREASE_SHARE`).
 
     Edges at the returned angle are kept whole even if that goes over ``length``: a box's edges are
-    all at 90 degrees and either all count or none does.
+    all at 90 degrees and either all count or none does. ``groups``: the reference's smoothing
+    groups at ``angle``, when the caller has them.
     """
     from backend.mesh.tangents import smoothing_groups
 
-    groups = smoothing_groups(ref.normal, ref.faces, angle)
+    if groups is None:
+        groups = smoothing_groups(ref.normal, ref.faces, angle)
     hard = groups.hard
     edges = groups.edges[hard]
     lengths = np.linalg.norm(ref.vertices[edges[:, 0]] - ref.vertices[edges[:, 1]], axis=1)
@@ -1679,13 +1686,16 @@ class _Surface:
 class _Creases:
     """Sharp edges of the reference, the patches they bound, and snapping onto them (module doc, step 5)."""
 
-    def __init__(self, ref: "_Faces", angle_deg: float, surface: _Surface):
+    def __init__(self, ref: "_Faces", angle_deg: float, surface: _Surface, *,
+                 groups: "backend.mesh.tangents.SmoothingGroups | None" = None):
+        """``groups``: the reference's smoothing groups at ``angle_deg``, when the caller has them."""
         from backend.mesh.tangents import smoothing_groups
 
         vertices, faces, normal = ref.vertices, ref.faces, ref.normal
         self.vertices, self.faces, self.surface = vertices, faces, surface
         m = len(faces)
-        groups = smoothing_groups(normal, faces, angle_deg)
+        if groups is None:
+            groups = smoothing_groups(normal, faces, angle_deg)
         self.patch, f0, f1, sharp = groups.group, groups.f0, groups.f1, groups.hard
         # Crease segments between two different patches, keyed by the (lo, hi) patch pair.
         seg = groups.edges[sharp]

@@ -396,7 +396,6 @@ class _Rewiring:
     def __init__(self, v: np.ndarray, p: np.ndarray, special: np.ndarray, frozen: np.ndarray, locked: np.ndarray,
                  border: np.ndarray, sector_ideal: dict[tuple[int, int], int]):
         self.v, self.border = v, border.tolist()
-        self.locked_edges = locked
         self.xyz = [tuple(row) for row in v.tolist()]
         self.special, self.frozen = special.tolist(), frozen.tolist()
         self.locked = {(int(a), int(b)) for a, b in np.sort(locked, axis=1).tolist()}
