@@ -275,3 +275,21 @@ def widen_in_order(vertices: np.ndarray, at: np.ndarray, candidates: list[np.nda
                            np.ascontiguousarray(is_quad, dtype=np.uint8), float(above_degrees), float(min_cosine),
                            float(min_area), float(gain), moved)
     return moved.view(bool)
+
+
+def isotropic_remesh(vertices: np.ndarray, faces: np.ndarray, *, length: float, crease_angle: float | None,
+                     iterations: int, max_length: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """A remesh of the triangle mesh with edges near ``length``, creases (dihedral above
+    ``crease_angle`` degrees; None: none) and open borders kept as edge rows, every edge under
+    ``max_length``. None when the mesh is not a manifold, consistently oriented one (the
+    compiled half-edge structure cannot hold it). Compiled only: no numpy twin."""
+    vertices = _c(vertices, np.float64, (3,))
+    faces = _c(faces, np.int64, (3,))
+    if not np.isfinite(vertices).all():
+        raise ValueError("isotropic_remesh: vertices must be finite")
+    crease_cos = 2.0 if crease_angle is None else float(np.cos(np.radians(crease_angle)))
+    out = _native.isotropic_remesh(vertices, faces, float(length), crease_cos, int(iterations), float(max_length))
+    if out is None:
+        return None
+    v, f = out
+    return np.frombuffer(v, dtype=np.float64).reshape(-1, 3).copy(), np.frombuffer(f, dtype=np.int64).reshape(-1, 3).copy()
