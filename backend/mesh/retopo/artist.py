@@ -728,10 +728,15 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- Instant Meshes -------------------------------------------------------------------------
 
 #: Whether Instant Meshes gets :func:`instant_meshes_input` instead of the reference as it is.
-#: Off until the artist bench has been run with it: measured once on the 16 bench pairs
-#: (``quads``, 2 runs each, best time), it took 11 of them faster (the truck at 5,000 8.7 ->
-#: 6.7 s, the teapot at 5,000 3.3 -> 3.0 s), 3 slower (spot at 2,000 0.56 -> 1.40 s: two
-#: runs), and raised the valence-4 share on 11 (the truck 0.901 -> 0.907 and 0.939 -> 0.949).
+#: Off: not yet what the artist bench and the tests measure. Measured once on the 16 bench pairs
+#: (``quads``, 2 runs each, best time, one command) with a first version that also coarsened the
+#: input: 11 faster (the truck at 5,000 9.8 -> 7.7 s, the teapot at 5,000 4.2 -> 3.7 s, Duck at
+#: 5,000 1.66 -> 1.30 s; Instant Meshes' layout is cleaner, its clean-up shorter too), 4 slower
+#: (beast 1.49 -> 1.63 s, 3.62 -> 4.01 s), valence-4 share up on 12 (the truck 0.901 -> 0.903 and
+#: 0.939 -> 0.946, the teapot at 5,000 0.954 -> 0.958). With it on, three tests failed: a neck
+#: 0.05 across lost 1.5% of the surface (coarsened below its width; the input's vertices now
+#: stay), a curved crease kept a vertex 0.0095 off it, and a quarter-budget sphere's valence-4
+#: lead over pairing shrank to 0.002 (the paired layout gained most).
 ISOTROPIC_INPUT = False
 
 #: Instant Meshes' input is remeshed to edges of this fraction of its edge length
@@ -753,8 +758,9 @@ def instant_meshes_input(vertices: np.ndarray, faces: np.ndarray, target_faces: 
                          crease_angle: float | None) -> tuple[np.ndarray, np.ndarray]:
     """The triangle mesh Instant Meshes gets for ``target_faces``: an isotropic remesh of
     ``vertices``, ``faces`` (:data:`ISOTROPIC_EDGE`; creases above ``crease_angle`` and open borders
-    kept as rows of edges), or the mesh as it is when the compiled kernels are not built or the
-    mesh is not one the remesher can hold (not manifold, or not consistently oriented)."""
+    kept as rows of edges, the input's own vertices kept where they are, so nothing thinner than
+    the edge is lost), or the mesh as it is when the compiled kernels are not built or the mesh
+    is not one the remesher can hold (not manifold, or not consistently oriented)."""
     from backend.mesh import native
 
     if not native.available():

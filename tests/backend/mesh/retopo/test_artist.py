@@ -826,15 +826,16 @@ def test_instant_meshes_failing_on_the_input_sends_it_to_the_watertight_remesh(m
     calls = []
 
     def failing_on_the_input(vertices, faces, **kwargs):
+        # the first call gets the input (or Instant Meshes' isotropic copy of it)
         calls.append(len(faces))
-        if len(faces) == len(f) or len(calls) == 3:
+        if len(calls) in (1, 3):
             raise RuntimeError(f"Instant Meshes failed on a {len(faces)}-face mesh: std::bad_alloc")
         return real(vertices, faces, **kwargs)
 
     monkeypatch.setattr(retopo_module, "instant_meshes", failing_on_the_input)
     monkeypatch.setitem(retopo_module.EXPECTED_RATIO, "quad_dominant", 1.5)     # so that a second run is due
     result = retopo(v, f, target_faces=600)
-    assert result.source == "watertight" and calls[0] == len(f) and len(calls) == 3
+    assert result.source == "watertight" and len(calls) == 3
     report = _report(result)
     assert report["faces"] > 0 and report["manifold"] and report["closed"]
 
