@@ -728,16 +728,19 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- Instant Meshes -------------------------------------------------------------------------
 
 #: Whether Instant Meshes gets :func:`instant_meshes_input` instead of the reference as it is.
-#: Off: not yet what the artist bench and the tests measure. Measured once on the 16 bench pairs
-#: (``quads``, 2 runs each, best time, one command) with a first version that also coarsened the
-#: input: 11 faster (the truck at 5,000 9.8 -> 7.7 s, the teapot at 5,000 4.2 -> 3.7 s, Duck at
-#: 5,000 1.66 -> 1.30 s; Instant Meshes' layout is cleaner, its clean-up shorter too), 4 slower
-#: (beast 1.49 -> 1.63 s, 3.62 -> 4.01 s), valence-4 share up on 12 (the truck 0.901 -> 0.903 and
-#: 0.939 -> 0.946, the teapot at 5,000 0.954 -> 0.958). With it on, three tests failed: a neck
-#: 0.05 across lost 1.5% of the surface (coarsened below its width; the input's vertices now
-#: stay), a curved crease kept a vertex 0.0095 off it, and a quarter-budget sphere's valence-4
-#: lead over pairing shrank to 0.002 (the paired layout gained most).
-ISOTROPIC_INPUT = False
+#: Measured on the 16 artist bench pairs (``quads``, 2 runs each, best time, one command): the
+#: coarse inputs ran faster (the truck at 5,000 9.8 -> 8.2 s, the teapot at 5,000 4.0 -> 2.9 s,
+#: suzanne at 5,000 2.1 -> 1.7 s: Instant Meshes' own layout is cleaner, its clean-up shorter),
+#: valence-4 share up (the truck 0.901 -> 0.905 and 0.939 -> 0.943, the teapot at 5,000 0.954 ->
+#: 0.959) and its crease coverage 0.49 -> 0.52; inputs about as fine as the remesh would be
+#: (beast, spot and fandisk at 2,000) only slower: see :data:`ISOTROPIC_MAX_INPUT_SHARE`.
+ISOTROPIC_INPUT = True
+
+#: ... and only when the reference has fewer vertices than this share of an isotropic mesh's at
+#: :data:`ISOTROPIC_EDGE`: a finer one gains little from it and pays for it (beast at 5,000 quads:
+#: 3.5 -> 4.6 s, its 32,000 vertices against 48,000; spot at 2,000: 0.6 -> 1.3 s, 2,900
+#: against 4,800).
+ISOTROPIC_MAX_INPUT_SHARE = 0.5
 
 #: Instant Meshes' input is remeshed to edges of this fraction of its edge length
 #: (``sqrt(area / target faces)``): it splits every edge longer than half its edge by
@@ -759,14 +762,19 @@ def instant_meshes_input(vertices: np.ndarray, faces: np.ndarray, target_faces: 
     """The triangle mesh Instant Meshes gets for ``target_faces``: an isotropic remesh of
     ``vertices``, ``faces`` (:data:`ISOTROPIC_EDGE`; creases above ``crease_angle`` and open borders
     kept as rows of edges, the input's own vertices kept where they are, so nothing thinner than
-    the edge is lost), or the mesh as it is when the compiled kernels are not built or the mesh
-    is not one the remesher can hold (not manifold, or not consistently oriented)."""
+    the edge is lost), or the mesh as it is when it is already fine
+    (:data:`ISOTROPIC_MAX_INPUT_SHARE`), the compiled kernels are not built, or the remesher
+    cannot hold it (not manifold, or not consistently oriented)."""
     from backend.mesh import native
 
     if not native.available():
         return vertices, faces
-    scale = float(np.sqrt(_triangle_areas(vertices, faces).sum() / max(target_faces, 1)))
+    area = float(_triangle_areas(vertices, faces).sum())
+    scale = float(np.sqrt(area / max(target_faces, 1)))
     if not scale > 0.0:
+        return vertices, faces
+    even = area / (np.sqrt(3.0) / 2.0 * (ISOTROPIC_EDGE * scale) ** 2)     # vertices of an even mesh
+    if len(vertices) >= ISOTROPIC_MAX_INPUT_SHARE * even:
         return vertices, faces
     out = native.isotropic_remesh(vertices, faces, length=ISOTROPIC_EDGE * scale, crease_angle=crease_angle,
                                   iterations=ISOTROPIC_ITERATIONS, max_length=INSTANT_MESHES_MAX_EDGE * scale)

@@ -133,10 +133,13 @@ def test_instant_meshes_takes_its_input_as_it_is_without_the_compiled_kernels(mo
 
 
 @needs_native
-def test_instant_meshes_input_edges_are_under_half_its_edge():
+def test_instant_meshes_input_edges_are_under_half_its_edge_and_a_fine_input_stays():
     v, f = meshes.uv_sphere(rings=8, segments=12)
     iv, jf = artist.instant_meshes_input(v, f, target_faces=300, crease_angle=30.0)
     area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
     scale = np.sqrt(area / 300)
     assert _lengths(iv, jf).max() < 0.5 * scale
     assert np.median(_lengths(iv, jf)) > 0.8 * artist.ISOTROPIC_EDGE * scale
+    # A mesh already about as fine as the remesh would be goes to Instant Meshes as it is.
+    fine_v, fine_f = meshes.uv_sphere(rings=48, segments=96)
+    assert artist.instant_meshes_input(fine_v, fine_f, target_faces=500, crease_angle=30.0)[0] is fine_v
