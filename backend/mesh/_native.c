@@ -2256,6 +2256,8 @@ static void iso_face(Iso *m, int64_t f, int64_t a, int64_t b, int64_t c) {
     m->fhe[f] = a;
 }
 
+/* Compiled with -DISO_DEBUG, the half-edge invariants are checked after every phase of a round
+ * (with -DISO_DEBUG_EACH too, after every split, collapse and flip); a broken one aborts. */
 #ifdef ISO_DEBUG
 #include <stdio.h>
 static int iso_check(const Iso *m, const char *where) {
