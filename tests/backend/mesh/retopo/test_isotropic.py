@@ -143,3 +143,5 @@ def test_instant_meshes_input_edges_are_under_half_its_edge_and_a_fine_input_sta
     # A mesh already about as fine as the remesh would be goes to Instant Meshes as it is.
     fine_v, fine_f = meshes.uv_sphere(rings=48, segments=96)
     assert artist.instant_meshes_input(fine_v, fine_f, target_faces=500, crease_angle=30.0)[0] is fine_v
+    # ... and so does one whose remesh would be too large to pay for.
+    assert artist.instant_meshes_input(v, f, target_faces=10**6, crease_angle=30.0)[0] is v
