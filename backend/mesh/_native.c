@@ -2172,7 +2172,6 @@ typedef struct {
     int64_t *stamp, now;
     int64_t *fhe;                              /* a half-edge of each face; -1: removed */
     int64_t inputs;                            /* vertices below this are the input's: they stay */
-    int failed;
 } Iso;
 
 static int iso_grow(void **p, int64_t count, size_t size) {
@@ -2539,6 +2538,26 @@ static int iso_can_collapse(Iso *m, int64_t h, vec3 at, double max_len2) {
     return iso_ring_allows(m, a, b, at, max_len2) && iso_ring_allows(m, b, a, at, max_len2);
 }
 
+/* One side of a collapsing edge: e goes, with its face if it has one (the face's other two
+ * edges become one); b is the end that stays. */
+static void iso_close_side(Iso *m, int64_t e, int64_t b) {
+    if (m->face[e] >= 0) {
+        int64_t en = m->next[e], ep = m->prev[e], c = m->to[en];
+        int64_t o1 = m->twin[en], o2 = m->twin[ep];          /* c -> b, b -> c */
+        m->twin[o1] = o2; m->twin[o2] = o1;
+        m->feat[o1] = m->feat[o2] = m->feat[en] | m->feat[ep];
+        if (m->out[c] == ep) m->out[c] = o1;
+        if (m->out[b] == en || m->out[b] == e) m->out[b] = o2;
+        m->fhe[m->face[e]] = -1;
+        m->to[en] = m->to[ep] = -1;
+        m->val[c]--;
+    } else {
+        int64_t p = m->prev[e], n = m->next[e];
+        m->next[p] = n; m->prev[n] = p;
+        if (m->out[b] == e) m->out[b] = n;
+    }
+}
+
 static void iso_collapse(Iso *m, int64_t h, vec3 at) {
     int64_t t = m->twin[h], a = m->to[t], b = m->to[h];
     int k = (m->face[h] >= 0) + (m->face[t] >= 0);
@@ -2547,35 +2566,8 @@ static void iso_collapse(Iso *m, int64_t h, vec3 at) {
         m->to[m->twin[w]] = b;
         w = iso_turn(m, w);
     } while (w != s);
-    if (m->face[h] >= 0) {
-        int64_t hn = m->next[h], hp = m->prev[h], c = m->to[hn];
-        int64_t o1 = m->twin[hn], o2 = m->twin[hp];          /* c -> b, b -> c */
-        m->twin[o1] = o2; m->twin[o2] = o1;
-        m->feat[o1] = m->feat[o2] = m->feat[hn] | m->feat[hp];
-        if (m->out[c] == hp) m->out[c] = o1;
-        if (m->out[b] == hn) m->out[b] = o2;
-        m->fhe[m->face[h]] = -1;
-        m->to[hn] = m->to[hp] = -1;
-        m->val[c]--;
-    } else {
-        int64_t p = m->prev[h], n = m->next[h];
-        m->next[p] = n; m->prev[n] = p;
-    }
-    if (m->face[t] >= 0) {
-        int64_t tn = m->next[t], tp = m->prev[t], d = m->to[tn];
-        int64_t o3 = m->twin[tn], o4 = m->twin[tp];          /* d -> b, b -> d */
-        m->twin[o3] = o4; m->twin[o4] = o3;
-        m->feat[o3] = m->feat[o4] = m->feat[tn] | m->feat[tp];
-        if (m->out[d] == tp) m->out[d] = o3;
-        if (m->out[b] == t) m->out[b] = o4;
-        m->fhe[m->face[t]] = -1;
-        m->to[tn] = m->to[tp] = -1;
-        m->val[d]--;
-    } else {
-        int64_t p = m->prev[t], n = m->next[t];
-        m->next[p] = n; m->prev[n] = p;
-        if (m->out[b] == t) m->out[b] = n;
-    }
+    iso_close_side(m, h, b);
+    iso_close_side(m, t, b);
     m->val[b] = m->val[a] + m->val[b] - k - 2;
     m->to[h] = m->to[t] = -1;
     m->out[a] = -1;
