@@ -299,9 +299,15 @@ class JobRunner:
         job.attempts += 1
         self.store.save(job)
         if not worker.wait_ready(WORKER_START_TIMEOUT):
+            died = not worker.alive                        # killed or crashed while importing, not slow
             worker.kill()
-            self._end(job, "failed", error=("internal", "The backend could not start a worker process "
-                                            f"({worker.exit_description()}); see the backend's log."))
+            if died:
+                self._end(job, "failed", error=(
+                    "worker_died", f"The worker process for this job stopped while starting: "
+                                   f"{worker.exit_description()}. Other jobs are not affected; submit it again."))
+            else:
+                self._end(job, "failed", error=("internal", "The backend could not start a worker process "
+                                                f"({worker.exit_description()}); see the backend's log."))
             return False
         try:
             worker.conn.send(("run", job.id, job.pipeline, job.params, job.input_files(), str(self.store.dir(job.id))))

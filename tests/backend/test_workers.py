@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.workers import TMP_PREFIX, remove_stale_folders
+from backend.jobs import JobRunner, JobStore
+from backend.workers import TMP_PREFIX, Worker, remove_stale_folders
 from tests import meshes
 from tests.backend.server_process import REPO, BackendProcess
 from tests.backend.test_api import _glb, _submit, _wait
@@ -105,13 +106,29 @@ def test_the_api_answers_while_a_heavy_job_runs_and_cancel_kills_it_within_secon
 def test_a_worker_that_dies_fails_only_its_job(backend):
     with backend.client() as c:
         job = _heavy(c)
-        _wait(c, job["id"], states=("running",))
+        # Killed in the job's work (a kill while the worker still imports is the test below).
+        while (now := c.get(f"/v1/jobs/{job['id']}").json())["stage"] in ("queued", "starting a worker"):
+            assert now["state"] in ("queued", "running"), now
+            time.sleep(0.02)
         (worker,) = _children(backend.proc.pid)
         os.kill(worker, signal.SIGKILL)
         failed = _wait(c, job["id"], timeout=30)
         assert failed["state"] == "failed" and failed["error"]["code"] == "worker_died", failed
         assert "SIGKILL" in failed["error"]["message"], failed
         assert _wait(c, _small(c)["id"])["state"] == "done"
+
+
+def test_a_worker_killed_while_it_starts_fails_its_job_as_a_dead_worker(tmp_path):
+    # In a server that had just started, a job met a worker still importing the pipelines; killed
+    # then, the job read "internal: could not start a worker" (a fresh-clone CI run).
+    store = JobStore(tmp_path)
+    job = store.create("artist", {"faces": 100}, {"mesh": (b"", "obj")})
+    worker = Worker()
+    worker.process.kill()
+    assert JobRunner(store)._run(worker, job) is False
+    assert job.state == "failed" and job.error["code"] == "worker_died", job.error
+    assert "SIGKILL" in job.error["message"] and "starting" in job.error["message"], job.error
+    assert not Path(worker.tmp).exists()
 
 
 def test_a_job_past_the_time_limit_fails_with_a_message_that_names_the_limit(tmp_path):
