@@ -341,16 +341,14 @@ class _RingCutter:
             return self._fan(ring)
         while len(ring) > 4:
             n = len(ring)
-            pts = self.vertices[ring]
-            best, best_score = -1, np.inf
+            start = np.arange(n)
+            scores = _quad_angle_errors(self.vertices[np.asarray(ring)[(start[:, None] + np.arange(4)) % n]])
             for i in range(n):
                 a, b = ring[i], ring[(i + 3) % n]
                 if (min(a, b), max(a, b)) in self.edges:
-                    continue
-                score = _quad_angle_error(pts[[i, (i + 1) % n, (i + 2) % n, (i + 3) % n]])
-                if score < best_score:
-                    best, best_score = i, score
-            if best < 0:
+                    scores[i] = np.inf
+            best = int(scores.argmin())
+            if not np.isfinite(scores[best]):
                 return out + self._fan(ring)
             out.append([ring[(best + j) % n] for j in range(4)])
             a, b = ring[best], ring[(best + 3) % n]
@@ -372,15 +370,16 @@ class _RingCutter:
         return out
 
 
-def _quad_angle_error(q: np.ndarray) -> float:
-    """Sum over the corners of a quad (4, 3) of |angle - 90 degrees|, in degrees."""
-    err = 0.0
-    for j in range(4):
-        u, w = q[j - 1] - q[j], q[(j + 1) % 4] - q[j]
-        nu, nw = np.linalg.norm(u), np.linalg.norm(w)
-        if nu == 0 or nw == 0:
-            return np.inf
-        err += abs(np.degrees(np.arccos(np.clip(np.dot(u, w) / (nu * nw), -1.0, 1.0))) - 90.0)
+def _quad_angle_errors(quads: np.ndarray) -> np.ndarray:
+    """Per quad of ``quads`` (k, 4, 3), the sum over its corners of |angle - 90 degrees| in degrees;
+    inf for a quad with a zero-length edge."""
+    u = np.roll(quads, 1, axis=1) - quads
+    w = np.roll(quads, -1, axis=1) - quads
+    nu, nw = np.linalg.norm(u, axis=2), np.linalg.norm(w, axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = np.clip(np.einsum("kij,kij->ki", u, w) / (nu * nw), -1.0, 1.0)
+    err = np.abs(np.degrees(np.arccos(cosine)) - 90.0).sum(axis=1)
+    err[((nu == 0) | (nw == 0)).any(axis=1)] = np.inf
     return err
 
 
