@@ -1150,12 +1150,12 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             # A rewiring changes the quads around the ones it opened, and what the relaxing
             # after it moves: a quad it could not open may open in the next round (each kept
             # only while it leaves fewer flat quads).
-            now_flat = int(_flat_mask(v, p)[1].sum())
+            now_flat = _flat_count(v, p)
             for _ in range(LAST_RESORT_ROUNDS):
                 if now_flat == 0:
                     break
                 again_v, again_p, counts = last_resort(v.copy(), p, local=True)
-                again_flat = int(_flat_mask(again_v, again_p)[1].sum())
+                again_flat = _flat_count(again_v, again_p)
                 if not counts or again_flat >= now_flat:
                     break
                 v, p, now_flat = again_v, again_p, again_flat
@@ -1206,12 +1206,13 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
             # flat quads or as many, less flat, and the next quad is followed.
             rows, flat = _flat_mask(v, p)
             budget = MAX_FLAT_COLLAPSES
+            after = _flatness(v, p)
             for centre in v[p[rows[flat]]].mean(axis=1):
                 for _ in range(FLAT_FOLD_STEPS):
                     if budget == 0:
                         break
                     budget -= 1
-                    now = after = _flatness(v, p)
+                    now = after
                     for how in ("diagonal", "before", "after"):
                         v, p = merged_rounds(v, p, partial(_flat_quad_collapsed, near=centre, how=how), rounds=1,
                                              near=centre, measure=_flatness)
