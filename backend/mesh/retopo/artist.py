@@ -91,7 +91,8 @@ Method
    toward its neighbours within its tangent plane and back onto the reference, sliding along
    a crease when it is on one, and no move may fold a polygon
    (:mod:`backend.mesh.retopo.relax`; border vertices and crease corners stay). A quad still
-   above 160 degrees has its corners moved to the best of a ring of points, its flat corner
+   above 160 degrees has its corners moved to the best of a ring of points (a border vertex
+   along the reference's border: the teapot at 5,000 kept a sliver beside its open bottom), its flat corner
    split by a free rotation, and then its own edges rewired where that opens it, at the cost of
    at most two poles (:func:`backend.mesh.retopo.poles.rewire_flat_quads`). What the rewirings
    leave is mostly a vertex on a straight crease with one quad on a side; in ``quads`` it merges
@@ -281,6 +282,14 @@ THIN_MIN_EDGE = 0.25
 #: Parts thinner than an edge remeshed alone ask for four quads round their thickness; beyond their
 #: share of the budget they get, together, at most this share of it more.
 THIN_PARTS_SHARE = 0.5
+#: ... and, when the rest of the result is within the promised face count, no more than keeps the
+#: whole within :data:`THIN_FIT` of it (the truck at 5,000: 4,880 polygons without its three rods,
+#: 5,523 with them at four quads round, and a second Instant Meshes run for 0.5% over the promise),
+#: as long as that leaves them at least :data:`THIN_MIN_SCALE` of what they asked beyond their share
+#: (the edge at most about 1.2 times longer: three quads and more round a rod); below it the caller
+#: runs again with a smaller aim.
+THIN_FIT = 0.08
+THIN_MIN_SCALE = 0.7
 #: A part whose result pieces cover less than this share of its area is remeshed alone (:meth:`_Parts.restore_thin`).
 THIN_COVERAGE = 0.5
 #: Beside a larger piece on the same part, pieces under this share of the part's area are scraps.
@@ -1096,6 +1105,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
 
     def tidy(v: np.ndarray, p: np.ndarray, edge: float, relax_all: bool) -> tuple[np.ndarray, np.ndarray]:
         lines = creases.lines(CREASE_ON_EDGES * edge) if creases is not None else None
+        border_lines = borders.lines if borders is not None else None
 
         def last_resort(v: np.ndarray, p: np.ndarray, *, local: bool = False
                         ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -1109,7 +1119,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
                                            lines, also=rewired.touched)
             else:
                 v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=rewired.touched)
-                v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+                v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines, borders=border_lines)
             return v, p, {"rotated_edges": rewired.rotations, "collapsed_diagonals": rewired.collapses,
                           "widened_corners": widened}
 
@@ -1175,7 +1185,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         report.open_corners += opened
         # Corners the relaxing could not open (T-junctions, corners on a crease): the best of a
         # ring of positions around their vertex.
-        v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+        v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines, borders=border_lines)
         report.widened_corners += widened
         # What is still open sits on a border or on a crease straight through the corner: split the
         # corner with an edge where the layout allows it, then open what that leaves.
@@ -1183,7 +1193,7 @@ def _finish(vertices: np.ndarray, raw: list[list[int]], mode: str, edge: float, 
         if split.rotations:
             report.split_corners += split.rotations
             v, _ = relax.relax_open_corners(v, p, surface.closest, creases=lines, also=split.touched)
-            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines)
+            v, widened = relax.widen_flat_corners(v, p, surface.closest, creases=lines, borders=border_lines)
             report.widened_corners += widened
         # The last resort for what is left (slivers, quads with a doubled corner): rewire each at
         # the cost of a pole or two.
@@ -1620,7 +1630,8 @@ class _Parts:
         less than :data:`THIN_COVERAGE` of its area loses them and is remeshed alone by
         ``remesh_part(vertices, faces, target_faces, edge)`` with an edge fitted to its
         thickness (:func:`_thin_edge`; beyond their share of ``target_faces``, such parts together
-        get at most :data:`THIN_PARTS_SHARE` of ``budget``, the caller's target), and added. Of
+        get at most :data:`THIN_PARTS_SHARE` of ``budget``, the caller's target, and less where
+        that keeps the result within :data:`THIN_FIT` of ``budget``), and added. Of
         the pieces on one part, those under :data:`SCRAP_AREA` of its area are dropped when a
         larger piece is there: a connected part comes back as one piece (a reference of one part
         keeps pieces over :data:`SPECK_AREA`: five polygons beside beast at 2,000 quad-dominant
@@ -1672,9 +1683,16 @@ class _Parts:
             jobs.append((c, keep, sub, thin, fair, max(fair, int(round(self.area[c] / thin ** 2)))))
         # Four quads round a strip or a plate (a tape measure's coiled tape) is far finer than the
         # budget's edge over its whole area: beyond their share of the budget, the parts together
-        # get at most THIN_PARTS_SHARE of it (the tape alone asked for 3,552 faces of 2,000).
+        # get at most THIN_PARTS_SHARE of it (the tape alone asked for 3,552 faces of 2,000), and
+        # a little less where that keeps the result within the promised count (THIN_FIT).
         extra = sum(want - fair for *_, fair, want in jobs)
-        scale = min(1.0, THIN_PARTS_SHARE * budget / extra) if extra > 0 else 1.0
+        room = THIN_PARTS_SHARE * budget
+        rest = len(out_p) + sum(fair for *_, fair, _ in jobs)
+        if abs(rest - budget) <= THIN_FIT * budget:
+            fit = (1.0 + THIN_FIT) * budget - rest
+            if fit >= THIN_MIN_SCALE * extra:
+                room = min(room, fit)
+        scale = min(1.0, room / extra) if extra > 0 else 1.0
         for c, keep, sub, part_edge, fair, want in jobs:
             faces = fair + int(round(scale * (want - fair)))
             if scale < 1.0:

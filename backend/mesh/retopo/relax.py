@@ -15,7 +15,8 @@ changes.
 The neighbours' mean does not open every corner: a step that would fold a polygon is refused,
 and a vertex on a crease that runs straight through its corner cannot open it by sliding.
 :func:`widen_flat_corners` then tries, for each quad still above 160 degrees, a ring of points
-around each of its corners that may move (on the surface, or along the crease) and keeps, per
+around each of its corners that may move (on the surface, or along the crease; given the
+reference's open borders, a border vertex on one slides along it too) and keeps, per
 vertex, the one that leaves the fewest such quads around it and the smallest largest angle, if
 no polygon around it turns over.
 """
@@ -223,8 +224,8 @@ def relax_open_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
 
 
 def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Callable[[np.ndarray], np.ndarray], *,
-                       creases: CreaseLines | None = None, above_degrees: float = FLAT_DEGREES,
-                       rounds: int = WIDEN_ROUNDS) -> tuple[np.ndarray, int]:
+                       creases: CreaseLines | None = None, borders: CreaseLines | None = None,
+                       above_degrees: float = FLAT_DEGREES, rounds: int = WIDEN_ROUNDS) -> tuple[np.ndarray, int]:
     """Open the quads with a corner above ``above_degrees`` by moving their corners, one vertex at a
     time, to sampled points nearby (module doc).
 
@@ -233,7 +234,11 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     tangent plane (from its polygons' normals, at the round's start) at each of :data:`WIDEN_STEPS`,
     put back on the surface with ``closest``; for a
     vertex on a crease of ``creases``, the two directions along it, put back on it. Border vertices
-    and crease corners stay. The point taken leaves fewer open quads around the vertex, or as many
+    and crease corners stay, but for a border vertex on one of ``borders`` (the reference's open
+    borders, optional; not at one of their corners, nor on a crease), which slides along it the
+    same way: a quad beside a border can have all its room on the border side (the teapot at
+    5,000 quads kept a sliver beside its open bottom). ``polygons`` must then be the whole layout:
+    a border vertex of a patch of it is not on the layout's border. The point taken leaves fewer open quads around the vertex, or as many
     with a smaller largest angle, and keeps every polygon around it facing its way
     (:data:`WIDEN_MIN_COSINE`) and at least :data:`WIDEN_MIN_AREA` of its area. Returns the new
     vertices and how many vertices moved.
@@ -250,7 +255,15 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     start = np.searchsorted(src[order], np.arange(len(v) + 1))
     faces_at = face[order]                                       # faces_at[start[x]:start[x + 1]]: x's polygons
     edges, counts, edge_of = poly.edge_counts(p)
-    pinned, on_crease = _held(v, src[counts[edge_of] == 1], creases)
+    border = np.unique(src[counts[edge_of] == 1])
+    pinned, on_crease = _held(v, border, creases)
+    on_border = np.zeros(len(v), dtype=bool)
+    if borders is not None and len(border):
+        free = border[~on_crease[border]]
+        free = free[borders.on(v[free])]
+        free = free[~borders.at_corner(v[free])]
+        on_border[free] = True
+        pinned[free] = False
     turn = np.linspace(0.0, 2.0 * np.pi, WIDEN_DIRECTIONS, endpoint=False)
     steps = np.asarray(WIDEN_STEPS, dtype=np.float64)[None, :, None, None]
     moved = np.zeros(len(v), dtype=bool)
@@ -266,7 +279,8 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         at = np.concatenate([first, np.setdiff1d(p[rows[flat]].ravel(), first)]) if round_ else first
         at = at[~pinned[at]]
         at = at[np.sort(np.unique(at, return_index=True)[1])]
-        candidates = _ring_points(v, p, src, face, edges, at, on_crease, creases, closest, turn, steps)
+        candidates = _ring_points(v, p, src, face, edges, at, on_crease, creases, closest, turn, steps,
+                                  on_border=on_border, borders=borders)
         moved_now = _widen_in_order(v, at, candidates, faces_at, start, padded, is_quad, above_degrees)
         moved[at[moved_now]] = True
         if not moved_now.any():
@@ -325,9 +339,12 @@ def _held(v: np.ndarray, border: np.ndarray, creases: CreaseLines | None) -> tup
 
 def _ring_points(v: np.ndarray, p: np.ndarray, src: np.ndarray, face: np.ndarray,
                  edges: np.ndarray, at: np.ndarray, on_crease: np.ndarray, creases: CreaseLines | None,
-                 closest: Callable[[np.ndarray], np.ndarray], turn: np.ndarray, steps: np.ndarray) -> list[np.ndarray]:
+                 closest: Callable[[np.ndarray], np.ndarray], turn: np.ndarray, steps: np.ndarray, *,
+                 on_border: np.ndarray | None = None, borders: CreaseLines | None = None) -> list[np.ndarray]:
     """The points :func:`widen_flat_corners` tries for each vertex of ``at``, all projected at once:
-    a list of ``(c, 3)`` arrays. ``steps`` (1, s, 1, 1) are fractions of the vertex's mean edge length."""
+    a list of ``(c, 3)`` arrays. ``steps`` (1, s, 1, 1) are fractions of the vertex's mean edge length.
+    Vertices on a crease (``on_crease``) slide along ``creases``, those marked ``on_border`` along
+    ``borders``."""
     n = np.zeros_like(v)
     np.add.at(n, src, poly.polygon_normals(v, p)[face])                  # area-weighted vertex normals
     n /= np.maximum(np.linalg.norm(n, axis=1), 1e-300)[:, None]
@@ -335,7 +352,8 @@ def _ring_points(v: np.ndarray, p: np.ndarray, src: np.ndarray, face: np.ndarray
     reach = np.bincount(edges.ravel(), np.repeat(length, 2), minlength=len(v)) \
         / np.maximum(np.bincount(edges.ravel(), minlength=len(v)), 1)
     out: list[np.ndarray] = [np.zeros((0, 3))] * len(at)
-    sliding = on_crease[at]
+    on_border = np.zeros(len(v), dtype=bool) if on_border is None else on_border
+    sliding = on_crease[at] | on_border[at]
     free = at[~sliding]
     if len(free):
         nf = n[free]
@@ -347,13 +365,15 @@ def _ring_points(v: np.ndarray, p: np.ndarray, src: np.ndarray, face: np.ndarray
         points = closest(points.reshape(-1, 3)).reshape(len(free), -1, 3)
         for i, k in enumerate(np.flatnonzero(~sliding).tolist()):
             out[k] = points[i]
-    if sliding.any():
-        along = at[sliding]
-        _, _, direction = creases.nearest(v[along])
+    for slides, lines in ((on_crease[at], creases), (on_border[at], borders)):
+        if not slides.any():
+            continue
+        along = at[slides]
+        _, _, direction = lines.nearest(v[along])
         directions = np.stack([direction, -direction], axis=1)                   # (a, 2, 3)
         points = v[along][:, None, None] + steps * reach[along][:, None, None, None] * directions[:, None]
-        points = creases.nearest(points.reshape(-1, 3))[0].reshape(len(along), -1, 3)
-        for i, k in enumerate(np.flatnonzero(sliding).tolist()):
+        points = lines.nearest(points.reshape(-1, 3))[0].reshape(len(along), -1, 3)
+        for i, k in enumerate(np.flatnonzero(slides).tolist()):
             out[k] = points[i]
     return out
 

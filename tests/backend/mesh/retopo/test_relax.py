@@ -115,6 +115,23 @@ def test_widening_keeps_crease_and_border_vertices_where_they_may_be():
     assert moved == 0 and np.array_equal(widened, bare)
 
 
+def test_a_border_vertex_slides_along_the_reference_border_to_open_a_quad():
+    # Vertex 1 on the layout's border, at the upper quad's 180-degree corner: no interior vertex
+    # can open it, and a border vertex stays unless the reference's border runs through it.
+    v, p = _t_junction()
+    p = p[:2]
+    border = CreaseLines(np.array([(0.0, -2.0, 0.0)]), np.array([(0.0, 2.0, 0.0)]), tolerance=1e-6)
+    widened, moved = widen_flat_corners(v, p, _on_plane, borders=border)
+    assert moved == 1 and abs(widened[1, 0]) < 1e-9 and widened[1, 1] < 0.0    # down the border, on it
+    assert quad_corner_angles(widened, p)[1].max() < 160.0
+    assert np.array_equal(np.delete(widened, 1, axis=0), np.delete(v, 1, axis=0))
+    assert (poly.polygon_normals(widened, p)[:, 2] > 0).all()
+    # Where the reference's border ends (or turns a corner), its vertex stays.
+    ending = CreaseLines(np.array([(0.0, -2.0, 0.0)]), np.array([(0.0, 0.0, 0.0)]), tolerance=1e-6)
+    kept, moved = widen_flat_corners(v, p, _on_plane, borders=ending)
+    assert moved == 0 and np.array_equal(kept, v)
+
+
 def _ringed(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The T-junction's six outer vertices joined to a ring of six more, twice as far out, by quads."""
     outer = [0, 4, 5, 6, 2, 3]                                        # its border, counter-clockwise
