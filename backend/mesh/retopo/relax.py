@@ -46,6 +46,9 @@ WIDEN_DIRECTIONS = 12
 WIDEN_STEPS = (0.05, 0.1, 0.2, 0.3, 0.45)
 #: Rounds (each recomputes the angles and tries every vertex still at a flat corner).
 WIDEN_ROUNDS = 3
+#: A border vertex slides along the reference's border only where the layout's border runs on
+#: through it within this angle of straight (degrees between its two border edges).
+STRAIGHT_BORDER_DEGREES = 150.0
 #: A polygon around a moved vertex keeps its normal within this cosine of its old one, and at
 #: least this share of its area.
 WIDEN_MIN_COSINE = 0.3
@@ -235,7 +238,8 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     put back on the surface with ``closest``; for a
     vertex on a crease of ``creases``, the two directions along it, put back on it. Border vertices
     and crease corners stay, but for a border vertex on one of ``borders`` (the reference's open
-    borders, optional; not at one of their corners, nor on a crease), which slides along it the
+    borders, optional; not at one of their corners, nor on a crease, and where the layout's border
+    runs on nearly straight: :data:`STRAIGHT_BORDER_DEGREES`), which slides along it the
     same way: a quad beside a border can have all its room on the border side (the teapot at
     5,000 quads kept a sliver beside its open bottom). ``polygons`` must then be the whole layout:
     a border vertex of a patch of it is not on the layout's border. The point taken leaves fewer open quads around the vertex, or as many
@@ -250,16 +254,18 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
         return v, 0
     # Triangles padded with their first corner: the diagonal cross product is then their normal.
     padded = np.where(is_quad[:, None], p, p[:, [0, 1, 2, 0]])
-    src, _, face, _ = poly.halfedges(p)
+    src, dst, face, _ = poly.halfedges(p)
     order = np.argsort(src, kind="stable")
     start = np.searchsorted(src[order], np.arange(len(v) + 1))
     faces_at = face[order]                                       # faces_at[start[x]:start[x + 1]]: x's polygons
     edges, counts, edge_of = poly.edge_counts(p)
-    border = np.unique(src[counts[edge_of] == 1])
+    open_ = counts[edge_of] == 1
+    border = np.unique(src[open_])
     pinned, on_crease = _held(v, border, creases)
     on_border = np.zeros(len(v), dtype=bool)
     if borders is not None and len(border):
-        free = border[~on_crease[border]]
+        free = _straight_border(v, src[open_], dst[open_])
+        free = free[~on_crease[free]]
         free = free[borders.on(v[free])]
         free = free[~borders.at_corner(v[free])]
         on_border[free] = True
@@ -283,7 +289,9 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
                                   on_border=on_border, borders=borders)
         moved_now = _widen_in_order(v, at, candidates, faces_at, start, padded, is_quad, above_degrees)
         moved[at[moved_now]] = True
-        if not moved_now.any():
+        # A round that moves nothing ends it, but for the first: the vertices at the open
+        # corners may all be held (crease corners, border vertices), and the others come next.
+        if not moved_now.any() and round_:
             break
     return v, int(moved.sum())
 
@@ -322,6 +330,21 @@ def _widen_in_order(v: np.ndarray, at: np.ndarray, candidates: list[np.ndarray],
             v[x] = points_x[best]
             moved[i] = True
     return moved
+
+
+def _straight_border(v: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The vertices of a layout's border half-edges ``src -> dst`` that the border passes once and
+    nearly straight (its two edges there at least :data:`STRAIGHT_BORDER_DEGREES` apart): where it
+    turns (a sheet's corner), a vertex sliding along it would cut the corner off."""
+    once = np.bincount(src, minlength=len(v)) == 1
+    once &= np.bincount(dst, minlength=len(v)) == 1
+    nxt = np.full(len(v), -1, dtype=np.int64)
+    prev = np.full(len(v), -1, dtype=np.int64)
+    nxt[src], prev[dst] = dst, src
+    at = np.flatnonzero(once)
+    a, b = v[prev[at]] - v[at], v[nxt[at]] - v[at]
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
+    return at[cos <= np.cos(np.radians(STRAIGHT_BORDER_DEGREES))]
 
 
 def _held(v: np.ndarray, border: np.ndarray, creases: CreaseLines | None) -> tuple[np.ndarray, np.ndarray]:

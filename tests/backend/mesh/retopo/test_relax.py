@@ -6,7 +6,7 @@ import numpy as np
 
 from backend.mesh import polygons as poly
 from backend.mesh.polygons import quad_corner_angles
-from backend.mesh.retopo.relax import CreaseLines, relax_open_corners, widen_flat_corners
+from backend.mesh.retopo.relax import CreaseLines, _straight_border, relax_open_corners, widen_flat_corners
 
 
 def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,20 +116,29 @@ def test_widening_keeps_crease_and_border_vertices_where_they_may_be():
 
 
 def test_a_border_vertex_slides_along_the_reference_border_to_open_a_quad():
-    # Vertex 1 on the layout's border, at the upper quad's 180-degree corner: no interior vertex
-    # can open it, and a border vertex stays unless the reference's border runs through it.
-    v, p = _t_junction()
-    p = p[:2]
-    border = CreaseLines(np.array([(0.0, -2.0, 0.0)]), np.array([(0.0, 2.0, 0.0)]), tolerance=1e-6)
-    widened, moved = widen_flat_corners(v, p, _on_plane, borders=border)
-    assert moved == 1 and abs(widened[1, 0]) < 1e-9 and widened[1, 1] < 0.0    # down the border, on it
+    # A 2 x 2 grid on the reference's border y = 0: its centre (4) pulled onto the line from
+    # border vertex 1 to vertex 3 makes the lower-left quad a triangle, and the centre stays (a
+    # crease ends there). Vertex 1 slides along the border and opens it; the grid's corners
+    # 0 and 2 (where the layout's border turns) and vertex 3 (off the reference's border) stay.
+    v, p = _grid(2)
+    v[4] = (0.1, 0.9, 0.0)
+    assert quad_corner_angles(v, p)[1].max() > 179.0
+    pin = CreaseLines(np.array([(0.1, 0.9, 0.0)]), np.array([(0.1, 2.0, 0.0)]), tolerance=1e-6)
+    border = CreaseLines(np.array([(-1.0, 0.0, 0.0)]), np.array([(3.0, 0.0, 0.0)]), tolerance=1e-6)
+    widened, moved = widen_flat_corners(v, p, _on_plane, creases=pin, borders=border)
+    assert moved == 1 and widened[1, 1] == 0.0 and 0.0 < widened[1, 0] < 1.0      # along the border, on it
     assert quad_corner_angles(widened, p)[1].max() < 160.0
     assert np.array_equal(np.delete(widened, 1, axis=0), np.delete(v, 1, axis=0))
     assert (poly.polygon_normals(widened, p)[:, 2] > 0).all()
-    # Where the reference's border ends (or turns a corner), its vertex stays.
-    ending = CreaseLines(np.array([(0.0, -2.0, 0.0)]), np.array([(0.0, 0.0, 0.0)]), tolerance=1e-6)
-    kept, moved = widen_flat_corners(v, p, _on_plane, borders=ending)
-    assert moved == 0 and np.array_equal(kept, v)
+    # Only where the layout's border runs on straight: its sides' middles, not the grid's corners.
+    src, dst, _, _ = poly.halfedges(p)
+    _, counts, edge_of = poly.edge_counts(p)
+    open_ = counts[edge_of] == 1
+    assert sorted(_straight_border(v, src[open_], dst[open_]).tolist()) == [1, 3, 5, 7]
+    # Without the reference's border, or where it ends at vertex 1, nothing can move.
+    for borders in (None, CreaseLines(np.array([(-1.0, 0.0, 0.0)]), np.array([(1.0, 0.0, 0.0)]), tolerance=1e-6)):
+        kept, moved = widen_flat_corners(v, p, _on_plane, creases=pin, borders=borders)
+        assert moved == 0 and np.array_equal(kept, v)
 
 
 def _ringed(v: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
