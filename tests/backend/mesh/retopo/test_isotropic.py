@@ -133,15 +133,30 @@ def test_instant_meshes_takes_its_input_as_it_is_without_the_compiled_kernels(mo
 
 
 @needs_native
-def test_instant_meshes_input_edges_are_under_half_its_edge_and_a_fine_input_stays():
+def test_instant_meshes_input_edges_are_under_half_its_edge_and_a_fine_input_keeps_its_vertices():
     v, f = meshes.uv_sphere(rings=8, segments=12)
     iv, jf = artist.instant_meshes_input(v, f, target_faces=300, crease_angle=30.0)
     area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
     scale = np.sqrt(area / 300)
     assert _lengths(iv, jf).max() < 0.5 * scale
     assert np.median(_lengths(iv, jf)) > 0.8 * artist.ISOTROPIC_EDGE * scale
-    # A mesh already about as fine as the remesh would be goes to Instant Meshes as it is.
-    fine_v, fine_f = meshes.uv_sphere(rings=48, segments=96)
-    assert artist.instant_meshes_input(fine_v, fine_f, target_faces=500, crease_angle=30.0)[0] is fine_v
+    # A mesh already about as fine as the remesh would be and even goes to Instant Meshes as it is.
+    even_v, even_f = meshes.uv_sphere(rings=48, segments=96)
+    assert artist.instant_meshes_input(even_v, even_f, target_faces=500, crease_angle=30.0)[0] is even_v
+    # One as fine but with long edges keeps every vertex it has; only its
+    # long edges are split (here the 12 meridians of a sphere of 400 rings: 0.52 long, against
+    # 0.23 at most, half of Instant Meshes' edge).
+    fine_v, fine_f = meshes.uv_sphere(rings=400, segments=12)
+    fine_area = 0.5 * np.linalg.norm(np.cross(fine_v[fine_f[:, 1]] - fine_v[fine_f[:, 0]],
+                                              fine_v[fine_f[:, 2]] - fine_v[fine_f[:, 0]]), axis=1).sum()
+    fine_scale = np.sqrt(fine_area / 300)
+    even = fine_area / (np.sqrt(3) / 2 * (artist.ISOTROPIC_EDGE * fine_scale) ** 2)
+    assert len(fine_v) >= artist.ISOTROPIC_MAX_INPUT_SHARE * even
+    assert _lengths(fine_v, fine_f).max() > 0.5 * fine_scale
+    out_v, out_f = artist.instant_meshes_input(fine_v, fine_f, target_faces=300, crease_angle=30.0)
+    assert _lengths(out_v, out_f).max() < 0.5 * fine_scale
+    assert len(out_v) > len(fine_v)
+    kept = {tuple(x) for x in np.round(out_v, 12).tolist()}
+    assert all(tuple(x) in kept for x in np.round(fine_v, 12).tolist())
     # ... and so does one whose remesh would be too large to pay for.
     assert artist.instant_meshes_input(v, f, target_faces=10**6, crease_angle=30.0)[0] is v
