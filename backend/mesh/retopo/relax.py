@@ -239,11 +239,12 @@ def widen_flat_corners(vertices: np.ndarray, polygons: np.ndarray, closest: Call
     vertex on a crease of ``creases``, the two directions along it, put back on it. Border vertices
     and crease corners stay, but for a border vertex on one of ``borders`` (the reference's open
     borders, optional; not at one of their corners, nor on a crease, and where the layout's border
-    runs on nearly straight: :data:`STRAIGHT_BORDER_DEGREES`), which slides along it the
-    same way: a quad beside a border can have all its room on the border side (the teapot at
-    5,000 quads kept a sliver beside its open bottom). ``polygons`` must then be the whole layout:
-    a border vertex of a patch of it is not on the layout's border. The point taken leaves fewer open quads around the vertex, or as many
-    with a smaller largest angle, and keeps every polygon around it facing its way
+    runs on nearly straight: :data:`STRAIGHT_BORDER_DEGREES`), which slides along it the same
+    way: a quad beside a border can have all its room on the border side (the teapot at 5,000
+    quads kept a sliver beside its open bottom). ``polygons`` must then be the whole layout: a
+    border vertex of a patch of it is not on the layout's border. The point taken leaves fewer
+    open quads around the vertex, or as many with a smaller largest angle, and keeps every
+    polygon around it facing its way
     (:data:`WIDEN_MIN_COSINE`) and at least :data:`WIDEN_MIN_AREA` of its area. Returns the new
     vertices and how many vertices moved.
     """
