@@ -899,6 +899,50 @@ def test_instant_meshes_failing_on_the_input_sends_it_to_the_watertight_remesh(m
     assert report["faces"] > 0 and report["manifold"] and report["closed"]
 
 
+def test_instant_meshes_result_read_from_its_ply_is_what_its_obj_gives(tmp_path):
+    # Instant Meshes writes its quads to a binary PLY (faster to write and read than OBJ text);
+    # the same run written as OBJ gives the same polygons and, rounded as the OBJ prints them,
+    # exactly the same vertices (the clean-up's layouts depend on every digit).
+    import pyinstantmeshes
+
+    v, f = meshes.uv_sphere(16, 32)
+    retopo_module._write_ply(tmp_path / "in.ply", v, f)
+    for out in ("out.ply", "out.obj"):
+        try:
+            with retopo_module._stdout_to_log():
+                pyinstantmeshes.remesh_file(str(tmp_path / "in.ply"), str(tmp_path / out), target_face_count=200,
+                                            deterministic=True, extrinsic=True)
+        except RuntimeError:                          # its own reader takes triangles only
+            pass
+    ply_v, ply_p = retopo_module._read_ply_polygons(tmp_path / "out.ply")
+    obj_v, obj_p = _read_obj(tmp_path / "out.obj")
+    assert ply_p == obj_p and any(len(p) == 4 for p in ply_p)
+    assert np.array_equal(ply_v, obj_v)
+    # A NaN vertex (Instant Meshes writes one now and then) takes its polygons with it.
+    data = bytearray((tmp_path / "out.ply").read_bytes())
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    data[end:end + 4] = struct.pack("<f", float("nan"))
+    (tmp_path / "nan.ply").write_bytes(bytes(data))
+    nan_v, nan_p = retopo_module._read_ply_polygons(tmp_path / "nan.ply")
+    assert np.isfinite(nan_v).all() and nan_p == [p for p in ply_p if 0 not in p] and len(nan_p) < len(ply_p)
+    for bad in (b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n",
+                b"ply\nformat binary_little_endian 1.0\nelement vertex 0\nproperty double x\nend_header\n",
+                b"not a ply"):
+        (tmp_path / "bad.ply").write_bytes(bad)
+        with pytest.raises(RuntimeError, match="unexpected PLY"):
+            retopo_module._read_ply_polygons(tmp_path / "bad.ply")
+
+
+def _read_obj(path) -> tuple[np.ndarray, list[list[int]]]:
+    verts, polys = [], []
+    for line in path.read_text().splitlines():
+        if line.startswith("v "):
+            verts.append(line.split()[1:4])
+        elif line.startswith("f "):
+            polys.append([int(t.split("/", 1)[0]) - 1 for t in line.split()[1:]])
+    return np.asarray(verts, dtype=np.float64), polys
+
+
 def test_instant_meshes_chatter_stays_out_of_stdout(capfd):
     v, f = meshes.uv_sphere(16, 32)
     retopo(v, f, target_faces=200)
