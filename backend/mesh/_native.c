@@ -1398,7 +1398,7 @@ typedef struct {
 } Rewire;
 
 typedef struct {
-    int gain;
+    int gain, strict;           /* strict: its edge passed the prune of a search without zero-cost moves */
     int64_t g, quads[2][4], ring[6];
 } Rotation;
 
@@ -1449,22 +1449,21 @@ static void around_remove(Rewire *r, int64_t x, int64_t f) {
         }
 }
 
-/* Faces around both a and b other than f: how many, and the first (ascending). */
+/* Faces around both a and b other than f: how many, and the first (ascending). The faces around
+ * the one with fewer, in order, that have the other as a corner (four comparisons each: faster
+ * than merging the two lists, whose branches the processor cannot predict). */
 static int shared_faces(const Rewire *r, int64_t a, int64_t b, int64_t f, int64_t *first) {
-    const int64_t *s = r->around[a], *t = r->around[b];
-    int64_t i = 0, j = 0;
+    if (r->alen[b] < r->alen[a]) {
+        int64_t t = a;
+        a = b;
+        b = t;
+    }
+    const int64_t *s = r->around[a];
     int count = 0;
-    while (i < r->alen[a] && j < r->alen[b]) {
-        if (s[i] < t[j]) {
-            i++;
-        } else if (s[i] > t[j]) {
-            j++;
-        } else {
-            if (s[i] != f && count++ == 0)
-                *first = s[i];
-            i++;
-            j++;
-        }
+    for (int64_t i = 0; i < r->alen[a]; i++) {
+        const int64_t h = s[i], *c = r->p + 4 * h;
+        if (h != f && (c[0] == b) + (c[1] == b) + (c[2] == b) + (c[3] == b) && count++ == 0)
+            *first = h;
     }
     return count;
 }
@@ -1523,17 +1522,20 @@ static void sector(const Rewire *r, int64_t x, int64_t g, int64_t *key, int64_t 
     *count = m;
 }
 
+/* x's excess in the sector holding its face g: faces there less the ideal. */
+static int64_t excess_now(const Rewire *r, int64_t x, int64_t g) {
+    if (!r->special[x])
+        return r->alen[x] - 4;
+    int64_t key, count;
+    sector(r, x, g, &key, &count);
+    return count - sector_ideal(r, x, key);
+}
+
 /* How x's excess changes when the sector holding its face g gains delta faces. */
+static inline int change_from(int64_t now, int delta) { return (int)(delta * (2 * now + delta)); }
+
 static int excess_change(const Rewire *r, int64_t x, int delta, int64_t g) {
-    int64_t now;
-    if (r->special[x]) {
-        int64_t key, count;
-        sector(r, x, g, &key, &count);
-        now = count - sector_ideal(r, x, key);
-    } else {
-        now = r->alen[x] - 4;
-    }
-    return (int)(delta * (2 * now + delta));
+    return change_from(excess_now(r, x, g), delta);
 }
 
 static int is_off(const Rewire *r, int64_t x) {
@@ -1731,13 +1733,19 @@ static int faces_agree(const Rewire *r, const int64_t *q1, const int64_t *q2, co
 static int rotations_of(const Rewire *r, int64_t f, int allow_zero, Rotation *out) {
     const int64_t *q = r->p + 4 * f;
     int found = 0;
+    /* The corners' excesses in their sectors holding f, each found once (a corner is an end of
+     * two of the edges and across the hexagon from two more). */
+    int64_t now[4];
+    int known[4] = {0, 0, 0, 0};
+#define CORNER_NOW(i) (known[i] ? now[i] : (known[i] = 1, now[i] = excess_now(r, q[i], f)))
     for (int k = 0; k < 4; k++) {
         int64_t a = q[k], b = q[(k + 1) % 4];
         if (r->frozen[a] || r->frozen[b] || is_locked(r, a, b) || !(can_lose(r, a) && can_lose(r, b)))
             continue;
-        int lose = excess_change(r, a, -1, f) + excess_change(r, b, -1, f);
+        int lose = change_from(CORNER_NOW(k), -1) + change_from(CORNER_NOW((k + 1) % 4), -1);
         if (lose + 2 * r->floor > (allow_zero ? 0 : -1))
             continue;                                 /* no pair of gainers could make up for it */
+        int strict = lose + 2 * r->floor <= -1;
         int64_t g = -1;
         if (shared_faces(r, a, b, f, &g) != 1 || face_size(r, g) != 4)
             continue;
@@ -1756,7 +1764,7 @@ static int rotations_of(const Rewire *r, int64_t f, int allow_zero, Rotation *ou
             int64_t x = ring[s], y = ring[s + 3];
             if (r->frozen[x] || r->frozen[y])
                 continue;
-            int gain = lose + excess_change(r, x, 1, f) + excess_change(r, y, 1, g);
+            int gain = lose + change_from(CORNER_NOW((k + 1 + s) % 4), 1) + excess_change(r, y, 1, g);
             if (!(gain < 0 || (allow_zero && gain == 0 && (is_off(r, a) || is_off(r, b) || is_off(r, x)
                                                              || is_off(r, y)))))
                 continue;
@@ -1771,11 +1779,13 @@ static int rotations_of(const Rewire *r, int64_t f, int allow_zero, Rotation *ou
             if (!faces_agree(r, q, other, (const int64_t(*)[4])o->quads))
                 continue;
             o->gain = gain;
+            o->strict = strict;
             o->g = g;
             memcpy(o->ring, ring, sizeof ring);
             found++;
         }
     }
+#undef CORNER_NOW
     return found;
 }
 
@@ -1794,11 +1804,15 @@ static void rotate(Rewire *r, int64_t f, int64_t g, const int64_t quads[2][4], c
         r->touched[ring[i]] = 1;
 }
 
-static int rotate_best(Rewire *r, int64_t f, int64_t *changed) {
-    Rotation found[8];
-    int count = rotations_of(r, f, 0, found), best = -1;
+/* The best rotation of quad f that lowers the excess (poles._Rewiring._rotate_best), applied: of
+ * found, the list of rotations_of(r, f, allow_zero, ...), those rotations_of(r, f, 0, ...) would
+ * list (in the same order; with allow_zero, zero-cost ones come too, and lowering ones from edges
+ * only the looser prune lets through). Writes the hexagon's vertices (6) to changed and returns
+ * 6, or 0 when there is none. */
+static int rotate_best_of(Rewire *r, int64_t f, const Rotation *found, int count, int64_t *changed) {
+    int best = -1;
     for (int i = 0; i < count; i++)
-        if (best < 0 || found[i].gain < found[best].gain)
+        if (found[i].gain < 0 && found[i].strict && (best < 0 || found[i].gain < found[best].gain))
             best = i;
     if (best < 0)
         return 0;
@@ -1808,12 +1822,11 @@ static int rotate_best(Rewire *r, int64_t f, int64_t *changed) {
 }
 
 /* A zero-cost rotation kept only when it opens an improvement within depth steps
- * (poles._Rewiring._shift_best). */
-static int shift_best(Rewire *r, int64_t f, int depth, int64_t *changed) {
-    Rotation found[8];
-    int count = rotations_of(r, f, 1, found);
+ * (poles._Rewiring._shift_best); found: rotations_of(r, f, 1, ...), listed by the caller (which
+ * first looked in it for a rotation that gains). */
+static int shift_over(Rewire *r, int64_t f, int depth, const Rotation *found, int count, int64_t *changed) {
     for (int i = 0; i < count && !r->failed; i++) {
-        Rotation *o = found + i;
+        const Rotation *o = found + i;
         int64_t before[2][4];
         uint8_t was_touched[6];
         memcpy(before[0], r->p + 4 * f, sizeof before[0]);
@@ -1836,10 +1849,14 @@ static int shift_best(Rewire *r, int64_t f, int depth, int64_t *changed) {
             if ((j > 0 && faces[j - 1] == h) || face_size(r, h) != 4)
                 continue;
             int follow = collapse_best(r, h, changed + 6);
-            if (!follow)
-                follow = rotate_best(r, h, changed + 6);
-            if (!follow && depth > 1)
-                follow = shift_best(r, h, depth - 1, changed + 6);
+            if (!follow) {
+                /* One listing for both the rotation that gains and, failing that, the next shift. */
+                Rotation next[8];
+                int listed = rotations_of(r, h, depth > 1, next);
+                follow = rotate_best_of(r, h, next, listed, changed + 6);
+                if (!follow && depth > 1)
+                    follow = shift_over(r, h, depth - 1, next, listed, changed + 6);
+            }
             if (follow) {
                 memcpy(changed, o->ring, 6 * sizeof(int64_t));
                 return 6 + follow;
@@ -1889,10 +1906,13 @@ static void sweep(Rewire *r, int shifts, int64_t *queue, uint8_t *queued, int bu
         if (face_size(r, f) != 4)
             continue;
         int count = collapse_best(r, f, changed);
-        if (!count)
-            count = rotate_best(r, f, changed);
-        if (!count && shifts && has_partner(r, f))
-            count = shift_best(r, f, shifts, changed);
+        if (!count) {
+            Rotation found[8];
+            int listed = rotations_of(r, f, shifts > 0, found);
+            count = rotate_best_of(r, f, found, listed, changed);
+            if (!count && shifts && has_partner(r, f))
+                count = shift_over(r, f, shifts, found, listed, changed);
+        }
         if (count && --budget < 0)
             break;
         for (int i = 0; i < count; i++) {
