@@ -2867,11 +2867,16 @@ static int iso_build(Iso *m, const double *vs, int64_t n, const int64_t *fc, int
  * None for a mesh the half-edge structure cannot hold (an edge of three faces, two fans at a
  * vertex, faces turned against each other, a repeated corner). */
 static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
-    Py_buffer vertices, faces;
+    Py_buffer vertices, faces, cancel = {0};
     double length, crease_cos, max_length;
     int iterations;
-    if (!PyArg_ParseTuple(args, "y*y*ddid", &vertices, &faces, &length, &crease_cos, &iterations, &max_length))
+    if (!PyArg_ParseTuple(args, "y*y*ddid|y*", &vertices, &faces, &length, &crease_cos, &iterations, &max_length,
+                          &cancel))
         return NULL;
+    /* Another thread may set the cancel byte: the loops stop at their next check, and the caller
+     * gets None (it knows why). */
+    const volatile uint8_t *stop = cancel.buf != NULL && cancel.len >= 1 ? (const volatile uint8_t *)cancel.buf : NULL;
+#define ISO_STOPPED() (stop != NULL && *stop)
     int64_t n = vertices.len / (3 * (Py_ssize_t)sizeof(double)), nf = faces.len / (3 * (Py_ssize_t)sizeof(int64_t));
     const int64_t *fc = faces.buf;
     const double *vs = vertices.buf;
@@ -2882,6 +2887,8 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
     if (!ok) {
         PyBuffer_Release(&vertices);
         PyBuffer_Release(&faces);
+        if (cancel.buf)
+            PyBuffer_Release(&cancel);
         PyErr_SetString(PyExc_ValueError, "isotropic_remesh: buffer sizes do not match, a face index is out of range "
                                           "or a length is not positive");
         return NULL;
@@ -2889,12 +2896,14 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
     if (nf == 0) {                                           /* nothing to remesh */
         PyBuffer_Release(&vertices);
         PyBuffer_Release(&faces);
+        if (cancel.buf)
+            PyBuffer_Release(&cancel);
         Py_RETURN_NONE;
     }
     Iso m;
     IsoGrid grid;
     memset(&grid, 0, sizeof grid);
-    int built = 0, memory = 1;
+    int built = 0, memory = 1, cancelled = 0;
     double *moved = NULL;
     int64_t stack_cap = 64, *stack = NULL;
     Py_BEGIN_ALLOW_THREADS
@@ -2902,17 +2911,17 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
     built = iso_build(&m, vs, n, fc, nf, crease_cos);
     if (built)
         ISO_CHECK(&m, "build");
-    memory = stack != NULL && iso_grid_build(&grid, vs, fc, nf, length);
+    memory = stack != NULL && (ISO_STOPPED() || iso_grid_build(&grid, vs, fc, nf, length));
     double hi2 = (4.0 / 3.0) * (4.0 / 3.0) * length * length, lo2 = 0.8 * 0.8 * length * length;
     /* a flip may leave a fold of at most half the crease angle (15 degrees without creases) */
     double min_cos = crease_cos < 1.0 ? cos(0.5 * acos(fmax(crease_cos, -1.0))) : 0.96592582628906831 /* cos 15 degrees */;
-    for (int it = 0; built && memory && it <= iterations; it++) {
+    for (int it = 0; built && memory && !ISO_STOPPED() && it <= iterations; it++) {
         double split2 = it < iterations ? hi2 : max_length * max_length;
         int64_t before = m.nv;
         /* Splits in passes, longest first, each by longest-edge bisection (new edges wait for
          * the next pass). Each edge once, from the lower of its half-edges (collapses pair
          * twins anew). */
-        for (int64_t found = 1; memory && found;) {
+        for (int64_t found = 1; memory && found && !ISO_STOPPED();) {
             found = 0;
             for (int64_t h = 0; h < m.nh; h++)
                 if (m.to[h] >= 0 && m.twin[h] > h && iso_len2(&m, h) > split2)
@@ -2930,14 +2939,14 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
                             order[k].h = h, order[k++].len2 = l2;
                     }
                 qsort(order, (size_t)found, sizeof(IsoLong), iso_longer_first);
-                for (int64_t i = 0; memory && i < found; i++)
+                for (int64_t i = 0; memory && i < found && !((i & 1023) == 0 && ISO_STOPPED()); i++)
                     memory = iso_split_longest(&m, order[i].h, split2, &stack, &stack_cap);
                 /* Bisection keeps a sliver's angles: flips toward Delaunay between the passes
                  * spare a coarse mesh's slivers from being cut into ever more slivers (the truck
                  * at Instant Meshes' 2,041 faces: 43,000 vertices after the first splits, 62,000
                  * without; a box 10 x 0.05 x 0.05 at 0.05: 1,058 vertices after three rounds,
                  * 2,005 with flips only near the vertices a pass adds). */
-                for (int64_t h = 0; h < m.nh; h++)
+                for (int64_t h = 0; h < m.nh && !((h & 1023) == 0 && ISO_STOPPED()); h++)
                     if (m.to[h] >= 0 && m.twin[h] > h && iso_flip_delaunay(&m, h, min_cos)) {
                         iso_flip(&m, h);
                         ISO_CHECK_EACH(&m, "delaunay flip");
@@ -2947,11 +2956,11 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
         }
         ISO_CHECK(&m, "splits");
         if (it == iterations) {
-            for (int64_t v = before; v < m.nv; v++)             /* the last splits' midpoints */
+            for (int64_t v = before; v < m.nv && !((v & 255) == 0 && ISO_STOPPED()); v++)   /* the last splits' midpoints */
                 iso_set(&m, v, iso_closest(&grid, iso_p(&m, v)));
             break;
         }
-        for (int64_t h = 0; h < m.nh; h++) {
+        for (int64_t h = 0; h < m.nh && !((h & 1023) == 0 && ISO_STOPPED()); h++) {
             if (m.to[h] < 0 || m.twin[h] < h || iso_len2(&m, h) >= lo2)
                 continue;
             for (int side = 0; side < 2; side++) {
@@ -2967,7 +2976,7 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
             }
         }
         ISO_CHECK(&m, "collapses");
-        for (int64_t h = 0; h < m.nh; h++)
+        for (int64_t h = 0; h < m.nh && !((h & 1023) == 0 && ISO_STOPPED()); h++)
             if (m.to[h] >= 0 && m.twin[h] > h && iso_flip_gains(&m, h, min_cos)) {
                 iso_flip(&m, h);
                 ISO_CHECK_EACH(&m, "flip");
@@ -2978,7 +2987,7 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
             memory = 0;
             break;
         }
-        for (int64_t v = 0; v < m.nv; v++) {
+        for (int64_t v = 0; v < m.nv && !((v & 1023) == 0 && ISO_STOPPED()); v++) {
             vec3 p = m.out[v] >= 0 ? iso_p(&m, v) : (vec3){0.0, 0.0, 0.0};
             if (v >= m.inputs && m.out[v] >= 0 && !iso_on_border(&m, v) && iso_creases_at(&m, v) == 0) {
                 vec3 centre = {0.0, 0.0, 0.0}, normal = {0.0, 0.0, 0.0};
@@ -3002,12 +3011,20 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
         }
         memcpy(m.pos, moved, (size_t)(3 * m.nv) * sizeof(double));
     }
+    cancelled = ISO_STOPPED();
     Py_END_ALLOW_THREADS
+#undef ISO_STOPPED
     free(moved);
     free(stack);
     iso_grid_free(&grid);
     PyBuffer_Release(&vertices);
     PyBuffer_Release(&faces);
+    if (cancel.buf)
+        PyBuffer_Release(&cancel);
+    if (cancelled) {
+        iso_free(&m);
+        Py_RETURN_NONE;
+    }
     if (!memory) {
         iso_free(&m);
         return PyErr_NoMemory();

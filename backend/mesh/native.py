@@ -278,17 +278,26 @@ def widen_in_order(vertices: np.ndarray, at: np.ndarray, candidates: list[np.nda
 
 
 def isotropic_remesh(vertices: np.ndarray, faces: np.ndarray, *, length: float, crease_angle: float | None,
-                     iterations: int, max_length: float) -> tuple[np.ndarray, np.ndarray] | None:
+                     iterations: int, max_length: float, cancel: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """A remesh of the triangle mesh with edges near ``length``, creases (dihedral above
     ``crease_angle`` degrees; None: none) and open borders kept as edge rows, every edge under
     ``max_length``. None when the mesh is not a manifold, consistently oriented one (the
-    compiled half-edge structure cannot hold it). Compiled only: no numpy twin."""
+    compiled half-edge structure cannot hold it), or when ``cancel`` ((1,) uint8, C-contiguous)
+    was set non-zero, by another thread, before it finished. Compiled only: no numpy twin."""
     vertices = _c(vertices, np.float64, (3,))
     faces = _c(faces, np.int64, (3,))
     if not np.isfinite(vertices).all():
         raise ValueError("isotropic_remesh: vertices must be finite")
     crease_cos = 2.0 if crease_angle is None else float(np.cos(np.radians(crease_angle)))
-    out = _native.isotropic_remesh(vertices, faces, float(length), crease_cos, int(iterations), float(max_length))
+    extra = ()
+    if cancel is not None:
+        _check_outputs(cancel=(cancel, np.uint8))
+        if cancel.shape != (1,):
+            raise ValueError(f"cancel must have shape (1,), got {cancel.shape}")
+        extra = (cancel,)
+    out = _native.isotropic_remesh(vertices, faces, float(length), crease_cos, int(iterations), float(max_length),
+                                   *extra)
     if out is None:
         return None
     v, f = out

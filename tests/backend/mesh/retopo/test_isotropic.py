@@ -160,3 +160,53 @@ def test_instant_meshes_input_edges_are_under_half_its_edge_and_a_fine_input_kee
     assert all(tuple(x) in kept for x in np.round(fine_v, 12).tolist())
     # ... and so does one whose remesh would be too large to pay for.
     assert artist.instant_meshes_input(v, f, target_faces=10**6, crease_angle=30.0)[0] is v
+
+
+@needs_native
+def test_a_remesh_another_thread_cancels_stops_and_returns_none():
+    v, f = meshes.uv_sphere(rings=8, segments=12)
+    kwargs = dict(length=0.05, crease_angle=30.0, iterations=3, max_length=0.1)
+    plain = native.isotropic_remesh(v, f, **kwargs)
+    flag = np.zeros(1, dtype=np.uint8)
+    unset = native.isotropic_remesh(v, f, cancel=flag, **kwargs)
+    assert plain is not None and all(np.array_equal(a, b) for a, b in zip(plain, unset))
+    flag[0] = 1
+    assert native.isotropic_remesh(v, f, cancel=flag, **kwargs) is None
+    with pytest.raises(ValueError, match="shape"):
+        native.isotropic_remesh(v, f, cancel=np.zeros(2, dtype=np.uint8), **kwargs)
+    # Set from another thread while the remesh runs (this one, to the end, makes about 52,000
+    # vertices): it stops early, and instant_meshes_input hands the mesh back as it is.
+    assert len(artist.instant_meshes_input(v, f, 5_000, 30.0)[0]) > 40_000
+    ahead = artist._Ahead(artist.instant_meshes_input, (v, f, 5_000, 30.0))
+    ahead.drop()
+    assert ahead.dropped and not ahead._thread.is_alive() and ahead.result()[0] is v
+
+
+@needs_native
+@pytest.mark.parametrize("thin", [True, False])
+def test_the_isotropic_input_made_ahead_gives_the_same_layout(monkeypatch, thin):
+    # Made on another thread while the thin-part check runs, used when the full budget is (a
+    # plate thinner than an edge) and stopped when the quarter budget is (a sphere): the result
+    # is the one made in turn, bit for bit.
+    import trimesh
+
+    if thin:
+        plate = trimesh.creation.box((2.0, 2.0, 0.04)).subdivide().subdivide()
+        v, f = np.asarray(plate.vertices, dtype=float), np.asarray(plate.faces)
+    else:
+        v, f = meshes.uv_sphere(rings=24, segments=48)
+    made = []
+    real = artist.instant_meshes_input
+    monkeypatch.setattr(artist, "instant_meshes_input",
+                        lambda *args, **kwargs: made.append(args[2]) or real(*args, **kwargs))
+    results = []
+    for ahead in (True, False):
+        monkeypatch.setattr(artist, "ISOTROPIC_AHEAD", ahead)
+        results.append(artist.retopo(v, f, target_faces=1200, mode="quads"))
+    first, second = results
+    assert np.array_equal(first.vertices, second.vertices) and np.array_equal(first.polygons, second.polygons)
+    full_aim = round(1200 / artist.EXPECTED_RATIO["quads"])
+    assert (first.remesher_targets[0] == full_aim) == thin, first.remesher_targets
+    # The full budget's input: made twice for the plate (ahead, then in turn), once for the
+    # sphere (ahead, and stopped).
+    assert made.count(full_aim) == (2 if thin else 1), made
