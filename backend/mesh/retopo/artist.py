@@ -152,6 +152,7 @@ import numpy as np
 
 from backend.conventions import Normalization
 from backend.mesh import polygons as poly
+from backend.mesh.parallel import worker_count
 from backend.mesh.remesh.watertight import check_mesh_arrays, watertight
 from backend.mesh.retopo import poles, quads, relax, repair
 from backend.progress import ProgressFn, null_progress, subrange
@@ -509,7 +510,7 @@ def retopo(
         log.info("retopo: %d faces, reference %s (%d faces), target %d %s, edge %.4f", len(faces),
                  "input" if used_res is None else f"watertight at {used_res}", len(ref_f), target_faces, mode, edge)
         ahead = None
-        if subdivide and ISOTROPIC_INPUT and ISOTROPIC_AHEAD and used_res is None:
+        if subdivide and ISOTROPIC_INPUT and ISOTROPIC_AHEAD and used_res is None and worker_count() > 1:
             # Whether the quarter budget or the full one is run is known only after the thin-part
             # check below; the full budget's isotropic input, the longer to make, is made
             # meanwhile on the other core, and stopped if the quarter budget is run.
@@ -785,7 +786,8 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 #: (beast, spot and fandisk at 2,000) only slower: see :data:`ISOTROPIC_MAX_INPUT_SHARE`.
 ISOTROPIC_INPUT = True
 #: Whether the full budget's isotropic input is made on the other core while the thin-part check
-#: runs (:class:`_Ahead`); the layouts are the same either way.
+#: runs (:class:`_Ahead`; not with one worker, ``MESHSMITH_WORKERS=1``); the layouts are the same
+#: either way.
 ISOTROPIC_AHEAD = True
 
 #: ... when the reference has fewer vertices than this share of an isotropic mesh's at
@@ -887,7 +889,6 @@ class _Ahead:
 
     def __init__(self, fn: Callable, args: tuple):
         self.args = args
-        self.dropped = False
         self.cancel = np.zeros(1, dtype=np.uint8)
         self._out = None
         self._error: BaseException | None = None
@@ -906,8 +907,11 @@ class _Ahead:
             raise self._error
         return self._out
 
+    @property
+    def dropped(self) -> bool:
+        return bool(self.cancel[0])
+
     def drop(self) -> None:
-        self.dropped = True
         self.cancel[0] = 1
         self._thread.join()
 

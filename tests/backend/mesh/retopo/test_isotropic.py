@@ -195,6 +195,7 @@ def test_the_isotropic_input_made_ahead_gives_the_same_layout(monkeypatch, thin)
         v, f = np.asarray(plate.vertices, dtype=float), np.asarray(plate.faces)
     else:
         v, f = meshes.uv_sphere(rings=24, segments=48)
+    monkeypatch.setenv("MESHSMITH_WORKERS", "2")          # made ahead only with a second worker
     made = []
     real = artist.instant_meshes_input
     monkeypatch.setattr(artist, "instant_meshes_input",
