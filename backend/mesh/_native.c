@@ -2044,6 +2044,45 @@ static double quad_largest_angle(const vec3 q[4]) {
     return largest;
 }
 
+/* Dot product summed as numpy 1.26's einsum sums three products: x and z first, then y. */
+static inline double dot_xzy(vec3 a, vec3 b) { return (a.x * b.x + a.z * b.z) + a.y * b.y; }
+
+/* Corner angles in degrees of quads q (k, 4, 3) into out (k, 4): the arithmetic of
+ * backend.mesh.polygons.corner_angles' numpy, in its order (dot_xzy; the size is the root of
+ * the product of the squared lengths), so that the two give the same figures bit for bit. */
+static PyObject *corner_angles(PyObject *self, PyObject *args) {
+    Py_buffer quads, out;
+    if (!PyArg_ParseTuple(args, "y*w*", &quads, &out))
+        return NULL;
+    Py_ssize_t k = quads.len / (12 * (Py_ssize_t)sizeof(double));
+    int ok = quads.len == k * 12 * (Py_ssize_t)sizeof(double) && out.len == k * 4 * (Py_ssize_t)sizeof(double);
+    if (ok) {
+        const double *q = quads.buf;
+        double *angles = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < k; i++) {
+            const double *c = q + 12 * i;
+            vec3 corner[4] = {v3(c), v3(c + 3), v3(c + 6), v3(c + 9)};
+            vec3 normal = cross(sub(corner[2], corner[0]), sub(corner[3], corner[1]));
+            for (int j = 0; j < 4; j++) {
+                vec3 to_prev = sub(corner[(j + 3) & 3], corner[j]), to_next = sub(corner[(j + 1) & 3], corner[j]);
+                double size = sqrt(dot_xzy(to_prev, to_prev) * dot_xzy(to_next, to_next));
+                double cosine = dot_xzy(to_prev, to_next) / (size > 1e-300 ? size : 1e-300);
+                double angle = acos(cosine < -1.0 ? -1.0 : (cosine > 1.0 ? 1.0 : cosine)) * (180.0 / 3.141592653589793238462643383279502884);
+                angles[4 * i + j] = dot_xzy(cross(to_next, to_prev), normal) < 0.0 ? 360.0 - angle : angle;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&quads);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "corner_angles: expected quads (k, 4, 3) and out (k, 4) float64");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* Scores vertex x at position `at_x` (its polygons `fs`, m of them): the count of quads above
  * `above` times 1000 plus the largest quad angle, or INFINITY when a polygon turns (its
  * diagonal normal against `normals`, the ones before the move) or shrinks too far. */
@@ -3085,6 +3124,7 @@ static PyMethodDef methods[] = {
     {"turned_over", turned_over, METH_VARARGS, "Triangles whose normal a move turned over (see _native.c)."},
     {"closest_of_candidates", closest_of_candidates, METH_VARARGS, "Closest points among candidate faces (see _native.c)."},
     {"reduce_poles", reduce_poles, METH_VARARGS, "Edge rotations and diagonal collapses toward valence 4 (see _native.c)."},
+    {"corner_angles", corner_angles, METH_VARARGS, "Corner angles of quads (see _native.c)."},
     {"widen_in_order", widen_in_order, METH_VARARGS, "Flat quad corners widened vertex by vertex (see _native.c)."},
     {"isotropic_remesh", isotropic_remesh, METH_VARARGS, "Isotropic remeshing of a triangle mesh (see _native.c)."},
     {NULL, NULL, 0, NULL},

@@ -253,6 +253,15 @@ def _by_vertex(owner: np.ndarray, value: np.ndarray, n: int) -> tuple[np.ndarray
     return start, _c(np.asarray(value, dtype=np.int64)[order], np.int64)
 
 
+def corner_angles(quads: np.ndarray) -> np.ndarray:
+    """Corner angles in degrees (k, 4) of quads (k, 4, 3), equal bit for bit to
+    :func:`backend.mesh.polygons.corner_angles`' numpy (which calls this when it is built)."""
+    quads = _c(np.asarray(quads, dtype=np.float64).reshape(-1, 4, 3), np.float64, (4, 3))
+    out = np.empty((len(quads), 4))
+    _native.corner_angles(quads, out)
+    return out
+
+
 def widen_in_order(vertices: np.ndarray, at: np.ndarray, candidates: list[np.ndarray], faces_at: np.ndarray,
                    start: np.ndarray, padded: np.ndarray, is_quad: np.ndarray, above_degrees: float,
                    min_cosine: float, min_area: float, gain: float) -> np.ndarray:

@@ -255,7 +255,13 @@ def quad_corner_angles(vertices: np.ndarray, polygons: np.ndarray) -> tuple[np.n
 def corner_angles(quads: np.ndarray) -> np.ndarray:
     """Corner angles in degrees of quads ``(..., 4, 3)``, measured inside the quad: a corner that
     turns against the quad's normal (from its diagonals) is concave, ``360 - angle`` (a dart's
-    reflex corner would otherwise read as an ordinary one)."""
+    reflex corner would otherwise read as an ordinary one). Compiled when it is built
+    (:func:`backend.mesh.native.corner_angles`, the same figures): the clean-up measures its
+    layout's quads dozens of times."""
+    from backend.mesh import native
+
+    if native.available():
+        return native.corner_angles(quads).reshape(quads.shape[:-1])
     to_prev = quads[..., [3, 0, 1, 2], :] - quads
     to_next = quads[..., [1, 2, 3, 0], :] - quads
     # einsum: sums over the 3-long last axis without reduce's per-row overhead (about 2x here).

@@ -159,6 +159,27 @@ def test_short_edge_ends_match_numpy(monkeypatch):
 
 
 @needs_native
+def test_corner_angles_match_numpy_bit_for_bit(monkeypatch):
+    from backend.mesh import polygons as P
+
+    rng = np.random.default_rng(3)
+    quads = rng.normal(size=(3000, 4, 3))
+    quads[:500, 1] = 0.5 * (quads[:500, 0] + quads[:500, 2]) + 1e-9 * rng.normal(size=(500, 3))   # flat corners
+    quads[500:600, 2] = quads[500:600, 0] + 0.1 * (quads[500:600, 1] + quads[500:600, 3] - 2 * quads[500:600, 0])  # darts
+    quads[600:610, 3] = quads[600:610, 0]                                                           # a doubled corner
+    quads[610:620] = 0.0                                                                            # all in one point
+    nested = quads[:2400].reshape(4, 600, 4, 3)
+    got, got_nested = P.corner_angles(quads), P.corner_angles(nested)
+    monkeypatch.setenv("MESHSMITH_NATIVE", "0")
+    expected = P.corner_angles(quads)
+    np.testing.assert_array_equal(got, expected)                 # equal, not close: layouts depend on it
+    np.testing.assert_array_equal(got_nested, P.corner_angles(nested))
+    assert got.shape == (3000, 4) and got_nested.shape == (4, 600, 4)
+    assert (expected[:500, 1] > 179.0).all() and (expected[500:600] > 180.0).any(axis=1).all()
+    assert P.corner_angles(np.zeros((0, 4, 3))).shape == (0, 4)
+
+
+@needs_native
 def test_halfedge_links_match_numpy():
     from backend.mesh import polygons as P
 
