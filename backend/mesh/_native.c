@@ -2944,6 +2944,7 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
     memset(&grid, 0, sizeof grid);
     int built = 0, memory = 1, cancelled = 0;
     double *moved = NULL;
+    uint8_t *held = NULL;
     int64_t stack_cap = 64, *stack = NULL;
     Py_BEGIN_ALLOW_THREADS
     stack = malloc((size_t)stack_cap * sizeof(int64_t));
@@ -3022,13 +3023,20 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
             }
         ISO_CHECK(&m, "flips");
         moved = realloc(moved, (size_t)(3 * m.nv) * sizeof(double));
-        if (!moved) {
+        held = realloc(held, (size_t)m.nv);
+        if (!moved || !held) {
             memory = 0;
             break;
         }
+        /* The ends of crease and border edges stay (feat is equal on twins, so each edge marks
+         * both): one pass over the half-edges instead of a walk around every vertex. */
+        memset(held, 0, (size_t)m.nv);
+        for (int64_t h = 0; h < m.nh; h++)
+            if (m.feat[h] && m.to[h] >= 0)
+                held[m.to[h]] = 1;
         for (int64_t v = 0; v < m.nv && !((v & 1023) == 0 && ISO_STOPPED()); v++) {
             vec3 p = m.out[v] >= 0 ? iso_p(&m, v) : (vec3){0.0, 0.0, 0.0};
-            if (v >= m.inputs && m.out[v] >= 0 && !iso_on_border(&m, v) && iso_creases_at(&m, v) == 0) {
+            if (v >= m.inputs && m.out[v] >= 0 && !held[v]) {
                 vec3 centre = {0.0, 0.0, 0.0}, normal = {0.0, 0.0, 0.0};
                 int64_t w = m.out[v], count = 0;
                 do {
@@ -3054,6 +3062,7 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
 #undef ISO_STOPPED
     free(moved);
+    free(held);
     free(stack);
     iso_grid_free(&grid);
     PyBuffer_Release(&vertices);
