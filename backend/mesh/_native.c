@@ -2556,22 +2556,12 @@ static int iso_ring_allows(const Iso *m, int64_t u, int64_t w_end, vec3 at, doub
     return 1;
 }
 
-/* Whether a may move onto b (the half-edge h: a -> b) and go. `at` is where b will be. */
-static int iso_can_collapse(Iso *m, int64_t h, vec3 at, double max_len2) {
+/* Whether a may go onto b (the half-edge h: a -> b) as far as the features, valences and the
+ * link condition go; where b will be is iso_ring_allows' to check. */
+static int iso_may_collapse(Iso *m, int64_t h) {
     int64_t t = m->twin[h], a = m->to[t], b = m->to[h];
     int border_a = iso_on_border(m, a), border_b = iso_on_border(m, b);
-    if (a < m->inputs)
-        return 0;
-    int64_t creases = iso_creases_at(m, a);
-    if (creases < 0)
-        return 0;
-    if (m->feat[h]) {
-        if (creases != 2)                                    /* a corner, or the end of a crease */
-            return 0;
-    } else if (creases != 0 || border_a) {
-        return 0;
-    }
-    if (!m->feat[h] && border_a && border_b)
+    if (a < m->inputs || (!m->feat[h] && border_a))          /* a free vertex leaves a border only along it */
         return 0;
     int k = (m->face[h] >= 0) + (m->face[t] >= 0);
     int64_t c = m->face[h] >= 0 ? m->to[m->next[h]] : -1, d = m->face[t] >= 0 ? m->to[m->next[t]] : -1;
@@ -2579,22 +2569,24 @@ static int iso_can_collapse(Iso *m, int64_t h, vec3 at, double max_len2) {
         return 0;
     if (m->val[a] + m->val[b] - k - 2 < 3 - border_b)
         return 0;
-    /* Link condition: a and b share exactly the far corners of their faces. */
-    int64_t mark = ++m->now, shared = 0, steps = 0, s = m->out[a], w = s;
+    /* One walk around a: its crease and border edges, and its neighbours marked for the link
+     * condition (a and b share exactly the far corners of their faces). */
+    int64_t mark = ++m->now, creases = 0, shared = 0, steps = 0, s = m->out[a], w = s;
     do {
         m->stamp[m->to[w]] = mark;
+        creases += m->feat[w];
         w = iso_turn(m, w);
         if (++steps > m->nh)
             return 0;
     } while (w != s);
+    if (m->feat[h] ? creases != 2 : creases != 0)             /* along a crease: not at a corner or its end */
+        return 0;
     s = m->out[b]; w = s;
     do {
         shared += m->stamp[m->to[w]] == mark;
         w = iso_turn(m, w);
     } while (w != s);
-    if (shared != k)
-        return 0;
-    return iso_ring_allows(m, a, b, at, max_len2) && iso_ring_allows(m, b, a, at, max_len2);
+    return shared == k;
 }
 
 /* One side of a collapsing edge: e goes, with its face if it has one (the face's other two
@@ -3005,10 +2997,13 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
                 continue;
             for (int side = 0; side < 2; side++) {
                 int64_t e = side ? m.twin[h] : h, a = iso_from(&m, e), b = m.to[e];
-                /* onto the midpoint when both ends are free, else onto the end that is not */
-                int free_b = b >= m.inputs && !iso_on_border(&m, b) && iso_creases_at(&m, b) == 0;
-                vec3 at = free_b && !m.feat[e] ? scale(add(iso_p(&m, a), iso_p(&m, b)), 0.5) : iso_p(&m, b);
-                if (iso_can_collapse(&m, e, at, hi2)) {
+                if (!iso_may_collapse(&m, e))
+                    continue;
+                /* onto the midpoint when both ends are free, else onto the end that is not (the
+                 * walk around b only for a collapse that may happen) */
+                int free_b = !m.feat[e] && b >= m.inputs && !iso_on_border(&m, b) && iso_creases_at(&m, b) == 0;
+                vec3 at = free_b ? scale(add(iso_p(&m, a), iso_p(&m, b)), 0.5) : iso_p(&m, b);
+                if (iso_ring_allows(&m, a, b, at, hi2) && iso_ring_allows(&m, b, a, at, hi2)) {
                     iso_collapse(&m, e, at);
                     ISO_CHECK_EACH(&m, "collapse");
                     break;
