@@ -2937,13 +2937,16 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
     int built = 0, memory = 1, cancelled = 0;
     double *moved = NULL;
     uint8_t *held = NULL;
+    int64_t order_cap = 1024;
+    IsoLong *order = NULL;
     int64_t stack_cap = 64, *stack = NULL;
     Py_BEGIN_ALLOW_THREADS
     stack = malloc((size_t)stack_cap * sizeof(int64_t));
+    order = malloc((size_t)order_cap * sizeof(IsoLong));
     built = iso_build(&m, vs, n, fc, nf, crease_cos);
     if (built)
         ISO_CHECK(&m, "build");
-    memory = stack != NULL && (ISO_STOPPED() || iso_grid_build(&grid, vs, fc, nf, length));
+    memory = stack != NULL && order != NULL && (ISO_STOPPED() || iso_grid_build(&grid, vs, fc, nf, length));
     double hi2 = (4.0 / 3.0) * (4.0 / 3.0) * length * length, lo2 = 0.8 * 0.8 * length * length;
     /* a flip may leave a fold of at most half the crease angle (15 degrees without creases) */
     double min_cos = crease_cos < 1.0 ? cos(0.5 * acos(fmax(crease_cos, -1.0))) : 0.96592582628906831 /* cos 15 degrees */;
@@ -2954,22 +2957,25 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
          * the next pass). Each edge once, from the lower of its half-edges (collapses pair
          * twins anew). */
         for (int64_t found = 1; memory && found && !ISO_STOPPED();) {
+            /* one pass over the edges lists the long ones (the list grows as it must) */
             found = 0;
-            for (int64_t h = 0; h < m.nh; h++)
-                if (m.to[h] >= 0 && m.twin[h] > h && iso_len2(&m, h) > split2)
-                    found++;
-            if (!found)
-                break;
-            IsoLong *order = malloc((size_t)found * sizeof(IsoLong));
-            memory = order != NULL;
-            if (memory) {
-                int64_t k = 0;
-                for (int64_t h = 0; h < m.nh; h++)
-                    if (m.to[h] >= 0 && m.twin[h] > h) {
-                        double l2 = iso_len2(&m, h);
-                        if (l2 > split2)
-                            order[k].h = h, order[k++].len2 = l2;
+            for (int64_t h = 0; memory && h < m.nh; h++)
+                if (m.to[h] >= 0 && m.twin[h] > h) {
+                    double l2 = iso_len2(&m, h);
+                    if (l2 > split2) {
+                        if (found == order_cap) {
+                            IsoLong *more = realloc(order, (size_t)(2 * order_cap) * sizeof(IsoLong));
+                            memory = more != NULL;
+                            if (!memory)
+                                break;
+                            order = more, order_cap *= 2;
+                        }
+                        order[found].h = h, order[found++].len2 = l2;
                     }
+                }
+            if (!found || !memory)
+                break;
+            {
                 qsort(order, (size_t)found, sizeof(IsoLong), iso_longer_first);
                 for (int64_t i = 0; memory && i < found && !((i & 1023) == 0 && ISO_STOPPED()); i++)
                     memory = iso_split_longest(&m, order[i].h, split2, &stack, &stack_cap);
@@ -2984,7 +2990,6 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
                         ISO_CHECK_EACH(&m, "delaunay flip");
                     }
             }
-            free(order);
         }
         ISO_CHECK(&m, "splits");
         if (it == iterations) {
@@ -3058,6 +3063,7 @@ static PyObject *isotropic_remesh(PyObject *self, PyObject *args) {
 #undef ISO_STOPPED
     free(moved);
     free(held);
+    free(order);
     free(stack);
     iso_grid_free(&grid);
     PyBuffer_Release(&vertices);
