@@ -326,11 +326,14 @@ def _split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge:
     done = [(a, b, c, parent)] if len(a) == 0 else []
     limit2 = max_edge * max_edge
     while len(a):
-        lens = np.stack([dot3(b - a, b - a), dot3(c - b, c - b), dot3(a - c, a - c)], axis=1)  # (m, 3)
-        longest = lens.argmax(axis=1)
-        long = lens[np.arange(len(a)), longest] > limit2
+        ab, bc, ca = b - a, c - b, a - c
+        lens = np.stack([dot3(ab, ab), dot3(bc, bc), dot3(ca, ca)], axis=1)  # (m, 3)
+        long = (lens > limit2).any(axis=1)
+        if not long.any():                   # most meshes: nothing to split, nothing to copy
+            done.append((a, b, c, parent))
+            break
         done.append((a[~long], b[~long], c[~long], parent[~long]))
-        a, b, c, longest, parent = a[long], b[long], c[long], longest[long], parent[long]
+        a, b, c, longest, parent = a[long], b[long], c[long], lens[long].argmax(axis=1), parent[long]
         # Rotate so that the longest edge is (a, b), then split at its midpoint.
         r1, r2 = longest == 1, longest == 2
         a, b, c = (np.where(r1[:, None], b, np.where(r2[:, None], c, a)),
@@ -339,7 +342,7 @@ def _split_long_triangles(a: np.ndarray, b: np.ndarray, c: np.ndarray, max_edge:
         mid = 0.5 * (a + b)
         a, b, c = np.concatenate([a, mid]), np.concatenate([mid, b]), np.concatenate([c, c])
         parent = np.concatenate([parent, parent])
-    return tuple(np.concatenate(parts) for parts in zip(*done))  # type: ignore[return-value]
+    return tuple(np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*done))  # type: ignore[return-value]
 
 
 def _band_chunks(vertices: np.ndarray, faces: np.ndarray, grid: Grid, band: float, chunk_pairs: int,
