@@ -1,7 +1,11 @@
 """Benchmark of the artist pipeline against Blender's QuadriFlow: ``python -m backend bench artist --meshes DIR``.
 
-Each (mesh, face target, method) runs in a fresh child process, so imports and earlier runs
-do not leak into the figures:
+Each method runs in a child process of its own for each (mesh, face target), so imports and
+other meshes' runs do not leak into the figures. With ``--repeat N`` the methods take turns,
+N rounds of one run each (Meshsmith, QuadriFlow, Meshsmith, ...), and the fastest run of each
+is kept: this machine's speed drifts by a third over minutes, and runs that alternate see it
+alike (run one method's repeats, then the other's, and the time ratio of a pair moved by
+0.05 from one bench to the next); each row keeps all its runs' seconds and start times (``run_seconds``, ``run_started``).
 
 - *seconds*: the remesh call alone (process start, imports and file loading excluded);
   Meshsmith's includes everything :func:`backend.mesh.retopo.artist.retopo` does (welding, the
@@ -47,6 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -160,52 +165,141 @@ def _quadriflow(vertices: np.ndarray, faces: np.ndarray, target: int) -> dict:
             "seconds": seconds}
 
 
-def _child(method: str, mesh_path: str, target: int, mode: str, out_path: str, repeat: int = 1) -> None:
-    """Run one remesh (the fastest of ``repeat``) and write the result and figures to ``out_path`` (.npz)."""
+def _serve(method: str, mesh_path: str, target: int) -> None:
+    """A child that remeshes one mesh at one target on request, keeping the fastest run per mode.
+
+    Commands come one per line on standard input: ``run MODE`` remeshes once and answers with
+    the run's seconds (or its error) as a JSON line; ``save MODE PATH`` writes the fastest run of
+    ``MODE`` and its figures to ``PATH`` (.npz). Answers go to the original standard output;
+    what libraries print there afterwards (Blender, Instant Meshes) goes to standard error.
+    """
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     mesh = load_mesh(mesh_path)
     vertices = Normalization.fit(mesh.vertices).apply(mesh.vertices)
     if method == "meshsmith":
         keep_freed_memory()  # as the backend's server and command line run (backend/memory.py)
-    runs = []
-    for _ in range(repeat):
-        if method == "meshsmith":
-            runs.append(_run_meshsmith(vertices, mesh.faces, target, mode))
-        else:
-            runs.append(_run_quadriflow(vertices, mesh.faces, target))
-    best = min(runs, key=lambda r: r["seconds"])
-    meta = {k: v for k, v in best.items() if k not in ("vertices", "faces", "face_sizes")}
-    arrays = {k: best[k] for k in ("vertices", "faces", "face_sizes") if k in best}
-    np.savez(out_path, meta=json.dumps(meta), **arrays)
+    best: dict[str, dict] = {}
+    for line in sys.stdin:
+        command, mode, *rest = line.split()
+        if command == "run":
+            started = time.time()
+            run = _run_meshsmith(vertices, mesh.faces, target, mode) if method == "meshsmith" \
+                else _run_quadriflow(vertices, mesh.faces, target)
+            kept = best.get(mode)
+            # A result beats an error; then the faster run wins.
+            if kept is None or ("error" in kept, kept["seconds"]) > ("error" in run, run["seconds"]):
+                best[mode] = run
+            answers.write(json.dumps({"seconds": run["seconds"], "started": started, "error": run.get("error")}) + "\n")
+        elif command == "save":
+            run = best[mode]
+            meta = {k: v for k, v in run.items() if k not in ("vertices", "faces", "face_sizes")}
+            arrays = {k: run[k] for k in ("vertices", "faces", "face_sizes") if k in run}
+            np.savez(rest[0], meta=json.dumps(meta), **arrays)
+            answers.write("{}\n")
+
+
+class _Remesher:
+    """One method's child process for one (mesh, target): :meth:`run` remeshes once in it, so two
+    methods' runs can alternate while each process keeps its warm state (imports, thread pools,
+    allocator); :meth:`result` measures its fastest run of a mode."""
+
+    def __init__(self, method: str, mesh_path: Path, target: int):
+        self.method, self.mesh_path, self.target = method, mesh_path, target
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen([sys.executable, "-m", "backend.bench.artist", "_serve", method,
+                                       str(mesh_path), str(target)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.runs: dict[str, list[dict]] = {}
+        self.error: str | None = None
+
+    def _ask(self, line: str) -> dict | None:
+        if self.error is None:
+            try:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+                answer = self._proc.stdout.readline()
+            except (BrokenPipeError, OSError):
+                answer = ""
+            if answer:
+                return json.loads(answer)
+            self._proc.wait()
+            self._log.seek(0)
+            tail = self._log.read().strip().splitlines()[-3:]
+            self.error = " | ".join(tail) or f"the child process exited with status {self._proc.returncode}"
+        return None
+
+    def run(self, mode: str) -> None:
+        answer = self._ask(f"run {mode}")
+        if answer is not None:
+            self.runs.setdefault(mode, []).append(answer)
+
+    def result(self, mode: str, *, samples: int, surface_samples: int, keep: dict | None = None) -> dict:
+        """The row of the fastest run of ``mode``: its figures measured against the input."""
+        row = {"method": self.method, "mode": mode if self.method == "meshsmith" else "quads",
+               "mesh": self.mesh_path.name, "target": self.target}
+        with tempfile.TemporaryDirectory(prefix="meshsmith-bench-") as tmp:
+            out = Path(tmp) / "result.npz"
+            if mode not in self.runs or self._ask(f"save {mode} {out}") is None or not out.exists():
+                return {**row, "error": self.error or "no run"}
+            data = np.load(out)
+            meta = json.loads(str(data["meta"]))
+            row.update(meta)
+            row["run_seconds"] = [r["seconds"] for r in self.runs[mode]]
+            row["run_started"] = [r["started"] for r in self.runs[mode]]          # Unix time
+            if "faces" not in data.files:
+                return {**row, "error": meta.get("error", "no result")}
+            v, f, sizes = data["vertices"], data["faces"], data["face_sizes"]
+        if keep is not None:
+            keep[(row["mesh"], self.target, self.method, row["mode"])] = (v, f, sizes)
+        return _measured(row, self.mesh_path, v, f, sizes, samples=samples, surface_samples=surface_samples)
+
+    def close(self) -> None:
+        if self._proc.stdin and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+        self._log.close()
 
 
 # -- parent side ----------------------------------------------------------------------------
 
 
-def run_one(method: str, mesh_path: Path, target: int, mode: str, *, samples: int, surface_samples: int = 100_000,
-            repeat: int = 1, keep: dict | None = None) -> dict:
-    """Remesh ``mesh_path`` with ``method`` in a child process and measure the result; with ``keep``, the
-    result's (vertices, faces, face_sizes) go into it under (mesh, target, method, mode)."""
-    from backend.mesh.metrics import chamfer_l1, connected_components, crease_coverage, layout_report, polygon_report
-    from backend.mesh.sampling import surface_chamfer_l1
-    from backend.mesh.retopo.artist import weld
+def run_pair(mesh_path: Path, target: int, jobs: list[tuple[str, str]], *, samples: int,
+             surface_samples: int = 100_000, repeat: int = 1, keep: dict | None = None, tick=None) -> list[dict]:
+    """Remesh ``mesh_path`` at ``target`` by every ``(method, mode)`` of ``jobs``, each method in a
+    child process of its own, ``repeat`` rounds in which every job runs once in turn (the
+    methods alternate, so a machine that slows down for a while slows both); a row per job, of
+    its fastest run, measured against the input. With ``keep``, each result's (vertices, faces,
+    face_sizes) go into it under (mesh, target, method, mode). ``tick()`` after every run."""
+    remeshers = {method: _Remesher(method, mesh_path, target) for method in dict.fromkeys(m for m, _ in jobs)}
+    try:
+        for _ in range(repeat):
+            for method, mode in jobs:
+                remeshers[method].run(mode)
+                if tick is not None:
+                    tick()
+        return [remeshers[method].result(mode, samples=samples, surface_samples=surface_samples, keep=keep)
+                for method, mode in jobs]
+    finally:
+        for r in remeshers.values():
+            r.close()
 
-    row = {"method": method, "mode": mode if method == "meshsmith" else "quads", "mesh": mesh_path.name,
-           "target": target}
-    with tempfile.TemporaryDirectory(prefix="meshsmith-bench-") as tmp:
-        out = Path(tmp) / "result.npz"
-        done = subprocess.run([sys.executable, "-m", "backend.bench.artist", "_child", method, str(mesh_path),
-                               str(target), mode, str(out), str(repeat)], capture_output=True, text=True)
-        if done.returncode != 0 or not out.exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            return {**row, "error": " | ".join(tail)}
-        data = np.load(out)
-        meta = json.loads(str(data["meta"]))
-        row.update(meta)
-        if "faces" not in data.files:
-            return {**row, "error": meta.get("error", "no result")}
-        v, f, sizes = data["vertices"], data["faces"], data["face_sizes"]
-    if keep is not None:
-        keep[(row["mesh"], target, method, row["mode"])] = (v, f, sizes)
+
+def _measured(row: dict, mesh_path: Path, v: np.ndarray, f: np.ndarray, sizes: np.ndarray, *, samples: int,
+              surface_samples: int) -> dict:
+    from backend.mesh.metrics import chamfer_l1, connected_components, crease_coverage, layout_report, polygon_report
+    from backend.mesh.retopo.artist import weld
+    from backend.mesh.sampling import surface_chamfer_l1
+
     source = load_mesh(mesh_path)
     sv = Normalization.fit(source.vertices).apply(source.vertices)
     row.update(polygon_report(f, sizes))
@@ -393,17 +487,16 @@ def bench_artist(meshes_dir: Path, targets: list[int], modes: list[str], out: Pa
     paths = sorted(p for p in Path(meshes_dir).iterdir() if p.suffix.lower() in MESH_SUFFIXES)
     if not paths:
         raise ValueError(f"meshes_dir {meshes_dir} holds no {', '.join(MESH_SUFFIXES)} files")
-    jobs = []
-    for p in paths:
-        for t in targets:
-            if "meshsmith" in methods:
-                jobs += [("meshsmith", p, t, m) for m in modes]
-            if "quadriflow" in methods:
-                jobs.append(("quadriflow", p, t, "quads"))
+    jobs = ([("meshsmith", m) for m in modes] if "meshsmith" in methods else []) \
+        + ([("quadriflow", "quads")] if "quadriflow" in methods else [])
     kept: dict = {}
-    rows = [run_one(method, path, t, mode, samples=samples, surface_samples=surface_samples, repeat=repeat,
-                    keep=kept if path.name in pictures and t == targets[0] else None)
-            for method, path, t, mode in tqdm(jobs, desc="bench artist", unit="run")]
+    rows = []
+    with tqdm(total=len(paths) * len(targets) * len(jobs) * repeat, desc="bench artist", unit="run") as bar:
+        for path in paths:
+            for t in targets:
+                rows += run_pair(path, t, jobs, samples=samples, surface_samples=surface_samples, repeat=repeat,
+                                 keep=kept if path.name in pictures and t == targets[0] else None,
+                                 tick=lambda: bar.update(1))
     pairs = pair_ratios(rows)
     report = {"targets": targets, "modes": modes, "samples": samples, "surface_samples": surface_samples,
               "repeat": repeat, "rows": rows,
@@ -431,7 +524,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", type=Path, default=Path("docs/bench-artist.json"),
                    help="JSON report; a PNG plot goes next to it (default docs/bench-artist.json)")
     a.add_argument("--only", choices=METHODS, help="run one method only")
-    a.add_argument("--repeat", type=int, default=1, help="remesh this many times per run, keep the fastest (default 1)")
+    a.add_argument("--repeat", type=int, default=1, help="rounds in which each method remeshes once, in turn; the fastest run of each is kept (default 1)")
     a.add_argument("--pictures", nargs="+", default=[], metavar="NAME",
                    help="mesh file names whose first-target results are drawn beside QuadriFlow's (<out>-layouts.png)")
 
@@ -474,7 +567,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) in (7, 8) and sys.argv[1] == "_child":
-        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], *map(int, sys.argv[7:]))
+    if len(sys.argv) == 5 and sys.argv[1] == "_serve":
+        _serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         sys.exit("usage: python -m backend bench artist --meshes DIR --faces 2000 5000")

@@ -54,6 +54,36 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
     assert "layout_goal_met" in report["pairs"][0] and "parts" in table
 
 
+def test_repeated_runs_alternate_between_the_methods(tmp_path):
+    save_mesh(Mesh(*meshes.uv_sphere(12, 24)), tmp_path / "in" / "sphere.stl")
+    report = bench_artist(tmp_path / "in", [200], ["quads"], tmp_path / "artist.json", samples=2_000,
+                          surface_samples=2_000, repeat=2)
+    rows = {r["method"]: r for r in report["rows"]}
+    ours, theirs = rows["meshsmith"], rows["quadriflow"]
+    assert len(ours["run_seconds"]) == len(theirs["run_seconds"]) == 2
+    assert ours["seconds"] == min(ours["run_seconds"]) and theirs["seconds"] == min(theirs["run_seconds"])
+    started = sorted([(t, "meshsmith") for t in ours["run_started"]] + [(t, "quadriflow") for t in theirs["run_started"]])
+    assert [m for _, m in started] == ["meshsmith", "quadriflow"] * 2
+
+
+def test_a_child_that_dies_gives_an_error_row_and_the_bench_goes_on(tmp_path, monkeypatch):
+    from backend.bench import artist
+
+    save_mesh(Mesh(*meshes.uv_sphere(12, 24)), tmp_path / "sphere.stl")
+    real = artist._Remesher.__init__
+
+    def dying(self, method, mesh_path, target):
+        real(self, method, mesh_path, target)
+        if method == "quadriflow":
+            self._proc.kill()
+
+    monkeypatch.setattr(artist._Remesher, "__init__", dying)
+    rows = artist.run_pair(tmp_path / "sphere.stl", 200, [("meshsmith", "quads"), ("quadriflow", "quads")],
+                           samples=2_000, surface_samples=2_000, repeat=2)
+    assert "error" not in rows[0] and len(rows[0]["run_seconds"]) == 2
+    assert "error" in rows[1] and rows[1]["method"] == "quadriflow"
+
+
 def test_pair_ratios_and_goal():
     rows = [
         {"method": "meshsmith", "mode": "quads", "mesh": "a", "target": 100, "seconds": 1.0, "chamfer": 0.9,
