@@ -5,7 +5,8 @@ other meshes' runs do not leak into the figures. With ``--repeat N`` the methods
 N rounds of one run each (Meshsmith, QuadriFlow, Meshsmith, ...), and the fastest run of each
 is kept: this machine's speed drifts by a third over minutes, and runs that alternate see it
 alike (run one method's repeats, then the other's, and the time ratio of a pair moved by
-0.05 from one bench to the next); each row keeps all its runs' seconds and start times (``run_seconds``, ``run_started``).
+0.05 from one bench to the next); each row keeps all its runs' seconds and start times
+(``run_seconds``, ``run_started``).
 
 - *seconds*: the remesh call alone (process start, imports and file loading excluded);
   Meshsmith's includes everything :func:`backend.mesh.retopo.artist.retopo` does (welding, the
@@ -182,7 +183,7 @@ def _serve(method: str, mesh_path: str, target: int) -> None:
         keep_freed_memory()  # as the backend's server and command line run (backend/memory.py)
     best: dict[str, dict] = {}
     for line in sys.stdin:
-        command, mode, *rest = line.split()
+        command, mode, *rest = line.rstrip("\n").split(" ", 2)          # a path may hold spaces
         if command == "run":
             started = time.time()
             run = _run_meshsmith(vertices, mesh.faces, target, mode) if method == "meshsmith" \

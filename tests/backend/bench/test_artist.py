@@ -54,8 +54,12 @@ def test_bench_runs_both_methods_and_writes_json_and_plot(tmp_path):
     assert "layout_goal_met" in report["pairs"][0] and "parts" in table
 
 
-def test_repeated_runs_alternate_between_the_methods(tmp_path):
+def test_repeated_runs_alternate_between_the_methods(tmp_path, monkeypatch):
+    import tempfile
+
     save_mesh(Mesh(*meshes.uv_sphere(12, 24)), tmp_path / "in" / "sphere.stl")
+    (tmp_path / "a temp dir").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "a temp dir"))  # results saved to a path with spaces
     report = bench_artist(tmp_path / "in", [200], ["quads"], tmp_path / "artist.json", samples=2_000,
                           surface_samples=2_000, repeat=2)
     rows = {r["method"]: r for r in report["rows"]}
